@@ -1,0 +1,103 @@
+"""The `selfhood` command.
+
+Subcommands live beside the code they drive and are imported lazily, so
+`selfhood check` does not pay for importing Kafka or SQLAlchemy. User
+mistakes become one clear line on stderr and a sysexits-style code, never a
+traceback:
+
+- 64 (EX_USAGE): bad CLI argument or spec
+- 65 (EX_DATAERR): unreadable or malformed input (history, event bytes)
+- 1: any other selfhood error (cluster, log unavailable, ...)
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from selfhood import __version__
+from selfhood.errors import EventDecodeError, HistoryError, SelfhoodError, SpecError
+
+EX_USAGE = 64
+EX_DATAERR = 65
+
+#: command name -> "module:attribute" of a click command or group
+COMMANDS: dict[str, str] = {
+    "cluster": "selfhood.chaos.cluster_cli:cluster",
+    "log": "selfhood.eventlog.cli:log",
+    "check": "selfhood.checkers.cli:check",
+    "project": "selfhood.projections.cli:project",
+    "instance": "selfhood.projections.cli:instance",
+    "projections": "selfhood.projections.cli:projections",
+    "run": "selfhood.chaos.run_cli:run",
+    "hunt": "selfhood.chaos.run_cli:hunt",
+    "report": "selfhood.report.cli:report",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name is not None and exc.name.startswith("selfhood"):
+                return None  # not built yet
+            raise
+        cmd = getattr(module, attr, None)
+        return cmd if isinstance(cmd, click.Command) else None
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="selfhood")
+def cli() -> None:
+    """selfhood: does an AI instance stay the same instance when the machine under it is swapped?
+
+    Event-sourced consistency testbed: instances are event logs, failover is
+    rehydration, and checkers judge whether the instance that comes back is
+    the same one.
+    """
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point: run the CLI and turn user errors into clear exit codes."""
+    try:
+        return cli.main(args=argv, prog_name="selfhood", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.UsageError as exc:
+        exc.show()
+        sys.exit(EX_USAGE)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (HistoryError, EventDecodeError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EX_DATAERR)
+    except SpecError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EX_USAGE)
+    except SelfhoodError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

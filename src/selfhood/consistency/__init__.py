@@ -1,0 +1,1 @@
+"""selfhood.consistency"""

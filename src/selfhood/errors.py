@@ -1,0 +1,137 @@
+"""One root error with a subtree per layer.
+
+Callers catch `SelfhoodError` to turn any user-facing failure into a clear
+message instead of a traceback; where a builtin fits, errors also subclass it
+so generic handlers (``except TimeoutError``) keep working.
+"""
+
+from __future__ import annotations
+
+
+class SelfhoodError(Exception):
+    """Root of every error selfhood raises on purpose."""
+
+
+# --- spec / usage -----------------------------------------------------------
+
+
+class SpecError(SelfhoodError, ValueError):
+    """An experiment spec or CLI argument is invalid; the message names where."""
+
+
+# --- events -----------------------------------------------------------------
+
+
+class EventError(SelfhoodError):
+    """Root of event schema errors."""
+
+
+class EventDecodeError(EventError, ValueError):
+    """Bytes at a log position do not decode into a known event.
+
+    Carries the position so the record can be dead-lettered, never dropped.
+    """
+
+    def __init__(self, message: str, *, partition: int | None = None,
+                 offset: int | None = None, raw: bytes | None = None) -> None:
+        where = ""
+        if partition is not None or offset is not None:
+            where = f" at partition {partition} offset {offset}"
+        super().__init__(f"{message}{where}")
+        self.partition = partition
+        self.offset = offset
+        self.raw = raw
+
+
+class UnknownSchemaVersion(EventDecodeError):
+    """An event carries a schema version newer than this code understands."""
+
+
+# --- event log --------------------------------------------------------------
+
+
+class LogError(SelfhoodError):
+    """Root of EventLog adapter errors; driver errors are mapped onto these."""
+
+
+class LogUrlError(LogError, ValueError):
+    """A log URL is malformed or names an unknown scheme."""
+
+
+class LogUnavailable(LogError, ConnectionError):
+    """The log cannot be reached right now (broker down, partition)."""
+
+
+class LogTimeout(LogError, TimeoutError):
+    """A bounded wait on the log ran out; the outcome of a write is unknown."""
+
+
+class LogClosed(LogError):
+    """The adapter was used before start() or after stop()."""
+
+
+# --- projections -------------------------------------------------------------
+
+
+class ProjectionError(SelfhoodError):
+    """Root of projection / store errors."""
+
+
+class StoreUrlError(ProjectionError, ValueError):
+    """A database URL is malformed or names an unsupported backend."""
+
+
+class SnapshotVersionMismatch(ProjectionError):
+    """A snapshot was written by another schema version; replay instead."""
+
+
+# --- consistency ---------------------------------------------------------------
+
+
+class ConsistencyError(SelfhoodError):
+    """Root of replica-core / router errors."""
+
+
+# --- checkers ----------------------------------------------------------------
+
+
+class CheckerError(SelfhoodError):
+    """Root of checker errors."""
+
+
+class HistoryError(CheckerError, ValueError):
+    """A history file is malformed; the message names the line."""
+
+    def __init__(self, message: str, *, line: int | None = None,
+                 path: str | None = None) -> None:
+        where = ""
+        if path is not None:
+            where += f"{path}:"
+        if line is not None:
+            where += f"{line}:"
+        super().__init__(f"{where} {message}" if where else message)
+        self.line = line
+        self.path = path
+
+
+# --- chaos / infrastructure ------------------------------------------------------
+
+
+class ChaosError(SelfhoodError):
+    """Root of harness / simulator errors."""
+
+
+class ClusterError(SelfhoodError):
+    """Root of `selfhood cluster` errors (missing tool, port taken, unhealthy)."""
+
+
+class MissingTool(ClusterError, FileNotFoundError):
+    """A required program (java, mvn, initdb, ip, iptables) is not installed."""
+
+
+class PortInUse(ClusterError, OSError):
+    """A port the cluster needs is already taken by something else."""
+
+
+class ClusterUnhealthy(ClusterError, TimeoutError):
+    """The cluster did not become healthy within its time limit."""
