@@ -1,0 +1,390 @@
+"""Jepsen EDN: reader, history conversion and writer (pure).
+
+Histories from Jepsen, Elle and Knossos are EDN, one op map per line or one
+top-level vector. The reader tokenizes the whole text with one regex pass
+(``findall``), then builds values with an explicit stack, so a multi-MB
+history parses in well under a second and deep nesting cannot overflow the
+Python stack. Token positions are recomputed only when an error has to name a
+line, which keeps the happy path fast.
+
+Mapping to Python: maps -> dict, vectors and lists -> list, sets -> frozenset,
+keywords and symbols -> str (without the colon), nil -> None, true/false ->
+bool, integers -> int, floats -> float, tagged literals (``#inst "..."``) ->
+the tagged value, ``#_`` discards the next form. Unhashable map keys / set
+members (vectors) become tuples.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from selfhood.checkers.history import Op, OpType
+from selfhood.errors import HistoryError
+
+__all__ = ["edn_to_ops", "ops_to_edn", "parse_edn", "read_edn_ops", "write_value"]
+
+# Skip whitespace, commas and comments, then capture exactly one token. The
+# final alternative catches anything else (an unterminated string, a stray
+# character) so nothing is silently skipped by findall.
+_TOKEN = re.compile(
+    r"""(?:[\s,]+|;[^\n]*)*+
+    (
+      "(?:[^"\\]|\\.)*"                 # string
+    | \#\{ | \#_ | \#[A-Za-z][^\s,()\[\]{}";]*   # set open, discard, tag
+    | [()\[\]{}]                          # delimiters
+    | \\(?:newline|space|tab|return|formfeed|backspace|u[0-9A-Fa-f]{4}|.)  # char literal
+    | [^\s,()\[\]{}";\\]+                 # atom: number, keyword, symbol
+    | [^\s,]                             # anything else: an error
+    )""",
+    re.VERBOSE | re.DOTALL,
+)
+_INT = re.compile(r"[+-]?\d+N?\Z")
+_FLOAT = re.compile(r"[+-]?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?M?\Z")
+_RATIO = re.compile(r"[+-]?\d+/\d+\Z")
+_ESCAPE = re.compile(r"\\(u[0-9A-Fa-f]{4}|.)", re.DOTALL)
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "b": "\b", "f": "\f",
+            "/": "/"}
+_CHARS = {"newline": "\n", "space": " ", "tab": "\t", "return": "\r", "formfeed": "\f",
+          "backspace": "\b"}
+_CLOSERS = {"(": ")", "[": "]", "{": "}", "#{": "}"}
+_DISCARD = object()  # marker on the stack for #_
+
+
+class _EdnSyntax(Exception):
+    """Internal: a syntax error at a token index (turned into HistoryError)."""
+
+    def __init__(self, message: str, token: int) -> None:
+        super().__init__(message)
+        self.token = token
+
+
+def _unescape(body: str, token: int) -> str:
+    def repl(m: re.Match[str]) -> str:
+        esc = m.group(1)
+        if esc[0] == "u" and len(esc) == 5:
+            return chr(int(esc[1:], 16))
+        out = _ESCAPES.get(esc)
+        if out is None:
+            raise _EdnSyntax(f"unknown string escape \\{esc}", token)
+        return out
+
+    return _ESCAPE.sub(repl, body)
+
+
+def _atom(tok: str, i: int) -> Any:
+    c = tok[0]
+    if c == ":":
+        if len(tok) == 1:
+            raise _EdnSyntax("empty keyword ':'", i)
+        return tok[1:]
+    if c.isdigit() or (c in "+-" and len(tok) > 1 and tok[1].isdigit()):
+        if _INT.match(tok):
+            return int(tok.rstrip("N"))
+        if _FLOAT.match(tok):
+            return float(tok.rstrip("M"))
+        if _RATIO.match(tok):
+            num, den = tok.split("/")
+            if int(den) == 0:
+                raise _EdnSyntax(f"ratio with zero denominator {tok!r}", i)
+            return int(num) / int(den)
+        raise _EdnSyntax(f"malformed number {tok!r}", i)
+    if tok == "nil":
+        return None
+    if tok == "true":
+        return True
+    if tok == "false":
+        return False
+    if tok == "##Inf":
+        return math.inf
+    return tok  # a symbol: kept as its name
+
+
+def _hashable(x: Any) -> Any:
+    if isinstance(x, list):
+        return tuple(_hashable(v) for v in x)
+    if isinstance(x, dict):
+        return tuple(sorted(((_hashable(k), _hashable(v)) for k, v in x.items()), key=repr))
+    return x
+
+
+def _build(kind: str, items: list[Any], token: int) -> Any:
+    if kind == "[" or kind == "(":
+        return items
+    if kind == "#{":
+        return frozenset(_hashable(v) for v in items)
+    if len(items) % 2:
+        raise _EdnSyntax("map literal has an odd number of forms", token)
+    out: dict[Any, Any] = {}
+    it = iter(items)
+    for k in it:
+        v = next(it)
+        try:
+            out[k] = v
+        except TypeError:
+            out[_hashable(k)] = v
+    return out
+
+
+def _parse_tokens(tokens: list[str]) -> tuple[list[Any], list[int]]:
+    """Build top-level forms; returns them with the token index each starts at."""
+    forms: list[Any] = []
+    starts: list[int] = []
+    # stack entries: [kind, items, open-token-index]
+    stack: list[tuple[str, list[Any], int]] = []
+    # pending prefixes (tags / discards) per nesting depth: list of (marker, depth)
+    pending: list[tuple[object, int, int]] = []
+    top_start = 0
+
+    def emit(value: Any, i: int) -> None:
+        # Apply pending tags/discards that belong to the current depth.
+        depth = len(stack)
+        while pending and pending[-1][1] == depth:
+            marker, _, _ = pending.pop()
+            if marker is _DISCARD:
+                return
+            # a tag: keep the tagged value itself
+        if stack:
+            stack[-1][1].append(value)
+        else:
+            forms.append(value)
+            starts.append(top_start)
+
+    for i, tok in enumerate(tokens):
+        c = tok[0]
+        if not stack and not pending:
+            top_start = i
+        if c == '"':
+            if len(tok) == 1:  # the string regex only matches closed strings
+                raise _EdnSyntax("unterminated string", i)
+            body = tok[1:-1]
+            emit(_unescape(body, i) if "\\" in body else body, i)
+        elif tok in _CLOSERS:
+            stack.append((tok, [], i))
+        elif c in ")]}":
+            if not stack:
+                raise _EdnSyntax(f"unexpected {tok!r}", i)
+            kind, items, start = stack[-1]
+            if _CLOSERS[kind] != tok:
+                raise _EdnSyntax(
+                    f"{tok!r} closes {kind!r} opened earlier (expected {_CLOSERS[kind]!r})", i)
+            if pending and pending[-1][1] == len(stack):
+                raise _EdnSyntax("tag or #_ with no form after it", pending[-1][2])
+            stack.pop()
+            emit(_build(kind, items, start), i)
+        elif c == "#":
+            if tok == "#_":
+                pending.append((_DISCARD, len(stack), i))
+            elif tok.startswith("##"):
+                emit({"##Inf": math.inf, "##-Inf": -math.inf, "##NaN": math.nan}.get(tok, tok), i)
+            else:
+                pending.append((tok, len(stack), i))
+        elif c == "\\":
+            name = tok[1:]
+            if not name:
+                raise _EdnSyntax("backslash at end of input", i)
+            if name.startswith("u") and len(name) == 5:
+                emit(chr(int(name[1:], 16)), i)
+            else:
+                emit(_CHARS.get(name, name), i)
+        else:
+            emit(_atom(tok, i), i)
+    if stack:
+        kind, _, start = stack[-1]
+        raise _EdnSyntax(f"{kind!r} is never closed", start)
+    if pending:
+        raise _EdnSyntax("tag or #_ with no form after it", pending[-1][2])
+    return forms, starts
+
+
+def _token_line(text: str, token: int) -> int:
+    """1-based line of the token with this index (slow path, errors only)."""
+    for n, m in enumerate(_TOKEN.finditer(text)):
+        if n == token:
+            return text.count("\n", 0, m.start(1)) + 1
+    return text.count("\n") + 1
+
+
+def _parse_with_starts(text: str, path: str | None) -> tuple[list[Any], list[int]]:
+    tokens = _TOKEN.findall(text)
+    try:
+        return _parse_tokens(tokens)
+    except _EdnSyntax as exc:
+        raise HistoryError(str(exc), line=_token_line(text, exc.token), path=path) from None
+
+
+def parse_edn(text: str, *, path: str | None = None) -> list[Any]:
+    """All top-level EDN forms in `text`; malformed input raises HistoryError with the line."""
+    return _parse_with_starts(text, path)[0]
+
+
+# --- EDN forms -> history ops ------------------------------------------------
+
+_TYPES: frozenset[str] = frozenset({"invoke", "ok", "fail", "info"})
+_KNOWN = frozenset({"index", "type", "process", "f", "value", "time", "node", "instance",
+                    "error"})
+
+
+def _txn_value(value: Any) -> Any:
+    """Micro-ops as [f, k, v] lists (tuples from sets/keys become lists too)."""
+    if isinstance(value, list | tuple):
+        return [list(m) if isinstance(m, list | tuple) else m for m in value]
+    return value
+
+
+def _op_from_map(form: Any, position: int, where: str, line: int | None,
+                 path: str | None) -> Op:
+    if not isinstance(form, dict):
+        raise HistoryError(f"{where}: expected an op map, got {type(form).__name__}",
+                           line=line, path=path)
+    typ = form.get("type")
+    if typ not in _TYPES:
+        raise HistoryError(f"{where}: :type must be one of :invoke :ok :fail :info, got {typ!r}",
+                           line=line, path=path)
+    index = form.get("index", position)
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise HistoryError(f"{where}: :index must be an integer, got {index!r}",
+                           line=line, path=path)
+    time = form.get("time")
+    if time is not None and (not isinstance(time, int) or isinstance(time, bool)):
+        if isinstance(time, float):
+            time = int(time)
+        else:
+            raise HistoryError(f"{where}: :time must be an integer, got {time!r}",
+                               line=line, path=path)
+    f = form.get("f")
+    value = form.get("value")
+    if f == "txn" or (f is None and isinstance(value, list) and value
+                      and all(isinstance(m, list | tuple) and len(m) == 3 for m in value)):
+        value = _txn_value(value)
+    extra = {str(k): v for k, v in form.items() if k not in _KNOWN}
+    node = form.get("node")
+    instance = form.get("instance")
+    op_type: OpType = typ
+    return Op(
+        index=index, type=op_type, process=form.get("process"),
+        f=None if f is None else str(f), value=value, time=time,
+        node=None if node is None else str(node),
+        instance=None if instance is None else str(instance),
+        error=form.get("error"), extra=extra,
+    )
+
+
+def edn_to_ops(forms: Sequence[Any], *, path: str | None = None,
+               lines: Sequence[int] | None = None) -> list[Op]:
+    """Turn parsed EDN forms (op maps, or one vector of them) into Ops.
+
+    Missing keys are tolerated: index defaults to the position in the file,
+    everything but :type may be absent. `lines` (one per form) lets errors
+    name a line; without it they name the form's position.
+    """
+    flat: list[tuple[Any, int | None]] = []
+    for n, form in enumerate(forms):
+        line = lines[n] if lines is not None and n < len(lines) else None
+        if isinstance(form, list):
+            flat.extend((x, line) for x in form)
+        else:
+            flat.append((form, line))
+    ops = []
+    for pos, (form, line) in enumerate(flat):
+        where = f"op {pos}" if line is None else "op"
+        ops.append(_op_from_map(form, pos, where, line, path))
+    return ops
+
+
+def read_edn_ops(text: str, *, path: str | None = None) -> list[Op]:
+    """Parse an EDN history and convert it, naming the line of any bad op."""
+    forms, starts = _parse_with_starts(text, path)
+    try:
+        return edn_to_ops(forms, path=path)
+    except HistoryError:
+        # Slow path: recompute lines only to name the offending form.
+        offsets = {}
+        wanted = set(starts)
+        for n, m in enumerate(_TOKEN.finditer(text)):
+            if n in wanted:
+                offsets[n] = text.count("\n", 0, m.start(1)) + 1
+        return edn_to_ops(forms, path=path, lines=[offsets[s] for s in starts])
+
+
+# --- writer -------------------------------------------------------------------
+
+_KEYWORD_OK = re.compile(r"[A-Za-z*+!_?<>=.][A-Za-z0-9*+!_?<>=./:#-]*\Z|-[A-Za-z][\w*+!?<>=.-]*\Z")
+
+
+def _keyword(s: str) -> str:
+    return ":" + s if _KEYWORD_OK.match(s) else _string(s)
+
+
+def _string(s: str) -> str:
+    return '"' + (s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+                  .replace("\t", "\\t").replace("\r", "\\r")) + '"'
+
+
+def write_value(x: Any, *, keywords: bool = False) -> str:
+    """EDN text for a Python value; `keywords` writes strings as keywords."""
+    if x is None:
+        return "nil"
+    if x is True:
+        return "true"
+    if x is False:
+        return "false"
+    if isinstance(x, int):
+        return str(x)
+    if isinstance(x, float):
+        if math.isnan(x):
+            return "##NaN"
+        if math.isinf(x):
+            return "##Inf" if x > 0 else "##-Inf"
+        return repr(x)
+    if isinstance(x, str):
+        return _keyword(x) if keywords else _string(x)
+    if isinstance(x, dict):
+        return "{" + ", ".join(f"{write_value(k, keywords=isinstance(k, str))} {write_value(v)}"
+                               for k, v in x.items()) + "}"
+    if isinstance(x, frozenset | set):
+        return "#{" + " ".join(write_value(v) for v in x) + "}"
+    if isinstance(x, list | tuple):
+        return "[" + " ".join(write_value(v) for v in x) + "]"
+    return _string(str(x))
+
+
+def _write_op_value(op: Op) -> str:
+    v = op.value
+    if isinstance(v, list | tuple) and v and all(
+            isinstance(m, list | tuple) and len(m) == 3 and isinstance(m[0], str) for m in v):
+        # a transaction: micro-op names are keywords, as Elle expects
+        return "[" + " ".join(
+            f"[{_keyword(m[0])} {write_value(m[1])} {write_value(m[2])}]" for m in v) + "]"
+    return write_value(v)
+
+
+def _op_to_edn(op: Op) -> str:
+    parts = [f":index {op.index}", f":type :{op.type}"]
+    if op.process is not None:
+        parts.append(f":process {write_value(op.process, keywords=True)}")
+    if op.f is not None:
+        parts.append(f":f {_keyword(op.f)}")
+    for k, val in op.extra.items():
+        parts.append(f"{_keyword(k)} {write_value(val)}")
+    parts.append(f":value {_write_op_value(op)}")
+    if op.time is not None:
+        parts.append(f":time {op.time}")
+    if op.node is not None:
+        parts.append(f":node {_string(op.node)}")
+    if op.instance is not None:
+        parts.append(f":instance {_string(op.instance)}")
+    if op.error is not None:
+        parts.append(f":error {write_value(op.error)}")
+    return "{" + ", ".join(parts) + "}"
+
+
+def ops_to_edn(ops: Iterable[Op]) -> str:
+    """A history as EDN, one op map per line (what Elle, Knossos and Porcupine read).
+
+    :type and :f are keywords, micro-op names in transactions are keywords,
+    every other string stays a string.
+    """
+    return "".join(_op_to_edn(op) + "\n" for op in ops)

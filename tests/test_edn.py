@@ -1,0 +1,160 @@
+"""EDN reader/writer: values, Jepsen histories, round trips and errors with lines."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from selfhood.checkers.edn import edn_to_ops, ops_to_edn, parse_edn, read_edn_ops
+from selfhood.checkers.history import Op
+from selfhood.errors import HistoryError
+
+PEERS = Path(__file__).resolve().parents[2] / "shared" / "peers"
+
+
+def test_scalars_and_collections() -> None:
+    forms = parse_edn(
+        '; a comment\n{:a "x\\n\\"y\\u0041", :b #{1 [2 3]}, :c #inst "2020-01-01",'
+        " :d [1 2.5 -3 +4 1/2 7N 1.5M 1e3 nil true false sym], :e (1 (2)), :f {:g {:h :i}}}"
+        " #_ [discarded] 42 \\a"
+    )
+    assert forms == [
+        {
+            "a": 'x\n"yA',
+            "b": frozenset({1, (2, 3)}),
+            "c": "2020-01-01",
+            "d": [1, 2.5, -3, 4, 0.5, 7, 1.5, 1000.0, None, True, False, "sym"],
+            "e": [1, [2]],
+            "f": {"g": {"h": "i"}},
+        },
+        42,
+        "a",
+    ]
+
+
+def test_special_floats_and_vector_keys() -> None:
+    (m,) = parse_edn("{[1 2] ##Inf, :n ##NaN}")
+    assert m[(1, 2)] == math.inf
+    assert math.isnan(m["n"])
+
+
+def test_one_vector_or_one_map_per_line_give_the_same_ops() -> None:
+    lines = (
+        "{:index 0, :type :invoke, :process 1, :f :txn, :value [[:append 1 2] [:r 1 nil]]}\n"
+        "{:index 1, :type :ok, :process 1, :f :txn, :value [[:append 1 2] [:r 1 [2]]]}\n"
+    )
+    vec = "[" + lines + "]"
+    a = edn_to_ops(parse_edn(lines))
+    b = edn_to_ops(parse_edn(vec))
+    assert a == b
+    assert a[1].value == [["append", 1, 2], ["r", 1, [2]]]
+    assert a[1].type == "ok" and a[1].f == "txn" and a[1].process == 1
+
+
+def test_missing_keys_are_tolerated() -> None:
+    ops = read_edn_ops("{:type :invoke :value [[:r 1 nil]]}\n{:type :ok :value [[:r 1 []]]}")
+    assert [o.index for o in ops] == [0, 1]
+    assert ops[0].process is None and ops[0].f is None and ops[0].time is None
+    assert ops[1].value == [["r", 1, []]]
+
+
+def test_extra_keys_are_kept_and_written_back() -> None:
+    ops = read_edn_ops('{:process 0, :type :invoke, :f :append, :key "0", :value "x 0 0 y"}')
+    assert ops[0].extra == {"key": "0"}
+    assert ops[0].value == "x 0 0 y"
+    assert read_edn_ops(ops_to_edn(ops)) == ops
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "fragment"),
+    [
+        ("{:type :ok}\n{:type :ok\n", 2, "never closed"),
+        ("[1 2}", 1, "closes"),
+        ('{:type :ok}\n\n"abc', 3, "unterminated string"),
+        ("{:a}", 1, "odd number"),
+        ("\n\n ]", 3, "unexpected"),
+        ("{:type :ok}\n{:type :oops}", 2, ":type must be"),
+        ("{:type :ok :index \"a\"}", 1, ":index"),
+        ("{:type :ok}\n 12x", 2, "malformed number"),
+        ("#_", 1, "no form after"),
+        ('"\\q"', 1, "escape"),
+        ("{:type :ok}\n[1 2]", 2, "expected an op map"),
+    ],
+)
+def test_malformed_input_names_the_line(text: str, line: int, fragment: str) -> None:
+    with pytest.raises(HistoryError) as err:
+        read_edn_ops(text, path="h.edn")
+    assert err.value.line == line
+    assert fragment in str(err.value)
+    assert str(err.value).startswith(f"h.edn:{line}:")
+
+
+def test_peer_files_parse() -> None:
+    for name, n in [("si-without-g-single.edn", 8), ("paper-example.edn", 8),
+                    ("huge-scc.edn", 20602)]:
+        ops = read_edn_ops((PEERS / "elle" / name).read_text(), path=name)
+        assert len(ops) == n
+    paper = read_edn_ops((PEERS / "elle" / "paper-example.edn").read_text())
+    assert paper[1].process is None and paper[1].f is None
+    assert paper[3].value == [["append", 255, 8], ["r", 253, [1, 3, 4]]]
+
+
+def test_huge_scc_parses_fast() -> None:
+    text = (PEERS / "elle" / "huge-scc.edn").read_text()
+    t0 = time.perf_counter()
+    ops = read_edn_ops(text)
+    elapsed = time.perf_counter() - t0
+    assert len(ops) == 20602
+    assert ops[-1].error == ["no-client", "Connection refused"]
+    assert elapsed < 3.0  # generous for a loaded CI box; ~0.7 s here
+
+
+def test_kv_peer_file_parses() -> None:
+    ops = read_edn_ops((PEERS / "porcupine" / "kv" / "c01-ok.txt").read_text())
+    assert ops[0].f == "append" and ops[0].extra["key"] == "0"
+
+
+_scalar = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70),
+    st.floats(allow_nan=False), st.text(max_size=8),
+)
+_value = st.recursive(
+    _scalar,
+    lambda inner: st.one_of(st.lists(inner, max_size=4),
+                            st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+    max_leaves=12,
+)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["invoke", "ok", "fail", "info"]),
+            st.one_of(st.none(), st.integers(0, 50)),
+            st.one_of(st.none(), st.sampled_from(["txn", "read", "write", "cas"])),
+            _value,
+            st.one_of(st.none(), st.integers(0, 10**12)),
+        ),
+        max_size=6,
+    )
+)
+def test_writer_round_trips(
+    rows: list[tuple[str, int | None, str | None, object, int | None]],
+) -> None:
+    ops = [Op(index=i, type=t, process=p, f=f, value=v, time=tm)  # type: ignore[arg-type]
+           for i, (t, p, f, v, tm) in enumerate(rows)]
+    back = read_edn_ops(ops_to_edn(ops))
+    assert back == ops
+
+
+def test_txn_values_round_trip_with_keyword_micro_ops() -> None:
+    op = Op(index=0, type="ok", process=3, f="txn",
+            value=[["append", 1, 2], ["r", 1, [1, 2]], ["w", "k", None]])
+    text = ops_to_edn([op])
+    assert "[:append 1 2]" in text and "[:r 1 [1 2]]" in text and '[:w "k" nil]' in text
+    assert read_edn_ops(text) == [op]
