@@ -1,0 +1,685 @@
+"""Immutable generators of operations, Jepsen-style (pure).
+
+A generator is a value. ``op(ctx)`` returns the next operation together with
+the generator that follows it (or ``None`` once exhausted); ``update(ctx,
+event)`` returns the generator that follows after the interpreter reports an
+invoke or a completion. Nothing is mutated, so a schedule can be replayed,
+branched or shrunk, and the same seed gives the same run: all randomness
+comes from ``ctx.rng``, the one seeded ``random.Random`` the interpreter owns.
+
+Contract with the interpreter (see docs/harness-interface.md):
+
+- Ops come back *filled in*: ``process`` is a free process from the context
+  and ``time`` is the earliest virtual ns at which to issue (>= ``ctx.time``).
+- The interpreter always adopts the successor it is handed. An op is a
+  commitment: its process counts as busy (reserved) from then on, and the
+  invoke is issued at ``op.time`` even if other events happen first (they
+  are still reported through ``update``). Then the interpreter asks again.
+- ``Pending(wake)`` means "nothing now": adopt the successor, ask again after
+  the next event, and no later than ``wake`` (virtual ns) when it is set.
+  ``PENDING`` is the plain sentinel with no wake-up time.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
+
+from selfhood.checkers.history import Op
+from selfhood.errors import ChaosError
+
+#: virtual time units (the history's `time` is in ns since start)
+NS: Final = 1
+MS: Final = 1_000_000
+SECOND: Final = 1_000_000_000
+
+NEMESIS: Final = "nemesis"
+
+
+@dataclass(frozen=True, slots=True)
+class OpRequest:
+    """An operation a generator wants issued.
+
+    ``process`` None = any free client process; ``"nemesis"`` = a fault.
+    ``time`` None = as soon as possible (leaf generators fill both in).
+    """
+
+    f: str
+    value: Any = None
+    process: Any = None
+    instance: str | None = None
+    time: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a generator may look at: virtual time, processes, and the run's rng."""
+
+    time: int
+    free_processes: tuple[Any, ...]
+    all_processes: tuple[Any, ...]
+    rng: random.Random
+
+    def restrict(self, keep: Callable[[Any], bool]) -> Context:
+        """The same context seen by a generator that only drives some processes."""
+        return Context(
+            self.time,
+            tuple(p for p in self.free_processes if keep(p)),
+            tuple(p for p in self.all_processes if keep(p)),
+            self.rng,
+        )
+
+    @property
+    def all_free(self) -> bool:
+        return len(self.free_processes) == len(self.all_processes)
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    """No op right now; ask again after the next event (or by ``wake`` ns)."""
+
+    wake: int | None = None
+
+
+PENDING: Final = Pending()
+
+OpResult: TypeAlias = "tuple[OpRequest | Pending, Generator] | None"
+
+
+@runtime_checkable
+class Generator(Protocol):
+    """A pure, immutable source of operations."""
+
+    def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        """Next op (filled in) and the successor, PENDING, or None when exhausted."""
+        ...
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        """The generator after the interpreter reports an invoke or completion."""
+        ...
+
+
+GenLike: TypeAlias = "Generator | OpRequest | Callable[[Context], OpRequest | None] | Sequence[Any]"
+
+
+def _min_wake(a: int | None, b: int | None) -> int | None:
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return min(a, b)
+
+
+def pending_merge(a: Pending, b: Pending) -> Pending:
+    """Two pendings combined: wake at the earlier of their wake-up times."""
+    w = _min_wake(a.wake, b.wake)
+    return PENDING if w is None else Pending(w)
+
+
+def is_client(process: Any) -> bool:
+    return bool(process != NEMESIS)
+
+
+def fill_in(req: OpRequest, ctx: Context) -> OpRequest | Pending:
+    """Give an op a free process and a time, or PENDING if no process is free.
+
+    An op that names a process waits for that process; an unnamed one goes to
+    a random free client process (random from ctx.rng, so runs stay seeded),
+    or to the nemesis when the context is the nemesis's alone.
+    """
+    time = ctx.time if req.time is None or req.time < ctx.time else req.time
+    if req.process is None:
+        free = [p for p in ctx.free_processes if is_client(p)]
+        if not free:
+            if ctx.all_processes == (NEMESIS,) and ctx.free_processes:
+                return replace(req, process=NEMESIS, time=time)
+            return PENDING
+        process = free[0] if len(free) == 1 else ctx.rng.choice(free)
+        return replace(req, process=process, time=time)
+    if req.process not in ctx.free_processes:
+        return PENDING
+    if req.time == time:
+        return req
+    return replace(req, time=time)
+
+
+def lift(g: GenLike) -> Generator:
+    """An OpRequest is one op, a function is infinite ops, a sequence runs in order."""
+    if isinstance(g, OpRequest):
+        return Once(g)
+    if isinstance(g, (list, tuple)):
+        return Seq(tuple(lift(x) for x in g))
+    if isinstance(g, Generator):
+        return g
+    if callable(g):
+        return Fn(g)
+    raise ChaosError(f"cannot make a generator from {type(g).__name__}")
+
+
+# ---------------------------------------------------------------------------
+# Leaves
+
+
+@dataclass(frozen=True, slots=True)
+class Once:
+    """Emits one op, then is exhausted."""
+
+    req: OpRequest
+
+    def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        filled = fill_in(self.req, ctx)
+        if isinstance(filled, Pending):
+            return filled, self
+        return filled, EMPTY
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Fn:
+    """Calls ``fn(ctx)`` for every op (infinite until it returns None).
+
+    The function sees the context (rng, time) so it can draw fresh values;
+    it is called again if the op cannot be placed yet.
+    """
+
+    fn: Callable[[Context], OpRequest | None]
+
+    def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        if not ctx.free_processes:
+            return PENDING, self
+        req = self.fn(ctx)
+        if req is None:
+            return None
+        filled = fill_in(req, ctx)
+        return filled, self
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        return self
+
+
+@dataclass(frozen=True, slots=True)
+class Empty:
+    """The exhausted generator."""
+
+    def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        return None
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        return self
+
+
+EMPTY: Final = Empty()
+
+
+@dataclass(frozen=True, slots=True)
+class Sleep:
+    """Emits nothing for ``dt`` ns from the first time it is asked, then is exhausted."""
+
+    dt: int
+    until: int | None = None
+
+    def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        until = ctx.time + self.dt if self.until is None else self.until
+        if ctx.time >= until:
+            return None
+        return Pending(until), Sleep(self.dt, until)
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        return self
+
+
+def once(req: OpRequest) -> Generator:
+    return Once(req)
+
+
+def repeat(g: OpRequest | Callable[[Context], OpRequest | None], n: int | None = None) -> Generator:
+    """The same op (or a fresh op from a function) forever, or ``n`` times."""
+    fn: Callable[[Context], OpRequest | None] = (lambda _ctx: g) if isinstance(g, OpRequest) else g
+    gen: Generator = Fn(fn)
+    return gen if n is None else Limit(n, gen)
+
+
+def sleep(dt: int) -> Generator:
+    return Sleep(dt)
+
+
+# ---------------------------------------------------------------------------
+# Combinators
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """At most ``remaining`` ops from ``gen``."""
+
+    remaining: int
+    gen: Generator
+
+    def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        if self.remaining <= 0:
+            return None
+        r = self.gen.op(ctx)
+        if r is None:
+            return None
+        o, nxt = r
+        if isinstance(o, Pending):
+            return o, Limit(self.remaining, nxt)
+        return o, Limit(self.remaining - 1, nxt)
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        return Limit(self.remaining, self.gen.update(ctx, event))
+
+
+def limit(n: int, gen: GenLike) -> Generator:
+    return Limit(n, lift(gen))
+
+
+@dataclass(frozen=True, slots=True)
+class TimeLimit:
+    """Ops from ``gen`` until ``dt`` ns after the first time it is asked."""
+
+    dt: int
+    gen: Generator
+    deadline: int | None = None
+
+    def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        deadline = ctx.time + self.dt if self.deadline is None else self.deadline
+        if ctx.time >= deadline:
+            return None
+        r = self.gen.op(ctx)
+        if r is None:
+            return None
+        o, nxt = r
+        if isinstance(o, Pending):
+            return pending_merge(o, Pending(deadline)), TimeLimit(self.dt, nxt, deadline)
+        if o.time is not None and o.time >= deadline:
+            return None
+        return o, TimeLimit(self.dt, nxt, deadline)
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        return TimeLimit(self.dt, self.gen.update(ctx, event), self.deadline)
+
+
+def time_limit(dt: int, gen: GenLike) -> Generator:
+    return TimeLimit(dt, lift(gen))
+
+
+@dataclass(frozen=True, slots=True)
+class Stagger:
+    """Spaces ops by a random interval, uniform in [0, 2*dt) so the mean is ``dt``."""
+
+    dt: int
+    gen: Generator
+    next_time: int | None = None
+
+    def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        r = self.gen.op(ctx)
+        if r is None:
+            return None
+        o, nxt = r
+        if isinstance(o, Pending):
+            return o, Stagger(self.dt, nxt, self.next_time)
+        t0 = ctx.time if self.next_time is None else self.next_time
+        t = max(t0, o.time if o.time is not None else ctx.time)
+        gap = ctx.rng.randrange(2 * self.dt) if self.dt > 0 else 0
+        return replace(o, time=t), Stagger(self.dt, nxt, t + gap)
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        return Stagger(self.dt, self.gen.update(ctx, event), self.next_time)
+
+
+def stagger(dt: int, gen: GenLike) -> Generator:
+    return Stagger(dt, lift(gen))
+
+
+@dataclass(frozen=True, slots=True)
+class Delay:
+    """Ops from ``gen`` no earlier than ``at`` (absolute, fixed on first ask from ``dt``)."""
+
+    dt: int
+    gen: Generator
+    at: int | None = None
+
+    def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        at = ctx.time + self.dt if self.at is None else self.at
+        r = self.gen.op(ctx)
+        if r is None:
+            return None
+        o, nxt = r
+        if isinstance(o, Pending):
+            return o, Delay(self.dt, nxt, at)
+        t = max(at, o.time if o.time is not None else ctx.time)
+        return replace(o, time=t), Delay(self.dt, nxt, at)
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        return Delay(self.dt, self.gen.update(ctx, event), self.at)
+
+
+def delay(dt: int, gen: GenLike) -> Generator:
+    """Like sleep-then-gen, but a single generator: no op before dt has passed."""
+    return Delay(dt, lift(gen))
+
+
+@dataclass(frozen=True, slots=True)
+class Mix:
+    """Each op comes from a randomly chosen, not yet exhausted, generator."""
+
+    gens: tuple[Generator, ...]
+
+    def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        gens = self.gens
+        while gens:
+            i = ctx.rng.randrange(len(gens)) if len(gens) > 1 else 0
+            r = gens[i].op(ctx)
+            if r is None:
+                gens = gens[:i] + gens[i + 1:]
+                continue
+            o, nxt = r
+            return o, Mix((*gens[:i], nxt, *gens[i + 1:]))
+        return None
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        return Mix(tuple(g.update(ctx, event) for g in self.gens))
+
+
+def mix(*gens: GenLike) -> Generator:
+    return Mix(tuple(lift(g) for g in gens))
+
+
+@dataclass(frozen=True, slots=True)
+class AnyOf:
+    """Whichever generator offers the soonest op (ties: the first listed)."""
+
+    gens: tuple[Generator, ...]
+
+    def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        best: tuple[int, int, OpRequest, Generator] | None = None
+        pending: Pending | None = None
+        kept = list(self.gens)
+        alive = False
+        for i, g in enumerate(self.gens):
+            r = g.op(ctx)
+            if r is None:
+                kept[i] = EMPTY
+                continue
+            alive = True
+            o, nxt = r
+            if isinstance(o, Pending):
+                kept[i] = nxt  # a pending child may have fixed a deadline: keep it
+                pending = o if pending is None else pending_merge(pending, o)
+                continue
+            t = o.time if o.time is not None else ctx.time
+            if best is None or t < best[0]:
+                best = (t, i, o, nxt)
+        if not alive:
+            return None
+        if best is None:
+            assert pending is not None
+            return pending, AnyOf(tuple(kept))
+        _, i, o, nxt = best
+        kept[i] = nxt
+        return o, AnyOf(tuple(kept))
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        return AnyOf(tuple(g.update(ctx, event) for g in self.gens))
+
+
+def any_of(*gens: GenLike) -> Generator:
+    return AnyOf(tuple(lift(g) for g in gens))
+
+
+@dataclass(frozen=True, slots=True)
+class OnProcesses:
+    """``gen`` driven only by the nemesis (``nemesis=True``) or only by clients."""
+
+    nemesis: bool
+    gen: Generator
+
+    def _keep(self, p: Any) -> bool:
+        return bool(p == NEMESIS) if self.nemesis else bool(p != NEMESIS)
+
+    def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        sub = ctx.restrict(self._keep)
+        if self.nemesis:
+            r = self.gen.op(sub)
+            if r is None:
+                return None
+            o, nxt = r
+            return o, OnProcesses(True, nxt)
+        r = self.gen.op(sub)
+        if r is None:
+            return None
+        o, nxt = r
+        return o, OnProcesses(False, nxt)
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        if not self._keep(event.process):
+            return self
+        return OnProcesses(self.nemesis, self.gen.update(ctx.restrict(self._keep), event))
+
+
+def nemesis(gen: GenLike) -> Generator:
+    """Only the nemesis process runs ``gen`` (its ops are faults)."""
+    return OnProcesses(True, lift(gen))
+
+
+def clients(gen: GenLike) -> Generator:
+    """Only client processes run ``gen``."""
+    return OnProcesses(False, lift(gen))
+
+
+def nemesis_and_clients(nemesis_gen: GenLike | None, client_gen: GenLike) -> Generator:
+    """Faults and client load side by side; the run ends when the clients are done."""
+    if nemesis_gen is None:
+        return clients(client_gen)
+    return UntilDone(clients(client_gen), nemesis(nemesis_gen))
+
+
+@dataclass(frozen=True, slots=True)
+class UntilDone:
+    """``main`` and ``side`` together; exhausted as soon as ``main`` is exhausted."""
+
+    main: Generator
+    side: Generator
+
+    def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        rm = self.main.op(ctx)
+        if rm is None:
+            return None
+        om, nm = rm
+        rs = self.side.op(ctx)
+        if rs is None:
+            return om, UntilDone(nm, EMPTY)
+        os_, ns = rs
+        if isinstance(os_, Pending):
+            if isinstance(om, Pending):
+                return pending_merge(om, os_), UntilDone(nm, ns)
+            return om, UntilDone(nm, ns)
+        if isinstance(om, Pending):
+            return os_, UntilDone(nm, ns)
+        tm = om.time if om.time is not None else ctx.time
+        ts = os_.time if os_.time is not None else ctx.time
+        if ts < tm:
+            return os_, UntilDone(self.main, ns)
+        return om, UntilDone(nm, self.side)
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        return UntilDone(self.main.update(ctx, event), self.side.update(ctx, event))
+
+
+@dataclass(frozen=True, slots=True)
+class Seq:
+    """Generators one after another, without waiting for outstanding ops."""
+
+    gens: tuple[Generator, ...]
+
+    def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        gens = self.gens
+        while gens:
+            r = gens[0].op(ctx)
+            if r is None:
+                gens = gens[1:]
+                continue
+            o, nxt = r
+            return o, Seq((nxt, *gens[1:]))
+        return None
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        if not self.gens:
+            return self
+        return Seq((self.gens[0].update(ctx, event), *self.gens[1:]))
+
+
+def seq(*gens: GenLike) -> Generator:
+    return Seq(tuple(lift(g) for g in gens))
+
+
+@dataclass(frozen=True, slots=True)
+class Synchronize:
+    """Waits until every process in the context is free before starting ``gen``."""
+
+    gen: Generator
+    started: bool = False
+
+    def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        if not self.started and not ctx.all_free:
+            return PENDING, self
+        r = self.gen.op(ctx)
+        if r is None:
+            return None
+        o, nxt = r
+        return o, Synchronize(nxt, True)
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        return Synchronize(self.gen.update(ctx, event), self.started)
+
+
+def synchronize(gen: GenLike) -> Generator:
+    return Synchronize(lift(gen))
+
+
+def phases(*gens: GenLike) -> Generator:
+    """Each phase starts only once the previous one is exhausted and all its ops completed."""
+    return Seq(tuple(Synchronize(lift(g)) for g in gens))
+
+
+@dataclass(frozen=True, slots=True)
+class Map:
+    """Rewrites each op of ``gen`` with ``fn`` (e.g. to tag an instance)."""
+
+    fn: Callable[[OpRequest], OpRequest]
+    gen: Generator
+
+    def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        r = self.gen.op(ctx)
+        if r is None:
+            return None
+        o, nxt = r
+        if isinstance(o, Pending):
+            return o, Map(self.fn, nxt)
+        return self.fn(o), Map(self.fn, nxt)
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        return Map(self.fn, self.gen.update(ctx, event))
+
+
+def gen_map(fn: Callable[[OpRequest], OpRequest], gen: GenLike) -> Generator:
+    return Map(fn, lift(gen))
+
+
+# ---------------------------------------------------------------------------
+# Simulation against an instant-complete fake (tests, schedule previews)
+
+Completer = Callable[[OpRequest, random.Random], "tuple[str, Any]"]
+
+
+def _ok_same(req: OpRequest, rng: random.Random) -> tuple[str, Any]:
+    return "ok", req.value
+
+
+def simulate(
+    gen: GenLike,
+    seed: int = 0,
+    *,
+    concurrency: int = 3,
+    with_nemesis: bool = True,
+    latency_ns: int = MS,
+    complete: Completer | None = None,
+    max_ops: int = 1_000_000,
+) -> list[Op]:
+    """Play ``gen`` against a fake that completes every op after ``latency_ns``.
+
+    Follows the interpreter contract (fill-in, committed future ops, Pending
+    wake-ups, an info completion retiring its process) so generator tests
+    see exactly what a real run would ask for. ``complete(req, rng)`` returns
+    (type, value) for each completion; the default is ``("ok", req.value)``.
+    """
+    g = lift(gen)
+    rng = random.Random(seed)
+    completer = complete or _ok_same
+    procs: list[Any] = list(range(concurrency))
+    if with_nemesis:
+        procs.append(NEMESIS)
+    next_process = concurrency
+    busy: set[Any] = set()
+    # (time, seq, is_completion, request): scheduled invokes and completions
+    events: list[tuple[int, int, bool, OpRequest]] = []
+    history: list[Op] = []
+    now = 0
+    seqno = 0
+
+    def ctx() -> Context:
+        return Context(now, tuple(p for p in procs if p not in busy), tuple(procs), rng)
+
+    def record(op: Op) -> None:
+        nonlocal g
+        history.append(op)
+        g = g.update(ctx(), op)
+
+    def fire_next() -> None:
+        nonlocal now, next_process, seqno
+        t, _, is_completion, req = heapq.heappop(events)
+        now = max(now, t)
+        if not is_completion:
+            record(Op(len(history), "invoke", req.process, req.f, req.value, now, None,
+                      req.instance))
+            seqno += 1
+            heapq.heappush(events, (now + latency_ns, seqno, True, req))
+            return
+        typ, value = completer(req, rng)
+        if typ not in ("ok", "fail", "info"):
+            raise ChaosError(f"completer returned type {typ!r}")
+        busy.discard(req.process)
+        record(Op(len(history), typ, req.process, req.f, value, now, None,  # type: ignore[arg-type]
+                  req.instance))
+        if typ == "info" and req.process != NEMESIS:
+            procs[procs.index(req.process)] = next_process
+            next_process += 1
+
+    while len(history) < max_ops:
+        r = g.op(ctx())
+        if r is None:
+            break
+        o, g = r
+        if isinstance(o, Pending):
+            next_t = events[0][0] if events else None
+            if next_t is None and o.wake is None:
+                raise ChaosError("generator is pending with nothing in flight (deadlock)")
+            if next_t is not None and (o.wake is None or next_t <= o.wake):
+                fire_next()
+            else:
+                assert o.wake is not None
+                now = max(now, o.wake)
+            continue
+        busy.add(o.process)
+        seqno += 1
+        heapq.heappush(events, (max(now, o.time or 0), seqno, False, o))
+        if events[0][0] <= now:
+            fire_next()
+    while events and len(history) < max_ops:
+        fire_next()
+    return history
