@@ -85,6 +85,10 @@ class SnapshotVersionMismatch(ProjectionError):
     """A snapshot was written by another schema version; replay instead."""
 
 
+class PoisonEvent(ProjectionError, ValueError):
+    """An event decodes but cannot be applied (e.g. wrong instance, case without a case)."""
+
+
 # --- consistency ---------------------------------------------------------------
 
 

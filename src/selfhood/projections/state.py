@@ -1,0 +1,236 @@
+"""`InstanceState`: what an instance's events fold into, plus its fingerprint (pure).
+
+The state is a *mutable* object that reducers update in place, because the
+simulator needs tens of thousands of applies per second and replay needs
+hundreds of thousands: an immutable copy per event would make apply O(n).
+Callers that need a frozen view take `state.copy()` (containers are copied,
+entries are immutable structs, so a copy is O(n) once, not per event).
+
+Entries are msgspec structs with ``gc=False`` (they hold only strings and
+numbers, so they cannot form cycles, and untracked objects make snapshot
+decoding much faster). They carry their (hlc, writer, event_id) stamp first, so the struct's own
+ordering *is* the CRDT order used by the eventual merge, and `bisect` can
+insert into the transcript without a key function.
+
+The fingerprint covers the instance's *meaning*: transcript (role, content)
+in order, case bank, subtask/tool memory, active and revoked rules, applied
+version, ownership (epoch, owner) and the verdicts of rejected events. It
+deliberately leaves out per-event metadata (hlc, writer, event ids of applied
+events) and log positions, so the same identity rebuilt from another log or
+another replica hashes the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Final, Literal
+
+import msgspec
+
+from selfhood.events import Hlc, MemoryModule
+
+Outcome = Literal["applied", "aborted", "fenced", "duplicate"]
+Mode = Literal["sequential", "eventual"]
+
+#: Bump when the canonical encoding changes; it is hashed into every fingerprint.
+FINGERPRINT_FORMAT: Final = "selfhood-state/1"
+
+
+class Turn(msgspec.Struct, frozen=True, array_like=True, order=True, gc=False):
+    """One transcript turn; ordering = (hlc, writer, event_id) = the eventual order."""
+
+    hlc: Hlc
+    writer: str
+    event_id: str
+    role: str
+    content: str
+
+
+class CaseEntry(msgspec.Struct, frozen=True, array_like=True, order=True, gc=False):
+    """One case-bank entry (append-only); `key` is the case id from the event."""
+
+    hlc: Hlc
+    writer: str
+    event_id: str
+    key: str
+    situation: str
+    plan: str
+    reward: float
+
+
+class MemoryRecord(msgspec.Struct, frozen=True, array_like=True, order=True, gc=False):
+    """A keyed subtask/tool record; the greater stamp wins under eventual merge."""
+
+    hlc: Hlc
+    writer: str
+    event_id: str
+    value: str | None
+
+
+class RuleEntry(msgspec.Struct, frozen=True, array_like=True, order=True, gc=False):
+    """A rule addition (text) or a revocation (reason), stamped for LWW."""
+
+    hlc: Hlc
+    writer: str
+    event_id: str
+    text: str
+
+
+class OwnerEntry(msgspec.Struct, frozen=True, array_like=True, order=True, gc=False):
+    """Who owns the instance; ordered by epoch first so the highest claim wins a merge."""
+
+    epoch: int
+    hlc: Hlc
+    writer: str
+    event_id: str
+    owner: str
+
+
+KEYED_MODULES: Final[tuple[MemoryModule, ...]] = ("subtask", "tool")
+
+
+class InstanceState:
+    """Transcript, memory modules, governance rules and bookkeeping of one instance.
+
+    Public read surface (do not mutate from outside a reducer):
+
+    - ``transcript``: list of `Turn` (log order in sequential mode, (hlc,
+      writer, event_id) order in eventual mode);
+    - ``case_bank``: list of `CaseEntry`; ``memory``: ``{"subtask": {key:
+      MemoryRecord}, "tool": {...}}``;
+    - ``rules`` (property): active rules ``{rule_id: text}``; ``revoked``:
+      ``{rule_id: RuleEntry}`` (reason in ``text``) which never come back;
+    - ``version``: number of events that took effect (applied);
+    - ``epoch`` / ``owner``: current ownership claim (fencing);
+    - ``positions``: per partition, the next log offset to read;
+    - ``rejected``: ``{event_id: "aborted" | "fenced"}``.
+    """
+
+    __slots__ = (
+        "case_bank",
+        "instance_id",
+        "last_write",
+        "memory",
+        "owner_entry",
+        "positions",
+        "rejected",
+        "revoked",
+        "rule_adds",
+        "seen",
+        "transcript",
+        "version",
+    )
+
+    def __init__(self, instance_id: str) -> None:
+        self.instance_id = instance_id
+        self.transcript: list[Turn] = []
+        self.case_bank: list[CaseEntry] = []
+        self.memory: dict[str, dict[str, MemoryRecord]] = {m: {} for m in KEYED_MODULES}
+        self.rule_adds: dict[str, RuleEntry] = {}
+        self.revoked: dict[str, RuleEntry] = {}
+        self.version = 0
+        self.owner_entry: OwnerEntry | None = None
+        self.positions: dict[int, int] = {}
+        self.rejected: dict[str, Outcome] = {}
+        #: every event id seen (applied or rejected): the idempotency set
+        self.seen: set[str] = set()
+        #: conflict key -> version at which it was last written (sequential validation)
+        self.last_write: dict[str, int] = {}
+
+    @classmethod
+    def empty(cls, instance_id: str) -> InstanceState:
+        """A fresh instance with no events applied."""
+        return cls(instance_id)
+
+    # -- read helpers ------------------------------------------------------
+
+    @property
+    def rules(self) -> dict[str, str]:
+        """Active governance rules: added and never revoked."""
+        revoked = self.revoked
+        return {rid: e.text for rid, e in self.rule_adds.items() if rid not in revoked}
+
+    @property
+    def epoch(self) -> int:
+        """Highest ownership epoch claimed so far (0 before any claim)."""
+        return self.owner_entry.epoch if self.owner_entry is not None else 0
+
+    @property
+    def owner(self) -> str | None:
+        """Replica that holds the current claim, if any."""
+        return self.owner_entry.owner if self.owner_entry is not None else None
+
+    def copy(self) -> InstanceState:
+        """An independent copy (O(size)); entries are immutable and shared."""
+        new = InstanceState(self.instance_id)
+        new.transcript = list(self.transcript)
+        new.case_bank = list(self.case_bank)
+        new.memory = {m: dict(recs) for m, recs in self.memory.items()}
+        new.rule_adds = dict(self.rule_adds)
+        new.revoked = dict(self.revoked)
+        new.version = self.version
+        new.owner_entry = self.owner_entry
+        new.positions = dict(self.positions)
+        new.rejected = dict(self.rejected)
+        new.seen = set(self.seen)
+        new.last_write = dict(self.last_write)
+        return new
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, InstanceState):
+            return NotImplemented
+        return canonical_bytes(self) == canonical_bytes(other)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return (f"InstanceState({self.instance_id!r}, version={self.version}, "
+                f"turns={len(self.transcript)}, cases={len(self.case_bank)}, "
+                f"rules={len(self.rules)}, epoch={self.epoch})")
+
+    def summary(self) -> dict[str, object]:
+        """JSON-ready view for the CLI and reports (includes the fingerprint)."""
+        return {
+            "instance_id": self.instance_id,
+            "fingerprint": fingerprint(self),
+            "version": self.version,
+            "epoch": self.epoch,
+            "owner": self.owner,
+            "positions": {str(p): o for p, o in sorted(self.positions.items())},
+            "transcript": [{"role": t.role, "content": t.content} for t in self.transcript],
+            "case_bank": [
+                {"key": c.key, "situation": c.situation, "plan": c.plan, "reward": c.reward}
+                for c in self.case_bank
+            ],
+            "memory": {m: {k: r.value for k, r in sorted(recs.items())}
+                       for m, recs in sorted(self.memory.items())},
+            "rules": dict(sorted(self.rules.items())),
+            "revoked": sorted(self.revoked),
+            "rejected": dict(sorted(self.rejected.items())),
+        }
+
+
+_canon_encoder: Final = msgspec.json.Encoder(order="deterministic")
+
+
+def canonical_bytes(state: InstanceState) -> bytes:
+    """Deterministic encoding of the state's meaning (see module docstring)."""
+    oe = state.owner_entry
+    doc = (
+        FINGERPRINT_FORMAT,
+        state.instance_id,
+        state.version,
+        [oe.epoch, oe.owner] if oe is not None else None,
+        [(t.role, t.content) for t in state.transcript],
+        [(c.key, c.situation, c.plan, c.reward) for c in state.case_bank],
+        {m: {k: r.value for k, r in recs.items()} for m, recs in state.memory.items()},
+        {rid: e.text for rid, e in state.rule_adds.items() if rid not in state.revoked},
+        {rid: e.text for rid, e in state.revoked.items()},
+        state.rejected,
+    )
+    return _canon_encoder.encode(doc)
+
+
+def fingerprint(state: InstanceState) -> str:
+    """sha256 hex of the canonical encoding: equal meaning <=> equal fingerprint."""
+    return hashlib.sha256(canonical_bytes(state)).hexdigest()
