@@ -1,0 +1,146 @@
+"""Nemesis schedules: which faults hit which nodes, when (pure).
+
+A schedule is a concrete, sorted tuple of `NemesisOp`s (virtual ms since the
+start of the run), drawn once from the spec's fault list and seed. Making
+it explicit data is what lets `hunt` shrink a failing run and write it
+back into a spec that replays it exactly. Partition patterns are resolved
+to explicit groups here: two nodes can talk iff they share a group. Nodes
+are the replicas plus the log service, named "log".
+
+Faults come as windows (fault, then its heal `fault_duration_ms` later),
+spaced by `nemesis_interval_ms`; `final_heal` lists what the heal phase
+must undo for faults still active when the load phase ends.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any, Final
+
+from selfhood.spec import LOG_NODE, PARTITION_PATTERNS, ExperimentSpec, NemesisOp
+
+#: salt so the schedule's random stream is independent of the workload's
+_SALT: Final = 0x6E656D65
+
+
+def nodes_of(spec: ExperimentSpec) -> tuple[str, ...]:
+    return (*spec.replica_names, LOG_NODE)
+
+
+def partition_groups(pattern: str, nodes: Sequence[str],
+                     rng: random.Random) -> list[list[str]]:
+    """Explicit groups for a named partition pattern (Jepsen's nemesis/partition-*)."""
+    ns = list(nodes)
+    rng.shuffle(ns)
+    n = len(ns)
+    if pattern == "halves":
+        half = n // 2
+        return [sorted(ns[:half]), sorted(ns[half:])]
+    if pattern == "isolate":
+        return [[ns[0]], sorted(ns[1:])]
+    if pattern == "majority-ring":
+        # ring links up to distance d: each node sees about a majority, no two the same
+        d = max(1, (n // 2 + 1) // 2)
+        links = {tuple(sorted((ns[i], ns[(i + j) % n]))) for i in range(n) for j in range(1, d + 1)}
+        return [list(pair) for pair in sorted(links)]
+    if pattern == "bridge":
+        # two halves that cannot talk, except through one bridge node in both
+        bridge = ns[0]
+        rest = ns[1:]
+        half = len(rest) // 2
+        return [sorted([bridge, *rest[:half]]), sorted([bridge, *rest[half:]])]
+    raise ValueError(f"unknown partition pattern {pattern!r}")
+
+
+def _fault(kind: str, spec: ExperimentSpec, rng: random.Random) -> tuple[str, Any, str, Any]:
+    """(fault f, value, heal f, heal value) for one fault window."""
+    replicas = spec.replica_names
+    if kind == "partition":
+        kind = PARTITION_PATTERNS[rng.randrange(len(PARTITION_PATTERNS))]
+    if kind in PARTITION_PATTERNS:
+        groups = partition_groups(kind, nodes_of(spec), rng)
+        return "partition", {"pattern": kind, "groups": groups}, "heal", None
+    target = replicas[rng.randrange(len(replicas))]
+    if kind == "crash":
+        return "crash", target, "restart", target
+    if kind == "pause":
+        return "pause", target, "resume", target
+    if kind == "skew":
+        k = 1 + rng.randrange(len(replicas))
+        picked = sorted(rng.sample(list(replicas), k))
+        offsets = {r: rng.choice((-1, 1)) * (100 + rng.randrange(2000)) for r in picked}
+        return "skew", offsets, "unskew", None
+    if kind == "rebalance":
+        return "rebalance", None, "", None
+    raise ValueError(f"unknown fault {kind!r}")
+
+
+def build_schedule(spec: ExperimentSpec) -> tuple[NemesisOp, ...]:
+    """The run's schedule: the spec's explicit one, or windows drawn from `nemesis` + seed."""
+    if spec.schedule is not None:
+        return tuple(sorted(spec.schedule, key=lambda s: s.at_ms))
+    if not spec.nemesis:
+        return ()
+    rng = random.Random(spec.seed ^ _SALT)
+    load_ms = int(spec.time_limit_s * 1000)
+    out: list[NemesisOp] = []
+    t = spec.nemesis_interval_ms
+    i = 0
+    while t < load_ms:
+        kind = spec.nemesis[i % len(spec.nemesis)]
+        i += 1
+        f, value, heal_f, heal_value = _fault(kind, spec, rng)
+        out.append(NemesisOp(at_ms=t, f=f, value=value))
+        if heal_f:
+            out.append(NemesisOp(at_ms=t + spec.fault_duration_ms, f=heal_f, value=heal_value))
+            t += spec.fault_duration_ms
+        t += max(1, spec.nemesis_interval_ms)
+    return tuple(out)
+
+
+def windows_schedule(windows: Sequence[tuple[int, int, str, int]],
+                     spec: ExperimentSpec) -> tuple[NemesisOp, ...]:
+    """A schedule from (start_ms, duration_ms, fault, choice) windows (what `hunt` draws).
+
+    `choice` seeds the fault's target/groups so a shrunk window stays the same fault.
+    """
+    out: list[NemesisOp] = []
+    for start, duration, kind, choice in windows:
+        f, value, heal_f, heal_value = _fault(kind, spec, random.Random(choice))
+        out.append(NemesisOp(at_ms=start, f=f, value=value))
+        if heal_f:
+            out.append(NemesisOp(at_ms=start + duration, f=heal_f, value=heal_value))
+    return tuple(sorted(out, key=lambda s: s.at_ms))
+
+
+def final_heal(schedule: Sequence[NemesisOp], until_ms: float) -> tuple[NemesisOp, ...]:
+    """Heal ops for whatever the schedule leaves broken at `until_ms`.
+
+    Always heals the network (a no-op when nothing is partitioned), so the
+    heal phase is a clear marker in the history for convergence timing.
+    """
+    crashed: set[str] = set()
+    paused: set[str] = set()
+    skewed = False
+    for s in sorted(schedule, key=lambda s: s.at_ms):
+        if s.at_ms >= until_ms:
+            break
+        if s.f == "crash":
+            crashed.add(str(s.value))
+        elif s.f == "restart":
+            crashed.discard(str(s.value))
+        elif s.f == "pause":
+            paused.add(str(s.value))
+        elif s.f == "resume":
+            paused.discard(str(s.value))
+        elif s.f == "skew":
+            skewed = True
+        elif s.f == "unskew":
+            skewed = False
+    out = [NemesisOp(at_ms=0, f="heal")]
+    out += [NemesisOp(at_ms=0, f="resume", value=r) for r in sorted(paused)]
+    out += [NemesisOp(at_ms=0, f="restart", value=r) for r in sorted(crashed)]
+    if skewed:
+        out.append(NemesisOp(at_ms=0, f="unskew"))
+    return tuple(out)

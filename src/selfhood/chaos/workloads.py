@@ -1,0 +1,241 @@
+"""Client workloads and the experiment's phases as generators (pure).
+
+Every workload maps onto a checkable model (DESIGN.md, "Histories and
+checkers"): conversation turns and case-bank entries are list-append
+transactions, memory records are rw-registers, governance is a set with
+revocations, and identity probes read an instance's fingerprint from a
+chosen replica. Keys are namespaced by instance, so every transaction stays
+within one instance:
+
+- ``<instance>/transcript`` and ``<instance>/cases``: list-append keys;
+- ``<instance>/mem/<module>/<name>``: registers. Turns write
+  ``mem/subtask/*`` (the turn *refers to* that memory write: with sharded
+  memory that record lives on another partition), the memory workload writes
+  ``mem/tool/*``, so a torn read can be attributed to a turn.
+
+Appended and written values are unique ints across the run, which is what
+Elle-style checkers need to recover version orders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from selfhood.chaos.generator import (
+    MS,
+    SECOND,
+    Context,
+    Generator,
+    Once,
+    OpRequest,
+    Pending,
+    Seq,
+    fill_in,
+    nemesis,
+    nemesis_and_clients,
+    phases,
+    stagger,
+    time_limit,
+)
+from selfhood.checkers.history import Op
+from selfhood.spec import ExperimentSpec, NemesisOp, WorkloadSpec
+
+#: register names per module; small pools so reads and writes collide
+MEMORY_NAMES: Final = ("k0", "k1", "k2")
+
+
+def transcript_key(instance: str) -> str:
+    return f"{instance}/transcript"
+
+
+def cases_key(instance: str) -> str:
+    return f"{instance}/cases"
+
+
+def mem_key(instance: str, module: str, name: str) -> str:
+    return f"{instance}/mem/{module}/{name}"
+
+
+def instance_of(key: str) -> str:
+    """The instance a key belongs to (keys never cross instances)."""
+    return key.split("/", 1)[0]
+
+
+def key_kind(key: str) -> str:
+    """'transcript' | 'cases' | 'mem' (list-append vs register semantics)."""
+    parts = key.split("/")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def is_list_key(key: str) -> bool:
+    return key_kind(key) in ("transcript", "cases")
+
+
+@dataclass(frozen=True, slots=True)
+class ClientMix:
+    """The client workload mix as one immutable generator.
+
+    State is only the next unique value; every choice is drawn from ctx.rng,
+    so the same seed gives the same ops.
+    """
+
+    instances: tuple[str, ...]
+    replicas: tuple[str, ...]
+    weights: tuple[float, float, float, float]  # conversation, memory, governance, probe
+    max_txn_len: int
+    rules: int
+    next_value: int = 1
+
+    def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        if not ctx.free_processes:
+            return Pending(), self
+        rng = ctx.rng
+        inst = self.instances[rng.randrange(len(self.instances))] if len(
+            self.instances) > 1 else self.instances[0]
+        kind = rng.choices(range(4), weights=self.weights)[0]
+        v = self.next_value
+        req: OpRequest
+        if kind == 0:
+            req, used = conversation_op(rng.random(), rng.randrange(1 << 30), inst, v,
+                                        self.max_txn_len)
+        elif kind == 1:
+            req, used = memory_op(rng.random, rng.randrange, inst, v, self.max_txn_len)
+        elif kind == 2:
+            req, used = governance_op(rng.random(), rng.randrange(self.rules), inst), 0
+        else:
+            replica = self.replicas[rng.randrange(len(self.replicas))]
+            req, used = probe_op(inst, replica), 0
+        filled = fill_in(req, ctx)
+        if isinstance(filled, Pending):
+            return filled, self
+        nxt = self if used == 0 else ClientMix(self.instances, self.replicas, self.weights,
+                                               self.max_txn_len, self.rules, v + used)
+        return filled, nxt
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        return self
+
+
+def conversation_op(u: float, r: int, inst: str, v: int,
+                    max_len: int) -> tuple[OpRequest, int]:
+    """A turn (read context, append, maybe write referenced memory / a case) or a read.
+
+    Returns the op and how many unique values it used.
+    """
+    t, c = transcript_key(inst), cases_key(inst)
+    sub = mem_key(inst, "subtask", MEMORY_NAMES[r % len(MEMORY_NAMES)])
+    mops: list[list[Any]]
+    if u < 0.6:  # a turn
+        mops = [["r", t, None], ["append", t, v]] if max_len >= 2 else [["append", t, v]]
+        variant = (r >> 4) % 3
+        if max_len >= 3 and variant == 0:
+            mops.append(["w", sub, v + 1])
+        elif max_len >= 3 and variant == 1:
+            mops.append(["append", c, v + 1])
+        return OpRequest("txn", mops, instance=inst), len(mops) - (1 if max_len >= 2 else 0)
+    if max_len < 2:
+        mops = [["r", t, None]]
+    elif u < 0.85:  # read the transcript with the memory a turn refers to
+        mops = [["r", t, None], ["r", sub, None]]
+    else:
+        mops = [["r", t, None], ["r", c, None]]
+    return OpRequest("txn", mops, instance=inst), 0
+
+
+def memory_op(random_: Any, randrange: Any, inst: str, v: int,
+              max_len: int) -> tuple[OpRequest, int]:
+    """An rw-register transaction over the instance's tool memory."""
+    n = 1 + randrange(max_len)
+    mops: list[list[Any]] = []
+    used = 0
+    for _ in range(n):
+        key = mem_key(inst, "tool", MEMORY_NAMES[randrange(len(MEMORY_NAMES))])
+        if random_() < 0.5:
+            mops.append(["r", key, None])
+        else:
+            mops.append(["w", key, v + used])
+            used += 1
+    return OpRequest("txn", mops, instance=inst), used
+
+
+def governance_op(u: float, rule: int, inst: str) -> OpRequest:
+    """Add, revoke or read governance rules (a set with revocations)."""
+    if u < 0.35:
+        return OpRequest("add-rule", rule, instance=inst)
+    if u < 0.5:
+        return OpRequest("revoke-rule", rule, instance=inst)
+    return OpRequest("read-rules", None, instance=inst)
+
+
+def probe_op(inst: str, replica: str) -> OpRequest:
+    """Read the instance's fingerprint from a chosen replica."""
+    return OpRequest("probe", {"replica": replica}, instance=inst)
+
+
+def client_mix(spec: ExperimentSpec) -> ClientMix:
+    w: WorkloadSpec = spec.workload
+    return ClientMix(spec.instance_names, spec.replica_names,
+                     (w.conversation, w.memory, w.governance, w.probe), w.max_txn_len, w.rules)
+
+
+@dataclass(frozen=True, slots=True)
+class ProbeRound:
+    """Probes every (replica, instance) pair in turn, forever (the quiesce phase)."""
+
+    pairs: tuple[tuple[str, str], ...]
+    i: int = 0
+
+    def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        replica, inst = self.pairs[self.i % len(self.pairs)]
+        filled = fill_in(probe_op(inst, replica), ctx)
+        if isinstance(filled, Pending):
+            return filled, self
+        return filled, ProbeRound(self.pairs, self.i + 1)
+
+    def update(self, ctx: Context, event: Op) -> Generator:
+        return self
+
+
+def final_reads(replicas: Sequence[str], instances: Sequence[str]) -> Generator:
+    """One final read per replica per instance, after heal and quiesce."""
+    return Seq(tuple(
+        _once(OpRequest("final-read", {"replica": r}, instance=i))
+        for r in replicas for i in instances
+    ))
+
+
+def _once(req: OpRequest) -> Generator:
+    return Once(req)
+
+
+def schedule_generator(schedule: Sequence[NemesisOp]) -> Generator:
+    """Nemesis ops at their scheduled (virtual) times."""
+    return Seq(tuple(
+        _once(OpRequest(s.f, s.value, time=s.at_ms * MS)) for s in sorted(
+            schedule, key=lambda s: s.at_ms)
+    ))
+
+
+def experiment_generator(spec: ExperimentSpec, schedule: Sequence[NemesisOp],
+                         final_heal: Sequence[NemesisOp]) -> Generator:
+    """The run: load with faults → heal → quiesce (probes) → final reads.
+
+    Nemesis times are relative to the start of the run (the load phase starts
+    at virtual time 0).
+    """
+    load_ns = int(spec.time_limit_s * SECOND)
+    gap_ns = max(1, int(SECOND / spec.rate))
+    load = time_limit(load_ns, stagger(gap_ns, client_mix(spec)))
+    faults = schedule_generator([s for s in schedule if s.at_ms * MS < load_ns])
+    heal = nemesis(Seq(tuple(_once(OpRequest(s.f, s.value)) for s in final_heal)))
+    pairs = tuple((r, i) for r in spec.replica_names for i in spec.instance_names)
+    probe_gap = max(MS, (spec.quiesce_ms * MS) // max(1, 10 * len(pairs)))
+    quiesce = time_limit(max(1, spec.quiesce_ms * MS), stagger(probe_gap, ProbeRound(pairs)))
+    return phases(
+        nemesis_and_clients(faults if schedule else None, load),
+        heal,
+        quiesce,
+        final_reads(spec.replica_names, spec.instance_names),
+    )

@@ -1,0 +1,283 @@
+"""The experiment as plain data: `ExperimentSpec` (pure).
+
+Like a Jepsen test map, the spec holds everything a run needs and nothing
+live, so it is saved with every run (spec.json) and a run can be replayed
+from it. Variants are made with `with_overrides`, which re-validates, so a
+spec value is always valid. Bad input raises `SpecError` naming the field
+(and the file line where one is known), never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from selfhood.errors import SpecError
+
+MODES: Final = ("sequential", "linearizable", "eventual")
+ROUTERS: Final = ("sticky", "round-robin", "least-loaded")
+PARTITION_PATTERNS: Final = ("halves", "isolate", "majority-ring", "bridge")
+#: fault names accepted by `nemesis` (a pattern name means that partition pattern only)
+FAULTS: Final = ("partition", *PARTITION_PATTERNS, "crash", "pause", "skew", "rebalance")
+#: nemesis op names accepted in an explicit `schedule`
+NEMESIS_OPS: Final = ("partition", "heal", "crash", "restart", "pause", "resume", "skew",
+                      "unskew", "rebalance")
+#: name of the log service in partition groups
+LOG_NODE: Final = "log"
+
+
+class NetSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Simulated network: one-way delay range and message loss rate."""
+
+    delay_ms_min: float = 0.5
+    delay_ms_max: float = 3.0
+    loss: float = 0.0
+
+
+class WorkloadSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Relative weights of the workloads in the client mix, and txn shape."""
+
+    conversation: float = 0.5
+    memory: float = 0.25
+    governance: float = 0.1
+    probe: float = 0.15
+    max_txn_len: int = 3
+    rules: int = 6
+
+
+class NemesisOp(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One fault in an explicit schedule: issue nemesis op `f` at `at_ms` (virtual)."""
+
+    at_ms: int
+    f: str
+    value: Any = None
+
+
+class ExperimentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Everything one `selfhood run` does, as data.
+
+    Times are virtual (simulated) time. `schedule`, when given, replaces the
+    schedule the run would draw from `nemesis` + `seed` (that is how `hunt`
+    writes a replayable failure).
+    """
+
+    name: str = "default"
+    runtime: str = "sim"
+    seed: int = 1
+    modes: tuple[str, ...] = ("sequential", "eventual")
+    time_limit_s: float = 8.0
+    concurrency: int = 6
+    rate: float = 400.0
+    replicas: int = 3
+    shards: int = 2
+    instances: int = 4
+    sharded_memory: bool = False
+    atomic_memory: bool = True
+    fencing: bool = True
+    router: str = "sticky"
+    workload: WorkloadSpec = WorkloadSpec()
+    nemesis: tuple[str, ...] = ("partition", "crash")
+    nemesis_interval_ms: int = 1500
+    fault_duration_ms: int = 1000
+    schedule: tuple[NemesisOp, ...] | None = None
+    net: NetSpec = NetSpec()
+    op_timeout_ms: int = 300
+    quiesce_ms: int = 1000
+
+    @property
+    def replica_names(self) -> tuple[str, ...]:
+        return tuple(f"r{i}" for i in range(self.replicas))
+
+    @property
+    def instance_names(self) -> tuple[str, ...]:
+        return tuple(f"i{i}" for i in range(self.instances))
+
+
+DEFAULT_SPEC: Final = ExperimentSpec()
+
+_FIELD_RE: Final = re.compile(r"at `\$\.?([^`]*)`")
+
+
+def _field_of(message: str) -> str | None:
+    m = _FIELD_RE.search(message)
+    if m is None:
+        return None
+    return m.group(1).replace("[", ".").replace("]", "") or None
+
+
+def _line_of(text: str | None, field: str | None) -> int | None:
+    """Best-effort line of a field in the source text, so the error can point at it."""
+    if text is None or not field:
+        return None
+    leaf = field.split(".")[-1]
+    if leaf.isdigit():
+        leaf = field.split(".")[-2] if "." in field else leaf
+    pat = re.compile(rf'^\s*"?{re.escape(leaf)}"?\s*[=:]', re.MULTILINE)
+    m = pat.search(text)
+    if m is None:
+        return None
+    return text.count("\n", 0, m.start()) + 1
+
+
+def _fail(field: str, message: str, source: str | None = None,
+          text: str | None = None) -> SpecError:
+    where = ""
+    if source is not None:
+        where = source
+        line = _line_of(text, field)
+        if line is not None:
+            where += f":{line}"
+        where += ": "
+    return SpecError(f"{where}spec field `{field}`: {message}")
+
+
+def validate(spec: ExperimentSpec, *, source: str | None = None,
+             text: str | None = None) -> ExperimentSpec:
+    """Check what types alone cannot; raise SpecError naming the first bad field."""
+
+    def bad(field: str, message: str) -> SpecError:
+        return _fail(field, message, source, text)
+
+    if not spec.name or not re.fullmatch(r"[A-Za-z0-9_.-]+", spec.name):
+        raise bad("name", f"{spec.name!r} must be non-empty letters, digits, '_', '.', '-'")
+    if spec.runtime != "sim":
+        raise bad("runtime", f"{spec.runtime!r} is not supported (only 'sim')")
+    if not spec.modes:
+        raise bad("modes", "at least one mode is required")
+    for i, m in enumerate(spec.modes):
+        if m not in MODES:
+            raise bad(f"modes.{i}", f"unknown mode {m!r} (choose from {', '.join(MODES)})")
+    if len(set(spec.modes)) != len(spec.modes):
+        raise bad("modes", "modes must not repeat")
+    if not 0 < spec.time_limit_s <= 3600:
+        raise bad("time_limit_s", f"{spec.time_limit_s} must be in (0, 3600] seconds")
+    if not 1 <= spec.concurrency <= 1024:
+        raise bad("concurrency", f"{spec.concurrency} must be in 1..1024")
+    if not spec.rate > 0:
+        raise bad("rate", f"{spec.rate} must be > 0 ops/s")
+    if not 1 <= spec.replicas <= 64:
+        raise bad("replicas", f"{spec.replicas} must be in 1..64")
+    if not 1 <= spec.shards <= 256:
+        raise bad("shards", f"{spec.shards} must be in 1..256")
+    if spec.sharded_memory and spec.shards < 2:
+        raise bad("sharded_memory", "needs shards >= 2 (memory lives on other partitions)")
+    if not 1 <= spec.instances <= 1000:
+        raise bad("instances", f"{spec.instances} must be in 1..1000")
+    if spec.router not in ROUTERS:
+        raise bad("router", f"unknown router {spec.router!r} (choose from {', '.join(ROUTERS)})")
+    w = spec.workload
+    for k in ("conversation", "memory", "governance", "probe"):
+        if getattr(w, k) < 0:
+            raise bad(f"workload.{k}", "weights must be >= 0")
+    if w.conversation + w.memory + w.governance + w.probe <= 0:
+        raise bad("workload", "at least one workload weight must be > 0")
+    if not 1 <= w.max_txn_len <= 32:
+        raise bad("workload.max_txn_len", f"{w.max_txn_len} must be in 1..32")
+    if not 1 <= w.rules <= 10_000:
+        raise bad("workload.rules", f"{w.rules} must be in 1..10000")
+    for i, fault in enumerate(spec.nemesis):
+        if fault not in FAULTS:
+            raise bad(f"nemesis.{i}", f"unknown fault {fault!r} (choose from {', '.join(FAULTS)})")
+    if spec.nemesis_interval_ms < 0:
+        raise bad("nemesis_interval_ms", "must be >= 0")
+    if spec.fault_duration_ms <= 0:
+        raise bad("fault_duration_ms", "must be > 0")
+    if spec.schedule is not None:
+        for i, step in enumerate(spec.schedule):
+            if step.f not in NEMESIS_OPS:
+                raise bad(f"schedule.{i}.f", f"unknown nemesis op {step.f!r}")
+            if step.at_ms < 0:
+                raise bad(f"schedule.{i}.at_ms", "must be >= 0")
+    n = spec.net
+    if not 0 <= n.delay_ms_min <= n.delay_ms_max:
+        raise bad("net.delay_ms_min", "need 0 <= delay_ms_min <= delay_ms_max")
+    if not 0 <= n.loss < 1:
+        raise bad("net.loss", f"{n.loss} must be in [0, 1)")
+    if spec.op_timeout_ms <= 0:
+        raise bad("op_timeout_ms", "must be > 0")
+    if spec.quiesce_ms < 0:
+        raise bad("quiesce_ms", "must be >= 0")
+    return spec
+
+
+def spec_from_mapping(data: Any, *, source: str | None = None,
+                      text: str | None = None) -> ExperimentSpec:
+    """Build and validate a spec from parsed JSON/TOML (unknown keys are errors)."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source + ': ' if source else ''}a spec must be a JSON/TOML object")
+    try:
+        spec = msgspec.convert(data, ExperimentSpec)
+    except msgspec.ValidationError as exc:
+        msg = str(exc)
+        field = _field_of(msg) or "?"
+        unknown = re.match(r"Object contains unknown field `([^`]*)`", msg)
+        if unknown:
+            leaf = unknown.group(1)
+            field = f"{field}.{leaf}" if field != "?" else leaf
+            raise _fail(field, "unknown field", source, text) from None
+        raise _fail(field, msg.split(" - at ")[0], source, text) from None
+    return validate(spec, source=source, text=text)
+
+
+def load_spec(path: str | Path) -> ExperimentSpec:
+    """Read a spec from a .json or .toml file."""
+    p = Path(path)
+    src = str(p)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{src}: cannot read spec: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{src}: spec is not UTF-8 (byte {exc.start})") from None
+    suffix = p.suffix.lower()
+    if suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"{src}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}") from None
+    elif suffix == ".toml":
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise SpecError(f"{src}: malformed TOML: {exc}") from None
+    else:
+        raise SpecError(f"{src}: spec file must end in .json or .toml")
+    return spec_from_mapping(data, source=src, text=text)
+
+
+def with_overrides(spec: ExperimentSpec, **changes: Any) -> ExperimentSpec:
+    """A validated variant of `spec` (None values mean "keep")."""
+    kept = {k: v for k, v in changes.items() if v is not None}
+    if not kept:
+        return spec
+    data = to_dict(spec)
+    data.update(kept)
+    return spec_from_mapping(msgspec.to_builtins(data))
+
+
+def to_dict(spec: ExperimentSpec) -> dict[str, Any]:
+    """Plain JSON-ready form (what spec.json holds)."""
+    out: dict[str, Any] = msgspec.to_builtins(spec)
+    return out
+
+
+def dumps(spec: ExperimentSpec) -> str:
+    """Stable, human-readable JSON for spec.json and replay files."""
+    return json.dumps(to_dict(spec), indent=2, sort_keys=True) + "\n"
+
+
+def parse_list(option: str, text: str, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma list from the command line (`--modes a,b`); "none" = empty."""
+    if text.strip().lower() in ("none", ""):
+        return ()
+    items = tuple(s.strip() for s in text.split(",") if s.strip())
+    for item in items:
+        if item not in allowed:
+            raise SpecError(f"option {option}: unknown value {item!r} "
+                            f"(choose from {', '.join(allowed)})")
+    return items
