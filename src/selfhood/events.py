@@ -10,6 +10,10 @@ always encodes to the same bytes (fingerprints and idempotency rely on it).
 Decoding takes a fast path for the current schema and falls back to
 upcasting older versions; anything else raises `EventDecodeError` naming
 the log position, so a consumer can dead-letter it and keep going.
+
+All structs are frozen and hold only immutable data, so they are declared
+``gc=False``: they cannot form reference cycles, and a replay that keeps a
+million events alive should not pay for the cycle collector walking them.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from selfhood.errors import EventDecodeError, UnknownSchemaVersion
 # Clock
 
 
-class Hlc(msgspec.Struct, frozen=True, array_like=True, order=True):
+class Hlc(msgspec.Struct, frozen=True, array_like=True, order=True, gc=False):
     """Hybrid logical clock timestamp: (wall ms, logical counter).
 
     Ordered lexicographically, which is exactly the HLC order; ties between
@@ -62,7 +66,7 @@ ZERO_HLC: Final = Hlc(0, 0)
 MemoryModule = Literal["case_bank", "subtask", "tool"]
 
 
-class Case(msgspec.Struct, frozen=True):
+class Case(msgspec.Struct, frozen=True, gc=False):
     """One case-bank entry (AgentFly/Memento): what happened, what was tried, how it went."""
 
     situation: str
@@ -70,14 +74,14 @@ class Case(msgspec.Struct, frozen=True):
     reward: float
 
 
-class TurnAppended(msgspec.Struct, frozen=True):
+class TurnAppended(msgspec.Struct, frozen=True, gc=False):
     """A conversation turn (schema v2: `role`/`content`; v1 used `speaker`/`text`)."""
 
     role: str
     content: str
 
 
-class MemoryWritten(msgspec.Struct, frozen=True):
+class MemoryWritten(msgspec.Struct, frozen=True, gc=False):
     """A memory-module write.
 
     `case_bank` appends `case` (key is the case id); `subtask` and `tool` are
@@ -90,21 +94,21 @@ class MemoryWritten(msgspec.Struct, frozen=True):
     case: Case | None = None
 
 
-class RuleAdded(msgspec.Struct, frozen=True):
+class RuleAdded(msgspec.Struct, frozen=True, gc=False):
     """A governance rule becomes active (unless it was ever revoked)."""
 
     rule_id: str
     text: str
 
 
-class RuleRevoked(msgspec.Struct, frozen=True):
+class RuleRevoked(msgspec.Struct, frozen=True, gc=False):
     """A governance rule is revoked for good: revocations never come back."""
 
     rule_id: str
     reason: str = ""
 
 
-class OwnershipClaimed(msgspec.Struct, frozen=True):
+class OwnershipClaimed(msgspec.Struct, frozen=True, gc=False):
     """A replica claims an instance (or partition) at the envelope's epoch.
 
     Claims go through the log itself, so every reducer learns the new epoch at
@@ -115,7 +119,7 @@ class OwnershipClaimed(msgspec.Struct, frozen=True):
     partition: int | None = None
 
 
-class SnapshotMarker(msgspec.Struct, frozen=True):
+class SnapshotMarker(msgspec.Struct, frozen=True, gc=False):
     """Records that a snapshot of the instance was taken at `version`."""
 
     version: int
@@ -159,7 +163,7 @@ SCHEMA_VERSIONS: Final[dict[str, int]] = {
 # Envelope
 
 
-class Event(msgspec.Struct, frozen=True, kw_only=True):
+class Event(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The envelope every log record carries.
 
     `event_id` doubles as the idempotency key: a retried append of the same

@@ -11,25 +11,29 @@ Every wait is bounded.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
+
+import msgspec
 
 from selfhood.errors import EventDecodeError
 from selfhood.events import Event
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class LogPosition:
-    """Where a record sits: its partition and offset within that partition."""
+class LogPosition(msgspec.Struct, frozen=True, order=True, gc=False):
+    """Where a record sits: its partition and offset within that partition.
+
+    A msgspec Struct rather than a dataclass: replay builds one per record,
+    and Struct construction is several times cheaper; ``gc=False`` because
+    these never form reference cycles and replay keeps millions alive.
+    """
 
     partition: int
     offset: int
 
 
-@dataclass(frozen=True, slots=True)
-class LogEntry:
+class LogEntry(msgspec.Struct, frozen=True, gc=False):
     """One record read back from the log.
 
     Exactly one of `event` / `error` is set. A record that does not decode is
@@ -76,6 +80,39 @@ class EventLog(Protocol):
         ...
 
     async def partitions(self) -> list[int]: ...
+
+
+@runtime_checkable
+class RawEventLog(EventLog, Protocol):
+    """An EventLog that can also take raw bytes (tests and tools inject corrupt records)."""
+
+    async def append_raw(self, instance_id: str, data: bytes) -> LogPosition:
+        """Append `data` unvalidated under key `instance_id`; no idempotency applies."""
+        ...
+
+
+async def scan(log: EventLog, partition: int, from_offset: int = 0, *,
+               until: int | None = None, batch: int = 5000,
+               timeout_s: float = 2.0) -> AsyncIterator[LogEntry]:
+    """Every entry of one partition from `from_offset` up to `until` (exclusive).
+
+    `until` defaults to the partition's end when the scan starts, so a replay
+    terminates even while writers keep appending. A read that stays empty for
+    `timeout_s` ends the scan early (Kafka: a gap such as a transaction marker
+    at the end). Used by replay/rehydrate, `log tail` and `log bench`.
+    """
+    if until is None:
+        until = (await log.end_offsets()).get(partition, 0)
+    offset = from_offset
+    while offset < until:
+        entries = await log.read(partition, offset, limit=batch, timeout_s=timeout_s)
+        if not entries:
+            return
+        for entry in entries:
+            if entry.position.offset >= until:
+                return
+            yield entry
+        offset = entries[-1].position.offset + 1
 
 
 class EventLogBase:

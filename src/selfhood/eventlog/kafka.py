@@ -1,0 +1,337 @@
+"""KafkaEventLog: the EventLog port on Apache Kafka (aiokafka).
+
+Why it looks like this:
+
+- Producer: idempotent, ``acks=all``, key = instance id, and the partition is
+  chosen by our own murmur2 partitioner (identical to Kafka's default), so
+  each instance has one total order and lands on the same partition number
+  as in the embedded log and the simulator. ``append`` returns only once the
+  in-sync replicas have the record (``min.insync.replicas=2`` with 3
+  brokers), so an acknowledged event survives losing one broker.
+- "A retried append does not duplicate" has two layers. Transport retries
+  (a lost produce response, a leader change) are deduplicated by the broker
+  through the idempotent producer's sequence numbers. An application-level
+  retry of the *same event* through the same adapter returns the position
+  the first attempt got, from a bounded ``event_id -> position`` cache (and
+  joins the first attempt if it is still in flight). A retry through a
+  different adapter/process after the cache can be written twice; that is
+  why ``event_id`` is the idempotency key every reducer checks.
+- Consumer: no group, no auto-commit, manual assign + seek, and
+  ``read_committed`` so records of aborted transactions never reach a
+  reducer. Readers keep their own positions (projections store them with
+  the state they produce).
+- Every wait is bounded, and every aiokafka error is mapped to
+  `selfhood.errors` (LogUnavailable, LogTimeout, LogClosed, LogError);
+  driver exceptions never leak past this module.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from typing import Any, Final
+
+import aiokafka
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import (
+    IllegalStateError,
+    KafkaError,
+    KafkaTimeoutError,
+    ProducerClosed,
+    RequestTimedOutError,
+)
+from aiokafka.structs import TopicPartition
+
+from selfhood.errors import (
+    EventDecodeError,
+    LogClosed,
+    LogError,
+    LogTimeout,
+    LogUnavailable,
+)
+from selfhood.eventlog.base import EventLogBase, LogEntry, LogPosition
+from selfhood.eventlog.partitioning import partition_for
+from selfhood.events import Event, decode, encode
+
+DEFAULT_PARTITIONS: Final = 8
+_TOPIC_ALREADY_EXISTS: Final = 36
+
+
+@contextlib.contextmanager
+def _driver_errors(what: str) -> Iterator[None]:
+    """Translate aiokafka (and socket) failures into the project's error tree."""
+    try:
+        yield
+    except LogError:
+        raise
+    except (KafkaTimeoutError, RequestTimedOutError, TimeoutError) as exc:
+        raise LogTimeout(f"kafka {what}: timed out ({exc!r}); outcome unknown") from None
+    except (ProducerClosed, IllegalStateError) as exc:
+        raise LogClosed(f"kafka {what}: {exc!r}") from None
+    except KafkaError as exc:
+        raise LogUnavailable(f"kafka {what}: {exc!r}") from None
+    except OSError as exc:
+        raise LogUnavailable(f"kafka {what}: {exc!r}") from None
+
+
+class KafkaEventLog(EventLogBase):
+    """EventLog on one Kafka topic; the topic is created on start() if missing."""
+
+    def __init__(self, bootstrap: str, topic: str, *, partitions: int | None = None,
+                 replication: int | None = None, request_timeout_s: float = 30.0,
+                 append_timeout_s: float = 60.0, linger_ms: int = 0,
+                 max_batch_bytes: int = 256 * 1024, dedup_cache: int = 200_000,
+                 client_id: str | None = None) -> None:
+        self.bootstrap = bootstrap
+        self.topic = topic
+        self._want_partitions = partitions
+        self._want_replication = replication
+        self._request_timeout_s = request_timeout_s
+        self._append_timeout_s = append_timeout_s
+        self._linger_ms = linger_ms
+        self._max_batch_bytes = max_batch_bytes
+        self._dedup_max = dedup_cache
+        self._client_id = client_id or f"selfhood-{uuid.uuid4().hex[:8]}"
+        self._producer: Any = None
+        self._consumer: Any = None
+        self._partitions: list[int] = []
+        self._tps: dict[int, TopicPartition] = {}
+        self._next_read: dict[int, int] = {}
+        self._read_lock = asyncio.Lock()
+        self._acked: OrderedDict[str, LogPosition] = OrderedDict()
+        self._inflight: dict[str, asyncio.Future[LogPosition]] = {}
+        self.brokers = 0
+
+    # -- lifecycle --------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._producer is not None:
+            return
+        try:
+            async with asyncio.timeout(self._request_timeout_s * 2):
+                await self._ensure_topic()
+                await self._start_clients()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _ensure_topic(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap,
+                                    client_id=f"{self._client_id}-admin",
+                                    request_timeout_ms=int(self._request_timeout_s * 1000))
+        with _driver_errors(f"connect to {self.bootstrap}"):
+            await admin.start()
+        try:
+            with _driver_errors(f"create topic {self.topic}"):
+                cluster = await admin.describe_cluster()
+                self.brokers = len(cluster["brokers"])
+                if self.topic in await admin.list_topics():
+                    return
+                rf = self._want_replication or min(3, self.brokers)
+                configs = {"min.insync.replicas": "2"} if rf >= 3 else {}
+                configs["unclean.leader.election.enable"] = "false"
+                resp = await admin.create_topics(
+                    [NewTopic(self.topic, self._want_partitions or DEFAULT_PARTITIONS, rf,
+                              topic_configs=configs)])
+                for err in resp.topic_errors:
+                    code = err[1]
+                    if code not in (0, _TOPIC_ALREADY_EXISTS):
+                        detail = err[2] if len(err) > 2 else ""
+                        raise LogUnavailable(
+                            f"kafka: cannot create topic {self.topic}: error {code} {detail}")
+        finally:
+            with contextlib.suppress(Exception):
+                await admin.close()
+
+    async def _start_clients(self) -> None:
+        timeout_ms = int(self._request_timeout_s * 1000)
+        producer = aiokafka.AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, client_id=self._client_id,
+            enable_idempotence=True, acks="all", linger_ms=self._linger_ms,
+            max_batch_size=self._max_batch_bytes, request_timeout_ms=timeout_ms,
+            retry_backoff_ms=100, metadata_max_age_ms=30_000)
+        self._producer = producer
+        with _driver_errors(f"start producer on {self.bootstrap}"):
+            await producer.start()
+            parts = None
+            for _ in range(50):  # a fresh topic's metadata can lag creation briefly
+                parts = await producer.partitions_for(self.topic)
+                if parts:
+                    break
+                await asyncio.sleep(0.1)
+            if not parts:
+                raise LogUnavailable(f"kafka: topic {self.topic} has no partitions in metadata")
+        self._partitions = sorted(parts)
+        if self._want_partitions is not None and self._want_partitions != len(self._partitions):
+            raise LogError(f"kafka topic {self.topic} has {len(self._partitions)} partitions, "
+                           f"but partitions={self._want_partitions} was asked for")
+        self._tps = {p: TopicPartition(self.topic, p) for p in self._partitions}
+        consumer = aiokafka.AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, client_id=f"{self._client_id}-reader",
+            group_id=None, enable_auto_commit=False, isolation_level="read_committed",
+            auto_offset_reset="earliest", request_timeout_ms=timeout_ms,
+            fetch_max_wait_ms=100, max_partition_fetch_bytes=4 * 1024 * 1024,
+            retry_backoff_ms=100, metadata_max_age_ms=30_000)
+        self._consumer = consumer
+        with _driver_errors(f"start consumer on {self.bootstrap}"):
+            await consumer.start()
+            consumer.assign(list(self._tps.values()))
+            for p, tp in self._tps.items():
+                consumer.seek(tp, 0)
+                self._next_read[p] = 0
+
+    async def stop(self) -> None:
+        """Flush pending appends and close both clients; safe to call twice."""
+        producer, consumer = self._producer, self._consumer
+        self._producer = self._consumer = None
+        for client in (producer, consumer):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self._request_timeout_s):
+                        await client.stop()
+        for fut in self._inflight.values():
+            if not fut.done():
+                fut.cancel()
+        self._inflight.clear()
+
+    # -- appends ----------------------------------------------------------
+
+    @property
+    def partition_count(self) -> int:
+        return len(self._partitions)
+
+    def partition_of(self, instance_id: str) -> int:
+        """Where an instance's events go in this topic."""
+        return partition_for(instance_id, len(self._partitions))
+
+    async def append(self, event: Event) -> LogPosition:
+        return (await self.append_batch([event]))[0]
+
+    async def append_batch(self, events: Sequence[Event]) -> list[LogPosition]:
+        """Send all, then wait for every ack; positions in input order.
+
+        Events already acknowledged (or in flight) through this adapter are
+        not sent again: their first position is returned.
+        """
+        producer = self._require_producer()
+        loop = asyncio.get_running_loop()
+        waits: list[asyncio.Future[LogPosition]] = []
+        mine: list[tuple[str, asyncio.Future[LogPosition]]] = []
+        sends: list[asyncio.Future[Any]] = []
+        try:
+            with _driver_errors(f"append to {self.topic}"):
+                for event in events:
+                    eid = event.event_id
+                    known = self._acked.get(eid)
+                    if known is not None:
+                        done: asyncio.Future[LogPosition] = loop.create_future()
+                        done.set_result(known)
+                        waits.append(done)
+                        continue
+                    pending = self._inflight.get(eid)
+                    if pending is not None:
+                        waits.append(pending)
+                        continue
+                    fut: asyncio.Future[LogPosition] = loop.create_future()
+                    self._inflight[eid] = fut
+                    mine.append((eid, fut))
+                    waits.append(fut)
+                    sends.append(await producer.send(
+                        self.topic, value=encode(event), key=event.instance_id.encode(),
+                        partition=self.partition_of(event.instance_id)))
+                async with asyncio.timeout(self._append_timeout_s):
+                    for (eid, fut), send in zip(mine, sends, strict=True):
+                        md = await send
+                        pos = LogPosition(md.partition, md.offset)
+                        self._remember(eid, pos)
+                        fut.set_result(pos)
+                    return [await w for w in waits]
+        except BaseException as exc:
+            err = exc if isinstance(exc, LogError) else LogTimeout(
+                f"kafka append to {self.topic} interrupted; outcome unknown")
+            for _eid, fut in mine:
+                if not fut.done():
+                    fut.set_exception(err)
+                    fut.exception()  # retrieved here; joined retries re-raise it themselves
+            raise
+        finally:
+            for eid, _fut in mine:
+                self._inflight.pop(eid, None)
+
+    async def append_raw(self, instance_id: str, data: bytes) -> LogPosition:
+        """Append bytes as they are (tests/tools inject corrupt records this way)."""
+        producer = self._require_producer()
+        with _driver_errors(f"append to {self.topic}"):
+            async with asyncio.timeout(self._append_timeout_s):
+                md = await producer.send_and_wait(
+                    self.topic, value=bytes(data), key=instance_id.encode(),
+                    partition=self.partition_of(instance_id))
+        return LogPosition(md.partition, md.offset)
+
+    def _remember(self, event_id: str, pos: LogPosition) -> None:
+        self._acked[event_id] = pos
+        if len(self._acked) > self._dedup_max:
+            self._acked.popitem(last=False)
+
+    def _require_producer(self) -> Any:
+        if self._producer is None:
+            raise LogClosed(f"kafka log {self.topic} is not started")
+        return self._producer
+
+    # -- reads --------------------------------------------------------------
+
+    async def read(self, partition: int, from_offset: int, *, limit: int = 1000,
+                   timeout_s: float = 1.0) -> list[LogEntry]:
+        consumer = self._consumer
+        if consumer is None:
+            raise LogClosed(f"kafka log {self.topic} is not started")
+        tp = self._tps.get(partition)
+        if tp is None:
+            raise LogError(f"kafka topic {self.topic} has no partition {partition}")
+        async with self._read_lock:
+            with _driver_errors(f"read {self.topic}[{partition}]"):
+                if self._next_read.get(partition) != from_offset:
+                    consumer.seek(tp, max(from_offset, 0))
+                    self._next_read[partition] = from_offset
+                batch = await consumer.getmany(tp, timeout_ms=int(max(timeout_s, 0) * 1000),
+                                               max_records=limit)
+        records = batch.get(tp, [])
+        out: list[LogEntry] = []
+        for rec in records:
+            raw: bytes = rec.value if rec.value is not None else b""
+            pos = LogPosition(partition, rec.offset)
+            try:
+                out.append(LogEntry(pos, raw, decode(raw, partition=partition,
+                                                     offset=rec.offset)))
+            except EventDecodeError as exc:
+                out.append(LogEntry(pos, raw, None, exc.with_traceback(None)))
+        if out:
+            self._next_read[partition] = out[-1].position.offset + 1
+        return out
+
+    async def end_offsets(self) -> dict[int, int]:
+        consumer = self._consumer
+        if consumer is None:
+            raise LogClosed(f"kafka log {self.topic} is not started")
+        with _driver_errors(f"end offsets of {self.topic}"):
+            async with asyncio.timeout(self._request_timeout_s):
+                ends = await consumer.end_offsets(list(self._tps.values()))
+        return {tp.partition: int(off) for tp, off in ends.items()}
+
+    async def beginning_offsets(self) -> dict[int, int]:
+        """First offset still stored per partition (retention may have removed older ones)."""
+        consumer = self._consumer
+        if consumer is None:
+            raise LogClosed(f"kafka log {self.topic} is not started")
+        with _driver_errors(f"beginning offsets of {self.topic}"):
+            async with asyncio.timeout(self._request_timeout_s):
+                starts = await consumer.beginning_offsets(list(self._tps.values()))
+        return {tp.partition: int(off) for tp, off in starts.items()}
+
+    async def partitions(self) -> list[int]:
+        if self._producer is None:
+            raise LogClosed(f"kafka log {self.topic} is not started")
+        return list(self._partitions)

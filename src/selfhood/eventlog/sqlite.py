@@ -1,0 +1,380 @@
+"""SqliteEventLog: the embedded, zero-setup EventLog adapter (one SQLite file).
+
+Why it looks like this:
+
+- WAL mode, so readers (a projector in another process, `log tail`) never
+  block the writer and see each commit as soon as it lands.
+- One writer task per adapter does group commit: concurrent `append` calls
+  from many tasks are queued and written in one `BEGIN IMMEDIATE`
+  transaction, so they are safe and cheap. `BEGIN IMMEDIATE` plus SQLite's
+  file lock serialises writers from other processes; offsets are computed
+  inside that lock, so they stay dense and strictly increasing per partition.
+- `event_id` has a unique index: a retried append returns the original
+  position instead of writing a duplicate, across processes and reopens.
+- Reads fetch big batches on their own connection and thread and decode with
+  msgspec, because replay speed bounds how fast an instance rehydrates.
+- The partition count is stored in the file, so every opener agrees on where
+  an instance lives (same murmur2 partitioner as Kafka).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sqlite3
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Final
+
+from selfhood.errors import (
+    EventDecodeError,
+    LogClosed,
+    LogError,
+    LogTimeout,
+    LogUnavailable,
+    LogUrlError,
+)
+from selfhood.eventlog.base import EventLogBase, LogEntry, LogPosition
+from selfhood.eventlog.partitioning import partition_for
+from selfhood.events import Event, decode, encode
+
+DEFAULT_PARTITIONS: Final = 8
+
+_SCHEMA: Final = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS records ("
+    " part INTEGER NOT NULL, off INTEGER NOT NULL, event_id TEXT,"
+    " instance_id TEXT NOT NULL, data BLOB NOT NULL,"
+    " PRIMARY KEY (part, off)) WITHOUT ROWID",
+    "CREATE UNIQUE INDEX IF NOT EXISTS records_event_id ON records (event_id)"
+    " WHERE event_id IS NOT NULL",
+)
+
+# One write request: (event_id or None for raw, instance_id, bytes) per record.
+_Record = tuple[str | None, str, bytes]
+
+
+class _WriteRequest:
+    __slots__ = ("future", "records")
+
+    def __init__(self, records: list[_Record], future: asyncio.Future[list[LogPosition]]) -> None:
+        self.records = records
+        self.future = future
+
+
+def _map_sqlite_error(exc: sqlite3.Error, path: str) -> LogError:
+    """Driver errors never leak: a lock wait that ran out is a timeout, the rest unavailable."""
+    msg = str(exc)
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg):
+        return LogTimeout(f"sqlite log {path}: {msg}")
+    return LogUnavailable(f"sqlite log {path}: {msg}")
+
+
+class SqliteEventLog(EventLogBase):
+    """EventLog on one SQLite file; safe for concurrent tasks and processes."""
+
+    def __init__(self, path: str | Path, *, partitions: int | None = None,
+                 synchronous: str = "FULL", busy_timeout_s: float = 30.0,
+                 max_group: int = 512) -> None:
+        self.path = str(path)
+        self._want_partitions = partitions
+        self._synchronous = synchronous
+        self._busy_timeout_s = busy_timeout_s
+        self._max_group = max_group
+        self._partitions = 0
+        self._wconn: sqlite3.Connection | None = None
+        self._rconn: sqlite3.Connection | None = None
+        self._wexec: ThreadPoolExecutor | None = None
+        self._rexec: ThreadPoolExecutor | None = None
+        self._queue: asyncio.Queue[_WriteRequest | None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._read_lock = asyncio.Lock()
+
+    # -- lifecycle --------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._wconn is not None:
+            return
+        if self._want_partitions is not None and self._want_partitions < 1:
+            raise LogUrlError(f"partitions must be >= 1, got {self._want_partitions}")
+        self._wexec = ThreadPoolExecutor(1, thread_name_prefix="sqlite-log-w")
+        self._rexec = ThreadPoolExecutor(1, thread_name_prefix="sqlite-log-r")
+        loop = asyncio.get_running_loop()
+        try:
+            self._wconn = await loop.run_in_executor(self._wexec, self._open_writer)
+            self._rconn = await loop.run_in_executor(self._rexec, self._open_reader)
+        except BaseException:
+            await self._close_all()
+            raise
+        self._queue = asyncio.Queue()
+        self._writer = asyncio.create_task(self._write_loop(),
+                                           name=f"sqlite-log-writer {self.path}")
+
+    async def stop(self) -> None:
+        """Flush queued appends, then close; safe to call twice."""
+        if self._writer is not None and self._queue is not None:
+            self._queue.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._writer)
+        self._writer = None
+        self._queue = None
+        await self._close_all()
+
+    async def _close_all(self) -> None:
+        loop = asyncio.get_running_loop()
+        for conn, ex in ((self._wconn, self._wexec), (self._rconn, self._rexec)):
+            if conn is not None and ex is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    await loop.run_in_executor(ex, conn.close)
+        for ex in (self._wexec, self._rexec):
+            if ex is not None:
+                ex.shutdown(wait=False)
+        self._wconn = self._rconn = None
+        self._wexec = self._rexec = None
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            parent = Path(self.path).parent
+            if not parent.exists():
+                raise LogUnavailable(f"sqlite log {self.path}: directory {parent} does not exist")
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=self._busy_timeout_s)
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
+            return conn
+        except sqlite3.Error as exc:
+            raise _map_sqlite_error(exc, self.path) from None
+
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = self._connect()
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _SCHEMA:
+                    conn.execute(stmt)
+                row = conn.execute("SELECT value FROM meta WHERE key = 'partitions'").fetchone()
+                if row is None:
+                    n = self._want_partitions or DEFAULT_PARTITIONS
+                    conn.execute("INSERT INTO meta (key, value) VALUES ('partitions', ?)",
+                                 (str(n),))
+                else:
+                    n = int(row[0])
+                    if self._want_partitions is not None and self._want_partitions != n:
+                        raise LogUrlError(
+                            f"sqlite log {self.path} has {n} partitions, "
+                            f"but partitions={self._want_partitions} was asked for")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            self._partitions = n
+            return conn
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise _map_sqlite_error(exc, self.path) from None
+        except BaseException:
+            conn.close()
+            raise
+
+    def _open_reader(self) -> sqlite3.Connection:
+        conn = self._connect()
+        conn.execute("PRAGMA query_only = 1")
+        return conn
+
+    # -- appends ----------------------------------------------------------
+
+    @property
+    def partition_count(self) -> int:
+        """How many partitions the file was created with (known after start())."""
+        return self._partitions
+
+    def partition_of(self, instance_id: str) -> int:
+        """Where an instance's events go in this log."""
+        return partition_for(instance_id, self._partitions)
+
+    async def append(self, event: Event) -> LogPosition:
+        return (await self._submit([(event.event_id, event.instance_id, encode(event))]))[0]
+
+    async def append_batch(self, events: Sequence[Event]) -> list[LogPosition]:
+        if not events:
+            return []
+        return await self._submit([(e.event_id, e.instance_id, encode(e)) for e in events])
+
+    async def append_raw(self, instance_id: str, data: bytes) -> LogPosition:
+        """Append bytes as they are (for tests and tools that need a corrupt record)."""
+        return (await self._submit([(None, instance_id, bytes(data))]))[0]
+
+    async def _submit(self, records: list[_Record]) -> list[LogPosition]:
+        if self._queue is None:
+            raise LogClosed(f"sqlite log {self.path} is not started")
+        fut: asyncio.Future[list[LogPosition]] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_WriteRequest(records, fut))
+        return await fut
+
+    async def _write_loop(self) -> None:
+        """Group commit: everything queued while the last commit ran goes in the next one."""
+        assert self._queue is not None and self._wexec is not None
+        queue = self._queue
+        loop = asyncio.get_running_loop()
+        closing = False
+        while not closing:
+            first = await queue.get()
+            if first is None:
+                break
+            group = [first]
+            while len(group) < self._max_group and not queue.empty():
+                nxt = queue.get_nowait()
+                if nxt is None:
+                    closing = True
+                    break
+                group.append(nxt)
+            try:
+                results = await loop.run_in_executor(
+                    self._wexec, self._write_sync, [r.records for r in group])
+            except LogError as exc:
+                for r in group:
+                    if not r.future.done():
+                        r.future.set_exception(exc)
+                continue
+            except Exception as exc:
+                err = LogError(f"sqlite log {self.path}: append failed: {exc!r}")
+                for r in group:
+                    if not r.future.done():
+                        r.future.set_exception(err)
+                continue
+            except BaseException as exc:  # includes CancelledError: waiters must not hang
+                for r in group:
+                    if not r.future.done():
+                        r.future.set_exception(LogClosed(f"sqlite log writer stopped: {exc!r}"))
+                raise
+            for r, positions in zip(group, results, strict=True):
+                if not r.future.done():
+                    r.future.set_result(positions)
+        # Fail anything still queued after the close sentinel.
+        while not queue.empty():
+            item = queue.get_nowait()
+            if item is not None and not item.future.done():
+                item.future.set_exception(LogClosed(f"sqlite log {self.path} was stopped"))
+
+    def _write_sync(self, groups: list[list[_Record]]) -> list[list[LogPosition]]:
+        conn = self._wconn
+        if conn is None:
+            raise LogClosed(f"sqlite log {self.path} is closed")
+        n = self._partitions
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _map_sqlite_error(exc, self.path) from None
+        try:
+            ends: dict[int, int] = {}
+            out: list[list[LogPosition]] = []
+            insert = ("INSERT INTO records (part, off, event_id, instance_id, data)"
+                      " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+            for records in groups:
+                positions: list[LogPosition] = []
+                for event_id, instance_id, data in records:
+                    part = partition_for(instance_id, n)
+                    end = ends.get(part)
+                    if end is None:
+                        row = conn.execute(
+                            "SELECT max(off) FROM records WHERE part = ?", (part,)).fetchone()
+                        end = -1 if row[0] is None else int(row[0])
+                    cur = conn.execute(insert, (part, end + 1, event_id, instance_id, data))
+                    if cur.rowcount == 1:
+                        ends[part] = end + 1
+                        positions.append(LogPosition(part, end + 1))
+                    else:  # event_id already in the log: a retry, not a new event
+                        ends[part] = end
+                        old = conn.execute("SELECT part, off FROM records WHERE event_id = ?",
+                                           (event_id,)).fetchone()
+                        positions.append(LogPosition(int(old[0]), int(old[1])))
+                out.append(positions)
+            conn.execute("COMMIT")
+            return out
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise _map_sqlite_error(exc, self.path) from None
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+
+    # -- reads --------------------------------------------------------------
+
+    async def read(self, partition: int, from_offset: int, *, limit: int = 1000,
+                   timeout_s: float = 1.0) -> list[LogEntry]:
+        """A batch of entries; polls every 20 ms, up to `timeout_s`, while nothing is there."""
+        if self._rexec is None:
+            raise LogClosed(f"sqlite log {self.path} is not started")
+        self._check_partition(partition)
+        loop = asyncio.get_running_loop()
+        deadline = time.monotonic() + max(timeout_s, 0.0)
+        while True:
+            async with self._read_lock:
+                if self._rexec is None:
+                    raise LogClosed(f"sqlite log {self.path} is closed")
+                entries = await loop.run_in_executor(
+                    self._rexec, self._read_sync, partition, max(from_offset, 0), limit)
+            remaining = deadline - time.monotonic()
+            if entries or remaining <= 0:
+                return entries
+            await asyncio.sleep(min(0.02, remaining))
+
+    def _read_sync(self, partition: int, from_offset: int, limit: int) -> list[LogEntry]:
+        conn = self._rconn
+        if conn is None:
+            raise LogClosed(f"sqlite log {self.path} is closed")
+        try:
+            rows = conn.execute(
+                "SELECT off, data FROM records WHERE part = ? AND off >= ? ORDER BY off LIMIT ?",
+                (partition, from_offset, limit)).fetchall()
+        except sqlite3.Error as exc:
+            raise _map_sqlite_error(exc, self.path) from None
+        out: list[LogEntry] = []
+        append = out.append
+        for off, data in rows:
+            pos = LogPosition(partition, off)
+            try:
+                append(LogEntry(pos, data, decode(data, partition=partition, offset=off)))
+            except EventDecodeError as exc:
+                append(LogEntry(pos, data, None, exc.with_traceback(None)))
+        return out
+
+    async def end_offsets(self) -> dict[int, int]:
+        if self._rexec is None:
+            raise LogClosed(f"sqlite log {self.path} is not started")
+        loop = asyncio.get_running_loop()
+        async with self._read_lock:
+            return await loop.run_in_executor(self._rexec, self._end_offsets_sync)
+
+    def _end_offsets_sync(self) -> dict[int, int]:
+        conn = self._rconn
+        if conn is None:
+            raise LogClosed(f"sqlite log {self.path} is closed")
+        out: dict[int, int] = {}
+        try:
+            conn.execute("BEGIN")  # one snapshot for all partitions
+            try:
+                for p in range(self._partitions):
+                    row = conn.execute("SELECT max(off) FROM records WHERE part = ?",
+                                       (p,)).fetchone()
+                    out[p] = 0 if row[0] is None else int(row[0]) + 1
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise _map_sqlite_error(exc, self.path) from None
+        return out
+
+    async def partitions(self) -> list[int]:
+        if self._wconn is None:
+            raise LogClosed(f"sqlite log {self.path} is not started")
+        return list(range(self._partitions))
+
+    def _check_partition(self, partition: int) -> None:
+        if not 0 <= partition < self._partitions:
+            raise LogError(f"sqlite log {self.path} has no partition {partition} "
+                           f"(partitions 0..{self._partitions - 1})")
