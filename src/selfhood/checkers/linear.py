@@ -1,0 +1,584 @@
+"""Porcupine-class checker: linearizability and sequential consistency (pure).
+
+One search serves both consistency models. It is the WGL/Lowe search:
+repeatedly pick an op that may go next, step the sequential model, and
+backtrack when nothing can. The search never visits the same
+(set of linearized ops, model state) twice. What "may go next" means is the
+only difference between the two models:
+
+* linearizable: an op may go next when no pending op returned before it was
+  invoked (real-time order). Ops are numbered by return position, so the
+  earliest-returning pending op is the lowest zero bit of the linearized-set
+  bitmask, and the ops that may go next are one precomputed mask and-not the
+  bitmask. The histories are partitioned by key first (P-compositionality:
+  linearizability is local, Herlihy & Wing), which is what makes kv fast.
+* sequential: an op may go next when every earlier determinate op of its own
+  process has gone (program order); real time between processes is dropped.
+  Sequential consistency is *not* local, so keyed histories are searched
+  whole, with one product state per key, never per key.
+
+Indeterminate ops (an `info` completion, an invoke left dangling, a fail with
+a timeout error) may take effect at any point after their invocation, or not
+at all: they return "at infinity" (linearizable) or are bound to their
+process's earlier ops but not to its later ones (sequential). Every model
+step of an indeterminate op is legal (its output was never seen), so the
+search may stop once all determinate ops are placed. Indeterminate reads have
+no effect and are dropped; `fail` ops had no effect and are dropped, except a
+cas-register `fail :cas` without an error, which is an observed compare
+mismatch (the etcd semantics in ../shared/peers/README.md).
+
+A failing verdict names the deepest stuck point found (the fewest ops left
+unlinearized): the ops that could not go next, the states reached, and why.
+A time limit yields "unknown" for partitions not finished, never a guess.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Callable, Generator, Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from selfhood.checkers.history import Op, Pair, pair_ops
+from selfhood.checkers.verdict import UNKNOWN, CheckResult, Validity
+from selfhood.errors import CheckerError, SpecError
+
+__all__ = [
+    "CONSISTENCY_MODELS",
+    "MODELS",
+    "check_linearizable",
+]
+
+MODELS: tuple[str, ...] = ("register", "cas-register", "kv", "set")
+CONSISTENCY_MODELS: tuple[str, ...] = ("linearizable", "sequential")
+ANOMALY = {"linearizable": "nonlinearizable", "sequential": "nonsequential"}
+# Models ruled out by a failure: linearizable implies sequential.
+_RULED_OUT = {"linearizable": {"linearizable"}, "sequential": {"sequential", "linearizable"}}
+
+
+class _Illegal:
+    """Marker returned by a step that the model forbids (identity-compared)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ILLEGAL"
+
+
+ILLEGAL: Any = _Illegal()
+_INF = 1 << 62  # return position of an indeterminate op
+_CHECK_EVERY = 2047  # iterations between clock reads
+Step = Callable[[Any], Any]
+
+
+@dataclass(slots=True)
+class _Prepared:
+    """One op ready for the search: its window, its model step and a description."""
+
+    call: int
+    ret: int  # _INF when indeterminate
+    step: Step
+    key: Hashable
+    process: Any
+    index: int
+    desc: str
+
+    @property
+    def indeterminate(self) -> bool:
+        return self.ret >= _INF
+
+
+# --- values and descriptions ---------------------------------------------------------
+
+
+def _freeze(x: Any) -> Any:
+    """Model states must be hashable: lists become tuples, sets frozensets."""
+    if isinstance(x, list | tuple):
+        return tuple(_freeze(v) for v in x)
+    if isinstance(x, set | frozenset):
+        return frozenset(_freeze(v) for v in x)
+    if isinstance(x, dict):
+        return tuple(sorted(((_freeze(k), _freeze(v)) for k, v in x.items()), key=repr))
+    return x
+
+
+def _show(x: Any) -> str:
+    if x is None:
+        return "nil"
+    if isinstance(x, frozenset):
+        return "#{" + " ".join(_show(v) for v in sorted(x, key=repr)) + "}"
+    if isinstance(x, tuple):
+        return "[" + " ".join(_show(v) for v in x) + "]"
+    if isinstance(x, str):
+        return repr(x)
+    return str(x)
+
+
+def _is_pair(x: Any) -> bool:
+    return isinstance(x, list | tuple) and len(x) == 2
+
+
+def _timed_out(op: Op | None) -> bool:
+    if op is None or op.error is None:
+        return False
+    err = op.error
+    if isinstance(err, list | tuple) and err:
+        err = err[0]
+    return str(err).replace("_", "-") in ("timed-out", "timeout", "timed out")
+
+
+# --- steps (one closure per op: dispatch happens once, at preparation) --------------
+
+
+def _read_step(v: Any) -> Step:
+    def step(s: Any) -> Any:
+        return s if s == v else ILLEGAL
+    return step
+
+
+def _write_step(v: Any) -> Step:
+    def step(s: Any) -> Any:
+        return v
+    return step
+
+
+def _cas_ok_step(a: Any, b: Any) -> Step:
+    def step(s: Any) -> Any:
+        return b if s == a else ILLEGAL
+    return step
+
+
+def _cas_mismatch_step(a: Any) -> Step:
+    def step(s: Any) -> Any:
+        return ILLEGAL if s == a else s
+    return step
+
+
+def _cas_maybe_step(a: Any, b: Any) -> Step:
+    def step(s: Any) -> Any:
+        return b if s == a else s
+    return step
+
+
+def _append_step(v: str) -> Step:
+    def step(s: Any) -> Any:
+        return s + v
+    return step
+
+
+def _add_step(v: Any) -> Step:
+    def step(s: Any) -> Any:
+        return s if v in s else s | {v}
+    return step
+
+
+# --- models: a pair -> (key, step, description) or None (no effect, no observation) ----
+
+_Prep = tuple[Hashable, Step, str] | None
+
+
+def _split_key(op: Op, value: Any, keyed: bool) -> tuple[Hashable, Any]:
+    if "key" in op.extra:
+        return _freeze(op.extra["key"]), value
+    if keyed:
+        return _freeze(value[0]), value[1]
+    return None, value
+
+
+def _register_prep(pair: Pair, indeterminate: bool, allow_cas: bool) -> _Prep:
+    inv, comp = pair.invoke, pair.completion
+    f = inv.f
+    if f == "read":
+        if indeterminate or pair.failed or comp is None:
+            return None
+        raw = comp.value
+        keyed = "key" not in inv.extra and _is_pair(raw if raw is not None else inv.value)
+        if keyed and not _is_pair(raw):
+            raw = [inv.value[0], raw]
+        key, v = _split_key(inv, raw, keyed)
+        v = _freeze(v)
+        return key, _read_step(v), f"read → {_show(v)}"
+    if f == "write":
+        if pair.failed:
+            return None
+        key, v = _split_key(inv, inv.value, "key" not in inv.extra and _is_pair(inv.value))
+        v = _freeze(v)
+        return key, _write_step(v), f"write {_show(v)}"
+    if f == "cas" and allow_cas:
+        val = inv.value
+        keyed = "key" not in inv.extra and _is_pair(val) and _is_pair(val[1])
+        key, ab = _split_key(inv, val, keyed)
+        if not _is_pair(ab):
+            raise CheckerError(f"op {inv.index}: cas value must be [from to], got {val!r}")
+        a, b = _freeze(ab[0]), _freeze(ab[1])
+        if indeterminate:
+            return key, _cas_maybe_step(a, b), f"cas {_show(a)}→{_show(b)} → ?"
+        if pair.failed:
+            if comp is not None and comp.error is not None:
+                return None  # refused for another reason: certainly no effect, nothing seen
+            return key, _cas_mismatch_step(a), f"cas {_show(a)}→{_show(b)} → fail"
+        return key, _cas_ok_step(a, b), f"cas {_show(a)}→{_show(b)} → ok"
+    raise CheckerError(f"op {inv.index}: the {'cas-register' if allow_cas else 'register'} "
+                       f"model has no operation {f!r}")
+
+
+def _kv_prep(pair: Pair, indeterminate: bool) -> _Prep:
+    inv, comp = pair.invoke, pair.completion
+    f = inv.f
+    keyed_val = "key" not in inv.extra
+    if f in ("get", "read"):
+        if indeterminate or pair.failed or comp is None:
+            return None
+        raw = comp.value
+        if keyed_val and not _is_pair(raw):
+            raw = [inv.value[0] if _is_pair(inv.value) else None, raw]
+        key, v = _split_key(inv, raw, keyed_val)
+        v = "" if v is None else v
+        return key, _read_step(v), f"get({_show(key)}) → {_show(v)}"
+    if f in ("put", "append"):
+        if pair.failed:
+            return None
+        key, v = _split_key(inv, inv.value, keyed_val and _is_pair(inv.value))
+        if not isinstance(v, str):
+            v = "" if v is None else str(v)
+        if f == "put":
+            return key, _write_step(v), f"put({_show(key)}, {_show(v)})"
+        return key, _append_step(v), f"append({_show(key)}, {_show(v)})"
+    raise CheckerError(f"op {inv.index}: the kv model has no operation {f!r}")
+
+
+def _set_prep(pair: Pair, indeterminate: bool) -> _Prep:
+    inv, comp = pair.invoke, pair.completion
+    f = inv.f
+    if f == "add":
+        if pair.failed:
+            return None
+        key, v = _split_key(inv, inv.value, False)
+        v = _freeze(v)
+        return key, _add_step(v), f"add {_show(v)}"
+    if f == "read":
+        if indeterminate or pair.failed or comp is None:
+            return None
+        key, v = _split_key(inv, comp.value, False)
+        if v is None:
+            v = ()
+        if not isinstance(v, list | tuple | set | frozenset):
+            raise CheckerError(f"op {comp.index}: a set read must return a collection, got {v!r}")
+        fs = frozenset(_freeze(x) for x in v)
+        return key, _read_step(fs), f"read → {_show(fs)}"
+    raise CheckerError(f"op {inv.index}: the set model has no operation {f!r}")
+
+
+_INIT: dict[str, Any] = {"register": None, "cas-register": None, "kv": "",
+                         "set": frozenset()}
+
+
+def _prepare(ops: Sequence[Op], model: str) -> list[_Prepared]:
+    """Pair the client ops and turn each into a search item (positions = history order)."""
+    client = [op for op in ops if op.process != "nemesis"]
+    pos = {id(op): n for n, op in enumerate(client)}
+    out: list[_Prepared] = []
+    for pair in pair_ops(client):
+        comp = pair.completion
+        indeterminate = pair.indeterminate or _timed_out(comp)
+        if indeterminate and comp is not None and comp.type == "fail":
+            pair = Pair(pair.invoke, None)  # a timed-out fail is unknown, not a failure
+        prep: _Prep
+        if model == "register":
+            prep = _register_prep(pair, indeterminate, allow_cas=False)
+        elif model == "cas-register":
+            prep = _register_prep(pair, indeterminate, allow_cas=True)
+        elif model == "kv":
+            prep = _kv_prep(pair, indeterminate)
+        else:
+            prep = _set_prep(pair, indeterminate)
+        if prep is None:
+            continue
+        key, step, what = prep
+        inv = pair.invoke
+        call = pos[id(inv)]
+        ret = _INF if indeterminate or comp is None else pos[id(comp)]
+        line = inv.extra.get("line")
+        where = f", line {line}" if isinstance(line, int) else ""
+        tag = " (indeterminate)" if indeterminate else ""
+        out.append(_Prepared(call, ret, step, key, inv.process, inv.index,
+                             f"op {inv.index} (process {inv.process}{where}): {what}{tag}"))
+    return out
+
+
+# --- the search ------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Outcome:
+    """How one partition's search ended: "ok", "illegal" or "timeout"."""
+
+    status: str
+    explored: int = 0
+    total: int = 0
+    depth: int = 0
+    stuck_nodes: list[tuple[int, Any]] = field(default_factory=list)
+    path: list[int] = field(default_factory=list)
+    order: list[_Prepared] = field(default_factory=list)
+    candidates: Callable[[int], int] | None = None
+
+
+_Search = Generator[None, None, _Outcome]
+
+
+def _search(order: list[_Prepared], init: Any, candidates: Callable[[int], int],
+            done: Callable[[int], bool]) -> _Search:
+    """Depth-first search over (linearized bitmask, state) with a visited set.
+
+    `candidates(bits)` is the mask of ops that may go next; `done(bits)` says
+    every determinate op is placed. Generic so both consistency models share it.
+    It yields every few thousand steps so the caller can interleave partitions
+    (the first illegal one ends the check, as Porcupine's parallel partitions
+    do) and enforce the time limit; it returns its outcome.
+    """
+    steps = [it.step for it in order]
+    total = len(order)
+    if done(0):
+        return _Outcome("ok", total=total)
+    seen: set[tuple[int, Any]] = set()
+    stack: list[tuple[int, Any, int, int]] = []
+    bits, state = 0, init
+    cand = candidates(0)
+    best = 0
+    best_nodes: list[tuple[int, Any]] = [(0, init)]
+    best_path: list[int] = []
+    n = 0
+    while True:
+        n += 1
+        if not n & _CHECK_EVERY:
+            yield None
+        if cand:
+            low = cand & -cand
+            cand ^= low
+            j = low.bit_length() - 1
+            ns = steps[j](state)
+            if ns is ILLEGAL:
+                continue
+            nb = bits | low
+            node = (nb, ns)
+            if node in seen:
+                continue
+            seen.add(node)
+            stack.append((bits, state, cand, j))
+            bits, state = nb, ns
+            if done(nb):
+                return _Outcome("ok", len(seen), total)
+            cand = candidates(nb)
+            d = len(stack)
+            if d >= best:
+                if d > best:
+                    best = d
+                    best_nodes = []
+                    best_path = [e[3] for e in stack]
+                if len(best_nodes) < 8:
+                    best_nodes.append(node)
+        elif stack:
+            bits, state, cand, _ = stack.pop()
+        else:
+            return _Outcome("illegal", len(seen), total, best, best_nodes, best_path, order,
+                            candidates)
+
+
+def _search_linearizable(items: list[_Prepared], init: Any) -> _Search:
+    """WGL with ops numbered by return position (see the module docstring)."""
+    det = sorted((it for it in items if not it.indeterminate), key=lambda it: it.ret)
+    ind = sorted((it for it in items if it.indeterminate), key=lambda it: it.call)
+    order = det + ind
+    n_det = len(det)
+    by_call = sorted(range(len(order)), key=lambda j: order[j].call)
+    call_pos = [order[j].call for j in by_call]
+    prefix = [0]
+    m = 0
+    for j in by_call:
+        m |= 1 << j
+        prefix.append(m)
+    # before[i]: ops invoked before op i returned (op i included).
+    before = [prefix[bisect.bisect_left(call_pos, order[i].ret)] for i in range(n_det)]
+    det_mask = (1 << n_det) - 1
+
+    def candidates(bits: int) -> int:
+        x = bits + 1
+        i = (x & -x).bit_length() - 1  # earliest-returning op not yet linearized
+        return before[i] & ~bits
+
+    def done(bits: int) -> bool:
+        return bits & det_mask == det_mask
+
+    return _search(order, init, candidates, done)
+
+
+def _search_sequential(items: list[_Prepared], init: Any) -> _Search:
+    """Program order per process; an indeterminate op waits only for its predecessors."""
+    order = sorted(items, key=lambda it: it.call)
+    chains: dict[Any, int] = {}
+    last_det: dict[Any, int] = {}
+    loose: list[tuple[int, int]] = []  # (bit, required predecessor bit or 0)
+    det_mask = 0
+    for j, it in enumerate(order):
+        p = _freeze(it.process)
+        if it.indeterminate:
+            prev = last_det.get(p)
+            loose.append((1 << j, 0 if prev is None else 1 << prev))
+        else:
+            chains[p] = chains.get(p, 0) | (1 << j)
+            last_det[p] = j
+            det_mask |= 1 << j
+    chain_masks = list(chains.values())
+
+    def candidates(bits: int) -> int:
+        out = 0
+        for cm in chain_masks:
+            rest = cm & ~bits
+            if rest:
+                out |= rest & -rest
+        for bit, pred in loose:
+            if not bits & bit and bits & pred == pred:
+                out |= bit
+        return out
+
+    def done(bits: int) -> bool:
+        return bits & det_mask == det_mask
+
+    return _search(order, init, candidates, done)
+
+
+def _product(items: list[_Prepared], init: Any) -> tuple[list[_Prepared], Any]:
+    """One state for many keys (sequential consistency is not local)."""
+    keys = sorted({it.key for it in items}, key=repr)
+    if len(keys) <= 1:
+        return items, init
+    slot = {k: n for n, k in enumerate(keys)}
+
+    def lift(inner: Step, k: int) -> Step:
+        def step(s: Any) -> Any:
+            v = inner(s[k])
+            if v is ILLEGAL:
+                return ILLEGAL
+            return (*s[:k], v, *s[k + 1:])
+        return step
+
+    out = [_Prepared(it.call, it.ret, lift(it.step, slot[it.key]), it.key, it.process,
+                     it.index, it.desc) for it in items]
+    return out, tuple(init for _ in keys)
+
+
+# --- explanation -------------------------------------------------------------------------
+
+
+def _stuck_report(out: _Outcome, model: str, key: Hashable,
+                  consistency: str) -> tuple[str, dict[str, Any]]:
+    order = out.order
+    bits = out.stuck_nodes[0][0] if out.stuck_nodes else 0
+    states = [s for b, s in out.stuck_nodes if b == bits]
+    pending: list[dict[str, Any]] = []
+    cand = out.candidates(bits) if out.candidates is not None else 0
+    while cand:
+        low = cand & -cand
+        cand ^= low
+        it = order[low.bit_length() - 1]
+        impossible = [s for s in states if it.step(s) is ILLEGAL]
+        if len(impossible) == len(states):
+            reason = "impossible in every state reached"
+        elif impossible:
+            reason = (f"impossible in state {', '.join(_show(s) for s in impossible)}; "
+                      "every other choice leads to a dead end")
+        else:
+            reason = "possible, but every continuation leads to a dead end"
+        pending.append({"op": it.index, "process": it.process, "desc": it.desc, "reason": reason})
+    where = "" if key is None else f" for key {_show(key)}"
+    thing = {"register": "the register", "cas-register": "the register", "kv": "the value",
+             "set": "the set"}[model]
+    prefix = [order[j] for j in out.path]
+    last = "; ".join(it.desc for it in prefix[-3:]) if prefix else "none"
+    state_s = " or ".join(_show(s) for s in states) if states else _show(None)
+    order_kind = "real-time" if consistency == "linearizable" else "program"
+    pend_s = "; ".join(f"{p['desc']} — {p['reason']}" for p in pending) or "none"
+    text = (f"not {consistency}{where}: the deepest partial order reached places "
+            f"{out.depth} of {out.total} ops (last: {last}) and leaves {thing} in state "
+            f"{state_s}; no op that {order_kind} order allows next can be placed: {pend_s}")
+    detail = {"key": None if key is None else _show(key), "linearized": out.depth,
+              "of": out.total, "prefix": [it.index for it in prefix],
+              "states": [_show(s) for s in states], "pending": pending}
+    return text, detail
+
+
+# --- entry point ----------------------------------------------------------------------------
+
+
+def check_linearizable(ops: Sequence[Op], model: str, *, consistency: str = "linearizable",
+                       time_limit_s: float | None = None) -> CheckResult:
+    """Is this single-object history linearizable (or sequentially consistent)?
+
+    `model`: register | cas-register | kv | set. Keys (an op's `key` field, or
+    `[k, v]` values for register / cas-register) are independent objects.
+    Returns valid True / False / "unknown" (the time limit stopped a partition).
+    """
+    if model not in MODELS:
+        raise SpecError(f"unknown model {model!r}; expected one of {', '.join(MODELS)}")
+    if consistency not in CONSISTENCY_MODELS:
+        raise SpecError(f"unknown consistency model {consistency!r} for {model}; expected one "
+                        f"of {', '.join(CONSISTENCY_MODELS)}")
+    started = time.monotonic()
+    deadline = None if time_limit_s is None else started + time_limit_s
+    items = _prepare(ops, model)
+    init = _INIT[model]
+    parts: dict[Hashable, list[_Prepared]] = {}
+    if consistency == "linearizable":
+        for it in items:
+            parts.setdefault(it.key, []).append(it)
+    else:
+        prod, init = _product(items, init)
+        parts[None] = prod
+
+    result = CheckResult(valid=True)
+    keys = sorted(parts, key=repr)
+    search = _search_linearizable if consistency == "linearizable" else _search_sequential
+    running: dict[int, _Search] = {n: search(parts[k], init) for n, k in enumerate(keys)}
+    explored = 0
+    failed_key: Hashable = None
+    verdict: Validity = True
+    # Round-robin slices: a cheap illegal partition is found even when another
+    # partition's search is huge; the time limit is checked between slices.
+    while running and verdict is True:
+        for n in list(running):
+            try:
+                next(running[n])
+                continue
+            except StopIteration as stop:
+                out: _Outcome = stop.value
+            del running[n]
+            explored += out.explored
+            if out.status == "illegal":
+                text, stuck = _stuck_report(out, model, keys[n], consistency)
+                result.add(ANOMALY[consistency], text)
+                result.details["stuck"] = stuck
+                result.not_ |= _RULED_OUT[consistency]
+                failed_key = keys[n]
+                verdict = False
+                break
+        if verdict is True and running and deadline is not None \
+                and time.monotonic() > deadline:
+            verdict = UNKNOWN
+    for gen in running.values():
+        gen.close()
+    unknown_keys = [_show(keys[n]) for n in running] if verdict == UNKNOWN else []
+    checked = len(keys) - len(running)
+    if verdict == UNKNOWN:
+        result.unknown_reasons.append(
+            f"{consistency} search hit the {time_limit_s} s time limit; not finished for "
+            f"{len(unknown_keys)} of {len(keys)} partition(s): {', '.join(unknown_keys[:10])}")
+    result.valid = verdict
+    result.details["linear"] = {
+        "model": model, "consistency": consistency, "ops": len(items),
+        "partitions": len(keys), "partitions_checked": checked,
+        "unknown_partitions": unknown_keys,
+        "failed_partition": None if failed_key is None else _show(failed_key),
+        "states_explored": explored, "elapsed_s": time.monotonic() - started,
+    }
+    return result
