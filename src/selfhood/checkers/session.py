@@ -1,0 +1,425 @@
+"""Session guarantees per process (pure): read-your-writes, monotonic reads,
+monotonic writes, writes-follow-reads (Terry et al., 1994).
+
+The checker never needs the system's real version order. It only uses order
+facts a client can know from its own session, which every system that
+offers the guarantees must respect:
+
+- a process's own acknowledged writes to a key are ordered in session order;
+- a write is newer than every version its writer had already read of that key.
+
+From those facts each write ``w`` gets ``older(w)``: the writes known to
+precede it (per writer, a session sequence number, so a vector clock). Every
+process carries *floors*: writes its next reads must reflect, each with the
+guarantee that demands it:
+
+- read-your-writes: the process's own acknowledged writes;
+- monotonic-reads: every write the process has already read;
+- monotonic-writes: when it reads a write ``w`` by process ``q``, every write
+  ``q`` acknowledged before ``w`` (to any key);
+- writes-follow-reads: when it reads ``w`` by ``q``, every write ``q`` had
+  read before issuing ``w``.
+
+A register read violates a floor ``f`` when it returns the initial value, or
+a write known to be older than ``f``. A list-append or set read violates it
+when ``f``'s element is absent; a single list read that shows a writer's
+later append without its earlier one (or in the wrong order) violates
+monotonic-writes. Floors are not transitive (that would be causal
+consistency). Values are assumed unique per key, as in Jepsen and Elle; keys
+where a value is written twice are skipped and listed in details.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from selfhood.checkers.history import Op, Pair, pair_ops
+from selfhood.checkers.verdict import CheckResult
+
+__all__ = [
+    "GUARANTEES",
+    "SESSION_MODELS",
+    "SOp",
+    "check_session",
+    "session_ops",
+]
+
+RYW = "read-your-writes"
+MR = "monotonic-reads"
+MW = "monotonic-writes"
+WFR = "writes-follow-reads"
+#: in the order a violated read is classified when several floors fail
+GUARANTEES: tuple[str, ...] = (RYW, MR, MW, WFR)
+SESSION_MODELS = frozenset({"register", "cas-register", "kv", "list-append", "rw-register",
+                            "set"})
+#: stronger models that imply all four guarantees and are ruled out with them
+IMPLIED_BY = ("causal", "sequential", "linearizable")
+
+
+def _h(x: Any) -> Hashable:
+    if isinstance(x, list | tuple):
+        return tuple(_h(v) for v in x)
+    if isinstance(x, dict):
+        return tuple(sorted((str(k), _h(v)) for k, v in x.items()))
+    if isinstance(x, set | frozenset):
+        return frozenset(_h(v) for v in x)
+    return x  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class Mop:
+    """A micro-op: w (register write), r (register read), a (append/add), l (list/set read)."""
+
+    kind: str
+    key: Hashable
+    value: Any
+
+
+@dataclass(slots=True)
+class SOp:
+    """One op of a session: its pair, outcome and micro-ops in normal form."""
+
+    pair: Pair
+    type: str
+    process: Any
+    mops: list[Mop]
+    ordered: bool = True  # list reads are ordered (False for sets)
+
+    @property
+    def index(self) -> int:
+        return (self.pair.completion or self.pair.invoke).index
+
+    @property
+    def invoke_time(self) -> int | None:
+        return self.pair.invoke.time
+
+    @property
+    def complete_time(self) -> int | None:
+        return None if self.pair.completion is None else self.pair.completion.time
+
+    @property
+    def node(self) -> str | None:
+        c = self.pair.completion
+        return (c.node if c is not None and c.node is not None else self.pair.invoke.node)
+
+
+def _kv_key_value(op: Op, value: Any) -> tuple[Hashable, Any] | None:
+    if "key" in op.extra:
+        return _h(op.extra["key"]), value
+    if isinstance(value, list | tuple) and len(value) == 2:
+        return _h(value[0]), value[1]
+    return None
+
+
+def _mops(model: str, inv: Op, comp: Op | None) -> tuple[list[Mop], bool]:
+    """Normalise one pair's effects; reads come from the completion only."""
+    done = comp if comp is not None else inv
+    f = done.f or inv.f or ""
+    ok = comp is not None and comp.type == "ok"
+    out: list[Mop] = []
+    if model in ("list-append", "rw-register"):
+        value = comp.value if ok and comp is not None else inv.value
+        for m in value or []:
+            if not isinstance(m, list | tuple) or len(m) < 2:
+                continue
+            mf, k = m[0], _h(m[1])
+            v = m[2] if len(m) > 2 else None
+            if mf == "append":
+                out.append(Mop("a", k, _h(v)))
+            elif mf == "w":
+                out.append(Mop("w", k, _h(v)))
+            elif mf == "r" and ok:
+                if model == "list-append":
+                    out.append(Mop("l", k, [_h(x) for x in (v or [])]))
+                else:
+                    out.append(Mop("r", k, _h(v)))
+        return out, True
+    if model == "set":
+        if f == "add":
+            out.append(Mop("a", None, _h(inv.value)))
+        elif f == "read" and ok and comp is not None:
+            out.append(Mop("l", None, [_h(x) for x in (comp.value or [])]))
+        return out, False
+    value = comp.value if ok and comp is not None else inv.value
+    if model == "kv":
+        kv = _kv_key_value(done, value)
+        if kv is None:
+            return out, True
+        key, v = kv
+    else:
+        key, v = None, value
+    if f in ("write", "put"):
+        out.append(Mop("w", key, _h(v)))
+    elif f in ("read", "get") and ok:
+        out.append(Mop("r", key, _h(v)))
+    elif f == "cas" and isinstance(v, list | tuple) and len(v) == 2:
+        if ok:
+            out.append(Mop("r", key, _h(v[0])))
+        out.append(Mop("w", key, _h(v[1])))
+    elif f == "append" and model == "kv":
+        # string append: values are not versions; mark the key unsupported
+        out.append(Mop("x", key, None))
+    return out, True
+
+
+def session_ops(ops: Sequence[Op], model: str) -> list[SOp]:
+    """Pairs in invocation order with normalised micro-ops (non-client ops dropped)."""
+    out = []
+    for pair in pair_ops(ops):
+        if pair.invoke.process == "nemesis":
+            continue
+        comp = pair.completion
+        typ = "info" if comp is None else comp.type
+        mops, ordered = _mops(model, pair.invoke, comp)
+        out.append(SOp(pair, typ, pair.invoke.process, mops, ordered))
+    return out
+
+
+WriteId = tuple[Hashable, Hashable]  # (key, value)
+VC = dict[Any, int]  # writer process -> session sequence number
+_Floor = tuple[int, str, VC]  # (writer's seq, why, what the reader knew was older then)
+_Floors = dict[Hashable, dict[str, dict[Any, _Floor]]]
+
+
+@dataclass(slots=True)
+class _Write:
+    key: Hashable
+    value: Any
+    sop: SOp
+    process: Any
+    seq: int | None  # per (process, key) among acknowledged writes; None for info
+    ordinal: int  # position in the writer's session
+    older: VC = field(default_factory=dict)
+    mw_deps: dict[Hashable, int] = field(default_factory=dict)
+    wfr_deps: dict[Hashable, VC] = field(default_factory=dict)
+
+
+def _describe(w: _Write) -> str:
+    return f"{w.key!r}={w.value!r} (op {w.sop.index}, process {w.process!r})"
+
+
+class _Checker:
+    def __init__(self, sops: list[SOp], initial: Any) -> None:
+        self.sops = sops
+        self.initial = initial
+        self.writes: dict[WriteId, _Write] = {}
+        self.by_seq: dict[tuple[Hashable, Any, int], _Write] = {}
+        self.skipped: set[Hashable] = set()
+        self.result = CheckResult(valid=True)
+        self.reads_checked = 0
+
+    # pass 0: name every write ------------------------------------------------
+    def collect_writes(self) -> None:
+        seqs: dict[tuple[Any, Hashable], int] = defaultdict(int)
+        ordinals: dict[Any, int] = defaultdict(int)
+        dup: set[Hashable] = set()
+        for s in self.sops:
+            if s.type == "fail":
+                continue
+            ordinals[s.process] += 1
+            for m in s.mops:
+                if m.kind == "x":
+                    self.skipped.add(m.key)
+                if m.kind not in ("w", "a"):
+                    continue
+                wid = (m.key, m.value)
+                seq = None
+                if s.type == "ok":
+                    seqs[(s.process, m.key)] += 1
+                    seq = seqs[(s.process, m.key)]
+                if wid in self.writes:
+                    dup.add(m.key)
+                w = _Write(m.key, m.value, s, s.process, seq, ordinals[s.process])
+                self.writes[wid] = w
+                if seq is not None:
+                    self.by_seq[(m.key, s.process, seq)] = w
+        self.skipped |= dup
+
+    def observed(self, m: Mop) -> list[_Write]:
+        if m.kind == "r":
+            w = self.writes.get((m.key, m.value))
+            return [w] if w is not None else []
+        return [w for v in m.value if (w := self.writes.get((m.key, v))) is not None]
+
+    # pass 1: what each writer knew when it wrote ---------------------------------
+    def annotate_writes(self) -> None:
+        own: dict[Any, dict[Hashable, int]] = defaultdict(dict)
+        seen: dict[Any, dict[Hashable, VC]] = defaultdict(dict)
+        for s in self.sops:
+            if s.type == "fail":
+                continue
+            p = s.process
+            mw = dict(own[p])
+            wfr = {k: dict(vc) for k, vc in seen[p].items()}
+            for m in s.mops:
+                if m.kind in ("w", "a"):
+                    w = self.writes[(m.key, m.value)]
+                    if w.sop is not s:
+                        continue
+                    w.mw_deps, w.wfr_deps = mw, wfr
+                    older = dict(seen[p].get(m.key, {}))
+                    if own[p].get(m.key):
+                        older[p] = max(older.get(p, 0), own[p][m.key])
+                    w.older = older
+            if s.type != "ok":
+                continue
+            for m in s.mops:
+                if m.kind in ("r", "l"):
+                    vc = seen[p].setdefault(m.key, {})
+                    for w in self.observed(m):
+                        if w.seq is not None:
+                            vc[w.process] = max(vc.get(w.process, 0), w.seq)
+                elif m.kind in ("w", "a"):
+                    w = self.writes[(m.key, m.value)]
+                    if w.seq is not None:
+                        own[p][m.key] = w.seq
+
+    # pass 2: check every read against the process's floors -------------------------
+    def violated(self, m: Mop, floor: _Write, known: VC, contents: frozenset[Any]) -> bool:
+        """Does read `m` fail to reflect `floor`?
+
+        For a register, `known` adds the writes the reader itself knew were
+        older when it set the floor (its own writes and earlier reads).
+        """
+        if m.kind == "r":
+            if m.value == self.initial:
+                return True
+            w = self.writes.get((m.key, m.value))
+            if w is None or w is floor or w.seq is None:
+                return False
+            return max(floor.older.get(w.process, 0), known.get(w.process, 0)) >= w.seq
+        return floor.value not in contents
+
+    def check_reads(self) -> None:
+        # floors[p][key][guarantee][writer] = (seq, why, reader's knowledge then)
+        floors: dict[Any, _Floors] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+        know: dict[Any, dict[Hashable, VC]] = defaultdict(lambda: defaultdict(dict))
+        for s in self.sops:
+            if s.type != "ok":
+                continue
+            p = s.process
+            own_keys = set()
+            passed = []
+            for m in s.mops:
+                if m.kind in ("w", "a"):
+                    own_keys.add(m.key)
+                    continue
+                if m.kind not in ("r", "l") or m.key in self.skipped or m.key in own_keys:
+                    continue
+                self.reads_checked += 1
+                if not self.check_one(s, m, floors[p][m.key]):
+                    passed.append(m)
+                if m.kind == "l":
+                    self.within_read(s, m)
+            self.raise_floors(s, floors[p], know[p])
+            # one transaction's reads are one snapshot: what it observed on one
+            # key (via monotonic-writes / writes-follow-reads) binds its other reads
+            for m in passed:
+                self.check_one(s, m, floors[p][m.key], (MW, WFR))
+
+    def check_one(self, s: SOp, m: Mop, fl: dict[str, dict[Any, _Floor]],
+                  guarantees: Sequence[str] = GUARANTEES) -> bool:
+        """Report the first floor read `m` violates; True if one was."""
+        shown = m.value if m.kind == "r" else list(m.value)
+        contents = frozenset(m.value) if m.kind == "l" else frozenset()
+        for g in guarantees:
+            for writer, (seq, why, known) in fl.get(g, {}).items():
+                floor = self.by_seq.get((m.key, writer, seq))
+                if floor is None or not self.violated(m, floor, known, contents):
+                    continue
+                self.result.add(g, f"process {s.process!r} read {m.key!r}={shown!r} "
+                                   f"(op {s.index}), but {why} {_describe(floor)}, which "
+                                   f"that read does not reflect")
+                return True
+        return False
+
+    def within_read(self, s: SOp, m: Mop) -> None:
+        """A list read showing a writer's later append without (or before) an earlier one."""
+        pos: dict[Any, list[int]] = defaultdict(list)
+        for v in m.value:
+            w = self.writes.get((m.key, v))
+            if w is not None and w.seq is not None:
+                pos[w.process].append(w.seq)
+        for writer, got in pos.items():
+            top = max(got)
+            missing = sorted(set(range(1, top + 1)) - set(got))
+            if missing:
+                lost = self.by_seq[(m.key, writer, missing[0])]
+                shown = self.by_seq[(m.key, writer, top)].value
+                self.result.add(MW, f"process {s.process!r} read {m.key!r} (op {s.index}) and "
+                                    f"saw process {writer!r}'s append of {shown!r} but "
+                                    f"not its earlier acknowledged append {_describe(lost)}")
+            elif s.ordered and got != sorted(got):
+                self.result.add(MW, f"process {s.process!r} read {m.key!r}={list(m.value)!r} "
+                                    f"(op {s.index}): process {writer!r}'s appends appear "
+                                    f"out of the order it made them")
+
+    def raise_floors(self, s: SOp, fl: _Floors, know: dict[Hashable, VC]) -> None:
+        empty: VC = {}
+
+        def bump(key: Hashable, g: str, writer: Any, seq: int, why: str,
+                 known: VC = empty) -> None:
+            cur = fl[key][g].get(writer)
+            if cur is None or cur[0] < seq:
+                fl[key][g][writer] = (seq, why, known)
+
+        latest: dict[Any, _Write] = {}
+        before = {k: dict(vc) for k, vc in know.items()}
+        for m in s.mops:
+            if m.kind in ("w", "a"):
+                w = self.writes[(m.key, m.value)]
+                if w.seq is not None:
+                    bump(m.key, RYW, s.process, w.seq, f"it had itself written (op {s.index})")
+                    know[m.key][s.process] = max(know[m.key].get(s.process, 0), w.seq)
+            elif m.kind in ("r", "l"):
+                for w in self.observed(m):
+                    if w.seq is not None:
+                        bump(m.key, MR, w.process, w.seq, f"it had already read (op {s.index})",
+                             before.get(m.key, empty))
+                        know[m.key][w.process] = max(know[m.key].get(w.process, 0), w.seq)
+                    if w.process != s.process and (
+                            w.process not in latest or latest[w.process].ordinal < w.ordinal):
+                        latest[w.process] = w
+        for q, w in latest.items():
+            src = f"it had read {_describe(w)} at op {s.index}, whose writer had"
+            for key, seq in w.mw_deps.items():
+                bump(key, MW, q, seq, f"{src} already written")
+            for key, vc in w.wfr_deps.items():
+                for writer, seq in vc.items():
+                    bump(key, WFR, writer, seq, f"{src} already read")
+
+
+def check_session(ops: Sequence[Op], *, model: str, guarantees: Sequence[str] = GUARANTEES,
+                  initial: Any = None) -> CheckResult:
+    """Check the four session guarantees (or a subset) on one history.
+
+    `model` says how to read the ops: register / cas-register (one key),
+    kv (key in the op's `key` field or value ``[k, v]``), list-append and
+    rw-register (transactions), set (add / read). `initial` is the value a
+    register holds before any write (Jepsen's nil).
+    """
+    unknown = [g for g in guarantees if g not in GUARANTEES]
+    if unknown:
+        from selfhood.errors import SpecError
+        raise SpecError(f"unknown session guarantee(s) {unknown}; choose from {list(GUARANTEES)}")
+    if model not in SESSION_MODELS:
+        from selfhood.errors import SpecError
+        raise SpecError(f"session guarantees cannot be checked for model {model!r}")
+    c = _Checker(session_ops(ops, model), initial)
+    c.collect_writes()
+    c.annotate_writes()
+    c.check_reads()
+    res = c.result
+    res.anomalies = {g: v for g, v in res.anomalies.items() if g in guarantees}
+    res.valid = not res.anomalies
+    if res.anomalies:
+        res.not_ = set(res.anomalies) | set(IMPLIED_BY)
+    res.details["session"] = {
+        "reads_checked": c.reads_checked,
+        "skipped_keys": sorted(map(repr, c.skipped)),
+        "guarantees": list(guarantees),
+    }
+    return res

@@ -1,0 +1,148 @@
+"""Session guarantees: valid sessions pass; each guarantee's violation is caught and named."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from selfhood.checkers.history import Op
+from selfhood.checkers.session import check_session
+from selfhood.errors import SpecError
+
+
+class H:
+    """Sequential history builder: each call is one invoke + completion."""
+
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+
+    def op(self, p: Any, f: str, inv: Any, typ: str = "ok", comp: Any = None,
+           **extra: Any) -> H:
+        t = len(self.ops)
+        self.ops.append(Op(t, "invoke", p, f, inv, time=t * 10, extra=dict(extra)))
+        self.ops.append(Op(t + 1, typ, p, f, inv if comp is None else comp,  # type: ignore[arg-type]
+                           time=t * 10 + 5, extra=dict(extra)))
+        return self
+
+    def w(self, p: Any, v: Any, typ: str = "ok") -> H:
+        return self.op(p, "write", v, typ)
+
+    def r(self, p: Any, v: Any) -> H:
+        return self.op(p, "read", None, "ok", v)
+
+    def put(self, p: Any, k: str, v: Any) -> H:
+        return self.op(p, "put", v, key=k)
+
+    def get(self, p: Any, k: str, v: Any) -> H:
+        return self.op(p, "get", None, "ok", v, key=k)
+
+    def txn(self, p: Any, mops: list[list[Any]]) -> H:
+        return self.op(p, "txn", mops)
+
+
+def test_valid_register_sessions() -> None:
+    h = (H().w(0, 1).r(1, 1).w(0, 2).r(1, 2).r(0, 2).op(2, "cas", [2, 3]).r(1, 3).r(0, 3))
+    r = check_session(h.ops, model="cas-register")
+    assert r.valid is True, r.anomalies
+    assert r.details["session"]["reads_checked"] == 6
+
+
+def test_read_your_writes_initial_value() -> None:
+    r = check_session(H().w(0, 1).r(0, None).ops, model="register")
+    assert r.anomaly_types == ["read-your-writes"]
+    assert "process 0 read None=None" in r.anomalies["read-your-writes"][0] or \
+        "read None" in r.anomalies["read-your-writes"][0]
+    assert {"sequential", "linearizable", "read-your-writes"} <= r.not_
+
+
+def test_read_your_writes_older_own_value() -> None:
+    r = check_session(H().w(0, 1).w(0, 2).r(0, 1).ops, model="register")
+    assert r.anomaly_types == ["read-your-writes"]
+
+
+def test_crashed_write_is_no_floor() -> None:
+    assert check_session(H().w(0, 1, "info").r(0, None).ops, model="register").valid is True
+
+
+def test_monotonic_reads() -> None:
+    h = H().w(0, 1).w(0, 2).r(1, 2).r(1, 1)
+    r = check_session(h.ops, model="register")
+    assert r.anomaly_types == ["monotonic-reads"]
+    # the reader's own knowledge also orders versions: it wrote 1, then saw 2
+    h2 = H().w(0, 1).w(1, 2).r(0, 2).r(0, 1)
+    assert check_session(h2.ops, model="register").anomaly_types == ["monotonic-reads"]
+    # a newer value after an older one is fine
+    assert check_session(H().w(0, 1).r(1, 1).w(0, 2).r(1, 2).ops, model="register").valid
+
+
+def test_monotonic_writes_across_keys() -> None:
+    h = H().put(0, "x", 1).put(0, "y", 2).get(1, "y", 2).get(1, "x", None)
+    r = check_session(h.ops, model="kv")
+    assert r.anomaly_types == ["monotonic-writes"]
+    assert "already written" in r.anomalies["monotonic-writes"][0]
+
+
+def test_writes_follow_reads() -> None:
+    h = H().put(2, "x", 1).get(0, "x", 1).put(0, "y", 2).get(1, "y", 2).get(1, "x", None)
+    r = check_session(h.ops, model="kv")
+    assert r.anomaly_types == ["writes-follow-reads"]
+    # without the dependency (process 0 never read x) there is nothing to follow
+    h2 = H().put(2, "x", 1).put(0, "y", 2).get(1, "y", 2).get(1, "x", None)
+    assert check_session(h2.ops, model="kv").valid is True
+
+
+def test_independent_kv_tuple_values() -> None:
+    h = H().op(0, "write", ["k", 1]).op(0, "read", ["k", None], comp=["k", None])
+    assert check_session(h.ops, model="kv").anomaly_types == ["read-your-writes"]
+
+
+def test_list_append_sessions() -> None:
+    ok = (H().txn(0, [["append", "x", 1]]).txn(1, [["r", "x", [1]]])
+          .txn(0, [["append", "x", 2], ["r", "x", [1, 2]]]).txn(1, [["r", "x", [1, 2]]]))
+    assert check_session(ok.ops, model="list-append").valid is True
+    ryw = H().txn(0, [["append", "x", 1]]).txn(0, [["r", "x", []]])
+    assert check_session(ryw.ops, model="list-append").anomaly_types == ["read-your-writes"]
+    mr = (H().txn(0, [["append", "x", 1]]).txn(0, [["append", "x", 2]])
+          .txn(1, [["r", "x", [1, 2]]]).txn(1, [["r", "x", [1]]]))
+    assert check_session(mr.ops, model="list-append").anomaly_types == ["monotonic-reads"]
+    gap = H().txn(0, [["append", "x", 1]]).txn(0, [["append", "x", 2]]).txn(1, [["r", "x", [2]]])
+    r = check_session(gap.ops, model="list-append")
+    assert r.anomaly_types == ["monotonic-writes"]
+    assert "not its earlier acknowledged append" in r.anomalies["monotonic-writes"][0]
+    order = (H().txn(0, [["append", "x", 1]]).txn(0, [["append", "x", 2]])
+             .txn(1, [["r", "x", [2, 1]]]))
+    assert check_session(order.ops, model="list-append").anomaly_types == ["monotonic-writes"]
+
+
+def test_rw_register_txn() -> None:
+    h = (H().txn(0, [["w", "x", 1]]).txn(0, [["w", "y", 1]])
+         .txn(1, [["r", "y", 1], ["r", "x", None]]))
+    assert check_session(h.ops, model="rw-register").anomaly_types == ["monotonic-writes"]
+    # within one transaction the two writes are atomic, not ordered: that is G1, not a session
+    # guarantee
+    h2 = H().txn(0, [["w", "x", 1], ["w", "y", 1]]).txn(1, [["r", "y", 1], ["r", "x", None]])
+    assert check_session(h2.ops, model="rw-register").valid is True
+
+
+def test_set_sessions() -> None:
+    h = H().op(0, "add", 1).op(0, "read", None, "ok", [])
+    assert check_session(h.ops, model="set").anomaly_types == ["read-your-writes"]
+    h2 = H().op(0, "add", 1).op(1, "add", 2).op(0, "read", None, "ok", [2, 1])
+    assert check_session(h2.ops, model="set").valid is True
+
+
+def test_subset_of_guarantees_and_bad_names() -> None:
+    h = H().w(0, 1).r(0, None)
+    assert check_session(h.ops, model="register", guarantees=["monotonic-reads"]).valid is True
+    with pytest.raises(SpecError):
+        check_session(h.ops, model="register", guarantees=["causal"])
+    with pytest.raises(SpecError):
+        check_session(h.ops, model="kafka")
+
+
+def test_duplicate_values_skip_key() -> None:
+    h = H().w(0, 1).w(1, 1).r(0, None)
+    r = check_session(h.ops, model="register")
+    assert r.valid is True
+    assert r.details["session"]["skipped_keys"] == ["None"]
