@@ -1,0 +1,222 @@
+"""Staleness and convergence (pure), in the spirit of probabilistically
+bounded staleness (Bailis et al.).
+
+Staleness is measured per read. A write is *missing* from a read when it was
+acknowledged before the read was invoked and the read does not reflect it:
+
+- list-append / set: its element is absent from the returned list;
+- register / kv / rw-register: the read returned the initial value, or a
+  version whose write completed before the missing write was even invoked
+  (so the missing write is certainly newer in real time).
+
+``k`` is how many writes are missing (k-staleness; a fresh read has k = 0)
+and ``t`` how long the oldest missing one had been acknowledged when the
+read began (t-staleness). Distributions (p50/p90/p99/max) go to
+``details["staleness"]``. Staleness is a measurement: it makes a history
+invalid (anomaly ``stale-read``) only when the caller sets a bound.
+
+Convergence: after heal and quiescence every replica's final read must be
+equal. Final reads are ops with ``f == "final-read"`` (or ``final: true``),
+one replica per ``node`` (else per process). Differing final states are
+reported as ``divergent-final-reads``. When the history carries times, the
+convergence time is measured from the last heal (a nemesis op whose ``f``
+mentions heal/stop/resume) to the first final read after which every final
+read agreed.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from selfhood.checkers.history import Op, pair_ops
+from selfhood.checkers.session import SOp, _h, session_ops
+from selfhood.checkers.verdict import CheckResult
+
+__all__ = ["check_convergence", "check_staleness", "distribution"]
+
+TXN_MODELS = ("list-append", "rw-register")
+
+
+def distribution(xs: Sequence[float]) -> dict[str, float]:
+    """p50/p90/p99/max (nearest rank) and mean of a sample; zeros when empty."""
+    if not xs:
+        return {"n": 0, "p50": 0, "p90": 0, "p99": 0, "max": 0, "mean": 0.0}
+    s = sorted(xs)
+
+    def rank(q: float) -> float:
+        return s[max(0, math.ceil(q * len(s)) - 1)]
+
+    return {"n": len(s), "p50": rank(0.5), "p90": rank(0.9), "p99": rank(0.99),
+            "max": s[-1], "mean": sum(s) / len(s)}
+
+
+@dataclass(frozen=True, slots=True)
+class _W:
+    value: Any
+    invoke: int
+    complete: int
+    index: int
+
+
+def _writes_by_key(sops: Sequence[SOp]) -> dict[Hashable, list[_W]]:
+    out: dict[Hashable, list[_W]] = defaultdict(list)
+    for s in sops:
+        if s.type != "ok" or s.invoke_time is None or s.complete_time is None:
+            continue
+        for m in s.mops:
+            if m.kind in ("w", "a"):
+                out[m.key].append(_W(m.value, s.invoke_time, s.complete_time, s.index))
+    for ws in out.values():
+        ws.sort(key=lambda w: w.complete)
+    return out
+
+
+def check_staleness(ops: Sequence[Op], *, model: str, initial: Any = None,
+                    max_k: int | None = None, max_t_ns: int | None = None) -> CheckResult:
+    """Measure k- and t-staleness of every ok read; flag reads beyond the bounds if given."""
+    sops = session_ops(ops, model)
+    writes = _writes_by_key(sops)
+    completes = {k: [w.complete for w in ws] for k, ws in writes.items()}
+    by_value = {k: {w.value: w for w in ws} for k, ws in writes.items()}
+    ks: list[float] = []
+    ts: list[float] = []
+    by_node: dict[str, list[float]] = defaultdict(list)
+    untimed = 0
+    res = CheckResult(valid=True)
+    for s in sops:
+        if s.type != "ok":
+            continue
+        for m in s.mops:
+            if m.kind not in ("r", "l"):
+                continue
+            if s.invoke_time is None:
+                untimed += 1
+                continue
+            ws = writes.get(m.key, [])
+            before = ws[:bisect_left(completes.get(m.key, []), s.invoke_time)]
+            if m.kind == "l":
+                seen = set(m.value)
+                missing = [w for w in before if w.value not in seen]
+            else:
+                got = by_value.get(m.key, {}).get(m.value)
+                if m.value == initial or got is None:
+                    missing = list(before) if m.value == initial else []
+                else:
+                    missing = [w for w in before if w is not got and w.invoke > got.complete]
+            k = len(missing)
+            t = s.invoke_time - min(w.complete for w in missing) if missing else 0
+            ks.append(k)
+            ts.append(t)
+            by_node[str(s.node if s.node is not None else s.process)].append(k)
+            if (max_k is not None and k > max_k) or (max_t_ns is not None and t > max_t_ns):
+                res.add("stale-read",
+                        f"process {s.process!r} read {m.key!r} (op {s.index}) {k} acknowledged "
+                        f"write(s) behind, the oldest acknowledged {t / 1e6:.3f} ms before the "
+                        f"read began (first missing: op {missing[0].index} wrote "
+                        f"{missing[0].value!r})")
+    res.valid = not res.anomalies
+    stale = sum(1 for k in ks if k > 0)
+    res.details["staleness"] = {
+        "reads": len(ks),
+        "untimed_reads": untimed,
+        "stale_reads": stale,
+        "stale_fraction": stale / len(ks) if ks else 0.0,
+        "k": distribution(ks),
+        "t_ns": distribution(ts),
+        "k_by_node": {n: distribution(v) for n, v in sorted(by_node.items())},
+    }
+    return res
+
+
+def _is_final(op: Op) -> bool:
+    return op.f == "final-read" or bool(op.extra.get("final"))
+
+
+def _final_values(op: Op, model: str) -> dict[Hashable, Any]:
+    v = op.value
+    if model in TXN_MODELS and isinstance(v, list):
+        return {_h(m[1]): _h(m[2]) for m in v
+                if isinstance(m, list | tuple) and len(m) == 3 and m[0] == "r"}
+    if isinstance(v, dict):
+        return {_h(k): _h(x) for k, x in v.items()}
+    if model == "kv" and "key" in op.extra:
+        return {_h(op.extra["key"]): _h(v)}
+    if model == "set":
+        return {None: frozenset(_h(x) for x in (v or []))}
+    return {None: _h(v)}
+
+
+_HEAL_WORDS = ("heal", "stop", "resume", "recover")
+
+
+def check_convergence(ops: Sequence[Op], *, model: str) -> CheckResult:
+    """Every replica's last final read of each key must agree."""
+    heal: int | None = None
+    finals: list[tuple[int | None, str, Op]] = []
+    for pair in pair_ops(ops):
+        inv, comp = pair.invoke, pair.completion
+        if inv.process == "nemesis":
+            f = (comp.f if comp is not None else inv.f) or ""
+            t = comp.time if comp is not None and comp.time is not None else inv.time
+            if any(w in f for w in _HEAL_WORDS) and t is not None:
+                heal = t if heal is None else max(heal, t)
+            continue
+        if comp is None or comp.type != "ok" or not (_is_final(comp) or _is_final(inv)):
+            continue
+        node = comp.node or inv.node
+        replica = str(node) if node is not None else f"process {inv.process!r}"
+        finals.append((inv.time, replica, comp))
+    res = CheckResult(valid=True)
+    if not finals:
+        res.valid = "unknown"
+        res.unknown_reasons.append("no final reads (f=\"final-read\") in the history")
+        res.details["convergence"] = {"final_reads": 0}
+        return res
+    series: dict[Hashable, list[tuple[int | None, str, Any]]] = defaultdict(list)
+    for t, replica, op in finals:
+        for k, v in _final_values(op, model).items():
+            series[k].append((t, replica, v))
+    times: dict[str, float | None] = {}
+    for k, obs in series.items():
+        last: dict[str, Any] = {}
+        for _, replica, v in obs:
+            last[replica] = v
+        distinct = {repr(v) for v in last.values()}
+        if len(distinct) > 1:
+            groups: dict[str, list[str]] = defaultdict(list)
+            for replica, v in sorted(last.items()):
+                groups[repr(v)].append(replica)
+            desc = "; ".join(f"{', '.join(rs)} ended with {val}" for val, rs in groups.items())
+            res.add("divergent-final-reads", f"key {k!r}: replicas disagree after heal: {desc}")
+            times[repr(k)] = None
+            continue
+        final = next(iter(last.values()))
+        timed = sorted(((t, v) for t, _, v in obs if t is not None), key=lambda tv: tv[0])
+        if not timed or len(timed) < len(obs):
+            continue
+        converged_at: int | None = None
+        for t, v in timed:
+            if v != final:
+                converged_at = None
+            elif converged_at is None:
+                converged_at = t
+        start = heal if heal is not None else timed[0][0]
+        times[repr(k)] = max(0, converged_at - start) / 1e9 if converged_at is not None else None
+    res.valid = not res.anomalies
+    if res.anomalies:
+        res.not_.update({"convergence", "eventual"})
+    known = [t for t in times.values() if t is not None]
+    res.details["convergence"] = {
+        "final_reads": len(finals),
+        "replicas": len({r for _, r, _ in finals}),
+        "keys": len(series),
+        "heal_time_ns": heal,
+        "convergence_time_s": max(known) if known else None,
+        "convergence_time_s_by_key": times,
+    }
+    return res
