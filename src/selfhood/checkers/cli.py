@@ -1,0 +1,119 @@
+"""`selfhood check`: judge any history file.
+
+Contract (issue 4): exit 0 valid, 1 invalid, 2 unknown, 64 usage error, 65
+unreadable or malformed history; ``--json`` prints exactly one object with
+the keys valid, model, consistency, anomaly_types, anomalies, not, ops,
+elapsed_s. Errors are one line on stderr (selfhood.cli.main maps
+HistoryError to 65 and SpecError to 64), never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import click
+
+from selfhood.checkers.api import CONSISTENCY, EXTRA_CONSISTENCY, MODELS, check_history
+from selfhood.checkers.verdict import CheckResult
+from selfhood.errors import CheckerError, HistoryError, SpecError
+
+EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
+FORMATS = ("auto", "jsonl", "edn", "jepsen-log")
+
+
+def _exit_code(valid: Any) -> int:
+    if valid is True:
+        return EXIT_VALID
+    if valid is False:
+        return EXIT_INVALID
+    return EXIT_UNKNOWN
+
+
+def _verdict_word(valid: Any) -> str:
+    return {True: "VALID", False: "INVALID"}.get(valid, "UNKNOWN")
+
+
+def to_json(result: CheckResult, *, model: str, consistency: list[str], ops: int,
+            elapsed_s: float) -> dict[str, Any]:
+    """The `--json` object, exactly the contract's keys."""
+    return {
+        "valid": result.valid,
+        "model": model,
+        "consistency": consistency,
+        "anomaly_types": result.anomaly_types,
+        "anomalies": {k: [str(e) for e in v] for k, v in sorted(result.anomalies.items())},
+        "not": sorted(result.not_),
+        "ops": ops,
+        "elapsed_s": round(elapsed_s, 6),
+    }
+
+
+def render_human(result: CheckResult, *, path: str, model: str, consistency: list[str],
+                 ops: int, elapsed_s: float, max_examples: int = 8) -> str:
+    """Verdict line, then each anomaly type with its explanations."""
+    under = ", ".join(consistency) if consistency else "log checks"
+    lines = [f"{_verdict_word(result.valid)}: {path} ({model}, {ops} ops) under {under} "
+             f"[{elapsed_s:.3f} s]"]
+    for name in result.anomaly_types:
+        cases = result.anomalies[name]
+        lines.append(f"  {name} ({len(cases)}):")
+        for e in cases[:max_examples]:
+            lines.append("    - " + str(e).replace("\n", "\n      "))
+        if len(cases) > max_examples:
+            lines.append(f"    ... and {len(cases) - max_examples} more")
+    if result.not_:
+        lines.append("  ruled out: " + ", ".join(sorted(result.not_)))
+    for reason in result.unknown_reasons:
+        lines.append(f"  unknown: {reason}")
+    return "\n".join(lines)
+
+
+@click.command("check")
+@click.argument("history", metavar="HISTORY")
+@click.option("--model", "model", required=True, type=click.Choice(MODELS),
+              help="How to read the history.")
+@click.option("--consistency", "consistency", multiple=True, metavar="C",
+              help="Consistency model to check (repeatable): "
+                   + " | ".join(CONSISTENCY)
+                   + ". Default: strict-serializable for txn models, linearizable for "
+                     "single-object models. Also accepted: " + ", ".join(EXTRA_CONSISTENCY)
+                   + ".")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="History format.")
+@click.option("--time-limit", "time_limit", type=float, default=None, metavar="S",
+              help="Seconds before a search gives up and reports unknown.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_context
+def check(ctx: click.Context, history: str, model: str, consistency: tuple[str, ...],
+          fmt: str, time_limit: float | None, as_json: bool) -> None:
+    """Check HISTORY (JSON lines, Jepsen EDN or a Jepsen log) against a consistency model.
+
+    Exit status: 0 valid, 1 invalid, 2 unknown, 64 usage error, 65 unreadable
+    or malformed history.
+    """
+    from selfhood.checkers.api import resolve_consistency
+    from selfhood.checkers.formats import read_history
+
+    if time_limit is not None and not time_limit > 0:
+        raise SpecError(f"--time-limit must be a positive number of seconds, got {time_limit}")
+    cs_in = [c.strip() for item in consistency for c in item.split(",") if c.strip()]
+    cs = resolve_consistency(model, cs_in or None)  # usage errors before any reading
+    started = time.monotonic()
+    ops = read_history(history, fmt)
+    try:
+        result = check_history(ops, model=model, consistency=cs, time_limit_s=time_limit)
+    except (HistoryError, SpecError):
+        raise
+    except CheckerError as exc:
+        # the file parsed, but its ops do not fit the model (e.g. a :cas in a kv history)
+        raise HistoryError(f"history does not fit model {model}: {exc}", path=history) from None
+    elapsed = time.monotonic() - started
+    if as_json:
+        click.echo(json.dumps(to_json(result, model=model, consistency=cs, ops=len(ops),
+                                      elapsed_s=elapsed), default=str))
+    else:
+        click.echo(render_human(result, path=history, model=model, consistency=cs,
+                                ops=len(ops), elapsed_s=elapsed))
+    ctx.exit(_exit_code(result.valid))
