@@ -70,6 +70,9 @@ ILLEGAL: Any = _Illegal()
 _INF = 1 << 62  # return position of an indeterminate op
 _CHECK_EVERY = 2047  # iterations between clock reads
 Step = Callable[[Any], Any]
+# The legality condition of an observer on a plain state: ("eq", v) for a
+# read (legal iff the state is v), ("ne", a) for an observed cas mismatch.
+_Obs = tuple[str, Any] | None
 
 
 @dataclass(slots=True)
@@ -83,6 +86,8 @@ class _Prepared:
     process: Any
     index: int
     desc: str
+    observer: bool = False  # never changes the state when legal (a read)
+    obs: _Obs = None  # the observer's legality condition on a plain (unkeyed) state
 
     @property
     def indeterminate(self) -> bool:
@@ -132,9 +137,9 @@ def _timed_out(op: Op | None) -> bool:
 
 
 def _read_step(v: Any) -> Step:
-    def step(s: Any) -> Any:
+    def observe(s: Any) -> Any:
         return s if s == v else ILLEGAL
-    return step
+    return observe
 
 
 def _write_step(v: Any) -> Step:
@@ -150,9 +155,9 @@ def _cas_ok_step(a: Any, b: Any) -> Step:
 
 
 def _cas_mismatch_step(a: Any) -> Step:
-    def step(s: Any) -> Any:
+    def observe(s: Any) -> Any:
         return ILLEGAL if s == a else s
-    return step
+    return observe
 
 
 def _cas_maybe_step(a: Any, b: Any) -> Step:
@@ -175,7 +180,8 @@ def _add_step(v: Any) -> Step:
 
 # --- models: a pair -> (key, step, description) or None (no effect, no observation) ----
 
-_Prep = tuple[Hashable, Step, str] | None
+# (key, step, description, observer condition)
+_Prep = tuple[Hashable, Step, str, _Obs] | None
 
 
 def _split_key(op: Op, value: Any, keyed: bool) -> tuple[Hashable, Any]:
@@ -198,13 +204,13 @@ def _register_prep(pair: Pair, indeterminate: bool, allow_cas: bool) -> _Prep:
             raw = [inv.value[0], raw]
         key, v = _split_key(inv, raw, keyed)
         v = _freeze(v)
-        return key, _read_step(v), f"read → {_show(v)}"
+        return key, _read_step(v), f"read → {_show(v)}", ("eq", v)
     if f == "write":
         if pair.failed:
             return None
         key, v = _split_key(inv, inv.value, "key" not in inv.extra and _is_pair(inv.value))
         v = _freeze(v)
-        return key, _write_step(v), f"write {_show(v)}"
+        return key, _write_step(v), f"write {_show(v)}", None
     if f == "cas" and allow_cas:
         val = inv.value
         keyed = "key" not in inv.extra and _is_pair(val) and _is_pair(val[1])
@@ -213,12 +219,12 @@ def _register_prep(pair: Pair, indeterminate: bool, allow_cas: bool) -> _Prep:
             raise CheckerError(f"op {inv.index}: cas value must be [from to], got {val!r}")
         a, b = _freeze(ab[0]), _freeze(ab[1])
         if indeterminate:
-            return key, _cas_maybe_step(a, b), f"cas {_show(a)}→{_show(b)} → ?"
+            return key, _cas_maybe_step(a, b), f"cas {_show(a)}→{_show(b)} → ?", None
         if pair.failed:
             if comp is not None and comp.error is not None:
                 return None  # refused for another reason: certainly no effect, nothing seen
-            return key, _cas_mismatch_step(a), f"cas {_show(a)}→{_show(b)} → fail"
-        return key, _cas_ok_step(a, b), f"cas {_show(a)}→{_show(b)} → ok"
+            return key, _cas_mismatch_step(a), f"cas {_show(a)}→{_show(b)} → fail", ("ne", a)
+        return key, _cas_ok_step(a, b), f"cas {_show(a)}→{_show(b)} → ok", None
     raise CheckerError(f"op {inv.index}: the {'cas-register' if allow_cas else 'register'} "
                        f"model has no operation {f!r}")
 
@@ -235,7 +241,7 @@ def _kv_prep(pair: Pair, indeterminate: bool) -> _Prep:
             raw = [inv.value[0] if _is_pair(inv.value) else None, raw]
         key, v = _split_key(inv, raw, keyed_val)
         v = "" if v is None else v
-        return key, _read_step(v), f"get({_show(key)}) → {_show(v)}"
+        return key, _read_step(v), f"get({_show(key)}) → {_show(v)}", ("eq", v)
     if f in ("put", "append"):
         if pair.failed:
             return None
@@ -243,8 +249,8 @@ def _kv_prep(pair: Pair, indeterminate: bool) -> _Prep:
         if not isinstance(v, str):
             v = "" if v is None else str(v)
         if f == "put":
-            return key, _write_step(v), f"put({_show(key)}, {_show(v)})"
-        return key, _append_step(v), f"append({_show(key)}, {_show(v)})"
+            return key, _write_step(v), f"put({_show(key)}, {_show(v)})", None
+        return key, _append_step(v), f"append({_show(key)}, {_show(v)})", None
     raise CheckerError(f"op {inv.index}: the kv model has no operation {f!r}")
 
 
@@ -256,7 +262,7 @@ def _set_prep(pair: Pair, indeterminate: bool) -> _Prep:
             return None
         key, v = _split_key(inv, inv.value, False)
         v = _freeze(v)
-        return key, _add_step(v), f"add {_show(v)}"
+        return key, _add_step(v), f"add {_show(v)}", None
     if f == "read":
         if indeterminate or pair.failed or comp is None:
             return None
@@ -266,7 +272,7 @@ def _set_prep(pair: Pair, indeterminate: bool) -> _Prep:
         if not isinstance(v, list | tuple | set | frozenset):
             raise CheckerError(f"op {comp.index}: a set read must return a collection, got {v!r}")
         fs = frozenset(_freeze(x) for x in v)
-        return key, _read_step(fs), f"read → {_show(fs)}"
+        return key, _read_step(fs), f"read → {_show(fs)}", ("eq", fs)
     raise CheckerError(f"op {inv.index}: the set model has no operation {f!r}")
 
 
@@ -295,7 +301,7 @@ def _prepare(ops: Sequence[Op], model: str) -> list[_Prepared]:
             prep = _set_prep(pair, indeterminate)
         if prep is None:
             continue
-        key, step, what = prep
+        key, step, what, obs = prep
         inv = pair.invoke
         call = pos[id(inv)]
         ret = _INF if indeterminate or comp is None else pos[id(comp)]
@@ -303,7 +309,8 @@ def _prepare(ops: Sequence[Op], model: str) -> list[_Prepared]:
         where = f", line {line}" if isinstance(line, int) else ""
         tag = " (indeterminate)" if indeterminate else ""
         out.append(_Prepared(call, ret, step, key, inv.process, inv.index,
-                             f"op {inv.index} (process {inv.process}{where}): {what}{tag}"))
+                             f"op {inv.index} (process {inv.process}{where}): {what}{tag}",
+                             obs is not None, obs))
     return out
 
 
@@ -327,32 +334,91 @@ class _Outcome:
 _Search = Generator[None, None, _Outcome]
 
 
+def _observer_masks(order: list[_Prepared]) -> tuple[int, Callable[[Any], int] | None]:
+    """Mask of observers and, when every observer has a plain condition, a
+    function state -> mask of the observers legal in that state (one dict
+    lookup instead of one step call per read)."""
+    observers = 0
+    eq: dict[Any, int] = {}
+    ne: dict[Any, int] = {}
+    ne_all = 0
+    plain = True
+    for j, it in enumerate(order):
+        if not it.observer:
+            continue
+        bit = 1 << j
+        observers |= bit
+        if it.obs is None:
+            plain = False
+        elif it.obs[0] == "eq":
+            eq[it.obs[1]] = eq.get(it.obs[1], 0) | bit
+        else:
+            ne[it.obs[1]] = ne.get(it.obs[1], 0) | bit
+            ne_all |= bit
+    if not plain:
+        return observers, None
+    eq_get, ne_get = eq.get, ne.get
+    if not ne_all:
+        return observers, lambda state: eq_get(state, 0)
+    return observers, lambda state: eq_get(state, 0) | (ne_all & ~ne_get(state, 0))
+
+
 def _search(order: list[_Prepared], init: Any, candidates: Callable[[int], int],
-            done: Callable[[int], bool]) -> _Search:
+            det_mask: int, before: list[int] | None = None) -> _Search:
     """Depth-first search over (linearized bitmask, state) with a visited set.
 
-    `candidates(bits)` is the mask of ops that may go next; `done(bits)` says
-    every determinate op is placed. Generic so both consistency models share it.
+    `candidates(bits)` is the mask of ops that may go next (inlined through
+    `before` for the linearizable case, the hot path); the search succeeds once
+    every op in `det_mask` (the determinate ones) is placed. Both consistency
+    models share it.
     It yields every few thousand steps so the caller can interleave partitions
     (the first illegal one ends the check, as Porcupine's parallel partitions
     do) and enforce the time limit; it returns its outcome.
+
+    Partial-order reduction: an observer (a read) that is legal in the current
+    state can go first in any completion from here (it is enabled and leaves
+    the state alone), so when one exists it is the only branch explored.
     """
     steps = [it.step for it in order]
+    observers, legal_obs = _observer_masks(order)
+    not_obs = ~observers
     total = len(order)
-    if done(0):
+    if not det_mask:
         return _Outcome("ok", total=total)
     seen: set[tuple[int, Any]] = set()
     stack: list[tuple[int, Any, int, int]] = []
-    bits, state = 0, init
-    cand = candidates(0)
     best = 0
     best_nodes: list[tuple[int, Any]] = [(0, init)]
     best_path: list[int] = []
+    bits, state, cand = 0, init, 0
+    fresh = True  # entering a new node: compute its candidates
     n = 0
     while True:
         n += 1
         if not n & _CHECK_EVERY:
             yield None
+        if fresh:
+            fresh = False
+            if before is not None:
+                x = bits + 1
+                cand = before[(x & -x).bit_length() - 1] & ~bits
+            else:
+                cand = candidates(bits)
+            if cand & observers:
+                if legal_obs is not None:
+                    lo = legal_obs(state)
+                    cand &= not_obs | lo  # observers illegal here are dead branches
+                    oc = cand & lo
+                    if oc:
+                        cand = oc & -oc
+                else:
+                    oc = cand & observers
+                    while oc:
+                        olow = oc & -oc
+                        oc ^= olow
+                        if steps[olow.bit_length() - 1](state) is not ILLEGAL:
+                            cand = olow
+                            break
         if cand:
             low = cand & -cand
             cand ^= low
@@ -367,9 +433,9 @@ def _search(order: list[_Prepared], init: Any, candidates: Callable[[int], int],
             seen.add(node)
             stack.append((bits, state, cand, j))
             bits, state = nb, ns
-            if done(nb):
+            if nb & det_mask == det_mask:
                 return _Outcome("ok", len(seen), total)
-            cand = candidates(nb)
+            fresh = True
             d = len(stack)
             if d >= best:
                 if d > best:
@@ -407,10 +473,7 @@ def _search_linearizable(items: list[_Prepared], init: Any) -> _Search:
         i = (x & -x).bit_length() - 1  # earliest-returning op not yet linearized
         return before[i] & ~bits
 
-    def done(bits: int) -> bool:
-        return bits & det_mask == det_mask
-
-    return _search(order, init, candidates, done)
+    return _search(order, init, candidates, det_mask, before)
 
 
 def _search_sequential(items: list[_Prepared], init: Any) -> _Search:
@@ -442,10 +505,7 @@ def _search_sequential(items: list[_Prepared], init: Any) -> _Search:
                 out |= bit
         return out
 
-    def done(bits: int) -> bool:
-        return bits & det_mask == det_mask
-
-    return _search(order, init, candidates, done)
+    return _search(order, init, candidates, det_mask)
 
 
 def _product(items: list[_Prepared], init: Any) -> tuple[list[_Prepared], Any]:
@@ -464,7 +524,7 @@ def _product(items: list[_Prepared], init: Any) -> tuple[list[_Prepared], Any]:
         return step
 
     out = [_Prepared(it.call, it.ret, lift(it.step, slot[it.key]), it.key, it.process,
-                     it.index, it.desc) for it in items]
+                     it.index, it.desc, it.observer) for it in items]
     return out, tuple(init for _ in keys)
 
 
