@@ -228,13 +228,16 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     """Read a spec from a .json or .toml file."""
     p = Path(path)
     src = str(p)
+    suffix = p.suffix.lower()
+    if suffix not in (".json", ".toml"):
+        raise SpecError(f"{src}: spec file must end in .json or .toml")
     try:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(f"{src}: cannot read spec: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
         raise SpecError(f"{src}: spec is not UTF-8 (byte {exc.start})") from None
-    suffix = p.suffix.lower()
+    data: Any
     if suffix == ".json":
         try:
             data = json.loads(text)
@@ -244,9 +247,10 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
-            raise SpecError(f"{src}: malformed TOML: {exc}") from None
-    else:
-        raise SpecError(f"{src}: spec file must end in .json or .toml")
+            msg = str(exc)
+            if "at end of document" in msg:
+                msg += f" (line {text.count(chr(10)) + 1})"
+            raise SpecError(f"{src}: malformed TOML: {msg}") from None
     return spec_from_mapping(data, source=src, text=text)
 
 
