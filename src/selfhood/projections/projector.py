@@ -1,0 +1,263 @@
+"""The projector: consume an EventLog, fold, write the projection exactly once.
+
+Loop, per partition: read a batch from the tracking position, apply every
+entry to the in-memory `InstanceState` of its instance (sequential reducer or
+eventual merge), turn the outcomes into row changes, and commit those rows,
+any due snapshots, dead letters and the new tracking position in ONE
+transaction. So after a crash (even ``kill -9`` mid-batch) the database is
+exactly at some batch boundary, and the projector resumes from there.
+
+On startup (and so on failover to a fresh process) the in-memory states are
+rehydrated: the latest snapshot of each instance plus the tail of the log
+from the snapshot's position up to the tracking position. At catch-up the
+projector snapshots every instance that changed since its last snapshot, so
+a clean restart replays almost nothing.
+
+Poison records (undecodable bytes, or events the reducer refuses) go to the
+dead-letter table with their position and the projector keeps going.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from selfhood.errors import PoisonEvent, SnapshotVersionMismatch
+from selfhood.eventlog.base import EventLog, LogEntry, LogPosition
+from selfhood.events import MemoryWritten, RuleAdded, RuleRevoked
+from selfhood.projections.crdt import merge_eventual
+from selfhood.projections.reducer import apply_sequential
+from selfhood.projections.snapshot import SnapshotPolicy, decode_snapshot, encode_snapshot
+from selfhood.projections.state import InstanceState, Mode, Outcome, fingerprint
+from selfhood.projections.store import Changes, SqlProjectionStore, instance_row, record_changes
+
+
+@dataclass
+class Progress:
+    """What the projector has done so far (for the CLI's progress line)."""
+
+    events: int = 0
+    applied: int = 0
+    rejected: int = 0
+    duplicates: int = 0
+    dead_letters: int = 0
+    batches: int = 0
+    rehydrated_instances: int = 0
+    replayed_on_start: int = 0
+    lag: int = 0
+    started: float = 0.0
+
+    def rate(self) -> float:
+        dt = time.monotonic() - self.started
+        return self.events / dt if dt > 0 else 0.0
+
+
+class Projector:
+    """Reads `log`, keeps the instance states, writes them into `store`."""
+
+    def __init__(self, log: EventLog, store: SqlProjectionStore, *,
+                 reader: str = "projector", mode: Mode = "sequential", fencing: bool = True,
+                 snapshots: SnapshotPolicy | None = None, batch: int = 2000,
+                 read_timeout_s: float = 0.5) -> None:
+        self.log = log
+        self.store = store
+        self.reader = reader
+        self.mode: Mode = mode
+        self.fencing = fencing
+        self.snapshots = snapshots if snapshots is not None else SnapshotPolicy()
+        self.batch = batch
+        self.read_timeout_s = read_timeout_s
+        self.states: dict[str, InstanceState] = {}
+        self.partition_of: dict[str, int] = {}
+        self.positions: dict[int, int] = {}
+        self.progress = Progress(started=time.monotonic())
+        self._snap_version: dict[str, int] = {}
+        self._advanced = asyncio.Condition()
+        self._ready = False
+
+    # -- startup ------------------------------------------------------------
+
+    async def rehydrate(self) -> None:
+        """Rebuild every instance from its snapshot plus the log tail up to tracking."""
+        await self.store.claim_mode(self.mode)
+        self.positions = await self.store.tracking_positions(self.reader)
+        self.partition_of = await self.store.instance_partitions()
+        for iid, version, data in await self.store.load_snapshots():
+            try:
+                st = decode_snapshot(data, mode=self.mode)
+            except SnapshotVersionMismatch:
+                continue  # older layout: never misread, replay this instance instead
+            self.states[iid] = st
+            self._snap_version[iid] = version
+        # replay each partition from the oldest point some instance still needs
+        for part, upto in self.positions.items():
+            start = upto
+            for iid, p in self.partition_of.items():
+                if p != part:
+                    continue
+                st_ = self.states.get(iid)
+                start = min(start, st_.positions.get(part, 0) if st_ is not None else 0)
+            offset = start
+            while offset < upto:
+                entries = await self.log.read(part, offset, limit=self.batch,
+                                              timeout_s=max(self.read_timeout_s, 2.0))
+                if not entries:
+                    break
+                for entry in entries:
+                    if entry.position.offset >= upto:
+                        break
+                    ev = entry.event
+                    if ev is None:
+                        continue
+                    st_ = self.states.get(ev.instance_id)
+                    if st_ is not None and entry.position.offset < st_.positions.get(part, 0):
+                        continue
+                    self.progress.replayed_on_start += 1
+                    try:
+                        self._apply(entry)
+                    except PoisonEvent:
+                        continue
+                offset = entries[-1].position.offset + 1
+        self.progress.rehydrated_instances = len(self.states)
+        self._ready = True
+
+    # -- folding ------------------------------------------------------------
+
+    def _state_for(self, instance_id: str, partition: int) -> InstanceState:
+        st = self.states.get(instance_id)
+        if st is None:
+            st = self.states[instance_id] = InstanceState.empty(instance_id)
+            self.partition_of[instance_id] = partition
+        return st
+
+    def _apply(self, entry: LogEntry) -> tuple[InstanceState, Outcome]:
+        ev = entry.event
+        assert ev is not None
+        st = self._state_for(ev.instance_id, entry.position.partition)
+        if self.mode == "sequential":
+            out = apply_sequential(st, ev, entry.position, fencing=self.fencing)
+        else:
+            out = merge_eventual(st, ev, entry.position)
+        return st, out
+
+    def _fold_batch(self, part: int, entries: list[LogEntry], changes: Changes) -> set[str]:
+        dirty: set[str] = set()
+        prog = self.progress
+        for entry in entries:
+            prog.events += 1
+            ev = entry.event
+            if ev is None:
+                err = entry.error
+                changes.dead_letters.append({
+                    "reader": self.reader, "partition": part, "offset": entry.position.offset,
+                    "instance_id": None, "raw": entry.raw,
+                    "error": str(err) if err is not None else "undecodable record"})
+                prog.dead_letters += 1
+                continue
+            try:
+                st, out = self._apply(entry)
+            except PoisonEvent as exc:
+                changes.dead_letters.append({
+                    "reader": self.reader, "partition": part, "offset": entry.position.offset,
+                    "instance_id": ev.instance_id, "raw": entry.raw,
+                    "error": f"{exc} at partition {part} offset {entry.position.offset}"})
+                prog.dead_letters += 1
+                continue
+            if out == "duplicate":
+                prog.duplicates += 1
+                continue
+            if out == "applied":
+                prog.applied += 1
+            else:
+                prog.rejected += 1
+            p = ev.payload
+            key = (p.key if isinstance(p, MemoryWritten)
+                   else p.rule_id if isinstance(p, RuleAdded | RuleRevoked) else None)
+            record_changes(changes, st, ev.kind, ev.event_id, key, out)
+            dirty.add(ev.instance_id)
+        return dirty
+
+    def _finish(self, dirty: set[str], changes: Changes, *, snapshot_all: bool) -> None:
+        for iid in dirty:
+            st = self.states[iid]
+            changes.instances[iid] = instance_row(st, self.partition_of[iid], fingerprint(st))
+        for iid in (self.states if snapshot_all else dirty):
+            st = self.states[iid]
+            last = self._snap_version.get(iid, 0)
+            due = st.version > last if snapshot_all else self.snapshots.due(st.version, last)
+            if due:
+                changes.snapshots[iid] = {"instance_id": iid, "version": st.version,
+                                          "data": encode_snapshot(st, self.mode)}
+
+    async def _commit(self, changes: Changes) -> None:
+        await self.store.commit(self.reader, changes)
+        for iid, row in changes.snapshots.items():
+            self._snap_version[iid] = int(row["version"])
+        self.positions.update(changes.tracking)
+        self.progress.batches += 1
+        async with self._advanced:
+            self._advanced.notify_all()
+
+    # -- the loop -------------------------------------------------------------
+
+    async def step(self, part: int, *, timeout_s: float | None = None) -> int:
+        """Project one batch of one partition; returns how many records it consumed."""
+        offset = self.positions.get(part, 0)
+        entries = await self.log.read(part, offset, limit=self.batch,
+                                      timeout_s=self.read_timeout_s if timeout_s is None
+                                      else timeout_s)
+        if not entries:
+            return 0
+        changes = Changes()
+        dirty = self._fold_batch(part, entries, changes)
+        changes.tracking[part] = entries[-1].position.offset + 1
+        self._finish(dirty, changes, snapshot_all=False)
+        await self._commit(changes)
+        return len(entries)
+
+    async def catch_up(self, on_progress: Callable[[Progress], None] | None = None) -> Progress:
+        """Project everything that was in the log when this call started, then snapshot."""
+        if not self._ready:
+            await self.rehydrate()
+        ends = await self.log.end_offsets()
+        pending = {p for p, end in ends.items() if self.positions.get(p, 0) < end}
+        while pending:
+            for part in sorted(pending):
+                n = await self.step(part)
+                if n == 0 or self.positions.get(part, 0) >= ends[part]:
+                    pending.discard(part)  # done, or a gap (e.g. Kafka txn marker) at the end
+            self.progress.lag = sum(max(0, e - self.positions.get(p, 0)) for p, e in ends.items())
+            if on_progress is not None:
+                on_progress(self.progress)
+        await self.snapshot_all()
+        return self.progress
+
+    async def snapshot_all(self) -> None:
+        """Snapshot every instance that changed since its last snapshot (one transaction)."""
+        changes = Changes()
+        self._finish(set(), changes, snapshot_all=True)
+        if changes.snapshots:
+            await self._commit(changes)
+
+    async def run(self, *, follow: bool = False, idle_s: float = 0.2,
+                  on_progress: Callable[[Progress], None] | None = None) -> Progress:
+        """Catch up; with `follow`, keep projecting new events until cancelled."""
+        await self.catch_up(on_progress)
+        while follow:
+            moved = 0
+            for part in await self.log.partitions():
+                moved += await self.step(part, timeout_s=0.05)
+            if moved and on_progress is not None:
+                on_progress(self.progress)
+            if not moved:
+                await asyncio.sleep(idle_s)
+        return self.progress
+
+    async def wait_for(self, position: LogPosition, *, timeout_s: float = 10.0) -> None:
+        """Return once `position` is projected (read-your-writes for this process)."""
+        async with asyncio.timeout(timeout_s):
+            async with self._advanced:
+                await self._advanced.wait_for(
+                    lambda: self.positions.get(position.partition, 0) > position.offset)
