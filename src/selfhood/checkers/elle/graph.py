@@ -1,0 +1,465 @@
+"""Dependency graphs, strongly connected components and constrained cycle search (pure).
+
+Vertices are dense transaction ids. Each edge carries a bitmask of relations
+(ww, wr, rw, process, realtime), so one graph serves every anomaly search by
+masking.
+
+Cycle search works on one SCC at a time. Every anomaly class is a cycle that
+goes through an *anchor* edge (a -> b) of some relation and returns from b to
+a along a path whose relations obey a small automaton (e.g. "no two rw edges
+adjacent", "at least one realtime edge"). We search the product of the SCC
+with that automaton:
+
+1. Tarjan's algorithm over the product graph, started only from (b, start)
+   for anchor heads b, computes for every product component the set of
+   anchor tails (a, accepting) it can reach, as Python-int bitsets
+   propagated sinks-first (Tarjan emits components in reverse topological
+   order). This answers "is there such a cycle through any anchor edge" in
+   O(edges x automaton states) big-int ORs, exactly, no sampling.
+2. For the first anchor edge with a hit, a BFS over the product graph
+   rebuilds the shortest such return path, which becomes the reported cycle.
+
+Both phases check a deadline; running out raises SearchTimeout so the caller
+reports "unknown" for that search instead of guessing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+WW = 1
+WR = 2
+RW = 4
+PROCESS = 8
+REALTIME = 16
+DATA = WW | WR | RW
+REL_NAMES = {WW: "ww", WR: "wr", RW: "rw", PROCESS: "process", REALTIME: "realtime"}
+
+# automaton state bits
+_LAST_RW = 1
+_FLAG = 2
+_SEEN_X = 4
+
+
+class SearchTimeout(Exception):
+    """A cycle search ran past its deadline; its answer is unknown."""
+
+
+@dataclass(slots=True)
+class DepGraph:
+    """Adjacency as one dict per vertex: successor -> relation bitmask."""
+
+    n: int
+    adj: list[dict[int, int]]
+
+    @classmethod
+    def empty(cls, n: int) -> DepGraph:
+        return cls(n, [{} for _ in range(n)])
+
+    def link(self, a: int, b: int, rel: int) -> None:
+        if a == b:
+            return
+        row = self.adj[a]
+        row[b] = row.get(b, 0) | rel
+
+    def edge_count(self) -> int:
+        return sum(len(r) for r in self.adj)
+
+
+def sccs(g: DepGraph, mask: int, nodes: Iterable[int] | None = None) -> list[list[int]]:
+    """Non-trivial SCCs of the subgraph with edges in `mask` (iterative Tarjan)."""
+    n = g.n
+    allowed: list[bool] | None = None
+    if nodes is not None:
+        allowed = [False] * n
+        for v in nodes:
+            allowed[v] = True
+    index = [-1] * n
+    low = [0] * n
+    on_stack = [False] * n
+    stack: list[int] = []
+    out: list[list[int]] = []
+    counter = 0
+    adj = g.adj
+    roots = range(n) if nodes is None else list(nodes)
+    for root in roots:
+        if index[root] != -1:
+            continue
+        work: list[tuple[int, Iterator[tuple[int, int]]]] = [(root, iter(adj[root].items()))]
+        index[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack[root] = True
+        while work:
+            v, it = work[-1]
+            pushed = False
+            for w, m in it:
+                if not m & mask or (allowed is not None and not allowed[w]):
+                    continue
+                if index[w] == -1:
+                    index[w] = low[w] = counter
+                    counter += 1
+                    stack.append(w)
+                    on_stack[w] = True
+                    work.append((w, iter(adj[w].items())))
+                    pushed = True
+                    break
+                if on_stack[w] and index[w] < low[v]:
+                    low[v] = index[w]
+            if pushed:
+                continue
+            work.pop()
+            if work:
+                u = work[-1][0]
+                if low[v] < low[u]:
+                    low[u] = low[v]
+            if low[v] == index[v]:
+                comp = []
+                while True:
+                    w = stack.pop()
+                    on_stack[w] = False
+                    comp.append(w)
+                    if w == v:
+                        break
+                if len(comp) > 1:
+                    out.append(comp)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class CycleSpec:
+    """A cycle class as anchor relation + return-path automaton.
+
+    kind: "plain" (path uses `path_rels`, no rw unless listed), "nonadjacent"
+    (anchor rw; more rw allowed but never two in a row, at least one more),
+    "adjacent" (anchor rw; some two rw edges are consecutive). `extra` is the
+    process/realtime bit the cycle must use at least once (0 = none).
+    """
+
+    name: str
+    anchor: int
+    path_rels: int
+    kind: str = "plain"
+    extra: int = 0
+
+
+def _start_state(spec: CycleSpec) -> int:
+    return _LAST_RW if spec.kind in ("nonadjacent", "adjacent") else 0
+
+
+def _accepts(spec: CycleSpec, s: int) -> bool:
+    if spec.extra and not s & _SEEN_X:
+        return False
+    if spec.kind == "nonadjacent":
+        return not s & _LAST_RW and bool(s & _FLAG)
+    if spec.kind == "adjacent":
+        return bool(s & (_FLAG | _LAST_RW))
+    return True
+
+
+def _step(spec: CycleSpec, s: int, rel: int) -> int:
+    """Next automaton state, or -1 if this edge may not follow."""
+    if rel == spec.extra:
+        s |= _SEEN_X
+    if spec.kind == "nonadjacent":
+        if rel == RW:
+            return -1 if s & _LAST_RW else s | _LAST_RW | _FLAG
+        return s & ~_LAST_RW
+    if spec.kind == "adjacent":
+        if rel == RW:
+            return s | _LAST_RW | (_FLAG if s & _LAST_RW else 0)
+        return s & ~_LAST_RW
+    return s
+
+
+_BITS = (WW, WR, RW, PROCESS, REALTIME)
+Step = tuple[int, int, int]  # (from vertex, to vertex, relation bit)
+
+
+class _Product:
+    """The SCC x automaton product graph, vertices encoded as v * 8 + state."""
+
+    def __init__(self, g: DepGraph, members: set[int], spec: CycleSpec) -> None:
+        self.g = g
+        self.members = members
+        self.spec = spec
+        # memoize transitions per (state, mask)
+        self._cache: dict[tuple[int, int], list[tuple[int, int]]] = {}
+
+    def moves(self, s: int, mask: int) -> list[tuple[int, int]]:
+        key = (s, mask)
+        got = self._cache.get(key)
+        if got is None:
+            got = []
+            m = mask & self.spec.path_rels
+            for bit in _BITS:
+                if m & bit:
+                    s2 = _step(self.spec, s, bit)
+                    if s2 >= 0:
+                        got.append((s2, bit))
+            self._cache[key] = got
+        return got
+
+    def succ(self, u: int) -> Iterator[int]:
+        v, s = divmod(u, 8)
+        members = self.members
+        for w, mask in self.g.adj[v].items():
+            if w in members:
+                for s2, _ in self.moves(s, mask):
+                    yield w * 8 + s2
+
+
+def _reach_hits(prod: _Product, anchors: Sequence[tuple[int, int]],
+                check: Callable[[], None]) -> Iterator[tuple[int, int]]:
+    """Every anchor (a, b) such that (b, start) reaches (a, accepting) in the product."""
+    spec = prod.spec
+    start = _start_state(spec)
+    accepting = [s for s in range(8) if _accepts(spec, s)]
+    tails = sorted({a for a, _ in anchors})
+    bit_of = {a: i for i, a in enumerate(tails)}
+    target_bits: dict[int, int] = {}
+    for a in tails:
+        for s in accepting:
+            target_bits[a * 8 + s] = 1 << bit_of[a]
+    index: dict[int, int] = {}
+    low: dict[int, int] = {}
+    acc: dict[int, int] = {}   # bits gathered by vertices still on the Tarjan stack
+    done: dict[int, int] = {}  # bits of vertices whose SCC is complete
+    on_stack: set[int] = set()
+    stack: list[int] = []
+    counter = 0
+    ops = 0
+    want: dict[int, list[int]] = {}
+    for a, b in anchors:
+        want.setdefault(b, []).append(a)
+    for b in sorted(want):
+        root = b * 8 + start
+        if root not in index:
+            index[root] = low[root] = counter
+            counter += 1
+            stack.append(root)
+            on_stack.add(root)
+            acc[root] = target_bits.get(root, 0)
+            work: list[tuple[int, Iterator[int]]] = [(root, prod.succ(root))]
+            while work:
+                ops += 1
+                if ops & 4095 == 0:
+                    check()
+                v, it = work[-1]
+                pushed = False
+                for w in it:
+                    if w not in index:
+                        index[w] = low[w] = counter
+                        counter += 1
+                        stack.append(w)
+                        on_stack.add(w)
+                        acc[w] = target_bits.get(w, 0)
+                        work.append((w, prod.succ(w)))
+                        pushed = True
+                        break
+                    if w in on_stack:
+                        if index[w] < low[v]:
+                            low[v] = index[w]
+                    else:
+                        acc[v] |= done[w]
+                if pushed:
+                    continue
+                work.pop()
+                if low[v] == index[v]:
+                    members = []
+                    bits = 0
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        bits |= acc.pop(w)
+                        members.append(w)
+                        if w == v:
+                            break
+                    for w in members:
+                        done[w] = bits
+                if work:
+                    u = work[-1][0]
+                    if low[v] < low[u]:
+                        low[u] = low[v]
+                    if v not in on_stack:
+                        acc[u] |= done[v]
+        bits = done.get(root, 0)
+        if bits:
+            for a in want[b]:
+                if bits >> bit_of[a] & 1:
+                    yield a, b
+
+
+def _bfs_path(prod: _Product, a: int, b: int, check: Callable[[], None]) -> list[Step] | None:
+    """Shortest product path (b, start) -> (a, accepting), as base-graph steps."""
+    spec = prod.spec
+    start = b * 8 + _start_state(spec)
+    parent: dict[int, tuple[int, int]] = {start: (-1, 0)}
+    q = deque([start])
+    ops = 0
+    while q:
+        u = q.popleft()
+        ops += 1
+        if ops & 4095 == 0:
+            check()
+        v, s = divmod(u, 8)
+        if v == a and _accepts(spec, s) and u != start:
+            steps: list[Step] = []
+            while u != start:
+                p, rel = parent[u]
+                steps.append((p // 8, u // 8, rel))
+                u = p
+            steps.reverse()
+            return steps
+        for w, mask in prod.g.adj[v].items():
+            if w not in prod.members:
+                continue
+            for s2, rel in prod.moves(s, mask):
+                x = w * 8 + s2
+                if x not in parent:
+                    parent[x] = (u, rel)
+                    q.append(x)
+        # a == b with an accepting start cannot happen: no self-edges
+    return None
+
+
+def _simple(steps: Sequence[Step]) -> bool:
+    return len({x for x, _, _ in steps}) == len(steps)
+
+
+def _simple_path(prod: _Product, a: int, b: int, check: Callable[[], None]) -> list[Step] | None:
+    """A path (b, start) -> (a, accepting) that visits no base vertex twice.
+
+    Product walks may loop through a vertex in two automaton states, which is
+    not a cycle in the graph. This DFS keeps the path simple and prunes to
+    product vertices that can still reach an accepting (a, s) (backward BFS).
+    Exhaustive, hence exponential in the worst case: bounded by `check`.
+    """
+    spec, g, members = prod.spec, prod.g, prod.members
+    radj: dict[int, list[tuple[int, int]]] = {}
+    for u in members:
+        for w, mask in g.adj[u].items():
+            if w in members:
+                radj.setdefault(w, []).append((u, mask))
+    goal = {a * 8 + s for s in range(8) if _accepts(spec, s)}
+    alive = set(goal)
+    q = deque(goal)
+    ops = 0
+    while q:
+        x = q.popleft()
+        ops += 1
+        if ops & 4095 == 0:
+            check()
+        w, s2 = divmod(x, 8)
+        for u, mask in radj.get(w, ()):
+            for s in range(8):
+                y = u * 8 + s
+                if y in alive:
+                    continue
+                if any(t == s2 for t, _ in prod.moves(s, mask)):
+                    alive.add(y)
+                    q.append(y)
+    start = b * 8 + _start_state(spec)
+    if start not in alive:
+        return None
+    on_path = {b}
+    path: list[Step] = []
+    work: list[tuple[int, Iterator[tuple[int, int]]]] = []
+
+    def options(x: int) -> Iterator[tuple[int, int]]:
+        v, s = divmod(x, 8)
+        for w, mask in g.adj[v].items():
+            if w in members and (w not in on_path):
+                for s2, rel in prod.moves(s, mask):
+                    y = w * 8 + s2
+                    if y in alive and (w != a or y in goal):
+                        yield y, rel
+
+    work.append((start, options(start)))
+    while work:
+        ops += 1
+        if ops & 1023 == 0:
+            check()
+        x, it = work[-1]
+        nxt = next(it, None)
+        if nxt is None:
+            work.pop()
+            if path:
+                on_path.discard(x // 8)
+                path.pop()
+            continue
+        y, rel = nxt
+        path.append((x // 8, y // 8, rel))
+        if y in goal:
+            return list(path)
+        on_path.add(y // 8)
+        work.append((y, options(y)))
+    return None
+
+
+def find_cycle(g: DepGraph, members: set[int], spec: CycleSpec,
+               deadline: float | None) -> list[Step] | None:
+    """A simple cycle of class `spec` inside `members`, as steps starting with the anchor.
+
+    None means no such cycle exists in this SCC: the product reachability
+    test rules out every anchor without a closed walk, and for the rest a
+    shortest walk is used when it is already simple, else an exhaustive
+    simple-path DFS decides. Raises SearchTimeout past `deadline`
+    (a time.monotonic() value).
+    """
+
+    def check() -> None:
+        if deadline is not None and time.monotonic() > deadline:
+            raise SearchTimeout(spec.name)
+
+    anchors = [(a, b) for a in members for b, m in g.adj[a].items()
+               if m & spec.anchor and b in members]
+    if not anchors:
+        return None
+    prod = _Product(g, members, spec)
+    if spec.kind == "plain" and not spec.extra and spec.anchor & spec.path_rels:
+        # one automaton state, so shortest paths are simple; and any anchor
+        # edge whose ends share an SCC of the path subgraph closes a cycle
+        comp_of: dict[int, int] = {}
+        for i, comp in enumerate(sccs(g, spec.path_rels, members)):
+            for v in comp:
+                comp_of[v] = i
+        for a, b in anchors:
+            ca = comp_of.get(a)
+            if ca is not None and ca == comp_of.get(b):
+                path = _bfs_path(prod, a, b, check)
+                if path is not None:
+                    return [(a, b, spec.anchor), *path]
+        return None
+    for a, b in _reach_hits(prod, anchors, check):
+        path = _bfs_path(prod, a, b, check)
+        if path is None:  # pragma: no cover - reachability said yes
+            continue
+        cycle = [(a, b, spec.anchor), *path]
+        if _simple(cycle):
+            return cycle
+        path = _simple_path(prod, a, b, check)
+        if path is not None:
+            return [(a, b, spec.anchor), *path]
+    return None
+
+
+def any_cycle(g: DepGraph, members: set[int], mask: int) -> list[Step]:
+    """Some short cycle in an SCC of the `mask` subgraph (for a cheap first witness)."""
+    spec = CycleSpec("any", mask, mask)
+    prod = _Product(g, members, spec)
+    best: list[Step] | None = None
+    for a in sorted(members)[:8]:
+        for b, m in g.adj[a].items():
+            if b in members and m & mask:
+                bit = next(x for x in _BITS if m & mask & x)
+                path = _bfs_path(prod, a, b, lambda: None)
+                if path is not None and (best is None or len(path) + 1 < len(best)):
+                    best = [(a, b, bit), *path]
+                break
+    if best is None:  # pragma: no cover - an SCC always has a cycle
+        raise ValueError("no cycle in a strongly connected component")
+    return best

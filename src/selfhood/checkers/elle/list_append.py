@@ -1,0 +1,336 @@
+"""List-append analysis: version orders from reads, dependency edges, non-cycle anomalies.
+
+Every append is unique, so each read of a key reveals the order of all
+appends before it: a read of x = [1 2 3] says 1 < 2 < 3. The longest read
+is the key's version order, provided every other read is a prefix of it
+(otherwise: incompatible-order). As in Elle, an append nobody read is placed
+after the last element anybody read (a committed append that no read shows
+must have come after every state that was read).
+
+Edges (Adya's direct dependencies over that order):
+- wr: the txn that appended a read's last element -> the reader;
+- ww: the txn that appended the previous element -> the appender;
+- rw: every txn that read the previous state -> the appender.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Sequence
+from itertools import pairwise
+from typing import Any
+
+from selfhood.checkers.elle.graph import PROCESS, REALTIME, RW, WR, WW, DepGraph
+from selfhood.checkers.elle.history import Txn, hashable
+from selfhood.errors import HistoryError
+
+INIT: Any = ("<init>",)  # the empty initial state of every key
+
+
+def _show(v: Any) -> str:
+    if isinstance(v, tuple):
+        return "[" + " ".join(_show(x) for x in v) + "]"
+    if v is None:
+        return "nil"
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+class ListAppendAnalysis:
+    """Indexes, graph and anomalies for one list-append history."""
+
+    def __init__(self, txns: Sequence[Txn]) -> None:
+        self.txns = txns
+        self.graph = DepGraph.empty(len(txns))
+        self.anomalies: dict[str, list[str]] = {}
+        self.writer: dict[tuple[Any, Any], int] = {}
+        self.intermediate: set[tuple[Any, Any]] = set()
+        # ok reads: (txn id, key, tuple value)
+        self.reads: list[tuple[int, Any, tuple[Any, ...]]] = []
+        self.order: dict[Any, list[Any]] = {}
+        self.pos: dict[Any, dict[Any, int]] = {}
+        self.read_index: dict[tuple[Any, Any], list[int]] = {}
+        self._index()
+        self._version_orders()
+        self._edges()
+        self._non_cycle()
+
+    def add(self, name: str, text: str) -> None:
+        self.anomalies.setdefault(name, []).append(text)
+
+    # --- indexes ---------------------------------------------------------------
+
+    def _index(self) -> None:
+        for t in self.txns:
+            last_append: dict[Any, Any] = {}
+            for f, k, v in t.mops:
+                if f == "append":
+                    v = hashable(v)
+                    prior = self.writer.get((k, v))
+                    if prior is not None:
+                        raise HistoryError(
+                            f"op {t.index}: element {_show(v)} appended to key {_show(k)} "
+                            f"twice (also by op {self.txns[prior].index}); list-append "
+                            "needs unique appends")
+                    self.writer[(k, v)] = t.id
+                    if k in last_append:
+                        self.intermediate.add((k, last_append[k]))
+                    last_append[k] = v
+                elif f == "r":
+                    if t.committed:
+                        # Elle reads a committed nil as the empty initial state
+                        v = () if v is None else v
+                        if not isinstance(v, list | tuple):
+                            raise HistoryError(f"op {t.index}: list-append read of key "
+                                               f"{_show(k)} returned {v!r}, not a list")
+                        self.reads.append((t.id, k, tuple(hashable(x) for x in v)))
+                else:
+                    raise HistoryError(f"op {t.index}: list-append micro-op must be "
+                                       f":append or :r, got {f!r}")
+
+    def _version_orders(self) -> None:
+        values: dict[Any, set[tuple[Any, ...]]] = {}
+        for _, k, v in self.reads:
+            if v:
+                values.setdefault(k, set()).add(v)
+        for k, vs in values.items():
+            ordered = sorted(vs, key=len)
+            for a, b in pairwise(ordered):
+                if b[:len(a)] != a:
+                    self.add("incompatible-order",
+                             f"key {_show(k)}: reads {_show(a)} and {_show(b)} cannot both be "
+                             "states of one list (neither is a prefix of the other)")
+                    break
+            longest = ordered[-1]
+            self.order[k] = list(dict.fromkeys(longest))
+        appends_per_key: dict[Any, list[Any]] = {}
+        for (k, v) in self.writer:
+            appends_per_key.setdefault(k, []).append(v)
+        for k, appended in appends_per_key.items():
+            if k not in self.order and len(appended) == 1:
+                self.order[k] = [appended[0]]
+        for k, order in self.order.items():
+            self.pos[k] = {e: i for i, e in enumerate(order)}
+
+    def _prev(self, k: Any, v: Any) -> Any:
+        """The element appended just before v (INIT if v was first)."""
+        order = self.order.get(k)
+        if not order:
+            return INIT
+        i = self.pos[k].get(v)
+        if i is None:
+            return order[-1]
+        return order[i - 1] if i > 0 else INIT
+
+    # --- edges -------------------------------------------------------------------
+
+    def _edges(self) -> None:
+        g = self.graph
+        txns = self.txns
+        for tid, k, v in self.reads:
+            state = v[-1] if v else INIT
+            self.read_index.setdefault((k, state), []).append(tid)
+            if v:
+                w = self.writer.get((k, v[-1]))
+                if w is not None and w != tid and txns[w].possible:
+                    g.link(w, tid, WR)
+        for t in txns:
+            if not t.possible:
+                continue
+            for f, k, v in t.mops:
+                if f != "append":
+                    continue
+                prev = self._prev(k, hashable(v))
+                if prev is not INIT:
+                    w = self.writer.get((k, prev))
+                    if w is not None and txns[w].possible:
+                        g.link(w, t.id, WW)
+                for r in self.read_index.get((k, prev), ()):
+                    g.link(r, t.id, RW)
+
+    # --- non-cycle anomalies ---------------------------------------------------------
+
+    def _non_cycle(self) -> None:
+        txns = self.txns
+        for tid, k, v in self.reads:
+            t = txns[tid]
+            if len(set(v)) != len(v):
+                dups = sorted({_show(e) for e in v if v.count(e) > 1})
+                self.add("duplicate-elements",
+                         f"{t.name()} read key {_show(k)} = {_show(v)}, which holds "
+                         f"{', '.join(dups)} more than once")
+            for e in v:
+                w = self.writer.get((k, e))
+                if w is None:
+                    self.add("garbage-read",
+                             f"{t.name()} read key {_show(k)} = {_show(v)}, but no "
+                             f"transaction ever appended {_show(e)} to it")
+                elif txns[w].type == "fail":
+                    self.add("G1a", f"{t.name()} read key {_show(k)} = {_show(v)}, including "
+                                    f"{_show(e)} appended by {txns[w].name()}, which failed "
+                                    "(aborted read)")
+            if v and (k, v[-1]) in self.intermediate:
+                w = self.writer[(k, v[-1])]
+                if w != tid:
+                    self.add("G1b", f"{t.name()} read key {_show(k)} = {_show(v)}, ending in "
+                                    f"{_show(v[-1])}, an intermediate append of "
+                                    f"{txns[w].name()} which appended to {_show(k)} again "
+                                    "later (intermediate read)")
+        for t in txns:
+            if t.committed:
+                self._internal(t)
+        self._lost_updates()
+        self._dirty_updates()
+        self._lost_appends()
+
+    def _internal(self, t: Txn) -> None:
+        # expected: key -> (known prefix?, list of elements)
+        expected: dict[Any, tuple[bool, list[Any]]] = {}
+        read_so_far: dict[Any, set[Any]] = {}
+        for f, k, v in t.mops:
+            if f == "append":
+                v = hashable(v)
+                if v in read_so_far.get(k, ()):
+                    self.add("future-read", f"{t.name()} read {_show(v)} in key {_show(k)} "
+                                            "before appending it itself")
+                known, elems = expected.get(k, (False, []))
+                expected[k] = (known, [*elems, v])
+            else:
+                seen = tuple(hashable(x) for x in (v or ()))
+                read_so_far.setdefault(k, set()).update(seen)
+                if k in expected:
+                    known, elems = expected[k]
+                    ok = (list(seen) == elems) if known else (
+                        len(seen) >= len(elems) and list(seen[len(seen) - len(elems):]) == elems)
+                    if not ok:
+                        want = _show(tuple(elems)) if known else (
+                            "[... " + " ".join(_show(e) for e in elems) + "]")
+                        self.add("internal", f"{t.name()} read key {_show(k)} = {_show(seen)} "
+                                             f"but its own earlier reads/appends imply {want}")
+                expected[k] = (True, list(seen))
+
+    def _lost_updates(self) -> None:
+        groups: dict[tuple[Any, Any], list[Txn]] = {}
+        for t in self.txns:
+            if not t.committed:
+                continue
+            first_read: dict[Any, Any] = {}
+            written: set[Any] = set()
+            for f, k, v in t.mops:
+                if f == "r":
+                    first_read.setdefault(k, tuple(hashable(x) for x in (v or ())))
+                elif k not in written:
+                    written.add(k)
+                    if k in first_read:
+                        groups.setdefault((k, first_read[k]), []).append(t)
+        for (k, v), ts in groups.items():
+            if len(ts) > 1:
+                self.add("lost-update",
+                         f"{', '.join(t.name() for t in ts)} all read key {_show(k)} = "
+                         f"{_show(v)} and then appended to it: all but one update is lost")
+
+    def _dirty_updates(self) -> None:
+        txns = self.txns
+        for k, order in self.order.items():
+            t1_type = "ok"
+            t1_name = "the initial state"
+            span: list[Any] = []
+            for v in order:
+                w = self.writer.get((k, v))
+                if w is None:
+                    continue  # garbage, reported elsewhere
+                t2 = txns[w]
+                if t1_type == "fail" and t2.type == "ok":
+                    self.add("dirty-update",
+                             f"key {_show(k)}: {t2.name()} (committed) appended {_show(v)} on "
+                             f"top of {_show(tuple(span))}, written by {t1_name}, which failed")
+                if t2.type == "info" or (t2.type == "fail" and t1_type == "fail"):
+                    span.append(v)  # can't say yet; keep the span open
+                    continue
+                t1_type, t1_name, span = t2.type, t2.name(), [v]
+
+    def _lost_appends(self) -> None:
+        """Ours: an acknowledged append no read that began after the ack contains.
+
+        Reads of a key whose orders are compatible are prefixes of its version
+        order, so "some later read contains e" is "the longest read starting
+        after the ack is longer than e's position": a suffix maximum, O(reads).
+        """
+        txns = self.txns
+        reads_by_key: dict[Any, list[tuple[int, tuple[Any, ...]]]] = {}
+        for tid, k, v in self.reads:
+            reads_by_key.setdefault(k, []).append((txns[tid].invoke_pos, v))
+        appends_by_key: dict[Any, list[tuple[Any, Txn]]] = {}
+        for (k, e), w in self.writer.items():
+            t = txns[w]
+            if t.committed and t.complete_pos is not None and k in reads_by_key:
+                appends_by_key.setdefault(k, []).append((e, t))
+        bad_keys = {text.split(":")[0] for text in self.anomalies.get("incompatible-order", [])}
+        for k, appends in appends_by_key.items():
+            rs = sorted(reads_by_key[k], key=lambda r: r[0])
+            starts = [r[0] for r in rs]
+            longest_after = [0] * (len(rs) + 1)
+            for i in range(len(rs) - 1, -1, -1):
+                longest_after[i] = max(longest_after[i + 1], len(rs[i][1]))
+            exact = f"key {_show(k)}" in bad_keys
+            pos = self.pos.get(k, {})
+            for e, t in appends:
+                assert t.complete_pos is not None
+                i = bisect_right(starts, t.complete_pos)
+                if i >= len(rs):
+                    continue  # no read began after the ack
+                if exact:
+                    seen = any(e in v for _, v in rs[i:])
+                else:
+                    p = pos.get(e)
+                    seen = p is not None and longest_after[i] > p
+                if not seen:
+                    self.add("lost-append",
+                             f"{t.name()} appended {_show(e)} to key {_show(k)} and was "
+                             f"acknowledged, but none of the {len(rs) - i} reads of "
+                             f"{_show(k)} that began later contains it "
+                             f"(the last read {_show(rs[-1][1])})")
+
+    # --- explanations ------------------------------------------------------------------
+
+    def explain(self, a: int, b: int, rel: int) -> str:
+        """Why edge a -> b of relation `rel` exists, in words."""
+        ta, tb = self.txns[a], self.txns[b]
+        if rel == WR:
+            for f, k, v in tb.mops:
+                if f == "r" and v and isinstance(v, list | tuple):
+                    last = hashable(v[-1])
+                    if self.writer.get((k, last)) == a:
+                        return (f"{tb.name()} read key {_show(k)} = "
+                                f"{_show(tuple(hashable(x) for x in v))}, whose last element "
+                                f"{ta.name()} appended")
+        if rel in (WW, RW):
+            for f, k, v in tb.mops:
+                if f != "append":
+                    continue
+                v = hashable(v)
+                prev = self._prev(k, v)
+                if rel == WW and prev is not INIT and self.writer.get((k, prev)) == a:
+                    return (f"{tb.name()} appended {_show(v)} to key {_show(k)} after "
+                            f"{ta.name()} appended {_show(prev)}")
+                if rel == RW and a in self.read_index.get((k, prev), ()):
+                    if prev is INIT:
+                        return (f"{ta.name()} read key {_show(k)} empty, and {tb.name()}'s "
+                                f"append of {_show(v)} is its first element")
+                    return (f"{ta.name()} read key {_show(k)} ending at {_show(prev)} and did "
+                            f"not see {tb.name()}'s append of {_show(v)}, which came next")
+        return explain_order(ta, tb, rel)
+
+
+def explain_order(ta: Txn, tb: Txn, rel: int) -> str:
+    """Process / realtime edges, shared by both workloads."""
+    if rel == REALTIME:
+        return (f"{ta.name()} completed (op {ta.index}) before {tb.name()} was invoked "
+                f"(op {tb.invoke_index})")
+    if rel == PROCESS:
+        return f"{ta.name()} then {tb.name()} ran in that order on process {ta.process!r}"
+    return f"{ta.name()} -> {tb.name()}"
+
+
+def show(v: Any) -> str:
+    """EDN-ish rendering of values in explanations."""
+    return _show(v)
