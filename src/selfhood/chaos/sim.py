@@ -1,0 +1,642 @@
+"""The deterministic simulator: one process, a seeded scheduler and a virtual clock.
+
+It drives the sans-IO replica core (`selfhood.consistency.replica`) with a
+simulated world:
+
+- **scheduler**: a heap of (virtual ns, sequence number, message); nothing
+  reads the wall clock, nothing iterates a set, and every random draw comes
+  from generators seeded from the run's seed, so the same seed, config and
+  generator give a byte-identical history;
+- **network**: one-way delay drawn uniformly from a range, message loss, and
+  partitions as a set of cut (src, dst) links between any nodes (replicas
+  and ``"log"``). Clients and the router sit outside the partitioned network,
+  as in Jepsen; they still see crashed and paused replicas;
+- **log service** (node ``"log"``): one append-only list per partition,
+  idempotent by event id (a retried append returns the first position);
+- **faults**: crash (state and in-flight messages lost) / restart (a fresh
+  replica rehydrates from the log), pause (messages queue, timers stop) /
+  resume (the zombie processes its backlog), per-replica clock skew, and
+  rebalance (the coordinator moves every partition);
+- **interpreter**: asks the harness's generator for ops, routes client ops
+  through the router, executes nemesis ops, enforces op timeouts and records
+  the history (`checkers.history.Op`, dense indices, time in virtual ns).
+
+Completion conventions: a client op that times out is ``info`` if it could
+have written and ``fail`` if it only reads; nemesis ops are recorded as an
+``info`` invoke and an ``info`` completion (as Jepsen does).
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from selfhood.chaos.generator import NEMESIS, Context, Generator, OpRequest, Pending
+from selfhood.checkers.history import Op
+from selfhood.consistency.model import ModelPort
+from selfhood.consistency.ownership import Coordinator, Grant
+from selfhood.consistency.replica import (
+    MODES,
+    UNAVAILABLE,
+    Append,
+    AppendAck,
+    Forward,
+    Output,
+    Poll,
+    Records,
+    Replica,
+    ReplicaConfig,
+    Reply,
+    Request,
+    Token,
+)
+from selfhood.consistency.router import POLICIES, Router
+from selfhood.errors import ChaosError
+from selfhood.events import Event
+
+MS: Final = 1_000_000
+LOG: Final = "log"
+CLIENT: Final = "client"
+ROUTER: Final = "router"
+PATTERNS: Final = ("halves", "isolate", "majority-ring", "bridge")
+
+# message kinds on the heap
+_TICK, _REQ, _RECS, _ACK, _GRANT, _APPEND, _POLL, _REPLY, _TIMEOUT, _INVOKE, _WAKE = range(11)
+_TO_REPLICA: Final = frozenset({_TICK, _REQ, _RECS, _ACK, _GRANT})
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """The simulated deployment (plain data; harness builds it from the spec)."""
+
+    mode: str = "sequential"
+    replicas: int = 3
+    shards: int = 2
+    instances: tuple[str, ...] = ("i0",)
+    sharded_memory: bool = False
+    atomic_memory: bool = True
+    fencing: bool = True
+    router: str = "sticky"
+    concurrency: int = 6
+    delay_ms_min: float = 0.5
+    delay_ms_max: float = 3.0
+    loss: float = 0.0
+    op_timeout_ms: int = 300
+    poll_ms: int = 10
+    lease_ms: int = 150
+    down_ms: int = 1000
+
+    @property
+    def replica_names(self) -> tuple[str, ...]:
+        return tuple(f"r{i}" for i in range(self.replicas))
+
+    def validate(self) -> None:
+        """Raise ChaosError naming the first bad field."""
+        if self.mode not in MODES:
+            raise ChaosError(f"SimConfig.mode: {self.mode!r} is not one of {MODES}")
+        if self.router not in POLICIES:
+            raise ChaosError(f"SimConfig.router: {self.router!r} is not one of {POLICIES}")
+        for name in ("replicas", "shards", "concurrency", "op_timeout_ms", "poll_ms"):
+            if getattr(self, name) < 1:
+                raise ChaosError(f"SimConfig.{name} must be >= 1")
+        if not self.instances:
+            raise ChaosError("SimConfig.instances must not be empty")
+        if not 0 <= self.delay_ms_min <= self.delay_ms_max:
+            raise ChaosError("SimConfig.delay_ms_min/max: need 0 <= min <= max")
+        if not 0.0 <= self.loss < 1.0:
+            raise ChaosError("SimConfig.loss must be in [0, 1)")
+
+
+@dataclass(slots=True)
+class SimResult:
+    """What a run produced: the history, each live replica's final view, counters."""
+
+    history: list[Op]
+    final_states: dict[str, dict[str, dict[str, Any]]]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class _Open:
+    process: Any
+    req: OpRequest
+    replica: str
+    routed: bool
+    readonly: bool
+
+
+def _readonly(req: OpRequest) -> bool:
+    f = req.f
+    if f in ("read-rules", "probe", "final-read"):
+        return True
+    if f == "txn" and isinstance(req.value, list):
+        return all(m[0] == "r" for m in req.value)
+    return False
+
+
+class Simulation:
+    """One simulated run; `run_simulation` is the public entry point."""
+
+    def __init__(self, config: SimConfig, seed: int, *, model: ModelPort | None = None) -> None:
+        config.validate()
+        self.cfg = config
+        self.seed = seed
+        self.gen_rng = random.Random(seed)
+        self.net_rng = random.Random(seed * 7919 + 1)
+        self.nem_rng = random.Random(seed * 104729 + 2)
+        self.model = model
+        self.names = config.replica_names
+        self.nodes = (*self.names, LOG)
+        self.rcfg = ReplicaConfig(mode=config.mode, shards=config.shards,
+                                  sharded_memory=config.sharded_memory,
+                                  atomic_memory=config.atomic_memory, fencing=config.fencing,
+                                  lease_ms=config.lease_ms,
+                                  read_wait_ms=config.op_timeout_ms)
+        self.now = 0
+        self.heap: list[tuple[int, int, int, str, Any, int]] = []
+        self.seq = 0
+        self.dmin = int(config.delay_ms_min * MS)
+        self.dmax = max(self.dmin, int(config.delay_ms_max * MS))
+        self.loss = config.loss
+        self.blocked: set[tuple[str, str]] = set()
+        self.incarnation: dict[str, int] = dict.fromkeys(self.names, 0)
+        self.replicas: dict[str, Replica | None] = {}
+        self.paused: dict[str, list[tuple[int, Any]] | None] = dict.fromkeys(self.names)
+        self.skew_ns: dict[str, int] = dict.fromkeys(self.names, 0)
+        self.logs: list[list[Event]] = [[] for _ in range(config.shards)]
+        self.log_ids: dict[str, tuple[int, int]] = {}
+        self.router = Router(self.names, config.router, down_ms=config.down_ms)
+        self.coord = Coordinator(self.names, config.instances, config.shards)
+        self.sequential = config.mode != "eventual"
+        # interpreter
+        self.history: list[Op] = []
+        self.procs: list[Any] = [*range(config.concurrency), NEMESIS]
+        self.busy: set[Any] = set()
+        self.open: dict[int, _Open] = {}
+        self.tokens: dict[Any, Token] = {}
+        self.next_req = 0
+        self.scheduled_invokes = 0
+        self.interesting = False
+        self.gen: Generator | None = None
+        self.stats: dict[str, int] = {"messages": 0, "dropped": 0, "timeouts": 0,
+                                      "crashes": 0, "restarts": 0, "pauses": 0,
+                                      "grants": 0}
+        self.dead_stats: dict[str, int] = {}
+        self.timeout_ns = config.op_timeout_ms * MS
+        self.poll_ns = config.poll_ms * MS
+        for i, name in enumerate(self.names):
+            self.replicas[name] = self._new_replica(name)
+            self._push(self.poll_ns * (i + 1) // len(self.names), _TICK, name, None)
+        if self.sequential:
+            for g in self.coord.initial_grants():
+                for name in self.names:
+                    self._on_replica(name, _GRANT, g)
+
+    # -- plumbing ------------------------------------------------------------------
+
+    def _new_replica(self, name: str) -> Replica:
+        idx = self.names.index(name)
+        inc = self.incarnation[name]
+        id_seed = ((self.seed & 0xFFFFFFFFFF) << 20) | (idx << 10) | (inc & 0x3FF)
+        r = Replica(name, self.rcfg, self.cfg.instances, id_seed=id_seed, model=self.model)
+        r.clock_offset_ns = self.skew_ns[name]
+        r.log_contact = self.now
+        return r
+
+    def _push(self, t: int, kind: int, dst: str, payload: Any) -> None:
+        self.seq += 1
+        inc = self.incarnation.get(dst, 0)
+        heapq.heappush(self.heap, (t, self.seq, kind, dst, payload, inc))
+
+    def _send(self, src: str, dst: str, kind: int, payload: Any) -> None:
+        self.stats["messages"] += 1
+        if self.blocked and (src, dst) in self.blocked:
+            self.stats["dropped"] += 1
+            return
+        rng = self.net_rng
+        if self.loss and rng.random() < self.loss:
+            self.stats["dropped"] += 1
+            return
+        d = self.dmin if self.dmin == self.dmax else rng.randint(self.dmin, self.dmax)
+        self._push(self.now + d, kind, dst, payload)
+
+    def _emit(self, src: str, outs: list[Output]) -> None:
+        for o in outs:
+            t = type(o)
+            if t is Reply:
+                self._send(src, CLIENT, _REPLY, (src, o))
+            elif t is Poll:
+                self._send(src, LOG, _POLL, (src, o))
+            elif t is Append:
+                self._send(src, LOG, _APPEND, (src, o))
+            else:
+                assert isinstance(o, Forward)
+                self._send(src, o.to, _REQ, o.request)
+
+    def _on_replica(self, name: str, kind: int, payload: Any) -> None:
+        r = self.replicas[name]
+        if r is None:
+            return
+        q = self.paused[name]
+        if q is not None:
+            if kind != _TICK:
+                q.append((kind, payload))
+            return
+        now = self.now
+        if kind == _RECS:
+            outs = r.on_records(payload, now)
+        elif kind == _REQ:
+            outs = r.on_request(payload, now)
+        elif kind == _ACK:
+            outs = r.on_append_ack(payload, now)
+        elif kind == _TICK:
+            outs = r.on_tick(now)
+        else:
+            outs = r.on_grant(payload, now)
+        if outs:
+            self._emit(name, outs)
+
+    # -- the log service ---------------------------------------------------------------
+
+    def _chunks(self, from_offsets: Sequence[tuple[int, int]]
+                ) -> list[tuple[int, int, list[Event]]]:
+        out = []
+        limit = self.rcfg.poll_limit
+        for p, s in from_offsets:
+            log = self.logs[p]
+            if s < len(log):
+                out.append((p, s, log[s:s + limit]))
+        return out
+
+    def _log_append(self, src: str, a: Append) -> None:
+        positions = []
+        ids = self.log_ids
+        for p, ev in a.entries:
+            pos = ids.get(ev.event_id)
+            if pos is None:
+                log = self.logs[p]
+                pos = ids[ev.event_id] = (p, len(log))
+                log.append(ev)
+            positions.append(pos)
+        recs = Records(self._chunks(list(a.from_offsets.items())))
+        self._send(LOG, src, _ACK, AppendAck(a.batch_id, positions, recs))
+
+    def _log_poll(self, src: str, p: Poll) -> None:
+        chunks = self._chunks(list(enumerate(p.from_offsets)))
+        ends = [len(log) for log in self.logs] if p.barrier_id is not None else None
+        self._send(LOG, src, _RECS, Records(chunks, ends, p.barrier_id))
+
+    # -- clients ------------------------------------------------------------------------
+
+    def _record(self, op: Op) -> None:
+        self.history.append(op)
+        if self.gen is not None:
+            self.gen = self.gen.update(self._ctx(), op)
+        self.interesting = True
+
+    def _ctx(self) -> Context:
+        busy = self.busy
+        procs = tuple(self.procs)
+        return Context(self.now, tuple(p for p in procs if p not in busy), procs, self.gen_rng)
+
+    def _invoke(self, o: OpRequest) -> None:
+        process = o.process
+        now = self.now
+        if process == NEMESIS:
+            self._record(Op(len(self.history), "info", NEMESIS, o.f, o.value, now))
+            value = self._nemesis(o)
+            self.busy.discard(NEMESIS)
+            self._record(Op(len(self.history), "info", NEMESIS, o.f, value, self.now))
+            return
+        routed = o.f not in ("probe", "final-read")
+        if routed:
+            replica = self.router.pick(process, now)
+        else:
+            v = o.value
+            target = v.get("replica") if isinstance(v, dict) else None
+            if not isinstance(target, str) or target not in self.incarnation:
+                raise ChaosError(f"{o.f} needs value {{'replica': one of {self.names}}}, "
+                                 f"got {v!r}")
+            replica = target
+        self.next_req += 1
+        rid = self.next_req
+        self.open[rid] = _Open(process, o, replica, routed, _readonly(o))
+        if routed:
+            self.router.started(replica)
+        self._record(Op(len(self.history), "invoke", process, o.f, o.value, now, replica,
+                        o.instance))
+        req = Request(rid, o.f, o.value, o.instance, self.tokens.get(process),
+                      now + self.timeout_ns - self.poll_ns, replica)
+        self._send(CLIENT, replica, _REQ, req)
+        self._push(now + self.timeout_ns, _TIMEOUT, CLIENT, rid)
+
+    def _complete(self, rid: int, typ: str, value: Any, error: Any,
+                  extra: dict[str, Any] | None) -> None:
+        op = self.open.pop(rid)
+        process = op.process
+        if op.routed:
+            self.router.finished(op.replica)
+        self.busy.discard(process)
+        if typ == "info":
+            i = self.procs.index(process)
+            self.procs[i] = process + self.cfg.concurrency
+            self.tokens.pop(process, None)
+        self._record(Op(len(self.history), typ, process, op.req.f, value,  # type: ignore[arg-type]
+                        self.now, op.replica, op.req.instance, error, extra or {}))
+
+    def _on_reply(self, src: str, reply: Reply) -> None:
+        op = self.open.get(reply.req_id)
+        if op is None:
+            return  # the client already timed out
+        if op.routed:
+            if reply.type == "fail" and reply.error == UNAVAILABLE:
+                self._failover(op.replica)
+            else:
+                self.router.mark_up(op.replica)
+        if reply.token:
+            tok = dict(self.tokens.get(op.process) or {})
+            for p, o in reply.token.items():
+                if tok.get(p, 0) < o:
+                    tok[p] = o
+            self.tokens[op.process] = tok
+        value = reply.value if reply.type == "ok" else op.req.value
+        self._complete(reply.req_id, reply.type, value, reply.error, reply.extra)
+
+    def _on_timeout(self, rid: int) -> None:
+        op = self.open.get(rid)
+        if op is None:
+            return
+        self.stats["timeouts"] += 1
+        if op.routed:
+            self._failover(op.replica)
+        self._complete(rid, "fail" if op.readonly else "info", op.req.value, "timeout", None)
+
+    def _failover(self, replica: str) -> None:
+        if self.router.mark_down(replica, self.now) and self.sequential:
+            self._grant(self.coord.fail_over(replica, self.router.live(self.now)))
+
+    def _grant(self, grants: list[Grant]) -> None:
+        for g in grants:
+            self.stats["grants"] += 1
+            for name in self.names:
+                self._send(ROUTER, name, _GRANT, g)
+
+    # -- nemesis ---------------------------------------------------------------------------
+
+    def _replica_arg(self, o: OpRequest) -> str:
+        v = o.value
+        if isinstance(v, dict):
+            v = v.get("replica", v.get("node"))
+        if v not in self.incarnation:
+            raise ChaosError(f"nemesis {o.f}: unknown replica {o.value!r}; "
+                             f"replicas are {list(self.names)}")
+        return str(v)
+
+    def _nemesis(self, o: OpRequest) -> Any:
+        f = o.f
+        if f == "partition":
+            cut = self._partition(o.value)
+            self.blocked = cut
+            return {**(o.value if isinstance(o.value, dict) else {}),
+                    "cut": sorted([a, b] for a, b in cut if a < b)}
+        if f == "heal":
+            self.blocked = set()
+            return o.value
+        if f == "crash":
+            r = self._replica_arg(o)
+            old = self.replicas[r]
+            if old is not None:
+                self.stats["crashes"] += 1
+                for k, v in old.stats.items():
+                    self.dead_stats[k] = self.dead_stats.get(k, 0) + v
+                self.replicas[r] = None
+                self.paused[r] = None
+                self.incarnation[r] += 1
+            return o.value
+        if f == "restart":
+            r = self._replica_arg(o)
+            if self.replicas[r] is None:
+                self.stats["restarts"] += 1
+                self.replicas[r] = self._new_replica(r)
+                self._push(self.now + self.poll_ns, _TICK, r, None)
+                if self.sequential:
+                    for inst in self.cfg.instances:
+                        g = Grant(inst, self.coord.home[inst], self.coord.owner_of(inst),
+                                  self.coord.epoch_of(inst))
+                        self._on_replica(r, _GRANT, g)
+            return o.value
+        if f == "pause":
+            r = self._replica_arg(o)
+            if self.replicas[r] is not None and self.paused[r] is None:
+                self.stats["pauses"] += 1
+                self.paused[r] = []
+            return o.value
+        if f == "resume":
+            r = self._replica_arg(o)
+            q = self.paused[r]
+            if q is not None:
+                self.paused[r] = None
+                for kind, payload in q:
+                    self._on_replica(r, kind, payload)
+            return o.value
+        if f == "skew":
+            if not isinstance(o.value, dict):
+                raise ChaosError(f"nemesis skew: value must be {{replica: offset_ms}}, "
+                                 f"got {o.value!r}")
+            for name, ms in o.value.items():
+                if name not in self.incarnation:
+                    raise ChaosError(f"nemesis skew: unknown replica {name!r}")
+                self.skew_ns[name] = int(ms * MS)
+                rep = self.replicas[name]
+                if rep is not None:
+                    rep.clock_offset_ns = self.skew_ns[name]
+            return o.value
+        if f == "unskew":
+            for name in self.names:
+                self.skew_ns[name] = 0
+                rep = self.replicas[name]
+                if rep is not None:
+                    rep.clock_offset_ns = 0
+            return o.value
+        if f == "rebalance":
+            if self.sequential:
+                self._grant(self.coord.rebalance(self.router.live(self.now)))
+            return o.value
+        raise ChaosError(f"unknown nemesis op {f!r}")
+
+    def _partition(self, value: Any) -> set[tuple[str, str]]:
+        """The set of cut links (both directions) for a partition op."""
+        nodes = list(self.nodes)
+        if not isinstance(value, dict):
+            raise ChaosError(f"nemesis partition: value must be a dict, got {value!r}")
+        cut: set[tuple[str, str]] = set()
+        if "groups" in value:
+            groups = value["groups"]
+            member: dict[str, int] = {}
+            for gi, g in enumerate(groups):
+                for n in g:
+                    if n not in nodes:
+                        raise ChaosError(f"nemesis partition: unknown node {n!r} in group {gi}")
+                    member[n] = gi
+            for a in nodes:
+                for b in nodes:
+                    if a != b and member.get(a, -1 - nodes.index(a)) != member.get(
+                            b, -1 - nodes.index(b)):
+                        cut.add((a, b))
+            return cut
+        pattern = value.get("pattern")
+        rng = self.nem_rng
+        order = list(nodes)
+        rng.shuffle(order)
+        n = len(order)
+        if pattern == "halves":
+            a_side = set(order[: n // 2])
+            sides = {x: (x in a_side) for x in nodes}
+
+            def ok(a: str, b: str) -> bool:
+                return sides[a] == sides[b]
+        elif pattern == "isolate":
+            lone = value.get("node") or order[0]
+            if lone not in nodes:
+                raise ChaosError(f"nemesis partition: unknown node {lone!r}")
+
+            def ok(a: str, b: str) -> bool:
+                return (a == lone) == (b == lone)
+        elif pattern == "majority-ring":
+            pos = {x: i for i, x in enumerate(order)}
+            reach = (n // 2 + 1) // 2
+
+            def ok(a: str, b: str) -> bool:
+                d = abs(pos[a] - pos[b])
+                return min(d, n - d) <= reach
+        elif pattern == "bridge":
+            half = n // 2
+            left, bridge_node = set(order[:half]), order[half]
+
+            def ok(a: str, b: str) -> bool:
+                if a == bridge_node or b == bridge_node:
+                    return True
+                return (a in left) == (b in left)
+        else:
+            raise ChaosError(f"nemesis partition: unknown pattern {pattern!r}; "
+                             f"expected one of {PATTERNS} or 'groups'")
+        for a in nodes:
+            for b in nodes:
+                if a != b and not ok(a, b):
+                    cut.add((a, b))
+        return cut
+
+    # -- the scheduler ---------------------------------------------------------------------
+
+    def _dispatch(self, kind: int, dst: str, payload: Any, inc: int) -> None:
+        if kind in _TO_REPLICA:
+            if inc != self.incarnation[dst]:
+                return  # sent to an incarnation that crashed
+            if kind == _TICK:
+                if self.replicas[dst] is None:
+                    return
+                self._push(self.now + self.poll_ns, _TICK, dst, None)
+            self._on_replica(dst, kind, payload)
+        elif kind == _POLL:
+            self._log_poll(*payload)
+        elif kind == _APPEND:
+            self._log_append(*payload)
+        elif kind == _REPLY:
+            self._on_reply(*payload)
+        elif kind == _TIMEOUT:
+            self._on_timeout(payload)
+        elif kind == _INVOKE:
+            self.scheduled_invokes -= 1
+            self._invoke(payload)
+        else:
+            self.interesting = True  # a generator wake-up
+
+    def _step_until(self, wake: int | None) -> None:
+        """Run events until something the generator should see happens (or ``wake``)."""
+        heap = self.heap
+        pop = heapq.heappop
+        self.interesting = False
+        while heap:
+            t = heap[0][0]
+            if wake is not None and t > wake:
+                self.now = max(self.now, wake)
+                return
+            _, _, kind, dst, payload, inc = pop(heap)
+            self.now = t
+            self._dispatch(kind, dst, payload, inc)
+            if self.interesting:
+                return
+
+    def run(self, generator: Generator, *, time_limit_s: float | None = None,
+            on_progress: Callable[[int, int], None] | None = None) -> SimResult:
+        self.gen = generator
+        limit_ns = None if time_limit_s is None else int(time_limit_s * 1e9)
+        last_progress = 0
+        while True:
+            if limit_ns is not None and self.now >= limit_ns:
+                break
+            assert self.gen is not None
+            r = self.gen.op(self._ctx())
+            if r is None:
+                break
+            o, self.gen = r
+            if isinstance(o, Pending):
+                wake = o.wake if o.wake is not None and o.wake > self.now else None
+                if wake is None and not self.open and not self.scheduled_invokes:
+                    if o.wake is None:
+                        raise ChaosError("generator is pending with nothing in flight "
+                                         "(deadlock)")
+                    wake = self.now + 1
+                self._step_until(wake)
+            else:
+                self.busy.add(o.process)
+                t = o.time if o.time is not None else self.now
+                if t <= self.now:
+                    self._invoke(o)
+                else:
+                    self.scheduled_invokes += 1
+                    self._push(t, _INVOKE, CLIENT, o)
+            if on_progress is not None and len(self.history) - last_progress >= 2000:
+                last_progress = len(self.history)
+                on_progress(last_progress, self.now)
+        # drain: let every outstanding op complete or time out
+        while self.open or self.scheduled_invokes:
+            self._step_until(None)
+        if on_progress is not None:
+            on_progress(len(self.history), self.now)
+        return SimResult(self.history, self.final_states(), self.summary_stats())
+
+    def final_states(self) -> dict[str, dict[str, dict[str, Any]]]:
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for name in self.names:
+            r = self.replicas[name]
+            if r is not None:
+                out[name] = {i: r.observe(i) for i in self.cfg.instances}
+        return out
+
+    def summary_stats(self) -> dict[str, Any]:
+        agg = dict(self.dead_stats)
+        for r in self.replicas.values():
+            if r is not None:
+                for k, v in r.stats.items():
+                    agg[k] = agg.get(k, 0) + v
+        return {**self.stats, "replica": agg, "failovers": self.router.failovers,
+                "virtual_ms": self.now // MS, "ops": len(self.history),
+                "log_events": sum(len(x) for x in self.logs)}
+
+
+def run_simulation(config: SimConfig, generator: Generator, *, seed: int,
+                   time_limit_s: float | None = None,
+                   on_progress: Callable[[int, int], None] | None = None,
+                   model: ModelPort | None = None) -> SimResult:
+    """Run ``generator`` against a simulated deployment; same inputs, same history.
+
+    ``time_limit_s`` caps *virtual* time (no new ops after it; open ops still
+    complete or time out). ``on_progress(ops_recorded, virtual_ns)`` is called
+    every 2000 history entries and once at the end.
+    """
+    return Simulation(config, seed, model=model).run(generator, time_limit_s=time_limit_s,
+                                                     on_progress=on_progress)
