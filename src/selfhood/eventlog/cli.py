@@ -323,14 +323,17 @@ async def run_bench(url: str, n_events: int, n_instances: int, *, batch: int = 5
 @click.option("--writers", type=click.IntRange(min=1), default=4, show_default=True,
               help="Concurrent writer tasks (each owns a disjoint set of instances).")
 @click.option("--seed", type=int, default=None, help="Seed for the event mix and ids.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress lines on stderr (default: on for a terminal or >= 50000 events).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def bench(log_url: str, n_events: int, n_instances: int, batch: int, writers: int,
-          seed: int | None, as_json: bool) -> None:
+          seed: int | None, progress: bool | None, as_json: bool) -> None:
     """Append a realistic event mix, read it all back, verify count and order, print eps."""
     _open(log_url, must_exist=False)  # validate the URL before doing any work
     result = asyncio.run(run_bench(log_url, n_events, n_instances, batch=batch,
                                    writers=min(writers, n_instances), seed=seed,
-                                   progress=sys.stderr.isatty() or n_events >= 50_000))
+                                   progress=progress if progress is not None else
+                                   sys.stderr.isatty() or n_events >= 50_000))
     if as_json:
         click.echo(json.dumps(result, sort_keys=True))
     else:

@@ -331,6 +331,15 @@ class KafkaEventLog(EventLogBase):
                 starts = await consumer.beginning_offsets(list(self._tps.values()))
         return {tp.partition: int(off) for tp, off in starts.items()}
 
+    async def leader_of(self, partition: int) -> int | None:
+        """Broker node id currently leading `partition` (fresh metadata); chaos tests kill it."""
+        producer = self._require_producer()
+        with _driver_errors(f"metadata of {self.topic}"):
+            async with asyncio.timeout(self._request_timeout_s):
+                await producer.client.force_metadata_update()
+        leader = producer.client.cluster.leader_for_partition(self._tps[partition])
+        return int(leader) if leader is not None and leader >= 0 else None
+
     async def partitions(self) -> list[int]:
         if self._producer is None:
             raise LogClosed(f"kafka log {self.topic} is not started")
