@@ -104,11 +104,9 @@ async def _project(log_url: str, db_url: str, mode: Mode, follow: bool, batch: i
                    snapshot_every: int, reader: str, fencing: bool, quiet: bool,
                    rebuild: bool = False) -> tuple[Progress, int]:
     rep = _Reporter(quiet)
+    if rebuild:
+        await SqlProjectionStore(db_url).drop_database_tables()
     async with open_log(log_url) as log, SqlProjectionStore(db_url) as store:
-        if rebuild:
-            await store.drop()
-            await store.stop()
-            await store.start()
         proj = Projector(log, store, reader=reader, mode=mode, fencing=fencing,
                          snapshots=SnapshotPolicy(snapshot_every), batch=batch)
         try:

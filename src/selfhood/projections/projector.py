@@ -45,6 +45,7 @@ class Progress:
     dead_letters: int = 0
     batches: int = 0
     rehydrated_instances: int = 0
+    from_snapshots: int = 0
     replayed_on_start: int = 0
     lag: int = 0
     started: float = 0.0
@@ -74,6 +75,9 @@ class Projector:
         self.positions: dict[int, int] = {}
         self.progress = Progress(started=time.monotonic())
         self._snap_version: dict[str, int] = {}
+        #: log positions each instance's latest snapshot covers (catch-up snapshots
+        #: whatever moved since, even if only rejected or duplicate events)
+        self._snap_pos: dict[str, dict[int, int]] = {}
         self._advanced = asyncio.Condition()
         self._ready = False
 
@@ -91,6 +95,8 @@ class Projector:
                 continue  # older layout: never misread, replay this instance instead
             self.states[iid] = st
             self._snap_version[iid] = version
+            self._snap_pos[iid] = dict(st.positions)
+            self.progress.from_snapshots += 1
         # replay each partition from the oldest point some instance still needs
         for part, upto in self.positions.items():
             start = upto
@@ -186,15 +192,32 @@ class Projector:
         for iid in (self.states if snapshot_all else dirty):
             st = self.states[iid]
             last = self._snap_version.get(iid, 0)
-            due = st.version > last if snapshot_all else self.snapshots.due(st.version, last)
+            if snapshot_all:
+                due = st.positions != self._snap_pos.get(iid)
+            else:
+                due = self.snapshots.due(st.version, last)
             if due:
                 changes.snapshots[iid] = {"instance_id": iid, "version": st.version,
                                           "data": encode_snapshot(st, self.mode)}
 
+    def _forget(self) -> None:
+        """Drop the in-memory states: they may be ahead of the database now."""
+        self.states.clear()
+        self._snap_version.clear()
+        self._snap_pos.clear()
+        self.positions.clear()
+        self._ready = False
+
     async def _commit(self, changes: Changes) -> None:
-        await self.store.commit(self.reader, changes)
+        try:
+            await self.store.commit(self.reader, changes)
+        except BaseException:
+            # unknown whether it landed: rehydrate from the store before going on
+            self._forget()
+            raise
         for iid, row in changes.snapshots.items():
             self._snap_version[iid] = int(row["version"])
+            self._snap_pos[iid] = dict(self.states[iid].positions)
         self.positions.update(changes.tracking)
         self.progress.batches += 1
         async with self._advanced:
@@ -203,7 +226,13 @@ class Projector:
     # -- the loop -------------------------------------------------------------
 
     async def step(self, part: int, *, timeout_s: float | None = None) -> int:
-        """Project one batch of one partition; returns how many records it consumed."""
+        """Project one batch of one partition; returns how many records it consumed.
+
+        If the commit fails the in-memory states are dropped and the next call
+        rehydrates from the store, so a failed batch is redone, never skipped.
+        """
+        if not self._ready:
+            await self.rehydrate()
         offset = self.positions.get(part, 0)
         entries = await self.log.read(part, offset, limit=self.batch,
                                       timeout_s=self.read_timeout_s if timeout_s is None

@@ -354,8 +354,19 @@ class SqlProjectionStore:
                     raise self._wrap(exc, "schema creation") from None
                 await asyncio.sleep(0.2 * (attempt + 1))
 
+    async def drop_database_tables(self) -> None:
+        """Drop every projection table without starting (works on any schema version)."""
+        engine = create_async_engine(self.async_url, poolclass=NullPool)
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(metadata.drop_all, checkfirst=True)
+        except (SQLAlchemyError, OSError) as exc:
+            raise self._wrap(exc, "drop") from None
+        finally:
+            await engine.dispose()
+
     async def drop(self) -> None:
-        """Drop every projection table (used by `projections rebuild`)."""
+        """Drop every projection table of a started store."""
         try:
             async with self.engine.begin() as conn:
                 await conn.run_sync(metadata.drop_all, checkfirst=True)
@@ -543,3 +554,24 @@ class SqlProjectionStore:
     async def delete_reader(self, reader: str) -> None:
         async with self.engine.begin() as conn:
             await conn.execute(delete(tracking).where(tracking.c.reader == reader))
+
+
+async def fresh_postgres_database(server_url: str, name: str) -> str:
+    """(Re)create database `name` on the server of `server_url`; returns its URL.
+
+    Tests and benchmarks use a database of their own so they never touch
+    tables other parts keep in the shared cluster database.
+    """
+    import asyncpg
+
+    if not name.replace("_", "").isalnum():
+        raise StoreUrlError(f"database name {name!r}: letters, digits and '_' only")
+    url = make_url(async_db_url(server_url))
+    conn = await asyncpg.connect(url.set(drivername="postgresql").render_as_string(
+        hide_password=False))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return url.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
