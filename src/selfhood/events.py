@@ -328,6 +328,6 @@ def decode(raw: bytes, *, partition: int | None = None, offset: int | None = Non
 
 
 def to_builtins(event: Event) -> dict[str, Any]:
-    """Plain JSON-ready dict (for `log tail` and reports)."""
-    out: dict[str, Any] = msgspec.to_builtins(event)
+    """Plain JSON-ready dict (for `log tail` and reports): exactly what the wire holds."""
+    out: dict[str, Any] = msgspec.json.decode(_encoder.encode(event))
     return out

@@ -1,0 +1,160 @@
+"""`selfhood log stat | tail | bench` end to end, on the embedded log and on real Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eventlog_contract import turn
+from selfhood.cli import EX_USAGE, main
+from selfhood.eventlog.sqlite import SqliteEventLog
+
+BENCH_KEYS = {"events", "append_eps", "read_eps", "order_verified"}
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(args)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def lines(out: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+@pytest.fixture
+def benched(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> tuple[str, dict[str, Any]]:
+    url = f"sqlite:///{tmp_path}/log.db"
+    code, out, err = run_cli(["log", "bench", url, "--events", "3000", "--instances", "12",
+                              "--seed", "5", "--json"], capsys)
+    assert code == 0, err
+    return url, json.loads(out)
+
+
+def test_bench_json_verifies_order(benched: tuple[str, dict[str, Any]]) -> None:
+    _url, result = benched
+    assert BENCH_KEYS <= set(result)
+    assert result["events"] == result["acked"] == result["read_back"] == 3000
+    assert result["order_verified"] is True
+    assert result["missing"] == result["duplicates"] == result["out_of_order"] == 0
+    assert result["append_eps"] > 0 and result["read_eps"] > 0
+
+
+def test_bench_mix_is_realistic(benched: tuple[str, dict[str, Any]],
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    url, _ = benched
+    code, out, _err = run_cli(["log", "tail", url], capsys)
+    assert code == 0
+    kinds = [line["event"]["kind"] for line in lines(out)]
+    assert len(kinds) == 3000
+    for kind in ("turn_appended", "memory_written", "rule_added", "rule_revoked"):
+        assert kinds.count(kind) > 30, kind
+    assert kinds.count("turn_appended") > kinds.count("memory_written") > kinds.count(
+        "rule_added")
+
+
+def test_bench_text_output(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _err = run_cli(["log", "bench", f"sqlite:///{tmp_path}/t.db", "--events",
+                               "500", "--instances", "3"], capsys)
+    assert code == 0
+    assert "order verified  True" in out and "events/s" in out
+
+
+def test_stat_json(benched: tuple[str, dict[str, Any]],
+                   capsys: pytest.CaptureFixture[str]) -> None:
+    url, _ = benched
+    code, out, _err = run_cli(["log", "stat", url, "--json"], capsys)
+    assert code == 0
+    info = json.loads(out)
+    assert info["partitions"] == 8 and info["events"] == 3000
+    assert sum(info["end_offsets"].values()) == 3000
+    code, out, _err = run_cli(["log", "stat", url], capsys)
+    assert "partitions  8" in out and "events      3000" in out
+
+
+def test_tail_instance_and_from(benched: tuple[str, dict[str, Any]],
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    url, _ = benched
+    code, out, _err = run_cli(["log", "tail", url, "--instance", "bench-5-3"], capsys)
+    got = lines(out)
+    assert code == 0 and got
+    assert {g["event"]["instance_id"] for g in got} == {"bench-5-3"}
+    seqs = [g["event"]["hlc"][0] for g in got]
+    assert seqs == list(range(len(seqs)))  # the instance's events, in its order
+    part = got[0]["partition"]
+    code, out, _err = run_cli(["log", "tail", url, "--instance", "bench-5-3", "--from",
+                               str(got[3]["offset"]), "--limit", "2"], capsys)
+    later = lines(out)
+    assert [g["offset"] for g in later] == [got[3]["offset"], got[4]["offset"]]
+    assert all(g["partition"] == part for g in later)
+
+
+def test_tail_prints_dead_letters_instead_of_crashing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "dl.db"
+
+    async def fill() -> None:
+        async with SqliteEventLog(path) as log:
+            await log.append(turn("x", 0))
+            await log.append_raw("x", b"\x00garbage")
+            await log.append(turn("x", 1))
+
+    asyncio.run(fill())
+    code, out, _err = run_cli(["log", "tail", f"sqlite:///{path}"], capsys)
+    assert code == 0
+    got = lines(out)
+    assert len(got) == 3
+    dead = got[1]
+    assert dead["dead_letter"] is True
+    assert f"offset {dead['offset']}" in dead["error"]
+    assert base64.b64decode(dead["raw_b64"]) == b"\x00garbage"
+    assert got[2]["event"]["hlc"] == [1, 0]
+
+
+def test_bad_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = run_cli(["log", "stat", "mysql://x/y"], capsys)
+    assert code == EX_USAGE
+    assert "unknown scheme 'mysql'" in err and "Traceback" not in err
+
+
+def test_missing_log_file_is_a_clear_error(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = run_cli(["log", "tail", f"sqlite:///{tmp_path}/none.db"], capsys)
+    assert code == 1
+    assert "no log at" in err and "Traceback" not in err
+
+
+def test_unreachable_kafka_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _out, err = run_cli(["log", "stat", "kafka://127.0.0.1:1/t"], capsys)
+    assert code == 1
+    assert err.startswith("error: kafka") and "Traceback" not in err
+
+
+@pytest.mark.kafka
+def test_bench_stat_tail_on_kafka(kafka_bootstrap: str,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"kafka://{kafka_bootstrap}/cli-{uuid.uuid4().hex[:12]}"
+    code, out, err = run_cli(["log", "bench", url, "--events", "5000", "--instances", "20",
+                              "--seed", "9", "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert BENCH_KEYS <= set(result)
+    assert result["order_verified"] is True and result["read_back"] == 5000
+    code, out, err = run_cli(["log", "stat", url, "--json"], capsys)
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["events"] == 5000 and info["partitions"] == 8
+    code, out, err = run_cli(["log", "tail", url, "--instance", "bench-9-7"], capsys)
+    got = lines(out)
+    assert got and {g["event"]["instance_id"] for g in got} == {"bench-9-7"}
+    assert [g["event"]["hlc"][0] for g in got] == list(range(len(got)))
