@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import pytest
@@ -10,13 +9,7 @@ import pytest
 from selfhood.eventlog.base import LogPosition, scan
 from selfhood.eventlog.sqlite import SqliteEventLog
 from selfhood.events import (
-    Event,
-    Hlc,
     MemoryWritten,
-    OwnershipClaimed,
-    Payload,
-    RuleAdded,
-    RuleRevoked,
     TurnAppended,
     make_event,
 )
@@ -26,40 +19,7 @@ from selfhood.projections.reducer import fold_all
 from selfhood.projections.snapshot import SnapshotPolicy
 from selfhood.projections.state import Mode, fingerprint
 from selfhood.projections.store import Changes, SqlProjectionStore
-
-
-def mixed_events(n: int, instances: int, seed: int = 1) -> list[Event]:
-    """Turns, memory, rules, claims, conditional and stale-epoch writes, and duplicates."""
-    rng = random.Random(seed)
-    out: list[Event] = []
-    epochs = [0] * instances
-    for k in range(n):
-        i = rng.randrange(instances)
-        iid = f"inst-{i}"
-        r = rng.random()
-        epoch = epochs[i]
-        payload: Payload
-        if r < 0.45:
-            payload = TurnAppended(rng.choice(["user", "assistant"]), f"turn {k}")
-        elif r < 0.7:
-            payload = MemoryWritten("tool", f"k{rng.randrange(4)}", value=f"v{k}")
-        elif r < 0.8:
-            payload = RuleAdded(f"g{rng.randrange(5)}", f"rule {k}")
-        elif r < 0.85:
-            payload = RuleRevoked(f"g{rng.randrange(5)}", "no")
-        elif r < 0.9:
-            epochs[i] += 1
-            epoch = epochs[i]
-            payload = OwnershipClaimed(f"r{epoch % 3}")
-        else:
-            payload = TurnAppended("user", f"zombie {k}")
-            epoch = max(0, epoch - 1)
-        out.append(make_event(iid, payload, writer=f"w{rng.randrange(3)}",
-                              epoch=epoch, hlc=Hlc(rng.randrange(50), k),
-                              read_version=rng.choice([None, None, k // instances])))
-        if rng.random() < 0.05:
-            out.append(out[rng.randrange(len(out))])  # a retried append
-    return out
+from selfhood.projections.strategies import scenario_events as mixed_events
 
 
 async def _reference(log: SqliteEventLog, mode: Mode) -> dict[str, str]:

@@ -7,6 +7,8 @@ conflicting read versions) common enough for the properties to bite.
 
 from __future__ import annotations
 
+import random
+
 from hypothesis import strategies as st
 
 from selfhood.events import (
@@ -20,6 +22,7 @@ from selfhood.events import (
     RuleRevoked,
     SnapshotMarker,
     TurnAppended,
+    event_id_from,
     make_event,
 )
 
@@ -63,3 +66,38 @@ def event_lists(instance_ids: tuple[str, ...] = ("i1",), *, min_size: int = 0,
     """Lists of events with unique ids."""
     return st.lists(events(instance_ids), min_size=min_size, max_size=max_size,
                     unique_by=lambda e: e.event_id)
+
+
+def scenario_events(n: int, instances: int, seed: int = 1) -> list[Event]:
+    """Turns, memory, rules, claims, conditional and stale-epoch writes, and duplicates."""
+    rng = random.Random(seed)
+    out: list[Event] = []
+    epochs = [0] * instances
+    for k in range(n):
+        i = rng.randrange(instances)
+        iid = f"inst-{i}"
+        r = rng.random()
+        epoch = epochs[i]
+        payload: Payload
+        if r < 0.45:
+            payload = TurnAppended(rng.choice(["user", "assistant"]), f"turn {k}")
+        elif r < 0.7:
+            payload = MemoryWritten("tool", f"k{rng.randrange(4)}", value=f"v{k}")
+        elif r < 0.8:
+            payload = RuleAdded(f"g{rng.randrange(5)}", f"rule {k}")
+        elif r < 0.85:
+            payload = RuleRevoked(f"g{rng.randrange(5)}", "no")
+        elif r < 0.9:
+            epochs[i] += 1
+            epoch = epochs[i]
+            payload = OwnershipClaimed(f"r{epoch % 3}")
+        else:
+            payload = TurnAppended("user", f"zombie {k}")
+            epoch = max(0, epoch - 1)
+        out.append(make_event(iid, payload, writer=f"w{rng.randrange(3)}",
+                              epoch=epoch, hlc=Hlc(rng.randrange(50), k),
+                              read_version=rng.choice([None, None, k // instances]),
+                              event_id=event_id_from(seed, k)))
+        if rng.random() < 0.05:
+            out.append(out[rng.randrange(len(out))])  # a retried append
+    return out
