@@ -75,7 +75,7 @@ def test_stale_read_after_completed_write_is_sequential_but_not_linearizable() -
     assert both(ops) == (False, True)
     explanation = lin.anomalies["nonlinearizable"][0]
     assert "op 2" in explanation and "read → nil" in explanation
-    stuck = lin.details["stuck"]
+    stuck = lin.details["linearizable"]["stuck"]
     assert stuck["states"] == ["1"]
     assert [p["op"] for p in stuck["pending"]] == [2]
     assert stuck["pending"][0]["reason"] == "impossible in every state reached"
@@ -199,11 +199,11 @@ def test_keyed_registers_are_independent_and_the_failing_key_is_named() -> None:
                   (2, "invoke", "cas", ["x", [1, 2]]), (2, "ok", "cas", ["x", [1, 2]]))
     result = check_linearizable(ops, "cas-register")
     assert result.valid is True
-    assert result.details["linear"]["partitions"] == 2
+    assert result.details["linearizable"]["partitions"] == 2
     bad = [*ops, *history((1, "invoke", "read", ["y", None]), (1, "ok", "read", ["y", 9]))]
     result = check_linearizable(bad, "cas-register")
     assert result.valid is False
-    assert result.details["linear"]["failed_partition"] == "'y'"
+    assert result.details["linearizable"]["failed_partition"] == "'y'"
     assert "for key 'y'" in result.anomalies["nonlinearizable"][0]
 
 
@@ -267,7 +267,7 @@ def test_time_limit_gives_unknown_never_a_guess() -> None:
     assert result.valid == "unknown"
     assert result.anomalies == {}
     assert result.unknown_reasons and "time limit" in result.unknown_reasons[0]
-    assert result.details["linear"]["unknown_partitions"] == ["nil"]
+    assert result.details["linearizable"]["unknown_partitions"] == ["nil"]
     seq = check_linearizable(ops, "register", consistency="sequential", time_limit_s=0.05)
     assert seq.valid == "unknown"
 
@@ -285,7 +285,7 @@ def test_time_limit_keeps_an_illegal_partition_found_elsewhere() -> None:
                    (51, "invoke", "read", ["e", None]), (51, "ok", "read", ["e", 2]))
     result = check_linearizable(hard + easy, "register", time_limit_s=5)
     assert result.valid is False
-    assert result.details["linear"]["failed_partition"] == "'e'"
+    assert result.details["linearizable"]["failed_partition"] == "'e'"
 
 
 # --- generated histories ------------------------------------------------------------------

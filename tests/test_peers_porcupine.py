@@ -54,7 +54,7 @@ def test_porcupine_verdict(name: str, linearizable: bool) -> None:
     else:
         assert result.anomaly_types == ["nonlinearizable"]
         assert result.not_ == {"linearizable"}
-        stuck = result.details["stuck"]
+        stuck = result.details["linearizable"]["stuck"]
         assert stuck["pending"], "a failing verdict must name the ops that could not go next"
         assert stuck["linearized"] < stuck["of"]
 
