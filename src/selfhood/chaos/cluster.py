@@ -51,6 +51,7 @@ HEALTH_TOPIC = "selfhood-health"
 NETNS_PREFIX = "10.213"
 DEFAULT_UP_TIMEOUT_S = 180.0
 STOP_GRACE_S = 20.0
+DOWN_GRACE_S = 8.0
 ENV_STATE_DIR = "SELFHOOD_STATE_DIR"
 ENV_BASE_PORT = "SELFHOOD_BASE_PORT"
 
@@ -435,26 +436,41 @@ class ClusterStatus:
 
 
 async def broker_ids_in_metadata(bootstrap: str, limit: float = 5.0) -> set[int]:
-    """Broker ids the cluster's metadata lists, asked through `bootstrap`; empty on failure."""
-    from aiokafka.admin import AIOKafkaAdminClient
+    """Broker ids in the metadata that the FIRST address in `bootstrap` itself serves.
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap,
-                                request_timeout_ms=int(limit * 1000),
-                                connections_max_idle_ms=60000)
+    Asks that one node directly (not a random one, as the admin client
+    would), so a dead peer cannot make a live node look unhealthy. Empty on
+    any failure.
+    """
+    from aiokafka.cluster import ClusterMetadata
+    from aiokafka.conn import create_conn
+    from aiokafka.protocol.metadata import MetadataRequest
+
+    host, _, port = bootstrap.split(",")[0].rpartition(":")
+    conn = None
     try:
         async with asyncio.timeout(limit):
-            await admin.start()
-            described = await admin.describe_cluster()
-        return {int(b["node_id"]) for b in described.get("brokers", [])}
-    except (TimeoutError, OSError, asyncio.CancelledError) as exc:
-        if isinstance(exc, asyncio.CancelledError):
-            raise
-        return set()
-    except Exception:  # any aiokafka error means "not healthy yet"
+            conn = await create_conn(host, int(port), request_timeout_ms=int(limit * 1000))
+            response = await conn.send(MetadataRequest([]))
+        meta = ClusterMetadata()
+        meta.update_metadata(response)
+        return {int(b.nodeId) for b in meta.brokers()}
+    except asyncio.CancelledError:
+        raise
+    except Exception:  # refused, timed out, or any driver error: "not healthy now"
         return set()
     finally:
-        with contextlib.suppress(Exception):
-            await admin.close()
+        if conn is not None:
+            conn.close()
+
+
+async def cluster_broker_ids(bootstrap: str, limit: float = 5.0) -> set[int]:
+    """Union of the broker ids every bootstrap address reports (first answer wins)."""
+    for address in bootstrap.split(","):
+        ids = await broker_ids_in_metadata(address, limit)
+        if ids:
+            return ids
+    return set()
 
 
 async def acks_all_write(bootstrap: str, replication: int, min_isr: int,
@@ -732,6 +748,8 @@ class ClusterManager:
             os.chown(self.pg_dir, *owner)
             os.chmod(self.pg_dir, 0o700)
             # the unprivileged user must be able to traverse down to its data dir
+            # (mkdtemp makes 0700 dirs; opening only the search bit is harmless)
+            os.chmod(self.state_dir, self.state_dir.stat().st_mode | 0o011)
             for parent in [self.state_dir, *self.state_dir.parents]:
                 mode = parent.stat().st_mode
                 if not mode & 0o001:
@@ -832,7 +850,7 @@ class ClusterManager:
             if dead:
                 raise ClusterUnhealthy(
                     f"broker {dead[0]} exited during start; see {self.broker_log(dead[0])}")
-            seen = await broker_ids_in_metadata(cfg.bootstrap, limit=5.0)
+            seen = await cluster_broker_ids(cfg.bootstrap, limit=5.0)
             if want <= seen and len(seen) >= len(want):
                 reason = await acks_all_write(cfg.bootstrap, rf, min_isr)
                 if reason is None:
@@ -903,7 +921,9 @@ class ClusterManager:
             pid = self.broker_pid(n)
             if pid is not None and pid_alive(pid, self.marker):
                 say(f"stopping broker {n} (pid {pid})")
-                stops.append(stop_pid(pid, self.marker))
+                # data is discarded anyway; the last node of a 3-node quorum
+                # can wait forever for its peers, so the SIGKILL bound is short
+                stops.append(stop_pid(pid, self.marker, grace=DOWN_GRACE_S))
         await asyncio.gather(*stops)
         pg_pid = self.postgres_pid()
         if pg_pid is not None and pid_alive(pg_pid, self.marker):
