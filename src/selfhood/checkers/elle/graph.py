@@ -415,6 +415,7 @@ def find_cycle(g: DepGraph, members: set[int], spec: CycleSpec,
         if deadline is not None and time.monotonic() > deadline:
             raise SearchTimeout(spec.name)
 
+    check()  # a budget already spent means this search does not start
     anchors = [(a, b) for a in members for b, m in g.adj[a].items()
                if m & spec.anchor and b in members]
     if not anchors:

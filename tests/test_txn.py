@@ -1,0 +1,516 @@
+"""Elle-class checker: one hand-built history per anomaly class, valid histories, properties."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from selfhood.checkers.elle import models as cm
+from selfhood.checkers.history import Op
+from selfhood.checkers.txn import check_txn
+from selfhood.errors import HistoryError, SpecError
+
+Txn = list[list[Any]]
+
+
+class H:
+    """A tiny history builder: explicit invokes/completions, or whole serial txns."""
+
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+        self.open: dict[Any, Txn] = {}
+
+    def invoke(self, p: Any, value: Txn) -> H:
+        inv = [[f, k, None if f == "r" else v] for f, k, v in value]
+        self.ops.append(Op(len(self.ops), "invoke", p, "txn", inv, time=len(self.ops)))
+        self.open[p] = value
+        return self
+
+    def done(self, p: Any, typ: str = "ok", value: Txn | None = None) -> H:
+        v = self.open.pop(p) if value is None else value
+        self.ops.append(Op(len(self.ops), typ, p, "txn", v, time=len(self.ops)))  # type: ignore[arg-type]
+        return self
+
+    def txn(self, p: Any, value: Txn, typ: str = "ok") -> H:
+        return self.invoke(p, value).done(p, typ)
+
+    def concurrent(self, *txns: tuple[Any, Txn]) -> H:
+        """All invoked, then all completed ok: no realtime order between them."""
+        for p, v in txns:
+            self.invoke(p, v)
+        for p, _ in txns:
+            self.done(p)
+        return self
+
+
+def la(h: H, *models: str, **kw: Any) -> Any:
+    return check_txn(h.ops, workload="list-append", consistency=models or ("serializable",),
+                     **kw)
+
+
+def rr(h: H, *models: str, **kw: Any) -> Any:
+    return check_txn(h.ops, workload="rw-register", consistency=models or ("serializable",),
+                     **kw)
+
+
+# --- models ----------------------------------------------------------------------
+
+
+def test_model_tables_follow_elle() -> None:
+    si = cm.prohibited_anomalies(["snapshot-isolation"])
+    assert {"G-single-item", "G-nonadjacent-item", "G0", "G1c", "G1a", "internal"} <= si
+    assert "G2-item" not in si
+    rr_ = cm.prohibited_anomalies(["repeatable-read"])
+    assert {"G2-item", "G-single-item", "lost-update", "G1b"} <= rr_
+    assert "G2-item-realtime" not in cm.prohibited_anomalies(["serializable"])
+    assert "G2-item-realtime" in cm.prohibited_anomalies(["strict-serializable"])
+    assert "G-single-item-process" in cm.prohibited_anomalies(["strong-session-serializable"])
+    assert "G0" not in cm.prohibited_anomalies(["linearizable"])
+    ru = cm.prohibited_anomalies(["read-uncommitted"])
+    assert "G0" in ru and "G1a" not in ru and "G1c" not in ru
+    rc = cm.prohibited_anomalies(["read-committed"])
+    assert {"G1a", "G1b", "G1c"} <= rc and "G-single-item" not in rc
+    assert cm.weakest_models(cm.impossible_models(["G2-item"])) == ["repeatable-read"]
+    assert cm.weakest_models(cm.impossible_models(["G0"])) == ["read-uncommitted"]
+    with pytest.raises(SpecError):
+        cm.canonical_model("eventual-ish")
+
+
+def test_unknown_workload_and_model_are_spec_errors() -> None:
+    with pytest.raises(SpecError):
+        check_txn([], workload="bank")
+    with pytest.raises(SpecError):
+        check_txn([], workload="list-append", consistency=["nope"])
+
+
+def test_malformed_transactions_raise_history_error() -> None:
+    with pytest.raises(HistoryError, match="op 1"):
+        la(H().txn(0, [["append", "x", 1], ["frob", "x", 2]]))
+    with pytest.raises(HistoryError, match="twice"):
+        la(H().txn(0, [["append", "x", 1]]).txn(1, [["append", "x", 1]]))
+    with pytest.raises(HistoryError, match="micro-op"):
+        bad = [Op(0, "invoke", 0, "txn", [["append", "x"]]),
+               Op(1, "ok", 0, "txn", [["append", "x"]])]
+        check_txn(bad, workload="list-append")
+
+
+# --- valid histories ----------------------------------------------------------------
+
+
+def test_valid_list_append_passes_every_model() -> None:
+    h = (H().txn(0, [["append", "x", 1], ["r", "y", []]])
+         .txn(1, [["r", "x", [1]], ["append", "y", 1], ["append", "x", 2]])
+         .concurrent((0, [["r", "x", [1, 2]], ["append", "y", 2]]),
+                     (1, [["r", "y", [1]]]))
+         .txn(2, [["r", "x", [1, 2]], ["r", "y", [1, 2]]]))
+    for m in ["read-uncommitted", "read-committed", "repeatable-read", "snapshot-isolation",
+              "serializable", "strong-session-serializable", "strict-serializable"]:
+        r = la(h, m)
+        assert r.valid is True, (m, r.anomalies)
+        assert r.anomalies == {} and r.not_ == set()
+
+
+def test_valid_rw_register_passes() -> None:
+    h = (H().txn(0, [["w", "x", 1], ["r", "y", None]])
+         .txn(1, [["r", "x", 1], ["w", "y", 2]])
+         .txn(0, [["r", "y", 2], ["w", "x", 3]])
+         .txn(2, [["r", "x", 3], ["r", "y", 2]]))
+    for kw in [{}, {"wfr_keys": True}, {"sequential_keys": True}, {"linearizable_keys": True}]:
+        r = rr(h, "strict-serializable", **kw)
+        assert r.valid is True, (kw, r.anomalies)
+
+
+def test_no_committed_txns_is_unknown() -> None:
+    r = la(H().txn(0, [["append", "x", 1]], typ="fail"))
+    assert r.valid == "unknown"
+
+
+# --- cycles: list-append --------------------------------------------------------------
+
+
+def test_g0_write_cycle() -> None:
+    h = (H().concurrent((0, [["append", "x", 1], ["append", "y", 1]]),
+                        (1, [["append", "x", 2], ["append", "y", 2]]))
+         .txn(2, [["r", "x", [1, 2]], ["r", "y", [2, 1]]]))
+    r = la(h, "read-uncommitted")
+    assert r.valid is False and r.anomaly_types == ["G0"]
+    assert r.not_ == {"read-uncommitted"}
+    text = r.anomalies["G0"][0]
+    assert "-ww->" in text and "appended 2 to key 'x' after" in text
+
+
+def test_g1c_circular_information_flow() -> None:
+    h = H().concurrent((0, [["append", "x", 1], ["r", "y", [1]]]),
+                       (1, [["append", "y", 1], ["r", "x", [1]]]))
+    r = la(h, "read-committed")
+    assert r.valid is False and r.anomaly_types == ["G1c"]
+    assert "-wr->" in r.anomalies["G1c"][0]
+    assert la(h, "read-uncommitted").valid is True
+
+
+def test_g_single_item_read_skew() -> None:
+    h = H().concurrent((0, [["append", "x", 1], ["append", "y", 1]]),
+                       (1, [["r", "x", []], ["r", "y", [1]]]))
+    r = la(h, "snapshot-isolation")
+    assert r.valid is False and r.anomaly_types == ["G-single-item"]
+    assert "read key 'y' = [1], whose last element" in r.anomalies["G-single-item"][0]
+    assert la(h, "read-committed").valid is True
+
+
+def test_g_nonadjacent_item() -> None:
+    h = H().concurrent((0, [["r", "a", []], ["r", "b", [1]]]),
+                       (1, [["append", "a", 1]]),
+                       (2, [["r", "a", [1]], ["r", "b", []]]),
+                       (3, [["append", "b", 1]]))
+    r = la(h, "snapshot-isolation")
+    assert r.valid is False and r.anomaly_types == ["G-nonadjacent-item"]
+    r = la(h, "repeatable-read")
+    assert r.anomaly_types == ["G-nonadjacent-item"]
+
+
+def test_g2_item_write_skew_is_allowed_by_snapshot_isolation() -> None:
+    h = H().concurrent((0, [["r", "x", []], ["r", "y", []], ["append", "x", 1]]),
+                       (1, [["r", "x", []], ["r", "y", []], ["append", "y", 1]]))
+    r = la(h, "serializable")
+    assert r.valid is False and r.anomaly_types == ["G2-item"]
+    assert r.not_ == {"repeatable-read"}
+    assert la(h, "snapshot-isolation").valid is True
+
+
+def test_process_variant() -> None:
+    h = H().txn(0, [["append", "x", 1]]).txn(0, [["r", "x", []]])
+    assert la(h, "serializable").valid is True
+    r = la(h, "strong-session-serializable")
+    assert r.valid is False and r.anomaly_types == ["G-single-item-process"]
+    assert "ran in that order on process 0" in r.anomalies["G-single-item-process"][0]
+
+
+def test_realtime_variant() -> None:
+    h = H().txn(0, [["append", "x", 1]]).txn(1, [["r", "x", []]])
+    assert la(h, "strong-session-serializable").valid is True
+    r = la(h, "strict-serializable")
+    assert r.valid is False
+    assert "G-single-item-realtime" in r.anomaly_types
+    assert "completed (op 1) before T3 was invoked (op 2)" in \
+        r.anomalies["G-single-item-realtime"][0]
+    assert "lost-append" in r.anomaly_types  # ours: no later read has it
+
+
+def test_g0_realtime_and_g1c_process_variants() -> None:
+    # ww T1 -> T2 on x contradicts the realtime order T2 -> T1
+    h = (H().txn(0, [["append", "x", 2]]).txn(1, [["append", "x", 1]])
+         .txn(2, [["r", "x", [1, 2]]]))
+    r = la(h, "strong-read-uncommitted")
+    assert r.valid is False and r.anomaly_types == ["G0-realtime"]
+    # T3 -wr-> T1 -process-> T2 -wr-> T3: circular flow only through process order
+    h2 = (H().invoke(0, [["append", "x", 1], ["r", "w", [1]]])
+          .invoke(1, [["append", "w", 1], ["r", "z", [1]]])
+          .done(0).invoke(0, [["append", "z", 1]]).done(0).done(1))
+    assert la(h2, "serializable").valid is True
+    r2 = la(h2, "strong-session-serializable")
+    assert r2.valid is False and r2.anomaly_types == ["G1c-process"]
+
+
+# --- non-cycle anomalies: list-append ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "history", "model"),
+    [
+        ("G1a", H().txn(0, [["append", "x", 1]], typ="fail").txn(1, [["r", "x", [1]]]),
+         "read-committed"),
+        ("G1b", H().txn(0, [["append", "x", 1], ["append", "x", 2]])
+         .txn(1, [["r", "x", [1]]]), "read-committed"),
+        ("internal", H().txn(0, [["append", "x", 1], ["r", "x", []]]), "serializable"),
+        ("duplicate-elements", H().txn(0, [["append", "x", 1]]).txn(1, [["r", "x", [1, 1]]]),
+         "read-uncommitted"),
+        ("incompatible-order", H().txn(0, [["append", "x", 1]]).txn(1, [["append", "x", 2]])
+         .txn(2, [["r", "x", [1, 2]]]).txn(3, [["r", "x", [2]]]), "read-committed"),
+        ("lost-update", H().txn(0, [["append", "x", 0]])
+         .concurrent((1, [["r", "x", [0]], ["append", "x", 1]]),
+                     (2, [["r", "x", [0]], ["append", "x", 2]])), "repeatable-read"),
+        ("dirty-update", H().txn(0, [["append", "x", 1]], typ="fail")
+         .txn(1, [["append", "x", 2]]).txn(2, [["r", "x", [1, 2]]]), "read-committed"),
+        ("garbage-read", H().txn(0, [["r", "x", [7]]]), "read-uncommitted"),
+        ("future-read", H().txn(0, [["r", "x", [1]], ["append", "x", 1]]), "read-committed"),
+        ("lost-append", H().txn(0, [["append", "x", 1]]).txn(1, [["append", "y", 1]])
+         .concurrent((2, [["r", "x", []]]), (3, [["r", "y", [1]]])), "strict-serializable"),
+    ],
+)
+def test_each_non_cycle_anomaly_is_caught(name: str, history: H, model: str) -> None:
+    r = la(history, model)
+    assert r.valid is False
+    assert name in r.anomaly_types, r.anomalies
+    assert all(isinstance(t, str) and t for t in r.anomalies[name])
+
+
+def test_anomalies_outside_the_models_are_not_reported() -> None:
+    h = H().txn(0, [["append", "x", 1]], typ="fail").txn(1, [["r", "x", [1]]])
+    r = la(h, "read-uncommitted")
+    assert r.valid is True and r.anomalies == {}
+    assert "G1a" in r.details["unreported_anomaly_types"]
+
+
+def test_info_txns_may_or_may_not_have_committed() -> None:
+    # an indeterminate append that someone read is fine; one nobody read is fine too
+    h = (H().invoke(0, [["append", "x", 1]]).done(0, "info")
+         .invoke(1, [["append", "x", 2]]).done(1, "info")
+         .txn(2, [["r", "x", [1]]]))
+    assert la(h, "strict-serializable").valid is True
+
+
+# --- rw-register ---------------------------------------------------------------------------
+
+
+def test_rw_register_cycles() -> None:
+    g1c = H().concurrent((0, [["w", "x", 1], ["r", "y", 1]]), (1, [["w", "y", 1], ["r", "x", 1]]))
+    r = rr(g1c, "read-committed")
+    assert r.valid is False and r.anomaly_types == ["G1c"]
+    assert "which T" in r.anomalies["G1c"][0] and "wrote" in r.anomalies["G1c"][0]
+    single = H().concurrent((0, [["w", "x", 1], ["w", "y", 1]]),
+                            (1, [["r", "x", None], ["r", "y", 1]]))
+    r = rr(single, "snapshot-isolation")
+    assert r.valid is False and r.anomaly_types == ["G-single-item"]
+    skew = H().concurrent((0, [["r", "x", None], ["r", "y", None], ["w", "x", 1]]),
+                          (1, [["r", "x", None], ["r", "y", None], ["w", "y", 1]]))
+    r = rr(skew, "serializable")
+    assert r.valid is False and r.anomaly_types == ["G2-item"]
+    assert rr(skew, "snapshot-isolation").valid is True
+
+
+def test_rw_register_g0_needs_a_version_hint() -> None:
+    # P wrote x=1, y=2 and Q wrote x=2, y=1; process 2 saw x go 1 -> 2 and
+    # process 3 saw y go 1 -> 2: P before Q on x, Q before P on y.
+    h = (H().concurrent((0, [["w", "x", 1], ["w", "y", 2]]), (1, [["w", "x", 2], ["w", "y", 1]]))
+         .txn(2, [["r", "x", 1]]).txn(2, [["r", "x", 2]])
+         .txn(3, [["r", "y", 1]]).txn(3, [["r", "y", 2]]))
+    assert rr(h, "read-uncommitted").valid is True  # nil < v alone orders no two writes
+    r = rr(h, "read-uncommitted", sequential_keys=True)
+    assert r.valid is False and r.anomaly_types == ["G0"]
+    assert "version order 1 < 2" in r.anomalies["G0"][0]
+
+
+@pytest.mark.parametrize(
+    ("name", "history", "model", "kw"),
+    [
+        ("G1a", H().txn(0, [["w", "x", 1]], typ="fail").txn(1, [["r", "x", 1]]),
+         "read-committed", {}),
+        ("G1b", H().txn(0, [["w", "x", 1], ["w", "x", 2]]).txn(1, [["r", "x", 1]]),
+         "read-committed", {}),
+        ("internal", H().txn(0, [["w", "x", 1], ["r", "x", 2]]), "serializable", {}),
+        ("garbage-read", H().txn(0, [["r", "x", 9]]), "read-uncommitted", {}),
+        ("lost-update", H().txn(0, [["w", "x", 0]])
+         .concurrent((1, [["r", "x", 0], ["w", "x", 1]]), (2, [["r", "x", 0], ["w", "x", 2]])),
+         "repeatable-read", {}),
+        ("cyclic-versions", H().concurrent((0, [["r", "x", 1], ["w", "x", 2]]),
+                                           (1, [["r", "x", 2], ["w", "x", 1]])),
+         "read-uncommitted", {"wfr_keys": True}),
+    ],
+)
+def test_rw_register_non_cycle_anomalies(name: str, history: H, model: str,
+                                         kw: dict[str, bool]) -> None:
+    r = rr(history, model, **kw)
+    assert name in r.anomaly_types, (r.anomalies, r.details)
+    assert r.valid is False
+
+
+# --- time limits ----------------------------------------------------------------------------
+
+
+def test_time_limit_gives_unknown_never_a_guess() -> None:
+    # a history whose only cycle class needs the exact G-nonadjacent search;
+    # with a zero budget that search cannot finish
+    h = H().concurrent((0, [["r", "a", []], ["r", "b", [1]]]),
+                       (1, [["append", "a", 1]]),
+                       (2, [["r", "a", [1]], ["r", "b", []]]),
+                       (3, [["append", "b", 1]]))
+    r = la(h, "snapshot-isolation", time_limit_s=0.0)
+    # the cheap witness is found regardless of the limit, and it is a real cycle
+    assert r.valid is False and r.anomaly_types == ["G-nonadjacent-item"]
+    skew = H().concurrent((0, [["r", "x", []], ["r", "y", []], ["append", "x", 1]]),
+                          (1, [["r", "x", []], ["r", "y", []], ["append", "y", 1]]))
+    r = la(skew, "snapshot-isolation", time_limit_s=0.0)
+    # the witness is G2-item (allowed by SI); the searches for prohibited
+    # classes could not run, so the answer is unknown, not valid
+    assert r.valid == "unknown"
+    assert r.unknown_reasons and "time limit" in r.unknown_reasons[0]
+    assert la(skew, "snapshot-isolation", time_limit_s=10.0).valid is True
+
+
+# --- property tests ---------------------------------------------------------------------------
+
+
+def _simulate(draw: Any, workload: str) -> tuple[list[Op], list[tuple[int, int]]]:
+    """Random concurrent clients against a serial store; each txn applies atomically
+    at its completion (inside its invoke/complete window), or crashes."""
+    n_proc = draw(st.integers(1, 4))
+    n_txn = draw(st.integers(1, 18))
+    keys = draw(st.integers(1, 3))
+    store: dict[int, Any] = {}
+    ops: list[Op] = []
+    open_: dict[int, Txn] = {}
+    proc_ids = list(range(n_proc))
+    next_proc = n_proc
+    counter = itertools.count(1)
+    started = 0
+    while started < n_txn or open_:
+        slot = draw(st.integers(0, n_proc - 1))
+        p = proc_ids[slot]
+        if p not in open_:
+            if started >= n_txn:
+                continue
+            started += 1
+            txn: Txn = []
+            for _ in range(draw(st.integers(1, 4))):
+                k = draw(st.integers(0, keys - 1))
+                if draw(st.booleans()):
+                    txn.append(["r", k, None])
+                else:
+                    txn.append(["append" if workload == "list-append" else "w", k,
+                                next(counter)])
+            ops.append(Op(len(ops), "invoke", p, "txn", [list(m) for m in txn]))
+            open_[p] = txn
+            continue
+        txn = open_.pop(p)
+        outcome = draw(st.sampled_from(["ok", "ok", "ok", "fail", "info"]))
+        applied = outcome == "ok" or (outcome == "info" and draw(st.booleans()))
+        done: Txn = []
+        snapshot = dict(store)
+        for f, k, v in txn:
+            if f == "r":
+                cur = snapshot.get(k)
+                done.append(["r", k, list(cur) if workload == "list-append" and cur is not None
+                             else ([] if workload == "list-append" else cur)])
+            elif f == "append":
+                snapshot[k] = (*snapshot.get(k, ()), v)
+                done.append([f, k, v])
+            else:
+                snapshot[k] = v
+                done.append([f, k, v])
+        if applied:
+            store = snapshot
+        value = done if outcome == "ok" else [list(m) for m in txn]
+        ops.append(Op(len(ops), outcome, p, "txn", value))
+        if outcome == "info":  # a crashed client comes back as a new process
+            proc_ids[slot] = next_proc
+            next_proc += 1
+    return ops, []
+
+
+@st.composite
+def serial_histories(draw: Any, workload: str) -> list[Op]:
+    return _simulate(draw, workload)[0]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(serial_histories("list-append"))
+def test_serial_list_append_histories_are_valid(ops: list[Op]) -> None:
+    r = check_txn(ops, workload="list-append", consistency=["strict-serializable"])
+    assert r.valid in (True, "unknown"), r.anomalies
+    if any(o.type == "ok" for o in ops):
+        assert r.valid is True
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(serial_histories("rw-register"))
+def test_serial_rw_register_histories_are_valid(ops: list[Op]) -> None:
+    for kw in ({}, {"linearizable_keys": True, "sequential_keys": True}):
+        r = check_txn(ops, workload="rw-register", consistency=["strict-serializable"], **kw)
+        assert r.valid is not False, r.anomalies
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(serial_histories("list-append"), st.data())
+def test_mutating_one_read_is_caught(ops: list[Op], data: Any) -> None:
+    """Drop the last element from a read that must have seen it (its writer
+    committed before the reader began): strict-serializable must object."""
+    pos = {o.index: i for i, o in enumerate(ops)}
+    writer_done: dict[tuple[int, Any], int] = {}
+    invoked_at: dict[Any, int] = {}
+    candidates: list[tuple[int, int]] = []
+    for i, o in enumerate(ops):
+        if o.type == "invoke":
+            invoked_at[o.process] = i
+        if o.type != "ok":
+            continue
+        for m in o.value:
+            if m[0] == "append":
+                writer_done[(m[1], m[2])] = i
+        for j, m in enumerate(o.value):
+            if m[0] == "r" and m[2]:
+                w = writer_done.get((m[1], m[2][-1]))
+                own = any(x[0] == "append" and x[2] == m[2][-1] for x in o.value)
+                if w is not None and w < invoked_at[o.process] and not own:
+                    candidates.append((i, j))
+    assume(candidates)
+    i, j = data.draw(st.sampled_from(candidates))
+    op = ops[i]
+    value = [list(m) for m in op.value]
+    value[j][2] = value[j][2][:-1]
+    mutated = [*ops[:i], Op(op.index, "ok", op.process, op.f, value), *ops[i + 1:]]
+    assert pos  # ops keep their indices
+    r = check_txn(mutated, workload="list-append", consistency=["strict-serializable"])
+    assert r.valid is False, (value, r.details)
+
+
+def _serializable_by_brute_force(txns: Sequence[Txn]) -> bool:
+    for order in itertools.permutations(range(len(txns))):
+        state: dict[Any, tuple[Any, ...]] = {}
+        ok = True
+        for t in order:
+            for f, k, v in txns[t]:
+                if f == "append":
+                    state[k] = (*state.get(k, ()), v)
+                elif tuple(v) != state.get(k, ()):
+                    ok = False
+                    break
+            if not ok:
+                break
+        if ok:
+            return True
+    return False
+
+
+@st.composite
+def small_mutated_histories(draw: Any) -> list[Txn]:
+    """Up to 5 committed txns run serially in a random order, then some reads
+    replaced by other prefixes of the key's final list (maybe inconsistent)."""
+    n = draw(st.integers(1, 5))
+    txns: list[Txn] = []
+    counter = itertools.count(1)
+    for _ in range(n):
+        txn: Txn = []
+        for _ in range(draw(st.integers(1, 3))):
+            k = draw(st.sampled_from("xy"))
+            txn.append(["r", k, None] if draw(st.booleans()) else ["append", k, next(counter)])
+        txns.append(txn)
+    state: dict[str, list[int]] = {}
+    for t in draw(st.permutations(range(n))):
+        for m in txns[t]:
+            if m[0] == "append":
+                state.setdefault(m[1], []).append(m[2])
+            else:
+                m[2] = list(state.get(m[1], []))
+    finals = dict(state)
+    for txn in txns:
+        for m in txn:
+            if m[0] == "r" and draw(st.integers(0, 3)) == 0:
+                full = finals.get(m[1], [])
+                m[2] = full[:draw(st.integers(0, len(full)))]
+    return txns
+
+
+@settings(max_examples=300, deadline=None)
+@given(small_mutated_histories())
+def test_brute_force_oracle_agrees_on_small_histories(txns: list[Txn]) -> None:
+    """All committed and concurrent: the checker's serializable verdict must equal
+    the verdict of trying every serial order."""
+    h = H().concurrent(*((i, t) for i, t in enumerate(txns)))
+    r = check_txn(h.ops, workload="list-append", consistency=["serializable"])
+    expected = _serializable_by_brute_force(txns)
+    assert (r.valid is True) == expected, (txns, r.anomalies)
