@@ -212,8 +212,12 @@ class _Progress:
 
 async def run_bench(url: str, n_events: int, n_instances: int, *, batch: int = 500,
                     writers: int = 4, seed: int | None = None, retries: int = 5,
-                    progress: bool = False) -> dict[str, Any]:
-    """Append, read back, verify. Returns the figures `log bench --json` prints."""
+                    progress: bool = False,
+                    log: SqliteEventLog | KafkaEventLog | None = None) -> dict[str, Any]:
+    """Append, read back, verify. Returns the figures `log bench --json` prints.
+
+    `log` (unstarted) overrides the adapter `url` would open, for tuned benchmarks.
+    """
     seed = seed if seed is not None else random.SystemRandom().randrange(1 << 62)
     events = bench_events(n_events, n_instances, seed)
     by_writer: list[list[Event]] = [[] for _ in range(writers)]
@@ -223,7 +227,7 @@ async def run_bench(url: str, n_events: int, n_instances: int, *, batch: int = 5
     retried = 0
     prog = _Progress(progress, "append", n_events)
 
-    async with _open(url, must_exist=False) as lg:
+    async with log if log is not None else _open(url, must_exist=False) as lg:
         parts = await lg.partitions()
         starts = await lg.end_offsets()
 

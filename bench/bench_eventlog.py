@@ -1,0 +1,231 @@
+"""Event-log throughput: our adapters beside a reference measured in the same run.
+
+Kafka (needs `selfhood cluster up --brokers 3`): append and read throughput of
+KafkaEventLog against Kafka's own Java tools, ProducerPerformance and
+ConsumerPerformance (org.apache.kafka.tools, from the cluster's jar cache), on
+the same cluster, each on a fresh topic with 8 partitions, RF 3,
+min.insync.replicas 2, acks=all on both sides, and the Java record size set
+to the median encoded size of our event mix. Our side is `log bench`'s run:
+a realistic mix, several writer tasks, every event verified back in order
+(verification is not timed). Reps alternate Java and ours so load drift on
+the machine hits both alike; medians are printed with the ratio ours / Java.
+
+Embedded: SqliteEventLog append and read (decode included) against raw
+sqlite3 inserting/selecting the same bytes in one transaction (the floor the
+adapter's bookkeeping, group commit and decoding sit on).
+
+    python bench/bench_eventlog.py [--events 100000] [--reps 3] [--no-kafka] [--json out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from selfhood.chaos.cluster import ENV_STATE_DIR, ClusterManager, kafka_classpath
+from selfhood.eventlog.cli import bench_events, run_bench
+from selfhood.eventlog.kafka import KafkaEventLog
+from selfhood.eventlog.partitioning import partition_for
+from selfhood.eventlog.sqlite import SqliteEventLog
+from selfhood.events import encode
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def median_record_size(n: int = 20_000) -> int:
+    return int(statistics.median(len(encode(e)) for e in bench_events(n, 100, 1)))
+
+
+# --- Kafka -------------------------------------------------------------------------
+
+
+async def cluster_bootstrap() -> str:
+    state = Path(os.environ.get(ENV_STATE_DIR, REPO / ".selfhood"))
+    status = (await ClusterManager(state).status()).to_json()
+    if not status.get("healthy"):
+        raise SystemExit(f"no healthy cluster in {state}; run `selfhood cluster up --brokers 3`")
+    return str(status["bootstrap"])
+
+
+async def fresh_topic(bootstrap: str, tag: str) -> str:
+    """Create a topic exactly as the adapter does (8 partitions, RF 3, min ISR 2)."""
+    topic = f"perf-{tag}-{uuid.uuid4().hex[:10]}"
+    async with KafkaEventLog(bootstrap, topic) as log:
+        assert log.partition_count == 8
+    return topic
+
+
+def java(classpath: str, main: str, *args: str) -> str:
+    proc = subprocess.run(["java", "-Xmx512m", "-cp", classpath, main, *args],
+                          capture_output=True, text=True, timeout=900, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"{main} failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return proc.stdout
+
+
+def java_produce(classpath: str, bootstrap: str, topic: str, n: int, size: int) -> float:
+    out = java(classpath, "org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
+               "--num-records", str(n), "--record-size", str(size), "--throughput", "-1",
+               "--producer-props", "acks=all", "enable.idempotence=true",
+               f"bootstrap.servers={bootstrap}")
+    last = [ln for ln in out.splitlines() if "records sent" in ln][-1]
+    m = re.search(r"records sent, ([\d.]+) records/sec", last)
+    assert m is not None, last
+    return float(m.group(1))
+
+
+def java_consume(classpath: str, bootstrap: str, topic: str, n: int) -> float:
+    """Records/s while fetching (ConsumerPerformance's fetch.nMsg.sec: group join excluded)."""
+    out = java(classpath, "org.apache.kafka.tools.ConsumerPerformance", "--bootstrap-server",
+               bootstrap, "--topic", topic, "--num-records", str(n), "--timeout", "120000")
+    rows = [ln for ln in out.splitlines() if ln and ln[0].isdigit()]
+    fields = [f.strip() for f in rows[-1].split(",")]
+    consumed = int(fields[4])
+    if consumed < n:
+        raise SystemExit(f"ConsumerPerformance read only {consumed} of {n} records")
+    return float(fields[9])
+
+
+async def ours(bootstrap: str, n: int) -> dict[str, Any]:
+    topic = f"perf-ours-{uuid.uuid4().hex[:10]}"
+    result = await run_bench(f"kafka://{bootstrap}/{topic}", n, 100, batch=2000, writers=8,
+                             seed=1, log=KafkaEventLog(bootstrap, topic))
+    if not result["order_verified"]:
+        raise SystemExit(f"our Kafka run did not verify: {result}")
+    return result
+
+
+async def bench_kafka(n: int, reps: int) -> dict[str, Any]:
+    bootstrap = await cluster_bootstrap()
+    classpath = await kafka_classpath()
+    size = median_record_size()
+    say(f"kafka: {bootstrap}, {n} records/rep, record size {size} B, {reps} reps")
+    j_app, j_read, o_app, o_read = [], [], [], []
+    for rep in range(reps):
+        topic = await fresh_topic(bootstrap, "java")
+        j_app.append(await asyncio.to_thread(java_produce, classpath, bootstrap, topic, n, size))
+        j_read.append(await asyncio.to_thread(java_consume, classpath, bootstrap, topic, n))
+        r = await ours(bootstrap, n)
+        o_app.append(r["append_eps"])
+        o_read.append(r["read_eps"])
+        say(f"  rep {rep + 1}: java append {j_app[-1]:.0f}/s read {j_read[-1]:.0f}/s | "
+            f"ours append {o_app[-1]:.0f}/s read {o_read[-1]:.0f}/s")
+    med = statistics.median
+    return {
+        "records": n, "record_size": size, "reps": reps, "brokers": 3, "acks": "all",
+        "java_append_eps": med(j_app), "java_read_eps": med(j_read),
+        "ours_append_eps": med(o_app), "ours_read_eps": med(o_read),
+        "append_ratio": med(o_app) / med(j_app), "read_ratio": med(o_read) / med(j_read),
+        "samples": {"java_append": j_app, "java_read": j_read,
+                    "ours_append": o_app, "ours_read": o_read},
+    }
+
+
+# --- embedded -------------------------------------------------------------------------
+
+
+def raw_sqlite(path: Path, records: list[tuple[int, int, str, str, bytes]]) -> tuple[float, float]:
+    """The floor: one executemany in one transaction, then one SELECT of every row."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("CREATE TABLE records (part INTEGER NOT NULL, off INTEGER NOT NULL,"
+                 " event_id TEXT, instance_id TEXT NOT NULL, data BLOB NOT NULL,"
+                 " PRIMARY KEY (part, off)) WITHOUT ROWID")
+    conn.execute("CREATE UNIQUE INDEX records_event_id ON records (event_id)")
+    t0 = time.perf_counter()
+    conn.execute("BEGIN")
+    conn.executemany("INSERT INTO records VALUES (?, ?, ?, ?, ?)", records)
+    conn.execute("COMMIT")
+    append = len(records) / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    got = 0
+    for p in range(8):
+        got += len(conn.execute("SELECT off, data FROM records WHERE part = ? ORDER BY off",
+                                (p,)).fetchall())
+    read = got / (time.perf_counter() - t0)
+    conn.close()
+    return append, read
+
+
+async def bench_sqlite(n: int, reps: int) -> dict[str, Any]:
+    say(f"embedded: {n} events/rep, {reps} reps")
+    evs = bench_events(n, 100, 1)
+    ends: dict[int, int] = {}
+    records = []
+    for e in evs:
+        p = partition_for(e.instance_id, 8)
+        off = ends.get(p, 0)
+        ends[p] = off + 1
+        records.append((p, off, e.event_id, e.instance_id, encode(e)))
+    o_app, o_read, r_app, r_read = [], [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for rep in range(reps):
+            ra, rr = raw_sqlite(Path(tmp) / f"raw{rep}.db", records)
+            r_app.append(ra)
+            r_read.append(rr)
+            path = Path(tmp) / f"log{rep}.db"
+            res = await run_bench(f"sqlite:///{path}", n, 100, batch=2000, writers=4, seed=1,
+                                  log=SqliteEventLog(path))
+            if not res["order_verified"]:
+                raise SystemExit(f"embedded run did not verify: {res}")
+            o_app.append(res["append_eps"])
+            o_read.append(res["read_eps"])
+            say(f"  rep {rep + 1}: raw sqlite insert {ra:.0f}/s select {rr:.0f}/s | "
+                f"SqliteEventLog append {o_app[-1]:.0f}/s read+decode {o_read[-1]:.0f}/s")
+    med = statistics.median
+    return {
+        "events": n, "reps": reps,
+        "raw_insert_eps": med(r_app), "raw_select_eps": med(r_read),
+        "ours_append_eps": med(o_app), "ours_read_eps": med(o_read),
+        "append_ratio": med(o_app) / med(r_app), "read_ratio": med(o_read) / med(r_read),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--no-kafka", action="store_true", help="only the embedded log")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = ap.parse_args()
+    out: dict[str, Any] = {"embedded": asyncio.run(bench_sqlite(args.events, args.reps))}
+    if not args.no_kafka:
+        out["kafka"] = asyncio.run(bench_kafka(args.events, args.reps))
+
+    e = out["embedded"]
+    print(f"\nembedded SQLite log, {e['events']} events, median of {e['reps']}")
+    print(f"  append  SqliteEventLog {e['ours_append_eps']:>10.0f}/s   raw sqlite3 "
+          f"{e['raw_insert_eps']:>10.0f}/s   ratio {e['append_ratio']:.2f}")
+    print(f"  read    SqliteEventLog {e['ours_read_eps']:>10.0f}/s   raw sqlite3 "
+          f"{e['raw_select_eps']:>10.0f}/s   ratio {e['read_ratio']:.2f}  (ours decodes)")
+    if "kafka" in out:
+        k = out["kafka"]
+        print(f"\nKafka, 3 brokers, acks=all, {k['records']} records of {k['record_size']} B, "
+              f"median of {k['reps']}")
+        print(f"  append  KafkaEventLog {k['ours_append_eps']:>10.0f}/s   ProducerPerformance "
+              f"{k['java_append_eps']:>10.0f}/s   ratio {k['append_ratio']:.2f}")
+        print(f"  read    KafkaEventLog {k['ours_read_eps']:>10.0f}/s   ConsumerPerformance "
+              f"{k['java_read_eps']:>10.0f}/s   ratio {k['read_ratio']:.2f}")
+    if args.json is not None:
+        args.json.write_text(json.dumps(out, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
