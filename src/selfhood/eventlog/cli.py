@@ -322,9 +322,9 @@ async def run_bench(url: str, n_events: int, n_instances: int, *, batch: int = 5
               show_default=True, help="How many events to append.")
 @click.option("--instances", "n_instances", type=click.IntRange(min=1), default=100,
               show_default=True, help="Spread over this many instances.")
-@click.option("--batch", type=click.IntRange(min=1), default=500, show_default=True,
+@click.option("--batch", type=click.IntRange(min=1), default=1000, show_default=True,
               help="Events per append_batch call.")
-@click.option("--writers", type=click.IntRange(min=1), default=4, show_default=True,
+@click.option("--writers", type=click.IntRange(min=1), default=8, show_default=True,
               help="Concurrent writer tasks (each owns a disjoint set of instances).")
 @click.option("--seed", type=int, default=None, help="Seed for the event mix and ids.")
 @click.option("--progress/--no-progress", default=None,
