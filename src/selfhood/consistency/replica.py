@@ -45,6 +45,7 @@ write is missing, which is reported in the reply's
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -233,7 +234,7 @@ class Replica:
     """One replica: per-instance states folded from the log, plus the mode's protocol."""
 
     def __init__(self, name: str, config: ReplicaConfig, instances: tuple[str, ...], *,
-                 id_seed: int = 0, model: ModelPort | None = None) -> None:
+                 id_seed: int | None = None, model: ModelPort | None = None) -> None:
         if config.mode not in MODES:
             raise ConsistencyError(f"unknown mode {config.mode!r}; expected one of {MODES}")
         self.name = name
@@ -242,6 +243,8 @@ class Replica:
         self.linearizable = config.mode == "linearizable"
         self.instances = instances
         self.model: ModelPort = model if model is not None else DeterministicModel()
+        if id_seed is None:  # stable per name, so two replicas never mint the same id
+            id_seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
         self.id_seed = id_seed & _MASK64
         self._n = 0
         self.states: dict[str, InstanceState] = {i: InstanceState.empty(i) for i in instances}
@@ -265,8 +268,7 @@ class Replica:
         self._n_batches = 0
         # eventual outbox
         self.outbox: list[tuple[int, Event]] = []
-        self.outbox_base = 0
-        self.outbox_batches: dict[int, int] = {}
+        self.outbox_batches: dict[int, set[str]] = {}
         # sharded memory bookkeeping
         self.held: dict[str, list[tuple[Event, int, int]]] = {}
         self.turn_missing: dict[str, dict[str, list[Any]]] = {i: {} for i in instances}
@@ -648,10 +650,9 @@ class Replica:
                 self.stats["refused"] += 1
                 out.append(Reply(req.req_id, "fail", None, "not-owner"))
             return
-        if not self._log_reachable(now):
-            self.stats["refused"] += 1
-            out.append(Reply(req.req_id, "fail", None, UNAVAILABLE))
-            return
+        # no lease check here: a write is acknowledged only once the log has it,
+        # so a replica cut off from the log simply never acks (info), and a
+        # zombie's late writes reach the log where the reducers fence them.
         epoch = self.active_epoch[inst]
         if req.f == "txn":
             mops: list[list[Any]] = req.value
@@ -769,20 +770,24 @@ class Replica:
 
     def on_append_ack(self, ack: AppendAck, now: int) -> list[Output]:
         """The log took an append: drop it from the outbox, apply the catch-up records."""
-        end = self.outbox_batches.pop(ack.batch_id, None)
-        if end is not None and end > self.outbox_base:
-            del self.outbox[:end - self.outbox_base]
-            self.outbox_base = end
+        acked = self.outbox_batches.pop(ack.batch_id, None)
+        if acked:
+            self.outbox = [x for x in self.outbox if x[1].event_id not in acked]
         return self.on_records(ack.records, now)
 
     def on_tick(self, now: int) -> list[Output]:
         """Periodic: poll the log, ship the outbox, give up on reads that waited too long."""
         out: list[Output] = [Poll(list(self.next_offset))]
         if self.eventual and self.outbox:
-            self._n_batches += 1
             batch = self.outbox[:self.cfg.poll_limit]
-            self.outbox_batches[self._n_batches] = self.outbox_base + len(batch)
-            out.append(Append(self._n_batches, batch, {}))
+            if self.cfg.atomic_memory or self.cfg.shards == 1:
+                groups = [batch]
+            else:  # one append per partition, each delivered (or lost) on its own
+                groups = [[x for x in batch if x[0] == p] for p in sorted({p for p, _ in batch})]
+            for g in groups:
+                self._n_batches += 1
+                self.outbox_batches[self._n_batches] = {e.event_id for _, e in g}
+                out.append(Append(self._n_batches, g, {}))
         if self.writes:
             grace = self.cfg.write_wait_ms * _MS
             for eid, w in list(self.writes.items()):

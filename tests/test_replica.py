@@ -1,0 +1,223 @@
+"""The sans-IO replica core driven by hand: inputs in, outputs out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from selfhood.consistency.ownership import Grant
+from selfhood.consistency.replica import (
+    Append,
+    AppendAck,
+    Forward,
+    Output,
+    Poll,
+    Records,
+    Replica,
+    ReplicaConfig,
+    Reply,
+    Request,
+)
+from selfhood.events import Event
+
+MS = 1_000_000
+T = "i0/transcript"
+
+
+class FakeLog:
+    """A one-partition log, enough to run the protocol step by step."""
+
+    def __init__(self, shards: int = 1) -> None:
+        self.parts: list[list[Event]] = [[] for _ in range(shards)]
+
+    def append(self, a: Append) -> AppendAck:
+        pos = []
+        for p, ev in a.entries:
+            pos.append((p, len(self.parts[p])))
+            self.parts[p].append(ev)
+        return AppendAck(a.batch_id, pos, self.records(a.from_offsets.items()))
+
+    def records(self, offsets: Any, barrier: int | None = None) -> Records:
+        chunks = [(p, s, self.parts[p][s:]) for p, s in offsets if s < len(self.parts[p])]
+        ends = [len(x) for x in self.parts] if barrier is not None else None
+        return Records(chunks, ends, barrier)
+
+    def poll(self, p: Poll) -> Records:
+        return self.records(enumerate(p.from_offsets), p.barrier_id)
+
+
+def pump(r: Replica, log: FakeLog, outs: Sequence[Output], now: int) -> list[Reply]:
+    """Carry every Append/Poll to the log and back until only replies remain."""
+    replies: list[Reply] = []
+    todo = list(outs)
+    while todo:
+        o = todo.pop(0)
+        if isinstance(o, Reply):
+            replies.append(o)
+        elif isinstance(o, Append):
+            todo.extend(r.on_append_ack(log.append(o), now))
+        elif isinstance(o, Poll):
+            todo.extend(r.on_records(log.poll(o), now))
+        else:
+            raise AssertionError(f"unexpected output {o!r}")
+    return replies
+
+
+def seq_replica(name: str = "r0", **kw: Any) -> Replica:
+    r = Replica(name, ReplicaConfig(mode=kw.pop("mode", "sequential"), **kw), ("i0",))
+    return r
+
+
+def own(r: Replica, log: FakeLog, epoch: int = 1, now: int = 0) -> None:
+    pump(r, log, r.on_grant(Grant("i0", 0, r.name, epoch), now), now)
+    assert r.owns("i0")
+
+
+def txn(rid: int, mops: list[list[Any]], token: dict[int, int] | None = None) -> Request:
+    return Request(rid, "txn", mops, "i0", token, deadline=10**12)
+
+
+def test_sequential_write_is_acked_only_from_the_log() -> None:
+    log, r = FakeLog(), seq_replica()
+    own(r, log)
+    outs = r.on_request(txn(1, [["r", T, None], ["append", T, 5]]), 0)
+    assert all(not isinstance(o, Reply) for o in outs), "no ack before the log has it"
+    assert any(isinstance(o, Append) for o in outs)
+    (rep,) = pump(r, log, outs, 1)
+    assert rep.type == "ok" and rep.value == [["r", T, []], ["append", T, 5]]
+    assert rep.token == {0: 2}  # claim + turn
+    assert [e.kind for e in log.parts[0]] == ["ownership_claimed", "turn_appended"]
+
+
+def test_non_owner_forwards_writes_to_the_owner() -> None:
+    r1 = seq_replica("r1")
+    r1.on_grant(Grant("i0", 0, "r0", 1), 0)
+    (fwd,) = r1.on_request(txn(1, [["append", T, 1]]), 0)
+    assert isinstance(fwd, Forward) and fwd.to == "r0" and fwd.request.hops == 1
+    # a second hop is refused rather than bounced around
+    (rep,) = r1.on_request(fwd.request, 0)
+    assert isinstance(rep, Reply) and rep.type == "fail" and rep.error == "not-owner"
+
+
+def test_session_token_read_waits_until_applied() -> None:
+    log, owner, reader = FakeLog(), seq_replica("r0"), seq_replica("r1")
+    own(owner, log)
+    reader.on_grant(Grant("i0", 0, "r0", 1), 0)
+    (ack,) = pump(owner, log, owner.on_request(txn(1, [["append", T, 7]]), 0), 0)
+    # the reader has applied nothing yet; a read with the writer's token must wait
+    outs = reader.on_request(txn(2, [["r", T, None]], ack.token), 0)
+    assert not any(isinstance(o, Reply) for o in outs)
+    (rep,) = pump(reader, log, outs, 1)
+    assert rep.value == [["r", T, [7]]]
+    # without a token the same stale replica may answer at once (sequential, not linearizable)
+    fresh = seq_replica("r2")
+    fresh.log_contact = 0
+    (rep2,) = fresh.on_request(txn(3, [["r", T, None]]), 0)
+    assert isinstance(rep2, Reply) and rep2.value == [["r", T, []]]
+
+
+def test_read_waiting_too_long_fails_and_log_out_of_reach_refuses() -> None:
+    r = seq_replica(lease_ms=100)
+    req = Request(1, "txn", [["r", T, None]], "i0", {0: 5}, deadline=50 * MS)
+    outs = r.on_request(req, 0)
+    assert not any(isinstance(o, Reply) for o in outs)
+    late = [o for o in r.on_tick(60 * MS) if isinstance(o, Reply)]
+    assert late and late[0].type == "fail" and late[0].error == "read-timeout"
+    (refused,) = r.on_request(txn(2, [["r", T, None]]), 500 * MS)
+    assert isinstance(refused, Reply) and refused.type == "fail" and refused.error == "unavailable"
+
+
+def test_linearizable_read_barrier_sees_writes_of_other_replicas() -> None:
+    log, owner = FakeLog(), seq_replica("r0")
+    own(owner, log)
+    pump(owner, log, owner.on_request(txn(1, [["append", T, 3]]), 0), 0)
+    lin = seq_replica("r1", mode="linearizable")
+    outs = lin.on_request(txn(2, [["r", T, None]]), 0)
+    assert [type(o) for o in outs] == [Poll] and outs[0].barrier_id is not None  # type: ignore[union-attr]
+    (rep,) = pump(lin, log, outs, 1)
+    assert rep.value == [["r", T, [3]]]
+
+
+def test_conditional_register_writes_abort_identically_everywhere() -> None:
+    log, r0 = FakeLog(), seq_replica("r0")
+    own(r0, log)
+    k = "i0/mem/tool/k0"
+    a = r0.on_request(txn(1, [["w", k, 1]]), 0)
+    b = r0.on_request(txn(2, [["w", k, 2]]), 0)  # same read version: a conflict
+    replies = pump(r0, log, a + b, 1)
+    assert sorted(x.type for x in replies) == ["fail", "ok"]
+    assert {x.error for x in replies if x.type == "fail"} == {"aborted"}
+    other = seq_replica("r1")
+    pump(other, log, [Poll([0])], 2)
+    from selfhood.projections.state import fingerprint
+
+    assert fingerprint(other.states["i0"]) == fingerprint(r0.states["i0"])
+    assert list(other.states["i0"].rejected.values()) == ["aborted"]
+
+
+def test_zombie_writes_are_fenced_and_fencing_off_lets_them_in() -> None:
+    for fencing, expect in ((True, "fail"), (False, "ok")):
+        log, zombie, heir = FakeLog(), seq_replica("r0", fencing=fencing), seq_replica(
+            "r1", fencing=fencing)
+        own(zombie, log, epoch=1)
+        heir.on_grant(Grant("i0", 0, "r0", 1), 0)
+        own(heir, log, epoch=2)  # the coordinator moved i0 while r0 was paused
+        outs = zombie.on_request(txn(1, [["append", T, 9]]), 1)  # r0 never heard
+        (rep,) = pump(zombie, log, outs, 2)
+        assert rep.type == expect
+        if fencing:
+            assert rep.error == "fenced" and zombie.stats["stale_epoch_applied"] == 0
+            assert zombie.states["i0"].transcript == []
+        else:
+            assert zombie.stats["stale_epoch_applied"] == 1
+
+
+def test_eventual_acks_at_once_ships_on_tick_and_crash_loses_outbox() -> None:
+    log = FakeLog()
+    r = seq_replica("r0", mode="eventual")
+    (rep,) = r.on_request(txn(1, [["append", T, 1]]), 0)
+    assert isinstance(rep, Reply) and rep.type == "ok"
+    assert log.parts[0] == [] and len(r.outbox) == 1
+    appends = [o for o in r.on_tick(10 * MS) if isinstance(o, Append)]
+    assert len(appends) == 1
+    pump(r, log, appends, 11 * MS)
+    assert r.outbox == [] and len(log.parts[0]) == 1
+    # a second write that is never shipped dies with the process
+    r.on_request(txn(2, [["append", T, 2]]), 12 * MS)
+    reborn = seq_replica("r0", mode="eventual")
+    pump(reborn, log, [Poll([0])], 20 * MS)
+    assert reborn.observe("i0")["transcript"] == [1]
+
+
+def test_sharded_memory_reports_turns_whose_memory_is_missing() -> None:
+    k = "i0/mem/subtask/k0"
+    for atomic in (False, True):
+        log = FakeLog(shards=2)
+        cfg = {"shards": 2, "sharded_memory": True, "atomic_memory": atomic}
+        w = seq_replica("r0", **cfg)
+        own(w, log)
+        outs = w.on_request(txn(1, [["append", T, 1], ["w", k, 2]]), 0)
+        appends = [o for o in outs if isinstance(o, Append)]
+        assert len(appends) == (1 if atomic else 2)
+        # only the partition holding the turn reaches the log
+        home = w.home["i0"]
+        turn_only = [a for a in appends if any(p == home for p, _ in a.entries)]
+        if not atomic:
+            for a in turn_only:
+                a.entries = [(p, e) for p, e in a.entries if p == home]
+                log.append(a)
+        else:
+            # the atomic append carries both; a reader that sees only the turn's
+            # partition holds the turn back
+            log.append(appends[0])
+        reader = seq_replica("r1", **cfg)
+        reader.log_contact = 0
+        recs = log.records([(home, 0)])
+        reader.on_records(recs, 1)
+        (rep,) = reader.on_request(txn(2, [["r", T, None], ["r", k, None]]), 1)
+        assert isinstance(rep, Reply)
+        if atomic:
+            assert rep.value == [["r", T, []], ["r", k, None]] and rep.extra is None
+        else:
+            assert rep.value == [["r", T, [1]], ["r", k, None]]
+            assert rep.extra is not None and rep.extra["deps_missing"][0][0] == 1
