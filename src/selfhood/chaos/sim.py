@@ -474,19 +474,15 @@ class Simulation:
             raise ChaosError(f"nemesis partition: value must be a dict, got {value!r}")
         cut: set[tuple[str, str]] = set()
         if "groups" in value:
-            groups = value["groups"]
-            member: dict[str, int] = {}
-            for gi, g in enumerate(groups):
+            # two nodes can talk iff some group holds both (groups may overlap:
+            # a bridge node sits in both halves, a ring is a list of links)
+            allowed: set[tuple[str, str]] = set()
+            for gi, g in enumerate(value["groups"]):
                 for n in g:
                     if n not in nodes:
                         raise ChaosError(f"nemesis partition: unknown node {n!r} in group {gi}")
-                    member[n] = gi
-            for a in nodes:
-                for b in nodes:
-                    if a != b and member.get(a, -1 - nodes.index(a)) != member.get(
-                            b, -1 - nodes.index(b)):
-                        cut.add((a, b))
-            return cut
+                allowed.update((a, b) for a in g for b in g)
+            return {(a, b) for a in nodes for b in nodes if a != b and (a, b) not in allowed}
         pattern = value.get("pattern")
         rng = self.nem_rng
         order = list(nodes)
