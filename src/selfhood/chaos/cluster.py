@@ -121,6 +121,18 @@ def kafka_libs_dir() -> Path:
     return cache / "selfhood" / f"kafka-libs-{digest}"
 
 
+def kafka_version() -> str:
+    """The Kafka version compose/pom.xml pins (the compose file must use the same)."""
+    import xml.etree.ElementTree as ET
+
+    pom = compose_dir() / "pom.xml"
+    ns = {"m": "http://maven.apache.org/POM/4.0.0"}
+    node = ET.parse(pom).getroot().find("m:properties/m:kafka.version", ns)
+    if node is None or not node.text:
+        raise ClusterError(f"{pom} does not set <kafka.version>")
+    return node.text.strip()
+
+
 def require_tool(name: str, hint: str) -> str:
     """Absolute path of a program on PATH, or `MissingTool` saying how to get it."""
     found = shutil.which(name)
