@@ -1,0 +1,95 @@
+"""`selfhood project | instance show/list | projections rebuild` end to end (embedded)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from selfhood.eventlog.sqlite import SqliteEventLog
+from selfhood.projections.reducer import fold_all
+from selfhood.projections.state import fingerprint
+from selfhood.projections.strategies import scenario_events
+
+
+def sh(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+    res = subprocess.run([sys.executable, "-m", "selfhood", *args], capture_output=True,
+                         text=True, timeout=120)
+    if ok:
+        assert res.returncode == 0, res.stderr
+    return res
+
+
+@pytest.fixture(scope="module")
+def log_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("cli") / "log.db"
+
+    async def fill() -> None:
+        async with SqliteEventLog(path, partitions=3) as log:
+            await log.append_batch(scenario_events(1200, 8, seed=4))
+
+    asyncio.run(fill())
+    return f"sqlite:///{path}"
+
+
+def test_project_show_list_agree(log_url: str, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/proj.db"
+    res = sh("project", log_url, "--into", db)
+    assert "projected" in res.stdout and "8 instances" in res.stdout
+    assert "projected" in res.stderr  # progress
+    ids_log = sh("instance", "list", "--from", log_url).stdout.split()
+    ids_db = sh("instance", "list", "--from", db).stdout.split()
+    assert ids_log == ids_db and len(ids_db) == 8
+    ref = fold_all(scenario_events(1200, 8, seed=4))
+    for iid in ids_db[:3]:
+        a = json.loads(sh("instance", "show", iid, "--from", log_url, "--json").stdout)
+        b = json.loads(sh("instance", "show", iid, "--from", db, "--json").stdout)
+        assert a["fingerprint"] == b["fingerprint"] == fingerprint(ref[iid])
+        assert a["version"] == b["version"] == ref[iid].version
+        assert a["instance_id"] == iid
+    human = sh("instance", "show", ids_db[0], "--from", db).stdout
+    assert f"fingerprint  {fingerprint(ref[ids_db[0]])}" in human
+    # a second run projects nothing new
+    again = sh("project", log_url, "--into", db, "-q")
+    assert again.stdout.startswith("projected 0 records") and again.stderr == ""
+
+
+def test_eventual_mode_and_rebuild(log_url: str, tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path}/ev.db"
+    sh("project", log_url, "--into", db, "--mode", "eventual", "-q")
+    ref = fold_all(scenario_events(1200, 8, seed=4), mode="eventual")
+    iid = sorted(ref)[0]
+    a = json.loads(sh("instance", "show", iid, "--from", log_url, "--mode", "eventual",
+                      "--json").stdout)
+    b = json.loads(sh("instance", "show", iid, "--from", db, "--json").stdout)
+    assert a["fingerprint"] == b["fingerprint"] == fingerprint(ref[iid])
+    # the database is bound to its mode ...
+    bad = sh("project", log_url, "--into", db, "--mode", "sequential", ok=False)
+    assert bad.returncode == 1 and "eventual projection" in bad.stderr
+    # ... until it is rebuilt
+    sh("projections", "rebuild", db, "--from", log_url, "--mode", "sequential", "-q")
+    seq = fold_all(scenario_events(1200, 8, seed=4))
+    c = json.loads(sh("instance", "show", iid, "--from", db, "--json").stdout)
+    assert c["fingerprint"] == fingerprint(seq[iid]) and c["mode"] == "sequential"
+
+
+def test_user_errors_are_one_line(log_url: str, tmp_path: Path) -> None:
+    cases = [
+        (("project", "sqlite:///nope/log.db", "--into", f"sqlite:///{tmp_path}/x.db"), 64,
+         "no such log file"),
+        (("project", log_url, "--into", "mysql://h/db"), 64, "unsupported backend"),
+        (("project", "http://x", "--into", f"sqlite:///{tmp_path}/x.db"), 64, "unknown scheme"),
+        (("instance", "show", "nobody", "--from", log_url), 1, "no events for instance"),
+        (("instance", "list", "--from", f"sqlite:///{tmp_path}/missing.db"), 64,
+         "no such file"),
+        (("instance", "list", "--from", "ftp://x"), 64, "use kafka://"),
+    ]
+    for args, code, msg in cases:
+        res = sh(*args, ok=False)
+        assert res.returncode == code, (args, res.stderr)
+        assert msg in res.stderr, (args, res.stderr)
+        assert "Traceback" not in res.stderr
