@@ -150,6 +150,11 @@ class EventLogContract:
             t0 = time.monotonic()
             assert await log.read(pos.partition, pos.offset + 1, timeout_s=0.3) == []
             assert time.monotonic() - t0 < 0.3 + self.read_slack_s
+            # past the end: still nothing (never records from before the asked offset)
+            for _ in range(2):
+                assert await log.read(pos.partition, pos.offset + 10, timeout_s=0.3) == []
+            got = await log.read(pos.partition, pos.offset, timeout_s=5.0)
+            assert [e.position for e in got] == [pos]
 
     async def test_unknown_partition_is_a_typed_error(self) -> None:
         async with self.open_log() as log:

@@ -300,6 +300,11 @@ class KafkaEventLog(EventLogBase):
                                                max_records=limit)
         records = batch.get(tp, [])
         out: list[LogEntry] = []
+        if records and records[0].offset < from_offset:
+            # Seeking past the end resets to the earliest offset (auto_offset_reset);
+            # never hand back records before the asked offset, and seek again next time.
+            records = [r for r in records if r.offset >= from_offset]
+            self._next_read[partition] = -1
         for rec in records:
             raw: bytes = rec.value if rec.value is not None else b""
             pos = LogPosition(partition, rec.offset)
