@@ -160,6 +160,7 @@ class Simulation:
         self.seq = 0
         self.dmin = int(config.delay_ms_min * MS)
         self.dmax = max(self.dmin, int(config.delay_ms_max * MS))
+        self.dspan = self.dmax - self.dmin + 1
         self.loss = config.loss
         self.blocked: set[tuple[str, str]] = set()
         self.incarnation: dict[str, int] = dict.fromkeys(self.names, 0)
@@ -220,8 +221,10 @@ class Simulation:
         if self.loss and rng.random() < self.loss:
             self.stats["dropped"] += 1
             return
-        d = self.dmin if self.dmin == self.dmax else rng.randint(self.dmin, self.dmax)
-        self._push(self.now + d, kind, dst, payload)
+        d = self.dmin + int(rng.random() * self.dspan)
+        self.seq += 1
+        heapq.heappush(self.heap, (self.now + d, self.seq, kind, dst, payload,
+                                   self.incarnation.get(dst, 0)))
 
     def _emit(self, src: str, outs: list[Output]) -> None:
         for o in outs:
