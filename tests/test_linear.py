@@ -358,7 +358,10 @@ def test_a_read_of_a_value_nobody_wrote_is_caught(ops: list[Op], data: st.DataOb
     assert check_linearizable(ops, "cas-register", consistency="sequential").valid is False
 
 
-def _oracle(ops: list[Op], consistency: str) -> bool:
+_READS = {"read", "get"}
+
+
+def _oracle(ops: list[Op], consistency: str, model: str = "cas-register") -> bool:
     """Brute force: try every order of the ops that took (or may have taken) effect."""
     pairs = pair_ops(ops)
     pos = {id(op): n for n, op in enumerate(ops)}
@@ -368,7 +371,7 @@ def _oracle(ops: list[Op], consistency: str) -> bool:
         if comp is not None and comp.type == "fail" and pr.invoke.f != "cas":
             continue
         sure = comp is not None and comp.type in ("ok", "fail")
-        if pr.invoke.f == "read" and not sure:
+        if pr.invoke.f in _READS and not sure:
             continue
         ret = pos[id(comp)] if sure and comp is not None else 10**9
         entries.append((pos[id(pr.invoke)], ret, pr, sure))
@@ -378,7 +381,7 @@ def _oracle(ops: list[Op], consistency: str) -> bool:
         for extra in itertools.combinations(maybe, k):
             chosen = sure_entries + list(extra)
             for perm in itertools.permutations(chosen):
-                if _order_ok(perm, consistency) and _replay(perm):
+                if _order_ok(perm, consistency) and _replay(perm, model):
                     return True
     return False
 
@@ -396,15 +399,24 @@ def _order_ok(perm: tuple[Any, ...], consistency: str) -> bool:
     return True
 
 
-def _replay(perm: tuple[Any, ...]) -> bool:
-    state: Any = None
+def _replay(perm: tuple[Any, ...], model: str) -> bool:
+    state: Any = {"kv": "", "set": frozenset()}.get(model)
     for _, _, pr, sure in perm:
         f, v = pr.invoke.f, pr.invoke.value
-        if f == "read":
-            if pr.completion.value != state:
+        if f in _READS:
+            seen = pr.completion.value
+            if model == "kv":
+                seen = seen or ""
+            elif model == "set":
+                seen = frozenset(seen)
+            if seen != state:
                 return False
-        elif f == "write":
+        elif f in ("write", "put"):
             state = v
+        elif f == "append":
+            state += v
+        elif f == "add":
+            state = state | {v}
         else:
             hit = state == v[0]
             if sure and hit != (pr.completion.type == "ok"):
@@ -414,9 +426,20 @@ def _replay(perm: tuple[Any, ...]) -> bool:
     return True
 
 
+# model -> (update ops, update value, read op, read result)
+_SHAPES: dict[str, tuple[list[str], Any, str, Any]] = {
+    "cas-register": (["write", "cas"], None, "read", st.sampled_from([None, 0, 1])),
+    "kv": (["put", "append"], st.sampled_from(["a", "b"]), "get",
+           st.sampled_from([None, "", "a", "b", "ab", "ba", "aa", "bab"])),
+    "set": (["add"], st.integers(0, 2), "read",
+            st.lists(st.integers(0, 2), max_size=3, unique=True)),
+}
+
+
 @st.composite
-def random_histories(draw: st.DrawFn) -> list[Op]:
+def random_histories(draw: st.DrawFn, model: str = "cas-register") -> list[Op]:
     """Arbitrary small histories (mostly invalid): random outcomes and values."""
+    updates, update_value, read_f, read_result = _SHAPES[model]
     ops: list[Op] = []
     open_: dict[int, tuple[str, Any]] = {}
     for _ in range(draw(st.integers(2, 10))):
@@ -424,14 +447,20 @@ def random_histories(draw: st.DrawFn) -> list[Op]:
         if p in open_:
             f, v = open_.pop(p)
             typ = draw(st.sampled_from(["ok", "ok", "ok", "fail", "info"]))
-            if f == "read":
+            if f == read_f:
                 typ = "ok" if typ == "fail" else typ
-                v = draw(st.sampled_from([None, 0, 1]))
+                v = draw(read_result)
             ops.append(Op(len(ops), typ, p, f, v))  # type: ignore[arg-type]
         else:
-            f = draw(st.sampled_from(["read", "write", "cas"]))
-            v = (None if f == "read" else draw(st.integers(0, 1)) if f == "write"
-                 else [draw(st.integers(0, 1)), draw(st.integers(0, 1))])
+            f = draw(st.sampled_from([read_f, *updates]))
+            if f == read_f:
+                v = None
+            elif f == "write":
+                v = draw(st.integers(0, 1))
+            elif f == "cas":
+                v = [draw(st.integers(0, 1)), draw(st.integers(0, 1))]
+            else:
+                v = draw(update_value)
             open_[p] = (f, v)
             ops.append(Op(len(ops), "invoke", p, f, v))
     # info ends a process in Jepsen; keep the oracle's world the same
@@ -446,7 +475,9 @@ def random_histories(draw: st.DrawFn) -> list[Op]:
     return out
 
 
-@given(random_histories(), st.sampled_from(["linearizable", "sequential"]))
-def test_brute_force_oracle_agrees(ops: list[Op], consistency: str) -> None:
-    got = check_linearizable(ops, "cas-register", consistency=consistency).valid
-    assert got is _oracle(ops, consistency)
+@given(st.data(), st.sampled_from(["linearizable", "sequential"]),
+       st.sampled_from(sorted(_SHAPES)))
+def test_brute_force_oracle_agrees(data: st.DataObject, consistency: str, model: str) -> None:
+    ops = data.draw(random_histories(model))
+    got = check_linearizable(ops, model, consistency=consistency).valid
+    assert got is _oracle(ops, consistency, model)

@@ -88,6 +88,8 @@ class _Prepared:
     desc: str
     observer: bool = False  # never changes the state when legal (a read)
     obs: _Obs = None  # the observer's legality condition on a plain (unkeyed) state
+    resets: bool = False  # sets the state outright (a kv put): see _GROWS
+    reset_to: Any = None  # ... to this value
 
     @property
     def indeterminate(self) -> bool:
@@ -276,6 +278,17 @@ def _set_prep(pair: Pair, indeterminate: bool) -> _Prep:
     raise CheckerError(f"op {inv.index}: the set model has no operation {f!r}")
 
 
+def _grows_kv(s: Any, v: Any) -> bool:
+    return isinstance(v, str) and v.startswith(s)
+
+
+def _grows_set(s: Any, v: Any) -> bool:
+    return bool(s <= v)
+
+
+# Models whose state only grows between resets: (state, needed) -> reachable?
+_GROWS: dict[str, Callable[[Any, Any], bool]] = {"kv": _grows_kv, "set": _grows_set}
+
 _INIT: dict[str, Any] = {"register": None, "cas-register": None, "kv": "",
                          "set": frozenset()}
 
@@ -302,6 +315,7 @@ def _prepare(ops: Sequence[Op], model: str) -> list[_Prepared]:
         if prep is None:
             continue
         key, step, what, obs = prep
+        is_put = model == "kv" and pair.invoke.f == "put"
         inv = pair.invoke
         call = pos[id(inv)]
         ret = _INF if indeterminate or comp is None else pos[id(comp)]
@@ -310,7 +324,8 @@ def _prepare(ops: Sequence[Op], model: str) -> list[_Prepared]:
         tag = " (indeterminate)" if indeterminate else ""
         out.append(_Prepared(call, ret, step, key, inv.process, inv.index,
                              f"op {inv.index} (process {inv.process}{where}): {what}{tag}",
-                             obs is not None, obs))
+                             obs is not None, obs, is_put,
+                             step("") if is_put else None))  # a put's step ignores the state
     return out
 
 
@@ -364,7 +379,8 @@ def _observer_masks(order: list[_Prepared]) -> tuple[int, Callable[[Any], int] |
 
 
 def _search(order: list[_Prepared], init: Any, candidates: Callable[[int], int],
-            det_mask: int, before: list[int] | None = None) -> _Search:
+            det_mask: int, before: list[int] | None = None,
+            grows: Callable[[Any, Any], bool] | None = None) -> _Search:
     """Depth-first search over (linearized bitmask, state) with a visited set.
 
     `candidates(bits)` is the mask of ops that may go next (inlined through
@@ -378,10 +394,22 @@ def _search(order: list[_Prepared], init: Any, candidates: Callable[[int], int],
     Partial-order reduction: an observer (a read) that is legal in the current
     state can go first in any completion from here (it is enabled and leaves
     the state alone), so when one exists it is the only branch explored.
+
+    Monotone pruning (`grows`, kv and set): states only grow (string append,
+    set add) except at a reset (a kv put), after which they grow from the
+    value put. An enabled read that needs a state that neither this state
+    nor any pending reset value can grow into can never be placed, so the
+    node is dead.
     """
     steps = [it.step for it in order]
     observers, legal_obs = _observer_masks(order)
     not_obs = ~observers
+    need = [it.obs[1] if it.obs is not None else None for it in order]
+    resets = 0
+    reset_to = [it.reset_to for it in order]
+    for j, it in enumerate(order):
+        if it.resets:
+            resets |= 1 << j
     total = len(order)
     if not det_mask:
         return _Outcome("ok", total=total)
@@ -407,6 +435,22 @@ def _search(order: list[_Prepared], init: Any, candidates: Callable[[int], int],
             if cand & observers:
                 if legal_obs is not None:
                     lo = legal_obs(state)
+                    if grows is not None:
+                        bad = cand & observers & ~lo
+                        if bad:
+                            starts = [state]  # states the future can grow from
+                            pr = resets & ~bits
+                            while pr:
+                                plow = pr & -pr
+                                pr ^= plow
+                                starts.append(reset_to[plow.bit_length() - 1])
+                        while bad:
+                            blow = bad & -bad
+                            bad ^= blow
+                            v = need[blow.bit_length() - 1]
+                            if not any(grows(s0, v) for s0 in starts):
+                                cand = lo = 0  # this read can never be placed
+                                break
                     cand &= not_obs | lo  # observers illegal here are dead branches
                     oc = cand & lo
                     if oc:
@@ -451,7 +495,8 @@ def _search(order: list[_Prepared], init: Any, candidates: Callable[[int], int],
                             candidates)
 
 
-def _search_linearizable(items: list[_Prepared], init: Any) -> _Search:
+def _search_linearizable(items: list[_Prepared], init: Any,
+                         grows: Callable[[Any, Any], bool] | None = None) -> _Search:
     """WGL with ops numbered by return position (see the module docstring)."""
     det = sorted((it for it in items if not it.indeterminate), key=lambda it: it.ret)
     ind = sorted((it for it in items if it.indeterminate), key=lambda it: it.call)
@@ -473,7 +518,7 @@ def _search_linearizable(items: list[_Prepared], init: Any) -> _Search:
         i = (x & -x).bit_length() - 1  # earliest-returning op not yet linearized
         return before[i] & ~bits
 
-    return _search(order, init, candidates, det_mask, before)
+    return _search(order, init, candidates, det_mask, before, grows)
 
 
 def _search_sequential(items: list[_Prepared], init: Any) -> _Search:
@@ -598,8 +643,10 @@ def check_linearizable(ops: Sequence[Op], model: str, *, consistency: str = "lin
 
     result = CheckResult(valid=True)
     keys = sorted(parts, key=repr)
-    search = _search_linearizable if consistency == "linearizable" else _search_sequential
-    running: dict[int, _Search] = {n: search(parts[k], init) for n, k in enumerate(keys)}
+    running: dict[int, _Search] = {
+        n: (_search_linearizable(parts[k], init, _GROWS.get(model))
+            if consistency == "linearizable" else _search_sequential(parts[k], init))
+        for n, k in enumerate(keys)}
     explored = 0
     failed_key: Hashable = None
     stuck_detail: dict[str, Any] | None = None
