@@ -1,0 +1,227 @@
+"""Projection speed: replay, rehydration and projector throughput beside the pure fold.
+
+The reference, measured in the same run, is the pure sequential fold of the
+same events already decoded in memory (one process, no IO): the ceiling every
+IO path approaches. Printed figures are medians over --reps runs.
+
+- replay: every event of the log read back (decode included) and folded per
+  instance, from the embedded SQLite log and (if the cluster is up) Kafka;
+- rehydrate: one instance of 1k / 10k / 100k events rebuilt by full replay
+  from the embedded log, and from its latest snapshot (loaded from the
+  projection store) plus the log tail after it;
+- projector: `Projector.catch_up` from the embedded log into PostgreSQL (if
+  the cluster is up) and into SQLite, rows + tracking committed per batch.
+
+    python bench/bench_projections.py [--events 100000] [--reps 5] [--no-kafka] [--json out]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from selfhood.chaos.cluster import ENV_STATE_DIR, ClusterManager
+from selfhood.eventlog.base import EventLog, scan
+from selfhood.eventlog.cli import bench_events
+from selfhood.eventlog.kafka import KafkaEventLog
+from selfhood.eventlog.sqlite import SqliteEventLog
+from selfhood.events import Event
+from selfhood.projections.projector import Projector
+from selfhood.projections.reducer import apply_sequential, fold_all
+from selfhood.projections.snapshot import SnapshotPolicy, decode_snapshot
+from selfhood.projections.state import InstanceState, fingerprint
+from selfhood.projections.store import SqlProjectionStore, fresh_postgres_database
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def median(xs: list[float]) -> float:
+    return statistics.median(xs)
+
+
+async def timed(fn: Callable[[], Awaitable[Any]], reps: int) -> list[float]:
+    out = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        await fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def pure_fold_s(events: list[Event], reps: int) -> float:
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        fold_all(events)
+        times.append(time.perf_counter() - t0)
+    return median(times)
+
+
+async def replay(log: EventLog) -> dict[str, InstanceState]:
+    """Full replay of every instance: read (decode) + sequential fold."""
+    states: dict[str, InstanceState] = {}
+    for part in await log.partitions():
+        async for entry in scan(log, part, batch=10_000):
+            ev = entry.event
+            if ev is None:
+                continue
+            st = states.get(ev.instance_id)
+            if st is None:
+                st = states[ev.instance_id] = InstanceState.empty(ev.instance_id)
+            apply_sequential(st, ev, entry.position)
+    return states
+
+
+async def cluster() -> tuple[str, str] | None:
+    state = Path(os.environ.get(ENV_STATE_DIR, REPO / ".selfhood"))
+    try:
+        status = (await ClusterManager(state).status()).to_json()
+    except Exception:
+        return None
+    if not status.get("healthy"):
+        return None
+    return str(status["bootstrap"]), str(status["database_url"])
+
+
+async def fill(log: EventLog, events: list[Event]) -> None:
+    for i in range(0, len(events), 1000):
+        await log.append_batch(events[i:i + 1000])
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--instances", type=int, default=100)
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--no-kafka", action="store_true", help="skip Kafka and PostgreSQL")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    reps = args.reps
+    results: dict[str, Any] = {"events": args.events, "instances": args.instances,
+                               "reps": reps}
+    live = None if args.no_kafka else await cluster()
+    events = bench_events(args.events, args.instances, 1)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-proj-"))
+
+    say("reference: pure fold")
+    ref_s = pure_fold_s(events, reps)
+    ref_eps = len(events) / ref_s
+    results["pure_fold_eps"] = ref_eps
+
+    say("replay: embedded log")
+    async with SqliteEventLog(tmp / "log.db", partitions=8) as log:
+        await fill(log, events)
+        want = {i: fingerprint(s) for i, s in fold_all(events).items()}
+        got = await replay(log)
+        assert {i: fingerprint(s) for i, s in got.items()} == want
+        times = await timed(lambda: replay(log), reps)
+    results["replay_sqlite_eps"] = len(events) / median(times)
+
+    if live is not None:
+        say("replay: Kafka")
+        bootstrap, _ = live
+        async with KafkaEventLog(bootstrap, f"bench-proj-{uuid.uuid4().hex[:8]}",
+                                 partitions=8) as klog:
+            await fill(klog, events)
+            got = await replay(klog)
+            assert {i: fingerprint(s) for i, s in got.items()} == want
+            times = await timed(lambda: replay(klog), reps)
+        results["replay_kafka_eps"] = len(events) / median(times)
+
+    say("rehydrate: 1k / 10k / 100k events")
+    rehydrate: dict[str, dict[str, float]] = {}
+    for size in (1_000, 10_000, 100_000):
+        one = bench_events(size, 1, 2)
+        iid = one[0].instance_id
+        async with SqliteEventLog(tmp / f"one-{size}.db", partitions=1) as log, \
+                SqlProjectionStore(f"sqlite:///{tmp}/one-{size}-proj.db") as store:
+            await fill(log, one)
+            proj = Projector(log, store, snapshots=SnapshotPolicy(0), batch=5000)
+            await proj.catch_up()  # leaves a snapshot at the end
+            full_fp = fingerprint(proj.states[iid])
+
+            async def full(log: SqliteEventLog = log, iid: str = iid) -> InstanceState:
+                st = InstanceState.empty(iid)
+                async for entry in scan(log, 0, batch=10_000):
+                    if entry.event is not None:
+                        apply_sequential(st, entry.event, entry.position)
+                return st
+
+            async def from_snapshot(log: SqliteEventLog = log,
+                                    store: SqlProjectionStore = store,
+                                    iid: str = iid) -> InstanceState:
+                data = await store.load_snapshot(iid)
+                assert data is not None
+                st = decode_snapshot(data, mode="sequential")
+                async for entry in scan(log, 0, st.positions.get(0, 0)):
+                    if entry.event is not None:
+                        apply_sequential(st, entry.event, entry.position)
+                return st
+
+            assert fingerprint(await full()) == full_fp
+            assert fingerprint(await from_snapshot()) == full_fp
+            t_full = await timed(full, reps)
+            t_snap = await timed(from_snapshot, max(reps, 7))
+            rehydrate[str(size)] = {"full_replay_ms": median(t_full) * 1000,
+                                    "snapshot_ms": median(t_snap) * 1000,
+                                    "pure_fold_ms": pure_fold_s(one, reps) * 1000}
+    results["rehydrate"] = rehydrate
+
+    say("projector: catch-up into the projection store")
+    n_proj = min(len(events), 50_000)
+    targets = [("sqlite", f"sqlite:///{tmp}/proj.db")]
+    if live is not None:
+        db = await fresh_postgres_database(live[1], f"bench_proj_{uuid.uuid4().hex[:8]}")
+        targets.append(("postgresql", db))
+    async with SqliteEventLog(tmp / "proj-log.db", partitions=8) as log:
+        await fill(log, events[:n_proj])
+        for name, url in targets:
+            async with SqlProjectionStore(url) as store:
+                t0 = time.perf_counter()
+                prog = await Projector(log, store).catch_up()
+                dt = time.perf_counter() - t0
+            assert prog.events == n_proj
+            results[f"projector_{name}_eps"] = n_proj / dt
+
+    out = sys.stdout
+    print(f"events {args.events} over {args.instances} instances; medians of {reps}", file=out)
+    print(f"{'reference: pure fold':<44}{ref_eps:>12,.0f} ev/s", file=out)
+    for key, label in (("replay_sqlite_eps", "replay from embedded log"),
+                       ("replay_kafka_eps", "replay from Kafka"),
+                       ("projector_sqlite_eps", "projector into SQLite"),
+                       ("projector_postgresql_eps", "projector into PostgreSQL")):
+        if key in results:
+            v = results[key]
+            print(f"{label:<44}{v:>12,.0f} ev/s  ratio {v / ref_eps:.2f} of pure fold",
+                  file=out)
+    print(f"{'rehydrate (events)':<22}{'full replay':>14}{'snapshot+tail':>16}"
+          f"{'pure fold':>12}", file=out)
+    for size_label, r in rehydrate.items():
+        print(f"{size_label:<22}{r['full_replay_ms']:>11.1f} ms{r['snapshot_ms']:>13.1f} ms"
+              f"{r['pure_fold_ms']:>9.1f} ms", file=out)
+    goal_replay = results["replay_sqlite_eps"] >= 200_000
+    goal_snap = rehydrate["100000"]["snapshot_ms"] < 50
+    print(f"goal replay >= 200k ev/s from embedded log: {'met' if goal_replay else 'MISSED'}",
+          file=out)
+    print(f"goal rehydrate 100k from snapshot < 50 ms: {'met' if goal_snap else 'MISSED'}",
+          file=out)
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
