@@ -60,11 +60,11 @@ from selfhood.events import Event
 MS: Final = 1_000_000
 LOG: Final = "log"
 CLIENT: Final = "client"
-ROUTER: Final = "router"
 PATTERNS: Final = ("halves", "isolate", "majority-ring", "bridge")
 
 # message kinds on the heap
-_TICK, _REQ, _RECS, _ACK, _GRANT, _APPEND, _POLL, _REPLY, _TIMEOUT, _INVOKE, _WAKE = range(11)
+(_TICK, _REQ, _RECS, _ACK, _GRANT, _APPEND, _POLL, _REPLY, _TIMEOUT, _INVOKE, _WAKE,
+ _COORD) = range(12)
 _TO_REPLICA: Final = frozenset({_TICK, _REQ, _RECS, _ACK, _GRANT})
 
 
@@ -88,6 +88,7 @@ class SimConfig:
     poll_ms: int = 10
     lease_ms: int = 150
     down_ms: int = 1000
+    session_ms: int = 200
 
     @property
     def replica_names(self) -> tuple[str, ...]:
@@ -99,7 +100,8 @@ class SimConfig:
             raise ChaosError(f"SimConfig.mode: {self.mode!r} is not one of {MODES}")
         if self.router not in POLICIES:
             raise ChaosError(f"SimConfig.router: {self.router!r} is not one of {POLICIES}")
-        for name in ("replicas", "shards", "concurrency", "op_timeout_ms", "poll_ms"):
+        for name in ("replicas", "shards", "concurrency", "op_timeout_ms", "poll_ms",
+                     "session_ms"):
             if getattr(self, name) < 1:
                 raise ChaosError(f"SimConfig.{name} must be >= 1")
         if not self.instances:
@@ -184,17 +186,20 @@ class Simulation:
         self.gen: Generator | None = None
         self.stats: dict[str, int] = {"messages": 0, "dropped": 0, "timeouts": 0,
                                       "crashes": 0, "restarts": 0, "pauses": 0,
-                                      "grants": 0}
+                                      "grants": 0, "failovers_ownership": 0}
         self.dead_stats: dict[str, int] = {}
         self.timeout_ns = config.op_timeout_ms * MS
         self.poll_ns = config.poll_ms * MS
         for i, name in enumerate(self.names):
             self.replicas[name] = self._new_replica(name)
             self._push(self.poll_ns * (i + 1) // len(self.names), _TICK, name, None)
+        self.last_heartbeat: dict[str, int] = dict.fromkeys(self.names, 0)
+        self.session_ns = config.session_ms * MS
         if self.sequential:
             for g in self.coord.initial_grants():
                 for name in self.names:
                     self._on_replica(name, _GRANT, g)
+            self._push(self.session_ns // 4, _COORD, LOG, None)
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -274,7 +279,29 @@ class Simulation:
                 out.append((p, s, log[s:s + limit]))
         return out
 
+    def _coordinate(self) -> None:
+        """The coordinator beside the log (Kafka's group coordinator, in effect).
+
+        A replica whose polls (heartbeats) stopped for ``session_ms`` -- it
+        crashed, is paused, or is cut off from the log -- loses its partitions
+        to live replicas. Current grants are re-sent every round, so a lost
+        grant or claim is retried.
+        """
+        now = self.now
+        live = [r for r in self.names if now - self.last_heartbeat[r] <= self.session_ns]
+        if live:
+            for r in self.names:
+                if r not in live and r in self.coord.part_owner.values():
+                    self.stats["failovers_ownership"] += 1
+                    self.stats["grants"] += len(self.coord.fail_over(r, live))
+        for inst in self.cfg.instances:
+            owner = self.coord.owner_of(inst)
+            g = Grant(inst, self.coord.home[inst], owner, self.coord.epoch_of(inst))
+            self._send(LOG, owner, _GRANT, g)
+        self._push(now + self.session_ns // 4, _COORD, LOG, None)
+
     def _log_append(self, src: str, a: Append) -> None:
+        self.last_heartbeat[src] = self.now
         positions = []
         ids = self.log_ids
         for p, ev in a.entries:
@@ -288,6 +315,7 @@ class Simulation:
         self._send(LOG, src, _ACK, AppendAck(a.batch_id, positions, recs))
 
     def _log_poll(self, src: str, p: Poll) -> None:
+        self.last_heartbeat[src] = self.now
         chunks = self._chunks(list(enumerate(p.from_offsets)))
         ends = [len(log) for log in self.logs] if p.barrier_id is not None else None
         self._send(LOG, src, _RECS, Records(chunks, ends, p.barrier_id))
@@ -378,14 +406,19 @@ class Simulation:
         self._complete(rid, "fail" if op.readonly else "info", op.req.value, "timeout", None)
 
     def _failover(self, replica: str) -> None:
-        if self.router.mark_down(replica, self.now) and self.sequential:
-            self._grant(self.coord.fail_over(replica, self.router.live(self.now)))
+        """Client-side failover: the router avoids the replica for a while.
+
+        Ownership moves separately, when the coordinator misses heartbeats.
+        """
+        self.router.mark_down(replica, self.now)
+
+    def _live(self) -> list[str]:
+        return [r for r in self.names if self.now - self.last_heartbeat[r] <= self.session_ns]
 
     def _grant(self, grants: list[Grant]) -> None:
         for g in grants:
             self.stats["grants"] += 1
-            for name in self.names:
-                self._send(ROUTER, name, _GRANT, g)
+            self._send(LOG, g.owner, _GRANT, g)
 
     # -- nemesis ---------------------------------------------------------------------------
 
@@ -466,7 +499,7 @@ class Simulation:
             return o.value
         if f == "rebalance":
             if self.sequential:
-                self._grant(self.coord.rebalance(self.router.live(self.now)))
+                self._grant(self.coord.rebalance(self._live() or list(self.names)))
             return o.value
         raise ChaosError(f"unknown nemesis op {f!r}")
 
@@ -550,6 +583,8 @@ class Simulation:
         elif kind == _INVOKE:
             self.scheduled_invokes -= 1
             self._invoke(payload)
+        elif kind == _COORD:
+            self._coordinate()
         else:
             self.interesting = True  # a generator wake-up
 

@@ -259,7 +259,7 @@ class Replica:
         # ownership
         self.assigned: dict[str, tuple[str, int]] = {}
         self.active_epoch: dict[str, int] = {}
-        self.claims: dict[str, str] = {}
+        self.claims: dict[str, Event] = {}
         self.await_owner: dict[str, list[Request]] = {}
         # sequential writes and reads in progress
         self.writes: dict[str, _Write] = {}
@@ -473,10 +473,15 @@ class Replica:
                 assert isinstance(p, OwnershipClaimed)
                 if p.owner == self.name and self.assigned.get(inst) == (self.name, ev.epoch):
                     self.active_epoch[inst] = ev.epoch
-                    self.claims.pop(inst, None)
                     waiting = self.await_owner.pop(inst, [])
                     for req in waiting:
                         self._write_sequential(req, now, out)
+                elif p.owner != self.name and not self.eventual:
+                    # ownership is learned from the log too: grants may be lost,
+                    # the log is what every replica agrees on
+                    cur = self.assigned.get(inst)
+                    if cur is None or cur[1] <= ev.epoch:
+                        self._set_owner(inst, p.owner, ev.epoch, now, out)
             if ev.epoch < epoch_before and t is not OwnershipClaimed:
                 self.stats["stale_epoch_applied"] += 1
         eid = ev.event_id
@@ -716,30 +721,49 @@ class Replica:
         self.reads = keep
 
     def on_grant(self, grant: Grant, now: int) -> list[Output]:
-        """The coordinator moved ``grant.instance``; if it is ours, claim it through the log."""
+        """The coordinator (re)states an owner; if it is us, claim it through the log.
+
+        Grants are re-sent periodically, so a repeated grant we hold already is
+        a no-op and one whose claim is still missing from the log re-sends the
+        same claim event (idempotent at the log).
+        """
         out: list[Output] = []
         inst = grant.instance
         self._state(inst)
         cur = self.assigned.get(inst)
         if cur is not None and cur[1] > grant.epoch:
             return out
-        self.assigned[inst] = (grant.owner, grant.epoch)
-        if grant.owner != self.name:
+        if self.eventual:
+            self.assigned[inst] = (grant.owner, grant.epoch)
+            return out
+        if cur == (grant.owner, grant.epoch):
+            if grant.owner == self.name and inst in self.claims:
+                ev = self.claims[inst]
+                if ev.event_id not in self.states[inst].seen:
+                    self._n_batches += 1
+                    p = self.home[inst]
+                    out.append(Append(self._n_batches, [(p, ev)], {p: self.next_offset[p]}))
+            return out
+        self._set_owner(inst, grant.owner, grant.epoch, now, out)
+        if grant.owner == self.name:
+            self._send_claim(inst, grant.epoch, now, out)
+        return out
+
+    def _set_owner(self, inst: str, owner: str, epoch: int, now: int,
+                   out: list[Output]) -> None:
+        self.assigned[inst] = (owner, epoch)
+        if owner != self.name:
             self.active_epoch.pop(inst, None)
+            self.claims.pop(inst, None)
             # writes queued for our claim go to the new owner instead
             for req in self.await_owner.pop(inst, []):
                 self._write_sequential(req, now, out)
-            return out
-        if self.eventual:
-            return out
-        self._send_claim(inst, grant.epoch, now, out)
-        return out
 
     def _send_claim(self, inst: str, epoch: int, now: int, out: list[Output]) -> None:
         ev = make_event(inst, OwnershipClaimed(owner=self.name, partition=self.home[inst]),
                         writer=self.name, epoch=epoch, hlc=self._tick_hlc(now),
                         event_id=self._eid())
-        self.claims[inst] = ev.event_id
+        self.claims[inst] = ev
         self.stats["claims"] += 1
         self._n_batches += 1
         p = self.home[inst]
@@ -801,11 +825,15 @@ class Replica:
                 else:
                     keep.append(r)
             self.reads = keep
-        for inst, eid in list(self.claims.items()):
+        for inst, claim in list(self.claims.items()):
             st = self.states[inst]
-            if eid in st.seen and self.active_epoch.get(inst) is None:
+            if claim.event_id in st.seen and self.active_epoch.get(inst) != claim.epoch:
                 # our claim lost (fenced by a newer one): stop waiting on it
                 self.claims.pop(inst, None)
                 for req in self.await_owner.pop(inst, []):
                     out.append(Reply(req.req_id, "fail", None, "not-owner"))
+        for inst, reqs in list(self.await_owner.items()):
+            keep_reqs = [q for q in reqs if now < q.deadline]
+            if len(keep_reqs) != len(reqs):
+                self.await_owner[inst] = keep_reqs
         return out
