@@ -250,23 +250,23 @@ async def run_bench(url: str, n_events: int, n_instances: int, *, batch: int = 5
                     acked[e.event_id] = pos
                 prog.add(len(chunk))
 
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         async with asyncio.TaskGroup() as tg:
             for mine in by_writer:
                 if mine:
                     tg.create_task(writer(mine))
-        append_s = time.perf_counter() - t0
+        append_s, append_cpu_s = time.perf_counter() - t0, time.process_time() - c0
 
         ends = await lg.end_offsets()
         rprog = _Progress(progress, "read", sum(ends[p] - starts.get(p, 0) for p in parts))
         entries: list[LogEntry] = []
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         for p in parts:
             async for entry in scan(lg, p, starts.get(p, 0), until=ends[p], batch=10_000):
                 entries.append(entry)
                 if len(entries) % 10_000 == 0:
                     rprog.add(10_000)
-        read_s = time.perf_counter() - t1
+        read_s, read_cpu_s = time.perf_counter() - t1, time.process_time() - c1
 
     seen: dict[str, list[LogPosition]] = {}
     per_instance: dict[str, list[int]] = {}
@@ -311,6 +311,10 @@ async def run_bench(url: str, n_events: int, n_instances: int, *, batch: int = 5
         "read_s": round(read_s, 4),
         "append_eps": round(n_events / append_s, 1) if append_s > 0 else 0.0,
         "read_eps": round(len(entries) / read_s, 1) if read_s > 0 else 0.0,
+        # CPU seconds of this process: figures that hold up on a loaded machine
+        "append_cpu_s": round(append_cpu_s, 4),
+        "read_cpu_s": round(read_cpu_s, 4),
+        "read_cpu_eps": round(len(entries) / read_cpu_s, 1) if read_cpu_s > 0 else 0.0,
         "order_verified": verified,
         "seed": seed,
     }

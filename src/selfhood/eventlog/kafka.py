@@ -37,6 +37,7 @@ from typing import Any, Final
 import aiokafka
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
+    ConsumerStoppedError,
     IllegalStateError,
     KafkaError,
     KafkaTimeoutError,
@@ -69,7 +70,7 @@ def _driver_errors(what: str) -> Iterator[None]:
         raise
     except (KafkaTimeoutError, RequestTimedOutError, TimeoutError) as exc:
         raise LogTimeout(f"kafka {what}: timed out ({exc!r}); outcome unknown") from None
-    except (ProducerClosed, IllegalStateError) as exc:
+    except (ProducerClosed, IllegalStateError, ConsumerStoppedError) as exc:
         raise LogClosed(f"kafka {what}: {exc!r}") from None
     except KafkaError as exc:
         raise LogUnavailable(f"kafka {what}: {exc!r}") from None
