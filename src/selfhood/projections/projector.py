@@ -233,33 +233,62 @@ class Projector:
         """
         if not self._ready:
             await self.rehydrate()
-        offset = self.positions.get(part, 0)
-        entries = await self.log.read(part, offset, limit=self.batch,
+        entries = await self.log.read(part, self.positions.get(part, 0), limit=self.batch,
                                       timeout_s=self.read_timeout_s if timeout_s is None
                                       else timeout_s)
-        if not entries:
-            return 0
+        if entries:
+            await self._project_batch(part, entries)
+        return len(entries)
+
+    async def _project_batch(self, part: int, entries: list[LogEntry]) -> None:
         changes = Changes()
         dirty = self._fold_batch(part, entries, changes)
         changes.tracking[part] = entries[-1].position.offset + 1
         self._finish(dirty, changes, snapshot_all=False)
         await self._commit(changes)
-        return len(entries)
+
+    async def _drain(self, part: int, end: int,
+                     on_progress: Callable[[Progress], None] | None) -> None:
+        """Project one partition up to `end`, reading the next batch while committing.
+
+        The read of batch k+1 overlaps the commit of batch k (both wait on
+        other threads or the network), which is most of a batch's wall time.
+        """
+        offset = self.positions.get(part, 0)
+        loop = asyncio.get_running_loop()
+        nxt: asyncio.Task[list[LogEntry]] | None = loop.create_task(
+            self.log.read(part, offset, limit=self.batch, timeout_s=self.read_timeout_s))
+        try:
+            while nxt is not None:
+                entries = await nxt
+                nxt = None
+                if not entries:
+                    return  # nothing within the timeout: a gap (e.g. Kafka txn marker)
+                following = entries[-1].position.offset + 1
+                if following < end:
+                    nxt = loop.create_task(self.log.read(part, following, limit=self.batch,
+                                                         timeout_s=self.read_timeout_s))
+                await self._project_batch(part, entries)
+                self.progress.lag -= len(entries)
+                if on_progress is not None:
+                    on_progress(self.progress)
+        finally:
+            if nxt is not None:
+                nxt.cancel()
+                await asyncio.wait([nxt])  # our own cancellation still propagates
+                if not nxt.cancelled():
+                    nxt.exception()  # retrieved: no "never retrieved" warning
 
     async def catch_up(self, on_progress: Callable[[Progress], None] | None = None) -> Progress:
         """Project everything that was in the log when this call started, then snapshot."""
         if not self._ready:
             await self.rehydrate()
         ends = await self.log.end_offsets()
-        pending = {p for p, end in ends.items() if self.positions.get(p, 0) < end}
-        while pending:
-            for part in sorted(pending):
-                n = await self.step(part)
-                if n == 0 or self.positions.get(part, 0) >= ends[part]:
-                    pending.discard(part)  # done, or a gap (e.g. Kafka txn marker) at the end
-            self.progress.lag = sum(max(0, e - self.positions.get(p, 0)) for p, e in ends.items())
-            if on_progress is not None:
-                on_progress(self.progress)
+        self.progress.lag = sum(max(0, e - self.positions.get(p, 0)) for p, e in ends.items())
+        for part, end in sorted(ends.items()):
+            if self.positions.get(part, 0) < end:
+                await self._drain(part, end, on_progress)
+        self.progress.lag = sum(max(0, e - self.positions.get(p, 0)) for p, e in ends.items())
         await self.snapshot_all()
         return self.progress
 
