@@ -158,3 +158,13 @@ def test_bench_stat_tail_on_kafka(kafka_bootstrap: str,
     got = lines(out)
     assert got and {g["event"]["instance_id"] for g in got} == {"bench-9-7"}
     assert [g["event"]["hlc"][0] for g in got] == list(range(len(got)))
+
+
+@pytest.mark.kafka
+def test_stat_of_a_missing_topic_does_not_create_it(kafka_bootstrap: str,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"kafka://{kafka_bootstrap}/missing-{uuid.uuid4().hex[:12]}"
+    for _ in range(2):  # the second look must fail the same way: nothing was created
+        code, _out, err = run_cli(["log", "stat", url], capsys)
+        assert code == 1
+        assert "does not exist" in err and "Traceback" not in err

@@ -17,7 +17,6 @@ import random
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -45,13 +44,12 @@ if TYPE_CHECKING:
 
 
 def _open(url: str, *, must_exist: bool) -> SqliteEventLog | KafkaEventLog:
+    """The adapter for a CLI argument; read-only commands never create a log."""
     try:
-        parsed = parse_log_url(url)
+        parse_log_url(url)
     except LogUrlError as exc:
         raise click.BadParameter(str(exc), param_hint="LOG_URL") from None
-    if must_exist and parsed.scheme == "sqlite" and not Path(parsed.path).exists():
-        raise LogUnavailable(f"no log at {parsed.path} (sqlite file does not exist)")
-    return open_log(url)
+    return open_log(url, create=not must_exist)
 
 
 @click.group("log")

@@ -79,13 +79,14 @@ def _driver_errors(what: str) -> Iterator[None]:
 
 
 class KafkaEventLog(EventLogBase):
-    """EventLog on one Kafka topic; the topic is created on start() if missing."""
+    """EventLog on one Kafka topic; the topic is created on start() if missing (unless
+    ``create=False``, which read-only tools use so looking never creates anything)."""
 
     def __init__(self, bootstrap: str, topic: str, *, partitions: int | None = None,
                  replication: int | None = None, request_timeout_s: float = 30.0,
                  append_timeout_s: float = 60.0, linger_ms: int = 0,
                  max_batch_bytes: int = 256 * 1024, dedup_cache: int = 200_000,
-                 client_id: str | None = None) -> None:
+                 client_id: str | None = None, create: bool = True) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self._want_partitions = partitions
@@ -96,6 +97,7 @@ class KafkaEventLog(EventLogBase):
         self._max_batch_bytes = max_batch_bytes
         self._dedup_max = dedup_cache
         self._client_id = client_id or f"selfhood-{uuid.uuid4().hex[:8]}"
+        self._create = create
         self._producer: Any = None
         self._consumer: Any = None
         self._partitions: list[int] = []
@@ -131,6 +133,9 @@ class KafkaEventLog(EventLogBase):
                 self.brokers = len(cluster["brokers"])
                 if self.topic in await admin.list_topics():
                     return
+                if not self._create:
+                    raise LogUnavailable(f"kafka topic {self.topic} does not exist "
+                                         f"on {self.bootstrap}")
                 rf = self._want_replication or min(3, self.brokers)
                 configs = {"min.insync.replicas": "2"} if rf >= 3 else {}
                 configs["unclean.leader.election.enable"] = "false"

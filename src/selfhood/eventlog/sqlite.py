@@ -73,12 +73,16 @@ def _map_sqlite_error(exc: sqlite3.Error, path: str) -> LogError:
 
 
 class SqliteEventLog(EventLogBase):
-    """EventLog on one SQLite file; safe for concurrent tasks and processes."""
+    """EventLog on one SQLite file; safe for concurrent tasks and processes.
+
+    ``create=False`` refuses to create a missing file (read-only tools).
+    """
 
     def __init__(self, path: str | Path, *, partitions: int | None = None,
                  synchronous: str = "FULL", busy_timeout_s: float = 30.0,
-                 max_group: int = 512) -> None:
+                 max_group: int = 512, create: bool = True) -> None:
         self.path = str(path)
+        self._create = create
         self._want_partitions = partitions
         self._synchronous = synchronous
         self._busy_timeout_s = busy_timeout_s
@@ -137,6 +141,8 @@ class SqliteEventLog(EventLogBase):
     def _connect(self) -> sqlite3.Connection:
         try:
             parent = Path(self.path).parent
+            if not self._create and not Path(self.path).exists():
+                raise LogUnavailable(f"no log at {self.path} (sqlite file does not exist)")
             if not parent.exists():
                 raise LogUnavailable(f"sqlite log {self.path}: directory {parent} does not exist")
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,

@@ -89,13 +89,18 @@ def parse_log_url(url: str) -> LogUrl:
     raise LogUrlError(f"log URL {url!r}: unknown scheme {scheme!r} (use sqlite or kafka)")
 
 
-def open_log(url: str) -> SqliteEventLog | KafkaEventLog:
-    """An adapter for `url`, not yet started (use ``async with open_log(url) as log``)."""
+def open_log(url: str, *, create: bool = True) -> SqliteEventLog | KafkaEventLog:
+    """An adapter for `url`, not yet started (use ``async with open_log(url) as log``).
+
+    With ``create=False`` a missing log (sqlite file, Kafka topic) is a
+    `LogUnavailable` on start() instead of being created.
+    """
     parsed = parse_log_url(url)
     if parsed.scheme == "sqlite":
         from selfhood.eventlog.sqlite import SqliteEventLog
 
-        return SqliteEventLog(parsed.path, partitions=parsed.partitions)
+        return SqliteEventLog(parsed.path, partitions=parsed.partitions, create=create)
     from selfhood.eventlog.kafka import KafkaEventLog
 
-    return KafkaEventLog(",".join(parsed.bootstrap), parsed.topic, partitions=parsed.partitions)
+    return KafkaEventLog(",".join(parsed.bootstrap), parsed.topic,
+                         partitions=parsed.partitions, create=create)
