@@ -138,29 +138,52 @@ def apply_sequential(state: InstanceState, event: Event, position: LogPosition |
     """Fold one event in log order; returns what happened to it (see module docstring).
 
     Raises `PoisonEvent` (state untouched) for an event that can never apply.
+    This is the replay hot path, so the checks and the effect share one type
+    dispatch; `conflict_key` / `apply_effect` are the readable reference.
     """
-    note_position(state, position)
+    if position is not None:
+        nxt = position.offset + 1
+        if state.positions.get(position.partition, 0) < nxt:
+            state.positions[position.partition] = nxt
     eid = event.event_id
-    if eid in state.seen:
-        return "duplicate"
-    check_applicable(state, event)
     seen = state.seen
+    if eid in seen:
+        return "duplicate"
+    if event.instance_id != state.instance_id:
+        check_applicable(state, event)
+    p = event.payload
+    key: str | None
+    if isinstance(p, TurnAppended):
+        key = "transcript"
+    elif isinstance(p, MemoryWritten):
+        if p.module == "case_bank":
+            if p.case is None:
+                check_applicable(state, event)
+            key = "case_bank"
+        else:
+            key = p.module + "/" + p.key
+    elif isinstance(p, RuleAdded | RuleRevoked):
+        key = "rule/" + p.rule_id
+    elif isinstance(p, OwnershipClaimed):
+        key = "ownership"
+    else:
+        key = None
     outcome: Outcome
     if fencing:
         oe = state.owner_entry
-        epoch = oe.epoch if oe is not None else 0
-        if type(event.payload) is OwnershipClaimed:
-            claimant = event.payload.owner
-            if event.epoch < epoch or (event.epoch == epoch and oe is not None
-                                       and oe.owner != claimant):
-                seen.add(eid)
-                state.rejected[eid] = outcome = "fenced"
-                return outcome
-        elif event.epoch < epoch:
+        if oe is not None:
+            if key == "ownership":
+                assert isinstance(p, OwnershipClaimed)
+                fenced = event.epoch < oe.epoch or (event.epoch == oe.epoch
+                                                    and oe.owner != p.owner)
+            else:
+                fenced = event.epoch < oe.epoch
+        else:
+            fenced = event.epoch < 0
+        if fenced:
             seen.add(eid)
             state.rejected[eid] = outcome = "fenced"
             return outcome
-    key = conflict_key(event)
     rv = event.read_version
     if rv is not None:
         if validation == "instance":
@@ -172,10 +195,20 @@ def apply_sequential(state: InstanceState, event: Event, position: LogPosition |
             state.rejected[eid] = outcome = "aborted"
             return outcome
     seen.add(eid)
-    apply_effect(state, event)
-    state.version += 1
+    if isinstance(p, TurnAppended):
+        state.transcript.append(Turn(event.hlc, event.writer, eid, p.role, p.content))
+    elif isinstance(p, MemoryWritten):
+        c = p.case
+        if c is not None and p.module == "case_bank":
+            state.case_bank.append(CaseEntry(event.hlc, event.writer, eid, p.key,
+                                              c.situation, c.plan, c.reward))
+        else:
+            state.memory[p.module][p.key] = MemoryRecord(event.hlc, event.writer, eid, p.value)
+    else:
+        apply_effect(state, event)
+    version = state.version = state.version + 1
     if key is not None:
-        state.last_write[key] = state.version
+        state.last_write[key] = version
     return "applied"
 
 
