@@ -8,6 +8,7 @@ number in the embedded log, in Kafka, and in a simulated run.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Final
 
 _SEED: Final = 0x9747B28C
@@ -41,8 +42,13 @@ def murmur2(data: bytes) -> int:
     return h - (1 << 32) if h & 0x80000000 else h
 
 
+@lru_cache(maxsize=1 << 16)
 def partition_for(instance_id: str, partitions: int) -> int:
-    """The partition an instance's events go to (key = UTF-8 instance id)."""
+    """The partition an instance's events go to (key = UTF-8 instance id).
+
+    Cached: murmur2 in Python costs microseconds, and every append asks for
+    the same few thousand instances again and again.
+    """
     if partitions < 1:
         raise ValueError(f"partitions must be >= 1, got {partitions}")
     return (murmur2(instance_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
