@@ -178,6 +178,9 @@ class Simulation:
         self.history: list[Op] = []
         self.procs: list[Any] = [*range(config.concurrency), NEMESIS]
         self.busy: set[Any] = set()
+        self._pv = 0  # bumped whenever busy/procs change (invalidates the cached Context)
+        self._ctx_cache: Context | None = None
+        self._ctx_pv = -1
         self.open: dict[int, _Open] = {}
         self.tokens: dict[Any, Token] = {}
         self.next_req = 0
@@ -329,9 +332,15 @@ class Simulation:
         self.interesting = True
 
     def _ctx(self) -> Context:
+        """The generator's view; rebuilt only when time or the free processes changed."""
+        c = self._ctx_cache
+        if c is not None and c.time == self.now and self._ctx_pv == self._pv:
+            return c
         busy = self.busy
         procs = tuple(self.procs)
-        return Context(self.now, tuple(p for p in procs if p not in busy), procs, self.gen_rng)
+        c = Context(self.now, tuple(p for p in procs if p not in busy), procs, self.gen_rng)
+        self._ctx_cache, self._ctx_pv = c, self._pv
+        return c
 
     def _invoke(self, o: OpRequest) -> None:
         process = o.process
@@ -340,6 +349,7 @@ class Simulation:
             self._record(Op(len(self.history), "info", NEMESIS, o.f, o.value, now))
             value = self._nemesis(o)
             self.busy.discard(NEMESIS)
+            self._pv += 1
             self._record(Op(len(self.history), "info", NEMESIS, o.f, value, self.now))
             return
         routed = o.f not in ("probe", "final-read")
@@ -371,6 +381,7 @@ class Simulation:
         if op.routed:
             self.router.finished(op.replica)
         self.busy.discard(process)
+        self._pv += 1
         if typ == "info":
             i = self.procs.index(process)
             self.procs[i] = process + self.cfg.concurrency
@@ -627,6 +638,7 @@ class Simulation:
                 self._step_until(wake)
             else:
                 self.busy.add(o.process)
+                self._pv += 1
                 t = o.time if o.time is not None else self.now
                 if t <= self.now:
                     self._invoke(o)

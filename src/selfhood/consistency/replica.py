@@ -332,19 +332,37 @@ class Replica:
         self._cache[ck] = val
         return val
 
-    def _extend_cache(self, inst: str, kind: str, seq: list[Any], eid: str,
+    def _extend_cache(self, inst: str, kind: str, seq: list[Any], ev: Event,
                       raw: str) -> None:
-        """Keep a list key's cached read in step with its state: O(1) for appends at the end.
+        """Keep a list key's cached read in step with its state.
 
-        Sequential folds always append; an eventual merge that inserts in the
-        middle (a reordered transcript) drops the cache instead.
+        Sequential folds always append (O(1)); an eventual merge may insert in
+        the middle (a reordered transcript): the entry's position is found by
+        bisecting on the CRDT order (hlc, writer, event_id), the order the
+        state's list is kept in.
         """
         ck = (inst, kind, None)
         cached = self._cache.get(ck)
         if cached is None:
             return
-        if seq and seq[-1].event_id == eid and len(cached) + 1 == len(seq):
+        if len(cached) + 1 != len(seq):
+            del self._cache[ck]
+            return
+        eid = ev.event_id
+        if seq[-1].event_id == eid:
             cached.append(_scalar(raw))
+            return
+        lo, hi = 0, len(seq)
+        key = (ev.hlc, ev.writer, eid)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            e = seq[mid]
+            if (e.hlc, e.writer, e.event_id) < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < len(seq) and seq[lo].event_id == eid:
+            cached.insert(lo, _scalar(raw))
         else:
             del self._cache[ck]
 
@@ -355,22 +373,26 @@ class Replica:
         write (the transaction's own effects), as a serial execution would.
         """
         out: list[list[Any]] = []
-        own: dict[str, Any] = {}
+        own: dict[str, Any] | None = None  # register writes of this txn
+        app: dict[str, list[Any]] | None = None  # list appends of this txn
         for f, key, v in mops:
             if f == "r":
-                if key in own:
+                if own is not None and key in own:
                     val = own[key]
                 else:
                     inst, kind, name = parse_key(key)
                     val = self._read_key(kind, name, self._state(inst))
-                out.append([f, key, list(val) if isinstance(val, list) else val])
+                    if isinstance(val, list):
+                        val = val + app[key] if app is not None and key in app else list(val)
+                out.append([f, key, val])
             else:
                 if f == "append":
-                    if key not in own:
-                        inst, kind, name = parse_key(key)
-                        own[key] = list(self._read_key(kind, name, self._state(inst)) or [])
-                    own[key].append(v)
+                    if app is None:
+                        app = {}
+                    app.setdefault(key, []).append(v)
                 else:
+                    if own is None:
+                        own = {}
                     own[key] = v
                 out.append([f, key, v])
         return out
@@ -456,7 +478,7 @@ class Replica:
             t = type(p)
             if t is TurnAppended:
                 assert isinstance(p, TurnAppended)
-                self._extend_cache(inst, "transcript", st.transcript, ev.event_id, p.content)
+                self._extend_cache(inst, "transcript", st.transcript, ev, p.content)
                 if deps:
                     missing = [d for d in deps if d not in st.seen]
                     if missing:
@@ -466,7 +488,7 @@ class Replica:
             elif t is MemoryWritten:
                 assert isinstance(p, MemoryWritten)
                 if p.module == "case_bank":
-                    self._extend_cache(inst, "cases", st.case_bank, ev.event_id, p.key)
+                    self._extend_cache(inst, "cases", st.case_bank, ev, p.key)
                 else:
                     self._cache.pop((inst, p.module, p.key), None)
             elif t is OwnershipClaimed:
