@@ -89,6 +89,9 @@ def test_clean_history_is_valid() -> None:
 def test_fork_is_caught_and_a_stale_prefix_is_not_a_fork() -> None:
     stale = H().append(0, 1).append(1, 2, seen=[1]).read(2, [1], node="r1").read(0, [1, 2])
     assert check_identity(stale.ops).forks == 0
+    # a later, shorter read (another replica lagging) is staleness, not a fork
+    behind = H().append(0, 1).append(1, 2, seen=[1]).read(0, [1, 2]).read(2, [1], node="r1")
+    assert check_identity(behind.ops).forks == 0
     forked = H().append(0, 1).append(1, 2, node="r1").read(0, [1, 2]).read(1, [2, 1])
     res = check_identity(forked.ops)
     assert res.forks == 1

@@ -70,9 +70,9 @@ class ExperimentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     runtime: str = "sim"
     seed: int = 1
     modes: tuple[str, ...] = ("sequential", "eventual")
-    time_limit_s: float = 8.0
+    time_limit_s: float = 5.0
     concurrency: int = 6
-    rate: float = 400.0
+    rate: float = 200.0
     replicas: int = 3
     shards: int = 2
     instances: int = 4

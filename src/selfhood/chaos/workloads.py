@@ -11,7 +11,8 @@ within one instance:
 - ``<instance>/mem/<module>/<name>``: registers. Turns write
   ``mem/subtask/*`` (the turn *refers to* that memory write: with sharded
   memory that record lives on another partition), the memory workload writes
-  ``mem/tool/*``, so a torn read can be attributed to a turn.
+  ``mem/tool/k*`` in rw-register txns and ``mem/tool/r*`` as single
+  registers, so a torn read can be attributed to a turn.
 
 Appended and written values are unique ints across the run, which is what
 Elle-style checkers need to recover version orders.
@@ -44,6 +45,13 @@ from selfhood.spec import ExperimentSpec, NemesisOp, WorkloadSpec
 
 #: register names per module; small pools so reads and writes collide
 MEMORY_NAMES: Final = ("k0", "k1", "k2")
+#: single-register keys (``<instance>/mem/tool/r*``), never touched by multi-op txns
+REGISTER_NAMES: Final = ("r0", "r1")
+
+
+def is_register_key(key: str) -> bool:
+    """A key of the single-register history (see `memory_op`)."""
+    return "/mem/tool/r" in key
 
 
 def transcript_key(instance: str) -> str:
@@ -146,7 +154,17 @@ def conversation_op(u: float, r: int, inst: str, v: int,
 
 def memory_op(random_: Any, randrange: Any, inst: str, v: int,
               max_len: int) -> tuple[OpRequest, int]:
-    """An rw-register transaction over the instance's tool memory."""
+    """Tool memory: a single-register op on ``tool/r*`` or an rw-register txn on ``tool/k*``.
+
+    The two key sets never mix, so the single-register ops form a plain
+    register history (checked for sequential consistency / linearizability)
+    and the txns an rw-register one (checked by Elle).
+    """
+    if random_() < 0.5:
+        key = mem_key(inst, "tool", REGISTER_NAMES[randrange(len(REGISTER_NAMES))])
+        if random_() < 0.5:
+            return OpRequest("txn", [["r", key, None]], instance=inst), 0
+        return OpRequest("txn", [["w", key, v]], instance=inst), 1
     n = 1 + randrange(max_len)
     mops: list[list[Any]] = []
     used = 0

@@ -5,8 +5,9 @@ from the history alone:
 
 - ``fingerprints_agree``: after heal + quiesce, every replica's final read
   shows the same fingerprint (one identity, not several);
-- ``forks``: a transcript read that is not a prefix of a read that started
-  after it completed (two incompatible pasts were shown);
+- ``forks``: a transcript read that is incompatible with (neither a prefix
+  of nor extended by) a read that started after it completed: two different
+  pasts were shown;
 - ``forgotten_acks``: an acknowledged turn that a later read by the same
   session (process) did not contain, or that a final read lacks (the
   instance forgot what it told the client it remembered, typically after
@@ -155,11 +156,13 @@ def _is_prefix(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
 
 
 def fork_cases(reads: Sequence[TranscriptRead]) -> list[dict[str, Any]]:
-    """Reads that are not a prefix of some read that began after they completed.
+    """Reads incompatible with a read that began after they completed.
 
-    Works on distinct values: for each value v, find the latest-starting read
-    whose value does not extend v; reads of v that completed before it began
-    are forks. Scans only values read after v was first seen.
+    Incompatible = neither is a prefix of the other: the two reads show
+    different pasts. A later read that is merely shorter is staleness (see
+    `staleness`), not a fork. Works on distinct values: for each value v,
+    find the latest-starting read incompatible with v; reads of v that
+    completed before it began are forks.
     """
     out: list[dict[str, Any]] = []
     by_inst: dict[str, list[TranscriptRead]] = defaultdict(list)
@@ -180,7 +183,7 @@ def fork_cases(reads: Sequence[TranscriptRead]) -> list[dict[str, Any]]:
             for w in by_recency:
                 if w.invoke_time <= done:
                     break
-                if not _is_prefix(v, w.value):
+                if not _is_prefix(v, w.value) and not _is_prefix(w.value, v):
                     found = w
                     break
             breaker[v] = found

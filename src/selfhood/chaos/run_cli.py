@@ -1,0 +1,145 @@
+"""`selfhood run` (the main job) and `selfhood hunt`.
+
+`run` builds an ExperimentSpec from defaults, an optional --spec file and
+the options (options win), runs every mode on the deterministic simulator,
+writes the store and prints one summary row per mode. `hunt` searches seeds
+and fault schedules with hypothesis for a run that breaks a property,
+shrinks it, and writes a spec file that `selfhood run --spec` replays.
+Bad values raise SpecError naming the field (exit 64), never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from selfhood.spec import FAULTS, MODES, ROUTERS
+
+
+def _progress(quiet: bool) -> Any:
+    def emit(msg: str) -> None:
+        if not quiet:
+            click.echo(msg, err=True)
+    return emit
+
+
+def build_spec(spec_file: Path | None, **opts: Any) -> Any:
+    """Defaults <- spec file <- command-line options (validated at every step)."""
+    from selfhood.spec import DEFAULT_SPEC, load_spec, parse_list, with_overrides
+
+    spec = load_spec(spec_file) if spec_file is not None else DEFAULT_SPEC
+    changes: dict[str, Any] = {}
+    if opts.get("modes") is not None:
+        changes["modes"] = parse_list("--modes", opts["modes"], MODES)
+    if opts.get("nemesis") is not None:
+        changes["nemesis"] = parse_list("--nemesis", opts["nemesis"], FAULTS)
+        changes["schedule"] = None  # a new fault list means a freshly drawn schedule
+    for key in ("seed", "time_limit_s", "concurrency", "shards", "sharded_memory", "router",
+                "name", "replicas", "instances", "rate", "fencing", "atomic_memory"):
+        if opts.get(key) is not None:
+            changes[key] = opts[key]
+    if not changes:
+        return spec
+    if "nemesis" in changes:
+        import msgspec
+
+        spec = msgspec.structs.replace(spec, schedule=None)
+        del changes["schedule"]
+    return with_overrides(spec, **changes)
+
+
+@click.command("run")
+@click.option("--spec", "spec_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Experiment spec (.json or .toml); options below override it.")
+@click.option("--modes", help=f"Comma list of modes ({', '.join(MODES)}).")
+@click.option("--seed", type=int, help="Seed: same seed, same histories.")
+@click.option("--time-limit", "time_limit_s", type=float,
+              help="Load phase length in virtual seconds.")
+@click.option("--concurrency", type=int, help="Client processes.")
+@click.option("--nemesis", help=f"Comma list of faults ({', '.join(FAULTS)}) or 'none'.")
+@click.option("--shards", type=int, help="Log partitions.")
+@click.option("--sharded-memory/--no-sharded-memory", default=None,
+              help="Put memory modules on other partitions than the transcript.")
+@click.option("--atomic-memory/--no-atomic-memory", default=None,
+              help="With sharded memory: write turn + memory atomically across partitions.")
+@click.option("--fencing/--no-fencing", default=None, help="Fence stale owners by epoch.")
+@click.option("--router", help=f"Router policy ({', '.join(ROUTERS)}).")
+@click.option("--replicas", type=int, help="Replicas serving the instances.")
+@click.option("--instances", type=int, help="Virtual instances.")
+@click.option("--rate", type=float, help="Client ops per virtual second.")
+@click.option("--name", help="Experiment name (store/<name>/...).")
+@click.option("--store", "store", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("store"), show_default=True, help="Store root directory.")
+@click.option("--check-time-limit", type=float, default=20.0, show_default=True,
+              help="Wall-clock seconds per checker before its verdict is 'unknown'.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def run(spec_file: Path | None, store: Path, check_time_limit: float, quiet: bool,
+        **opts: Any) -> None:
+    """Run an experiment on the deterministic simulator and compare the modes.
+
+    With no arguments: sequential vs eventual, 3 replicas, 4 instances, under
+    partitions and crash/failover, in well under a minute.
+    """
+    from selfhood.chaos.runner import run_experiment, save
+    from selfhood.errors import SpecError
+    from selfhood.report.render import render_table
+
+    if check_time_limit <= 0:
+        raise SpecError("option --check-time-limit: must be > 0")
+    spec = build_spec(spec_file, **opts)
+    progress = _progress(quiet)
+    progress(f"selfhood run {spec.name}: modes {', '.join(spec.modes)}, seed {spec.seed}, "
+             f"{spec.time_limit_s:g} s virtual load, nemesis {', '.join(spec.nemesis) or 'none'}")
+    exp = run_experiment(spec, progress=progress, check_time_limit_s=check_time_limit)
+    run_dir = save(exp, store)
+    click.echo(render_table(exp.results), nl=False)
+    click.echo(f"store: {run_dir}  (latest: {store / 'latest'})")
+
+
+@click.command("hunt")
+@click.option("--property", "prop", default="sequential never forks", show_default=True,
+              help="Property to falsify, e.g. 'sequential never forks', "
+                   "'eventual never forgets', 'sequential stays valid'.")
+@click.option("--spec", "spec_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Base spec (.json or .toml).")
+@click.option("--max-examples", type=int, default=30, show_default=True)
+@click.option("--time-limit", "time_limit", type=float, default=60.0, show_default=True,
+              help="Wall-clock budget for the search, seconds.")
+@click.option("--faults", default="partition,crash,pause,skew", show_default=True,
+              help="Faults the search may schedule.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("hunt-failure.json"), show_default=True,
+              help="Where to write the replay spec of a failure.")
+@click.option("--quiet", "-q", is_flag=True)
+def hunt(prop: str, spec_file: Path | None, max_examples: int, time_limit: float, faults: str,
+         out: Path, quiet: bool) -> None:
+    """Search seeds and fault schedules for a run that violates PROPERTY; shrink it."""
+    from selfhood.chaos.hunt import hunt as do_hunt
+    from selfhood.chaos.hunt import parse_property
+    from selfhood.errors import SpecError
+    from selfhood.spec import DEFAULT_SPEC, load_spec, parse_list
+
+    if max_examples < 1:
+        raise SpecError("option --max-examples: must be >= 1")
+    if time_limit <= 0:
+        raise SpecError("option --time-limit: must be > 0")
+    prop_ = parse_property(prop)
+    base = load_spec(spec_file) if spec_file is not None else DEFAULT_SPEC
+    kinds = parse_list("--faults", faults, FAULTS)
+    found = do_hunt(prop_, base, faults=kinds, max_examples=max_examples,
+                    time_limit_s=time_limit, progress=_progress(quiet))
+    if found.spec is None:
+        click.echo(f"no counterexample to {prop!r} in {found.examples} runs "
+                   f"({found.elapsed_s:.1f} s)")
+        return
+    from selfhood.spec import dumps
+
+    out.write_text(dumps(found.spec), encoding="utf-8")
+    click.echo(f"counterexample to {prop!r} after {found.examples} runs "
+               f"({found.elapsed_s:.1f} s), shrunk to {len(found.spec.schedule or ())} "
+               f"nemesis ops: {found.detail}")
+    click.echo(f"replay: selfhood run --spec {out}")
+    sys.exit(1)

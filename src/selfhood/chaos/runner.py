@@ -1,0 +1,391 @@
+"""From spec to verdicts: run every mode on the simulator and judge it.
+
+Per mode: build the SimConfig and the experiment generator from the spec,
+run the deterministic simulation, split the history into the checkable
+histories (list-append, rw-register, single registers), check them with
+`selfhood.checkers.api.check_history` against the mode's promise and the
+common reference model, and measure availability, latency, staleness and
+the identity verdicts. Everything a verdict rests on is written to the
+store, with the exact `selfhood check` command that reproduces it.
+
+The pure parts (splitting, summaries) are plain functions; `run_experiment`
+is the one place that writes files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from selfhood.chaos.nemesis import build_schedule, final_heal
+from selfhood.chaos.workloads import experiment_generator, is_list_key, is_register_key
+from selfhood.checkers.formats import ops_to_jsonl
+from selfhood.checkers.history import Op, pair_ops, reindex
+from selfhood.checkers.identity import check_identity, percentile, staleness
+from selfhood.checkers.verdict import CheckResult, Validity, combine_validity
+from selfhood.errors import ChaosError
+from selfhood.spec import ExperimentSpec, NemesisOp, to_dict
+
+#: derived, checkable histories written next to history.jsonl
+CHECK_FILES: Final = ("list-append", "rw-register", "register")
+TXN_FILES: Final = ("list-append", "rw-register")
+
+#: the common reference every mode's anomalies are counted against
+REFERENCE: Final = {"list-append": "strong-session-serializable",
+                    "rw-register": "strong-session-serializable", "register": "sequential"}
+#: what each mode promises, per checkable history
+PROMISE: Final[dict[str, dict[str, str]]] = {
+    "sequential": dict(REFERENCE),
+    "linearizable": {"list-append": "strict-serializable",
+                     "rw-register": "strict-serializable", "register": "linearizable"},
+    "eventual": {"list-append": "convergence", "rw-register": "convergence"},
+}
+PROMISE_TEXT: Final = {
+    "sequential": "strong-session-serializable (txns), sequential (registers)",
+    "linearizable": "strict-serializable (txns), linearizable (registers)",
+    "eventual": "convergence after heal (final reads agree; CRDT merge)",
+}
+REFERENCE_TEXT: Final = "strong-session-serializable (txns), sequential (registers)"
+
+#: client ops that count toward availability and latency (final reads are measured apart)
+LOAD_FS: Final = frozenset({"txn", "add-rule", "revoke-rule", "read-rules", "probe"})
+
+Progress = Callable[[str], None]
+
+
+def sim_config(spec: ExperimentSpec, mode: str) -> Any:
+    """The simulated deployment for one mode."""
+    from selfhood.chaos.sim import SimConfig
+
+    return SimConfig(
+        mode=mode, replicas=spec.replicas, shards=spec.shards, instances=spec.instance_names,
+        sharded_memory=spec.sharded_memory, atomic_memory=spec.atomic_memory,
+        fencing=spec.fencing, router=spec.router, concurrency=spec.concurrency,
+        delay_ms_min=spec.net.delay_ms_min, delay_ms_max=spec.net.delay_ms_max,
+        loss=spec.net.loss, op_timeout_ms=spec.op_timeout_ms,
+    )
+
+
+def schedule_of(spec: ExperimentSpec) -> tuple[NemesisOp, ...]:
+    return build_schedule(spec)
+
+
+def simulate_mode(spec: ExperimentSpec, mode: str,
+                  on_progress: Callable[[int, int], None] | None = None) -> Any:
+    """Run one mode on the simulator (same seed and schedule for every mode)."""
+    from selfhood.chaos.sim import run_simulation
+
+    schedule = schedule_of(spec)
+    gen = experiment_generator(spec, schedule, final_heal(schedule, spec.time_limit_s * 1000))
+    return run_simulation(sim_config(spec, mode), gen, seed=spec.seed,
+                          on_progress=on_progress)
+
+
+# --- splitting a run's history into checkable histories -------------------------------
+
+
+def _project(value: Any, keep: Callable[[str], bool]) -> list[Any]:
+    if not isinstance(value, list):
+        return []
+    return [m for m in value if isinstance(m, list) and len(m) == 3 and isinstance(m[1], str)
+            and keep(m[1])]
+
+
+def _final_mops(op: Op, keep: Callable[[str], bool]) -> list[Any]:
+    """A final read as txn-shaped reads of the keys a checker knows."""
+    inst = op.instance
+    v = op.value if isinstance(op.value, dict) else {}
+    reads: list[Any] = []
+    if inst is None:
+        return reads
+    for name in ("transcript", "cases"):
+        k = f"{inst}/{name}"
+        if keep(k):
+            reads.append(["r", k, v.get(name) if op.type == "ok" else None])
+    mem = v.get("memory")
+    if isinstance(mem, dict):
+        for name in sorted(mem):
+            k = f"{inst}/mem/{name}"
+            if keep(k):
+                reads.append(["r", k, mem[name] if op.type == "ok" else None])
+    return reads
+
+
+def _rw_key(k: str) -> bool:
+    return "/mem/" in k and not is_register_key(k)
+
+
+def split_history(history: Sequence[Op]) -> dict[str, list[Op]]:
+    """The run's history as three checkable histories (nemesis ops kept in each).
+
+    - list-append: transcript and case-bank micro-ops of every txn, plus final
+      reads as reads of those keys (for the convergence check);
+    - rw-register: memory-record micro-ops of multi-op txns (and final reads);
+    - register: single-register ops (``mem/tool/r*``) as read/write of [key, value].
+
+    A txn contributes to each history only the micro-ops on that history's
+    keys; txns with none are left out. Indices are made dense again.
+    """
+    out: dict[str, list[Op]] = {name: [] for name in CHECK_FILES}
+    # final reads: the invoke carries no keys, so use the completion's instance and shape
+    finals_ok: dict[Any, Op] = {}
+    for p in pair_ops(history):
+        if p.invoke.f == "final-read" and p.completion is not None:
+            finals_ok[p.invoke.index] = p.completion
+    open_final: dict[Any, Op] = {}
+    for op in history:
+        if op.process == "nemesis":
+            for name in CHECK_FILES:
+                out[name].append(op)
+            continue
+        if op.f == "final-read":
+            if op.type == "invoke":
+                open_final[op.process] = op
+                continue
+            inv = open_final.pop(op.process, None)
+            for name, keep in (("list-append", is_list_key), ("rw-register", _rw_key)):
+                mops = _final_mops(op, keep)
+                if not mops or op.type != "ok":
+                    continue
+                blank = [[m[0], m[1], None] for m in mops]
+                if inv is not None:
+                    out[name].append(Op(0, "invoke", inv.process, "final-read", blank, inv.time,
+                                        inv.node, inv.instance))
+                out[name].append(Op(0, "ok", op.process, "final-read", mops, op.time, op.node,
+                                    op.instance))
+            continue
+        if op.f != "txn":
+            continue
+        value = op.value
+        la = _project(value, is_list_key)
+        if la:
+            out["list-append"].append(_with_value(op, la))
+        rw = _project(value, _rw_key)
+        if rw:
+            out["rw-register"].append(_with_value(op, rw))
+        reg = _project(value, is_register_key)
+        if reg and len(reg) == 1 and isinstance(value, list) and len(value) == 1:
+            f, k, v = reg[0]
+            out["register"].append(_with_value(op, [k, v], "read" if f == "r" else "write"))
+    return {name: reindex(ops) for name, ops in out.items()}
+
+
+def _with_value(op: Op, value: Any, f: str | None = None) -> Op:
+    return Op(op.index, op.type, op.process, f or op.f, value, op.time, op.node, op.instance,
+              op.error, op.extra)
+
+
+# --- measurements ------------------------------------------------------------------------
+
+
+def availability_and_latency(history: Sequence[Op]) -> dict[str, Any]:
+    """Share of load ops that succeeded, and latency of the successful ones."""
+    total = ok = 0
+    lat: list[float] = []
+    for p in pair_ops(history):
+        inv = p.invoke
+        if inv.process == "nemesis" or inv.f not in LOAD_FS:
+            continue
+        total += 1
+        c = p.completion
+        if c is not None and c.type == "ok":
+            ok += 1
+            if c.time is not None and inv.time is not None:
+                lat.append((c.time - inv.time) / 1e6)
+    return {
+        "availability": round(ok / total, 4) if total else 0.0,
+        "latency_ms": {"p50": round(percentile(lat, 50), 3), "p99": round(percentile(lat, 99), 3)},
+        "load_ops": total,
+    }
+
+
+def history_sha256(history: Sequence[Op]) -> tuple[str, str]:
+    """The JSONL text of a history and its sha256 (what determinism is judged by)."""
+    text = ops_to_jsonl(history)
+    return text, hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class CheckRun:
+    """One `selfhood check` worth of work: a derived history against one model."""
+
+    file: str
+    model: str
+    consistency: str
+    purpose: str  # "promise" | "reference"
+    result: CheckResult | None = None
+    elapsed_s: float = 0.0
+    time_limit_s: float | None = None
+
+    def command(self, mode_dir: str) -> str:
+        limit = "" if self.time_limit_s is None else f" --time-limit {self.time_limit_s:g}"
+        return (f"selfhood check {mode_dir}/{self.file}.jsonl --model {self.model} "
+                f"--consistency {self.consistency}{limit}")
+
+
+def plan_checks(mode: str, histories: dict[str, list[Op]]) -> list[CheckRun]:
+    """Which checks a mode needs: its promise, and the common reference (deduplicated)."""
+    runs: list[CheckRun] = []
+    for name in CHECK_FILES:
+        if not any(op.process != "nemesis" for op in histories.get(name, [])):
+            continue
+        promise = PROMISE[mode].get(name)
+        ref = REFERENCE[name]
+        if promise is not None:
+            runs.append(CheckRun(name, name, promise, "promise"))
+        if promise != ref:
+            runs.append(CheckRun(name, name, ref, "reference"))
+    return runs
+
+
+def run_check(c: CheckRun, ops: Sequence[Op], time_limit_s: float | None) -> CheckRun:
+    from selfhood.checkers.api import check_history
+
+    t0 = time.perf_counter()
+    c.time_limit_s = time_limit_s
+    c.result = check_history(ops, model=c.model, consistency=[c.consistency],
+                             time_limit_s=time_limit_s)
+    c.elapsed_s = time.perf_counter() - t0
+    return c
+
+
+def _validity(runs: Sequence[CheckRun], purpose: str, mode: str) -> Validity:
+    vals = [r.result.valid for r in runs if r.result is not None and (
+        r.purpose == purpose or (purpose == "reference" and PROMISE[mode].get(r.file)
+                                 == REFERENCE[r.file]))]
+    return combine_validity(vals) if vals else "unknown"
+
+
+def anomaly_counts(runs: Sequence[CheckRun], mode: str) -> dict[str, int]:
+    """Anomalies against the reference model, by checker name (Elle's names for txns)."""
+    out: dict[str, int] = {}
+    for r in runs:
+        if r.result is None:
+            continue
+        is_ref = r.purpose == "reference" or PROMISE[mode].get(r.file) == REFERENCE[r.file]
+        if not is_ref:
+            continue
+        counts = r.result.details.get("anomaly_counts")
+        for name, cases in r.result.anomalies.items():
+            n = counts.get(name, len(cases)) if isinstance(counts, dict) else len(cases)
+            out[name] = out.get(name, 0) + int(n)
+    return dict(sorted(out.items()))
+
+
+@dataclass(slots=True)
+class ModeOutcome:
+    """Everything one mode produced: the results.json entry and the files to store."""
+
+    mode: str
+    summary: dict[str, Any]
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def judge_mode(spec: ExperimentSpec, mode: str, history: list[Op], stats: dict[str, Any], *,
+               check_time_limit_s: float | None = 20.0,
+               progress: Progress | None = None) -> ModeOutcome:
+    """Checks, measurements and identity verdicts for one mode's history."""
+    text, sha = history_sha256(history)
+    files = {"history.jsonl": text}
+    histories = split_history(history)
+    for name in CHECK_FILES:
+        files[f"{name}.jsonl"] = ops_to_jsonl(histories[name])
+    runs = plan_checks(mode, histories)
+    for c in runs:
+        if progress is not None:
+            progress(f"[{mode}] checking {c.file} for {c.consistency} "
+                     f"({sum(1 for o in histories[c.file] if o.type == 'invoke')} ops)")
+        run_check(c, histories[c.file], check_time_limit_s)
+    ident = check_identity(history, instances=spec.instance_names, replicas=spec.replica_names)
+    valid = _validity(runs, "promise", mode)
+    summary: dict[str, Any] = {
+        "history_sha256": sha,
+        "ops": len(history),
+        "valid": valid,
+        **availability_and_latency(history),
+        "anomalies": anomaly_counts(runs, mode),
+        "staleness": {k: v for k, v in staleness(history).items()
+                      if k in ("k_max", "t_p99_ms")},
+        "identity": ident.summary(),
+        "promise": PROMISE_TEXT[mode],
+        "reference": REFERENCE_TEXT,
+        "reference_valid": _validity(runs, "reference", mode),
+        "checks": [
+            {"file": f"{c.file}.jsonl", "model": c.model, "consistency": c.consistency,
+             "purpose": c.purpose,
+             "valid": c.result.valid if c.result is not None else "unknown",
+             "anomalies": sorted(c.result.anomalies) if c.result is not None else [],
+             "elapsed_s": round(c.elapsed_s, 3),
+             "command": c.command(f"store/latest/{mode}")}
+            for c in runs
+        ],
+        "identity_cases": ident.cases,
+        "stats": stats,
+    }
+    return ModeOutcome(mode, summary, files)
+
+
+@dataclass(slots=True)
+class Experiment:
+    """A finished experiment: results.json content and per-mode files."""
+
+    spec: ExperimentSpec
+    results: dict[str, Any]
+    outcomes: dict[str, ModeOutcome]
+
+
+def run_experiment(spec: ExperimentSpec, *, progress: Progress | None = None,
+                   check_time_limit_s: float | None = 20.0) -> Experiment:
+    """Run and judge every mode of the spec (no files written; see store.save_run)."""
+    try:
+        import selfhood.chaos.sim  # noqa: F401
+    except ModuleNotFoundError as exc:  # pragma: no cover - only before the sim lands
+        raise ChaosError("the simulator (selfhood.chaos.sim) is not available") from exc
+    schedule = schedule_of(spec)
+    resolved = spec if spec.schedule is not None else _with_schedule(spec, schedule)
+    outcomes: dict[str, ModeOutcome] = {}
+    t_all = time.perf_counter()
+    for mode in spec.modes:
+        t0 = time.perf_counter()
+
+        def tick(n: int, vt: int, mode: str = mode) -> None:
+            if progress is not None:
+                progress(f"[{mode}] {n} history entries, virtual {vt / 1e9:.1f} s")
+
+        sim = simulate_mode(spec, mode, on_progress=tick)
+        sim_s = time.perf_counter() - t0
+        outcome = judge_mode(spec, mode, sim.history, dict(sim.stats),
+                             check_time_limit_s=check_time_limit_s, progress=progress)
+        outcome.summary["elapsed_s"] = {"simulate": round(sim_s, 3),
+                                        "total": round(time.perf_counter() - t0, 3)}
+        outcomes[mode] = outcome
+        if progress is not None:
+            s = outcome.summary
+            progress(f"[{mode}] done: {s['ops']} ops, valid={s['valid']}, "
+                     f"availability={s['availability']:.3f} "
+                     f"({time.perf_counter() - t0:.1f} s)")
+    results = {
+        "spec": to_dict(resolved),
+        "seed": spec.seed,
+        "modes": {m: o.summary for m, o in outcomes.items()},
+        "elapsed_s": round(time.perf_counter() - t_all, 3),
+    }
+    return Experiment(resolved, results, outcomes)
+
+
+def _with_schedule(spec: ExperimentSpec, schedule: tuple[NemesisOp, ...]) -> ExperimentSpec:
+    """The spec with its drawn schedule made explicit, so spec.json replays exactly."""
+    import msgspec
+
+    return msgspec.structs.replace(spec, schedule=schedule)
+
+
+def save(exp: Experiment, store_root: str | Path) -> Path:
+    """Write the experiment to the store (see selfhood.chaos.store)."""
+    from selfhood.chaos.store import save_run
+
+    return save_run(exp, store_root)

@@ -1,0 +1,113 @@
+"""Summary table and report.md from results.json (pure).
+
+Reports import results, never the other way round: everything here is a
+function of the results dict, so `selfhood report` can rebuild any report
+from the store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+COLUMNS = ("mode", "valid", "avail", "p50 ms", "p99 ms", "anomalies (vs reference)",
+           "stale k/t99ms", "converge ms", "identity")
+
+
+def _valid(v: Any) -> str:
+    return {True: "yes", False: "NO"}.get(v, "unknown") if isinstance(v, bool) else str(v)
+
+
+def _anomalies(a: dict[str, int]) -> str:
+    return ", ".join(f"{k}:{n}" for k, n in sorted(a.items())) if a else "none"
+
+
+def _identity(i: dict[str, Any]) -> str:
+    parts = [f"agree {i.get('fingerprints_agree', 0)}/{i.get('instances', 0)}"]
+    for key, label in (("forks", "forks"), ("forgotten_acks", "forgotten"),
+                       ("revived_rules", "revived"), ("torn_memory", "torn")):
+        parts.append(f"{label} {i.get(key, 0)}")
+    return ", ".join(parts)
+
+
+def rows(results: dict[str, Any]) -> list[list[str]]:
+    out = []
+    for mode, m in results.get("modes", {}).items():
+        lat = m.get("latency_ms", {})
+        st = m.get("staleness", {})
+        ident = m.get("identity", {})
+        conv = ident.get("convergence_ms")
+        out.append([
+            mode, _valid(m.get("valid")), f"{m.get('availability', 0):.3f}",
+            f"{lat.get('p50', 0):.1f}", f"{lat.get('p99', 0):.1f}",
+            _anomalies(m.get("anomalies", {})),
+            f"{st.get('k_max', 0)}/{st.get('t_p99_ms', 0):.0f}",
+            "not converged" if conv is None else f"{conv:.0f}",
+            _identity(ident),
+        ])
+    return out
+
+
+def render_table(results: dict[str, Any]) -> str:
+    """A fixed-width table, one row per mode (what `selfhood run` prints)."""
+    body = rows(results)
+    widths = [max(len(c), *(len(r[i]) for r in body)) if body else len(c)
+              for i, c in enumerate(COLUMNS)]
+    line = "  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True))
+    sep = "  ".join("-" * w for w in widths)
+    out = [line, sep]
+    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
+    return "\n".join(out) + "\n"
+
+
+def _md_table(results: dict[str, Any]) -> str:
+    out = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    out += ["| " + " | ".join(r) + " |" for r in rows(results)]
+    return "\n".join(out) + "\n"
+
+
+def render_markdown(results: dict[str, Any], *, run_dir: str | Path | None = None) -> str:
+    """report.md: the table, what each verdict means, and how to reproduce every check."""
+    spec = results.get("spec", {})
+    name = spec.get("name", "?")
+    lines = [f"# selfhood run `{name}` (seed {results.get('seed')})", ""]
+    if run_dir is not None:
+        lines += [f"Store: `{run_dir}`", ""]
+    lines += [
+        f"Modes: {', '.join(results.get('modes', {}))}; replicas {spec.get('replicas')}, "
+        f"shards {spec.get('shards')}, instances {spec.get('instances')}, "
+        f"router {spec.get('router')}, sharded memory {spec.get('sharded_memory')} "
+        f"(atomic {spec.get('atomic_memory')}), fencing {spec.get('fencing')}; "
+        f"load {spec.get('time_limit_s')} s virtual at {spec.get('rate')} ops/s, "
+        f"concurrency {spec.get('concurrency')}; nemesis {', '.join(spec.get('nemesis') or [])}"
+        f" ({len(spec.get('schedule') or [])} scheduled nemesis ops).",
+        "",
+        _md_table(results),
+        "- **valid**: the mode judged against its own promise. **anomalies**: counted against "
+        "the common reference (strong-session-serializable for transactions, sequential for "
+        "registers), so rows compare.",
+        "- **stale k/t99ms**: most acknowledged turns a read missed, and the p99 of how long "
+        "the oldest missed one had been acknowledged.",
+        "- **identity**: instances whose replicas end with equal fingerprints; forks "
+        "(a transcript read not a prefix of a later one); forgotten acknowledged turns; revived "
+        "revoked rules; torn memory (a turn visible without its memory write).",
+        "",
+    ]
+    for mode, m in results.get("modes", {}).items():
+        lines += [f"## {mode}", "",
+                  f"- promise: {m.get('promise')} — valid: **{_valid(m.get('valid'))}**",
+                  f"- reference: {m.get('reference')} — valid: "
+                  f"{_valid(m.get('reference_valid'))}",
+                  f"- ops: {m.get('ops')}, history sha256 `{m.get('history_sha256')}`",
+                  "", "Reproduce each verdict with `selfhood check` (exit 0 valid, 1 invalid, "
+                  "2 unknown):", "", "```"]
+        for c in m.get("checks", []):
+            lines.append(f"{c['command']}    # {c['purpose']}: {_valid(c['valid'])}")
+        lines += ["```", ""]
+        cases = m.get("identity_cases") or {}
+        for kind, examples in cases.items():
+            if examples:
+                lines.append(f"- first {kind} case: `{examples[0]}`")
+        if cases:
+            lines.append("")
+    return "\n".join(lines)
