@@ -275,29 +275,43 @@ class SqliteEventLog(EventLogBase):
         except sqlite3.Error as exc:
             raise _map_sqlite_error(exc, self.path) from None
         try:
+            # Inside BEGIN IMMEDIATE no other writer can run, so one lookup of the
+            # batch's event ids is exact; new records then go in with executemany.
+            ids = [eid for records in groups for eid, _i, _d in records if eid is not None]
+            known: dict[str, LogPosition] = {}
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                marks = ",".join("?" * len(chunk))
+                for eid, part, off in conn.execute(
+                        f"SELECT event_id, part, off FROM records WHERE event_id IN ({marks})",
+                        chunk):
+                    known[eid] = LogPosition(part, off)
             ends: dict[int, int] = {}
+            rows: list[tuple[int, int, str | None, str, bytes]] = []
             out: list[list[LogPosition]] = []
-            insert = ("INSERT INTO records (part, off, event_id, instance_id, data)"
-                      " VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
             for records in groups:
                 positions: list[LogPosition] = []
                 for event_id, instance_id, data in records:
+                    if event_id is not None:
+                        old = known.get(event_id)
+                        if old is not None:  # already in the log: a retry, not a new event
+                            positions.append(old)
+                            continue
                     part = partition_for(instance_id, n)
                     end = ends.get(part)
                     if end is None:
                         row = conn.execute(
                             "SELECT max(off) FROM records WHERE part = ?", (part,)).fetchone()
                         end = -1 if row[0] is None else int(row[0])
-                    cur = conn.execute(insert, (part, end + 1, event_id, instance_id, data))
-                    if cur.rowcount == 1:
-                        ends[part] = end + 1
-                        positions.append(LogPosition(part, end + 1))
-                    else:  # event_id already in the log: a retry, not a new event
-                        ends[part] = end
-                        old = conn.execute("SELECT part, off FROM records WHERE event_id = ?",
-                                           (event_id,)).fetchone()
-                        positions.append(LogPosition(int(old[0]), int(old[1])))
+                    ends[part] = end + 1
+                    pos = LogPosition(part, end + 1)
+                    rows.append((part, end + 1, event_id, instance_id, data))
+                    if event_id is not None:
+                        known[event_id] = pos
+                    positions.append(pos)
                 out.append(positions)
+            conn.executemany("INSERT INTO records (part, off, event_id, instance_id, data)"
+                             " VALUES (?, ?, ?, ?, ?)", rows)
             conn.execute("COMMIT")
             return out
         except sqlite3.Error as exc:
