@@ -384,3 +384,13 @@ def test_incremental_read_cache_matches_the_state_after_reordering_merges() -> N
             assert cached == [_scalar(t.content) for t in st.transcript]
             checked += 1
     assert checked >= 2
+
+
+def test_every_replica_crashed_still_ends_with_timeouts() -> None:
+    gen = seq(*(OpRequest("crash", r, process=NEMESIS) for r in REPLICAS),
+              OpRequest("txn", [["append", T, 1]], instance="i0"),
+              OpRequest("txn", [["r", T, None]], instance="i0"))
+    for mode in ("eventual", "sequential"):
+        res = run(mode, gen)
+        assert [o.type for o in completions(res)] == ["info", "fail"]
+        assert res.final_states == {}

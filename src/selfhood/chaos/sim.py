@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import heapq
 import random
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -63,8 +64,8 @@ CLIENT: Final = "client"
 PATTERNS: Final = ("halves", "isolate", "majority-ring", "bridge")
 
 # message kinds on the heap
-(_TICK, _REQ, _RECS, _ACK, _GRANT, _APPEND, _POLL, _REPLY, _TIMEOUT, _INVOKE, _WAKE,
- _COORD) = range(12)
+(_TICK, _REQ, _RECS, _ACK, _GRANT, _APPEND, _POLL, _REPLY, _INVOKE, _WAKE,
+ _COORD) = range(11)
 _TO_REPLICA: Final = frozenset({_TICK, _REQ, _RECS, _ACK, _GRANT})
 
 
@@ -110,6 +111,8 @@ class SimConfig:
             raise ChaosError("SimConfig.delay_ms_min/max: need 0 <= min <= max")
         if not 0.0 <= self.loss < 1.0:
             raise ChaosError("SimConfig.loss must be in [0, 1)")
+        if self.session_ms <= self.poll_ms:
+            raise ChaosError("SimConfig.session_ms must exceed poll_ms (heartbeats are polls)")
 
 
 @dataclass(slots=True)
@@ -182,6 +185,7 @@ class Simulation:
         self._ctx_cache: Context | None = None
         self._ctx_pv = -1
         self.open: dict[int, _Open] = {}
+        self.timeouts: deque[tuple[int, int]] = deque()
         self.tokens: dict[Any, Token] = {}
         self.next_req = 0
         self.scheduled_invokes = 0
@@ -372,7 +376,7 @@ class Simulation:
         req = Request(rid, o.f, o.value, o.instance, self.tokens.get(process),
                       now + self.timeout_ns - self.poll_ns, replica)
         self._send(CLIENT, replica, _REQ, req)
-        self._push(now + self.timeout_ns, _TIMEOUT, CLIENT, rid)
+        self.timeouts.append((now + self.timeout_ns, rid))
 
     def _complete(self, rid: int, typ: str, value: Any, error: Any,
                   extra: dict[str, Any] | None) -> None:
@@ -589,8 +593,6 @@ class Simulation:
             self._log_append(*payload)
         elif kind == _REPLY:
             self._on_reply(*payload)
-        elif kind == _TIMEOUT:
-            self._on_timeout(payload)
         elif kind == _INVOKE:
             self.scheduled_invokes -= 1
             self._invoke(payload)
@@ -604,8 +606,25 @@ class Simulation:
         heap = self.heap
         pop = heapq.heappop
         self.interesting = False
-        while heap:
-            t = heap[0][0]
+        tq = self.timeouts
+        opened = self.open
+        while heap or tq:
+            t = heap[0][0] if heap else tq[-1][0] + 1
+            if tq and tq[0][0] <= t:
+                # op timeouts: one deadline per op, in invoke order (so a FIFO, not the heap)
+                deadline, rid = tq[0]
+                if rid not in opened:
+                    tq.popleft()
+                    continue
+                if wake is not None and deadline > wake:
+                    self.now = max(self.now, wake)
+                    return
+                tq.popleft()
+                self.now = deadline
+                self._on_timeout(rid)
+                if self.interesting:
+                    return
+                continue
             if wake is not None and t > wake:
                 self.now = max(self.now, wake)
                 return
@@ -650,6 +669,8 @@ class Simulation:
                 on_progress(last_progress, self.now)
         # drain: let every outstanding op complete or time out
         while self.open or self.scheduled_invokes:
+            if not self.heap and not self.timeouts:
+                raise ChaosError("ops still open with nothing left to run")  # pragma: no cover
             self._step_until(None)
         if on_progress is not None:
             on_progress(len(self.history), self.now)
