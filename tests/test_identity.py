@@ -144,6 +144,15 @@ def test_torn_memory() -> None:
     assert res.torn_memory == 1 and res.cases["torn_memory"][0]["expected"] == 101
 
 
+def test_torn_memory_reported_by_the_replica() -> None:
+    h = H().append(0, 1, mem=100)
+    h.ops.append(Op(len(h.ops), "invoke", 1, "txn", [["r", T, None]], h.t + 1, None, "i0"))
+    h.ops.append(Op(len(h.ops), "ok", 1, "txn", [["r", T, [1]]], h.t + 2, "r1", "i0",
+                    extra={"deps_missing": [[1, ["ev-1"]]]}))
+    res = check_identity(h.ops)
+    assert res.torn_memory == 1 and res.cases["torn_memory"][0]["turn"] == 1
+
+
 def test_fingerprints_disagree_means_not_converged() -> None:
     h = H().append(0, 1).nemesis("heal").final("r0", "aa", [1]).final("r1", "bb", [1])
     res = check_identity(h.ops, replicas=["r0", "r1"])

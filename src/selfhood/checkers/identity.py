@@ -271,7 +271,9 @@ def revived_rule_cases(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
 def torn_memory_cases(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
     """Reads that see a turn but not the memory write the same turn made.
 
-    A turn txn appends v to the transcript and writes m to a subtask register.
+    The replica may report it itself (``Op.extra["deps_missing"]``, a list of
+    ``[turn_value, [missing event ids]]``). Otherwise it is inferred: a turn
+    txn appends v to the transcript and writes m to a subtask register.
     A read txn that reads both the transcript and that register must see m
     (or a write of a later turn it also sees); seeing nothing, or an earlier
     turn's write, means the turn's memory was split from it.
@@ -291,6 +293,14 @@ def torn_memory_cases(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
     for p in pairs:
         c = p.completion
         if c is None or c.type != "ok" or c.f != "txn":
+            continue
+        missing = c.extra.get("deps_missing")
+        if isinstance(missing, list) and missing:
+            # the replica itself reported turns whose memory writes it had not applied
+            for entry in missing:
+                turn = entry[0] if isinstance(entry, (list, tuple)) and entry else entry
+                out.append({"instance": c.instance, "index": c.index, "node": c.node,
+                            "turn": turn, "reported": True})
             continue
         mops = _mops(c.value)
         transcript = next((v for f, k, v in mops if f == "r" and _is_transcript(k)
