@@ -394,3 +394,30 @@ def test_every_replica_crashed_still_ends_with_timeouts() -> None:
         res = run(mode, gen)
         assert [o.type for o in completions(res)] == ["info", "fail"]
         assert res.final_states == {}
+
+
+def test_history_does_not_depend_on_the_interpreters_hash_seed() -> None:
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import hashlib\n"
+        "from selfhood.chaos.sim import SimConfig, run_simulation\n"
+        "from selfhood.chaos.generator import MS, clients, limit, stagger\n"
+        "from selfhood.chaos.workloads import client_mix\n"
+        "from selfhood.checkers.formats import ops_to_jsonl\n"
+        "from selfhood.spec import ExperimentSpec\n"
+        "spec = ExperimentSpec()\n"
+        "cfg = SimConfig(mode='eventual', instances=spec.instance_names, sharded_memory=True,"
+        " atomic_memory=False, loss=0.02)\n"
+        "res = run_simulation(cfg, clients(limit(600, stagger(MS, client_mix(spec)))), seed=9)\n"
+        "print(hashlib.sha256(ops_to_jsonl(res.history).encode()).hexdigest())\n"
+    )
+    digests = set()
+    for hs in ("1", "2"):
+        env = {**os.environ, "PYTHONHASHSEED": hs}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, check=True, timeout=120)
+        digests.add(out.stdout.strip())
+    assert len(digests) == 1
