@@ -46,9 +46,14 @@ class Txn:
 
 
 def hashable(x: Any) -> Any:
-    """Keys/values from EDN may be lists; make them usable as dict keys."""
-    if isinstance(x, list):
-        return tuple(hashable(v) for v in x)
+    """Keys/values from EDN may be lists; make them usable as dict keys (lists -> tuples)."""
+    if isinstance(x, list | tuple):
+        try:
+            t = tuple(x)
+            hash(t)
+            return t
+        except TypeError:
+            return tuple(hashable(v) for v in x)
     return x
 
 
@@ -63,12 +68,15 @@ def _mops(value: Any, op: Op, reads_known: bool) -> list[Mop]:
         f, k, v = m
         if f == "r" and not reads_known:
             v = None
-        out.append((f, hashable(k), v))
+        # normalize once here so analyses can hash keys and values directly
+        out.append((f, hashable(k), hashable(v)))
     return out
 
 
 def transactions(ops: Sequence[Op]) -> list[Txn]:
     """Pair ops and build transactions, in invocation order.
+
+    Keys and values are normalized with `hashable` (list reads become tuples).
 
     Non-transaction client ops (f other than txn/None) and nemesis ops are
     ignored, as Elle does with non-client ops.

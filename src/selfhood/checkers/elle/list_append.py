@@ -21,7 +21,7 @@ from itertools import pairwise
 from typing import Any
 
 from selfhood.checkers.elle.graph import PROCESS, REALTIME, RW, WR, WW, DepGraph
-from selfhood.checkers.elle.history import Txn, hashable
+from selfhood.checkers.elle.history import Txn
 from selfhood.errors import HistoryError
 
 INIT: Any = ("<init>",)  # the empty initial state of every key
@@ -49,6 +49,7 @@ class ListAppendAnalysis:
         self.order: dict[Any, list[Any]] = {}
         self.pos: dict[Any, dict[Any, int]] = {}
         self.read_index: dict[tuple[Any, Any], list[int]] = {}
+        self.order_tuple: dict[Any, tuple[Any, ...]] = {}
         self._index()
         self._version_orders()
         self._edges()
@@ -64,7 +65,6 @@ class ListAppendAnalysis:
             last_append: dict[Any, Any] = {}
             for f, k, v in t.mops:
                 if f == "append":
-                    v = hashable(v)
                     prior = self.writer.get((k, v))
                     if prior is not None:
                         raise HistoryError(
@@ -79,10 +79,10 @@ class ListAppendAnalysis:
                     if t.committed:
                         # Elle reads a committed nil as the empty initial state
                         v = () if v is None else v
-                        if not isinstance(v, list | tuple):
+                        if not isinstance(v, tuple):  # lists were normalized to tuples
                             raise HistoryError(f"op {t.index}: list-append read of key "
                                                f"{_show(k)} returned {v!r}, not a list")
-                        self.reads.append((t.id, k, tuple(hashable(x) for x in v)))
+                        self.reads.append((t.id, k, v))
                 else:
                     raise HistoryError(f"op {t.index}: list-append micro-op must be "
                                        f":append or :r, got {f!r}")
@@ -110,6 +110,7 @@ class ListAppendAnalysis:
                 self.order[k] = [appended[0]]
         for k, order in self.order.items():
             self.pos[k] = {e: i for i, e in enumerate(order)}
+        self.order_tuple = {k: tuple(o) for k, o in self.order.items()}
 
     def _prev(self, k: Any, v: Any) -> Any:
         """The element appended just before v (INIT if v was first)."""
@@ -125,21 +126,29 @@ class ListAppendAnalysis:
 
     def _edges(self) -> None:
         g = self.graph
+        adj = g.adj
         txns = self.txns
+        writer = self.writer
+        read_index = self.read_index
         for tid, k, v in self.reads:
             state = v[-1] if v else INIT
-            self.read_index.setdefault((k, state), []).append(tid)
+            got = read_index.get((k, state))
+            if got is None:
+                read_index[(k, state)] = [tid]
+            else:
+                got.append(tid)
             if v:
-                w = self.writer.get((k, v[-1]))
+                w = writer.get((k, state))
                 if w is not None and w != tid and txns[w].possible:
-                    g.link(w, tid, WR)
+                    row = adj[w]
+                    row[tid] = row.get(tid, 0) | WR
         for t in txns:
             if not t.possible:
                 continue
             for f, k, v in t.mops:
                 if f != "append":
                     continue
-                prev = self._prev(k, hashable(v))
+                prev = self._prev(k, v)
                 if prev is not INIT:
                     w = self.writer.get((k, prev))
                     if w is not None and txns[w].possible:
@@ -151,6 +160,10 @@ class ListAppendAnalysis:
 
     def _non_cycle(self) -> None:
         txns = self.txns
+        # Reads that are prefixes of their key's version order hold only
+        # elements of that order, so those elements are checked once per key
+        # (with the longest read as the example); other reads element by element.
+        longest: dict[Any, tuple[int, tuple[Any, ...]]] = {}
         for tid, k, v in self.reads:
             t = txns[tid]
             if len(set(v)) != len(v):
@@ -158,16 +171,12 @@ class ListAppendAnalysis:
                 self.add("duplicate-elements",
                          f"{t.name()} read key {_show(k)} = {_show(v)}, which holds "
                          f"{', '.join(dups)} more than once")
-            for e in v:
-                w = self.writer.get((k, e))
-                if w is None:
-                    self.add("garbage-read",
-                             f"{t.name()} read key {_show(k)} = {_show(v)}, but no "
-                             f"transaction ever appended {_show(e)} to it")
-                elif txns[w].type == "fail":
-                    self.add("G1a", f"{t.name()} read key {_show(k)} = {_show(v)}, including "
-                                    f"{_show(e)} appended by {txns[w].name()}, which failed "
-                                    "(aborted read)")
+            order = self.order_tuple.get(k, ())
+            if v == order[:len(v)]:
+                if len(v) > len(longest.get(k, (0, ()))[1]):
+                    longest[k] = (tid, v)
+            else:
+                self._check_elements(tid, k, v, v)
             if v and (k, v[-1]) in self.intermediate:
                 w = self.writer[(k, v[-1])]
                 if w != tid:
@@ -175,12 +184,30 @@ class ListAppendAnalysis:
                                     f"{_show(v[-1])}, an intermediate append of "
                                     f"{txns[w].name()} which appended to {_show(k)} again "
                                     "later (intermediate read)")
+        for k, (tid, v) in longest.items():
+            self._check_elements(tid, k, v, v)
         for t in txns:
-            if t.committed:
+            if t.committed and _touches_a_key_twice(t):
                 self._internal(t)
         self._lost_updates()
         self._dirty_updates()
         self._lost_appends()
+
+    def _check_elements(self, tid: int, k: Any, v: tuple[Any, ...],
+                        elements: tuple[Any, ...]) -> None:
+        """garbage-read and G1a for these elements of read `v` by `tid`."""
+        txns = self.txns
+        t = txns[tid]
+        for e in elements:
+            w = self.writer.get((k, e))
+            if w is None:
+                self.add("garbage-read",
+                         f"{t.name()} read key {_show(k)} = {_show(v)}, but no "
+                         f"transaction ever appended {_show(e)} to it")
+            elif txns[w].type == "fail":
+                self.add("G1a", f"{t.name()} read key {_show(k)} = {_show(v)}, including "
+                                f"{_show(e)} appended by {txns[w].name()}, which failed "
+                                "(aborted read)")
 
     def _internal(self, t: Txn) -> None:
         # expected: key -> (known prefix?, list of elements)
@@ -188,14 +215,13 @@ class ListAppendAnalysis:
         read_so_far: dict[Any, set[Any]] = {}
         for f, k, v in t.mops:
             if f == "append":
-                v = hashable(v)
                 if v in read_so_far.get(k, ()):
                     self.add("future-read", f"{t.name()} read {_show(v)} in key {_show(k)} "
                                             "before appending it itself")
                 known, elems = expected.get(k, (False, []))
                 expected[k] = (known, [*elems, v])
             else:
-                seen = tuple(hashable(x) for x in (v or ()))
+                seen = v or ()
                 read_so_far.setdefault(k, set()).update(seen)
                 if k in expected:
                     known, elems = expected[k]
@@ -211,13 +237,13 @@ class ListAppendAnalysis:
     def _lost_updates(self) -> None:
         groups: dict[tuple[Any, Any], list[Txn]] = {}
         for t in self.txns:
-            if not t.committed:
+            if not t.committed or not _touches_a_key_twice(t):
                 continue
             first_read: dict[Any, Any] = {}
             written: set[Any] = set()
             for f, k, v in t.mops:
                 if f == "r":
-                    first_read.setdefault(k, tuple(hashable(x) for x in (v or ())))
+                    first_read.setdefault(k, v or ())
                 elif k not in written:
                     written.add(k)
                     if k in first_read:
@@ -298,16 +324,15 @@ class ListAppendAnalysis:
         if rel == WR:
             for f, k, v in tb.mops:
                 if f == "r" and v and isinstance(v, list | tuple):
-                    last = hashable(v[-1])
+                    last = v[-1]
                     if self.writer.get((k, last)) == a:
                         return (f"{tb.name()} read key {_show(k)} = "
-                                f"{_show(tuple(hashable(x) for x in v))}, whose last element "
+                                f"{_show(v)}, whose last element "
                                 f"{ta.name()} appended")
         if rel in (WW, RW):
             for f, k, v in tb.mops:
                 if f != "append":
                     continue
-                v = hashable(v)
                 prev = self._prev(k, v)
                 if rel == WW and prev is not INIT and self.writer.get((k, prev)) == a:
                     return (f"{tb.name()} appended {_show(v)} to key {_show(k)} after "
@@ -319,6 +344,12 @@ class ListAppendAnalysis:
                     return (f"{ta.name()} read key {_show(k)} ending at {_show(prev)} and did "
                             f"not see {tb.name()}'s append of {_show(v)}, which came next")
         return explain_order(ta, tb, rel)
+
+
+def _touches_a_key_twice(t: Txn) -> bool:
+    """Internal, future-read and lost-update need two micro-ops on one key."""
+    mops = t.mops
+    return len(mops) > 1 and len({k for _, k, _ in mops}) < len(mops)
 
 
 def explain_order(ta: Txn, tb: Txn, rel: int) -> str:

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from selfhood.checkers.elle.graph import RW, WR, WW, DepGraph, sccs
-from selfhood.checkers.elle.history import Txn, hashable
+from selfhood.checkers.elle.history import Txn
 from selfhood.checkers.elle.list_append import explain_order, show
 from selfhood.errors import HistoryError
 
@@ -60,7 +60,6 @@ class RwRegisterAnalysis:
         for t in self.txns:
             ext_r, ext_w = self.ext_reads[t.id], self.ext_writes[t.id]
             for f, k, v in t.mops:
-                v = hashable(v)
                 if f == "w":
                     if v is not None:
                         prior = self.writer.get((k, v))
@@ -87,7 +86,6 @@ class RwRegisterAnalysis:
                 continue
             state: dict[Any, Any] = {}
             for f, k, v in t.mops:
-                v = hashable(v)
                 if f == "w":
                     state[k] = v
                     continue

@@ -1,0 +1,135 @@
+"""Benchmark the Elle-class list-append checker.
+
+Prints, for generated list-append histories of 10k and 100k transactions and
+for Elle's huge-scc.edn, the median check time over a few repetitions, next
+to two references measured in the same run on the same ops:
+
+- parse: reading the history back from EDN text (what any checker pays first);
+- build: transactions + version orders + ww/wr/rw edges, without cycle search.
+
+Generated histories mimic Jepsen's list-append workload: a few concurrent
+clients, 1-4 micro-ops per txn, keys retired after 32 appends, each txn
+applied atomically to a serial store at its completion (so it is valid), with
+occasional failed and indeterminate txns.
+
+Run: python bench/bench_txn.py [--reps 3] [--sizes 10000,100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from selfhood.checkers.edn import ops_to_edn, read_edn_ops
+from selfhood.checkers.elle.history import transactions
+from selfhood.checkers.elle.list_append import ListAppendAnalysis
+from selfhood.checkers.history import Op
+from selfhood.checkers.txn import check_txn
+
+HUGE = Path(__file__).resolve().parents[2] / "shared" / "peers" / "elle" / "huge-scc.edn"
+
+
+def generate(n: int, *, clients: int = 10, seed: int = 1) -> list[Op]:
+    """A valid list-append history of n transactions (see module docstring)."""
+    rng = random.Random(seed)
+    store: dict[int, list[int]] = {}
+    writes: dict[int, int] = {}
+    active = list(range(8))
+    next_key = 8
+    ops: list[Op] = []
+    open_: dict[int, list[list[Any]]] = {}
+    procs = list(range(clients))
+    next_proc = clients
+    started = 0
+    counter = 0
+    while started < n or open_:
+        slot = rng.randrange(clients)
+        p = procs[slot]
+        if p not in open_:
+            if started >= n:
+                continue
+            started += 1
+            txn: list[list[Any]] = []
+            for _ in range(rng.randint(1, 4)):
+                k = rng.choice(active)
+                if rng.random() < 0.5:
+                    txn.append(["r", k, None])
+                else:
+                    counter += 1
+                    txn.append(["append", k, counter])
+                    writes[k] = writes.get(k, 0) + 1
+                    if writes[k] >= 32 and k in active:
+                        active.remove(k)
+                        active.append(next_key)
+                        next_key += 1
+            ops.append(Op(len(ops), "invoke", p, "txn", [list(m) for m in txn],
+                          time=len(ops)))
+            open_[p] = txn
+            continue
+        txn = open_.pop(p)
+        roll = rng.random()
+        outcome = "ok" if roll < 0.97 else ("fail" if roll < 0.985 else "info")
+        applied = outcome == "ok" or (outcome == "info" and rng.random() < 0.5)
+        snap = {k: list(v) for k, v in store.items() if any(m[1] == k for m in txn)}
+        done = []
+        for f, k, v in txn:
+            if f == "r":
+                done.append(["r", k, list(snap.get(k, []))])
+            else:
+                snap.setdefault(k, []).append(v)
+                done.append([f, k, v])
+        if applied:
+            store.update(snap)
+        value = done if outcome == "ok" else [list(m) for m in txn]
+        ops.append(Op(len(ops), outcome, p, "txn", value, time=len(ops)))  # type: ignore[arg-type]
+        if outcome == "info":
+            procs[slot] = next_proc
+            next_proc += 1
+    return ops
+
+
+def median_time(fn: Callable[[], Any], reps: int) -> tuple[float, Any]:
+    times = []
+    out = None
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), out
+
+
+def bench(label: str, ops: list[Op], reps: int, limit: float | None) -> None:
+    text = ops_to_edn(ops)
+    t_parse, _ = median_time(lambda: read_edn_ops(text), reps)
+    t_build, _ = median_time(lambda: ListAppendAnalysis(transactions(ops)), reps)
+    t_check, r = median_time(
+        lambda: check_txn(ops, workload="list-append", time_limit_s=limit), reps)
+    n_txn = r.details["txns"]
+    print(f"{label:>18}: {n_txn:>7} txns  check {t_check:7.2f} s  "
+          f"(parse {t_parse:6.2f} s, build {t_build:6.2f} s; "
+          f"check/parse {t_check / t_parse:5.2f}x, check/build {t_check / t_build:5.2f}x)  "
+          f"valid={r.valid} anomalies={r.anomaly_types} edges={r.details['edges']}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--sizes", default="10000,100000")
+    ap.add_argument("--huge-limit", type=float, default=60.0)
+    args = ap.parse_args()
+    for n in (int(x) for x in args.sizes.split(",") if x):
+        bench(f"generated {n}", generate(n), args.reps, None)
+    if HUGE.exists():
+        ops = read_edn_ops(HUGE.read_text())
+        bench("huge-scc.edn", ops, args.reps, args.huge_limit)
+    else:
+        print(f"huge-scc.edn not found at {HUGE}; skipped")
+
+
+if __name__ == "__main__":
+    main()
