@@ -133,7 +133,7 @@ async def test_kill9_broker_during_bench_loses_no_acked_event(
     """Acceptance: SIGKILL 1 of 3 brokers mid-bench; every acked event comes back once, in order."""
     topic = topic_name("kill9")
     url = f"kafka://{kafka_bootstrap}/{topic}"
-    events = 40_000
+    events = 80_000  # long enough that the kill lands mid-append even on a quiet box
     proc = _run_bench(url, events)
     victim = 2
     try:
