@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import pytest
@@ -104,14 +103,11 @@ def test_peer_files_parse() -> None:
     assert paper[3].value == [["append", 255, 8], ["r", 253, [1, 3, 4]]]
 
 
-def test_huge_scc_parses_fast() -> None:
-    text = (PEERS / "elle" / "huge-scc.edn").read_text()
-    t0 = time.perf_counter()
-    ops = read_edn_ops(text)
-    elapsed = time.perf_counter() - t0
-    assert len(ops) == 20602
+def test_huge_scc_last_op_keeps_its_error() -> None:
+    # parse speed is measured in bench/bench_txn.py, not asserted here
+    ops = read_edn_ops((PEERS / "elle" / "huge-scc.edn").read_text())
+    assert ops[-1].type == "fail"
     assert ops[-1].error == ["no-client", "Connection refused"]
-    assert elapsed < 3.0  # generous for a loaded CI box; ~0.7 s here
 
 
 def test_kv_peer_file_parses() -> None:
