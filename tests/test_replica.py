@@ -196,6 +196,11 @@ def test_sharded_memory_reports_turns_whose_memory_is_missing() -> None:
         cfg = {"shards": 2, "sharded_memory": True, "atomic_memory": atomic}
         w = seq_replica("r0", **cfg)
         own(w, log)
+        assert len(log.parts[0]) == len(log.parts[1]) == 1  # the claim is a pair
+        reader = seq_replica("r1", **cfg)
+        reader.log_contact = 0
+        reader.on_records(log.records([(0, 0), (1, 0)]), 0)
+        assert reader.states["i0"].owner == "r0"
         outs = w.on_request(txn(1, [["append", T, 1], ["w", k, 2]]), 0)
         appends = [o for o in outs if isinstance(o, Append)]
         assert len(appends) == (1 if atomic else 2)
@@ -210,9 +215,7 @@ def test_sharded_memory_reports_turns_whose_memory_is_missing() -> None:
             # the atomic append carries both; a reader that sees only the turn's
             # partition holds the turn back
             log.append(appends[0])
-        reader = seq_replica("r1", **cfg)
-        reader.log_contact = 0
-        recs = log.records([(home, 0)])
+        recs = log.records([(home, 1)])
         reader.on_records(recs, 1)
         (rep,) = reader.on_request(txn(2, [["r", T, None], ["r", k, None]]), 1)
         assert isinstance(rep, Reply)

@@ -421,3 +421,36 @@ def test_history_does_not_depend_on_the_interpreters_hash_seed() -> None:
                              text=True, check=True, timeout=120)
         digests.add(out.stdout.strip())
     assert len(digests) == 1
+
+
+@pytest.mark.parametrize("atomic", [True, False])
+def test_sequential_with_sharded_memory_still_converges_through_failovers(atomic: bool) -> None:
+    from selfhood.chaos import workloads
+    from selfhood.spec import ExperimentSpec
+
+    spec = ExperimentSpec()
+    faults = [at(300, "partition", {"groups": [["r1"], ["r0", "r2", "log"]]}), at(900, "heal"),
+              at(1000, "crash", "r0"), at(1400, "restart", "r0"), at(1500, "pause", "r2"),
+              at(1900, "resume", "r2"), at(2000, "rebalance")]
+    load = time_limit(2200 * MS, stagger(2 * MS, workloads.client_mix(spec)))
+    finals_gen = seq(*(OpRequest("final-read", {"replica": r}, instance=i)
+                       for r in REPLICAS for i in spec.instance_names))
+    gen = phases(nemesis_and_clients(seq(*faults), load), nemesis(OpRequest("heal")),
+                 time_limit(300 * MS, stagger(50 * MS, Fn(turns_and_reads(1.0)))), finals_gen)
+    res = run_simulation(SimConfig(mode="sequential", instances=spec.instance_names,
+                                   sharded_memory=True, atomic_memory=atomic), gen, seed=2)
+    assert res.stats["failovers_ownership"] >= 1
+    by_instance: dict[str, dict[str, Any]] = {}
+    for o in completions(res):
+        if o.f == "final-read" and o.type == "ok":
+            by_instance.setdefault(o.instance or "", {})[o.node or ""] = o.value
+    assert len(by_instance) == len(spec.instance_names)
+    for inst, views in by_instance.items():
+        assert set(views) == set(REPLICAS)
+        assert len({v["fingerprint"] for v in views.values()}) == 1, inst
+        final_t = next(iter(views.values()))["transcript"]
+        for o in completions(res):
+            if o.type == "ok" and o.f == "txn" and o.instance == inst:
+                for f, k, v in o.value:
+                    if f == "r" and k.endswith("/transcript"):
+                        assert is_prefix(v, final_t), (inst, o.index)

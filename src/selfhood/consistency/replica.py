@@ -37,10 +37,15 @@ the reducers fence older epochs, so a paused zombie cannot write.
 
 Sharded memory: memory events go to another partition; the turn of the same
 transaction lists them in ``deps``. With ``atomic_memory`` the log takes
-both in one append and replicas hold a turn back until its deps are applied;
-without it they are separate appends and a read can show a turn whose memory
-write is missing, which is reported in the reply's
-``extra["deps_missing"]`` as ``[[turn_value, [missing event ids]], ...]``.
+both in one append and a replica's fold of the turn's partition stops at the
+turn until its deps are applied (read_committed; partition order is kept, so
+every replica folds the same sequence); without it they are separate appends
+and a read can show a turn whose memory write is missing, which is reported
+in the reply's ``extra["deps_missing"]`` as ``[[turn_value, [missing event
+ids]], ...]``. An instance spanning two partitions has no single order, so
+its writes are never conditional, and ownership claims are written as a pair
+(one per partition) that replicas pass as a barrier: an old owner's memory
+write falls on the same side of the claim everywhere and is fenced alike.
 """
 
 from __future__ import annotations
@@ -259,7 +264,7 @@ class Replica:
         # ownership
         self.assigned: dict[str, tuple[str, int]] = {}
         self.active_epoch: dict[str, int] = {}
-        self.claims: dict[str, Event] = {}
+        self.claims: dict[str, list[tuple[int, Event]]] = {}
         self.await_owner: dict[str, list[Request]] = {}
         # sequential writes and reads in progress
         self.writes: dict[str, _Write] = {}
@@ -270,7 +275,6 @@ class Replica:
         self.outbox: list[tuple[int, Event]] = []
         self.outbox_batches: dict[int, set[str]] = {}
         # sharded memory bookkeeping
-        self.held: dict[str, list[tuple[Event, int, int]]] = {}
         self.turn_missing: dict[str, dict[str, list[Any]]] = {i: {} for i in instances}
         self.missing_by_dep: dict[str, list[tuple[str, str]]] = {}
         self._cache: dict[tuple[str, str, str | None], Any] = {}
@@ -453,11 +457,6 @@ class Replica:
         inst = ev.instance_id
         st = self._state(inst)
         deps = ev.deps
-        if deps and self.cfg.atomic_memory:
-            seen = st.seen
-            if not all(d in seen for d in deps):
-                self.held.setdefault(deps[0], []).append((ev, partition, offset))
-                return
         w = self.writes.get(ev.event_id)
         if w is not None and w.result is None:
             w.result = self._eval_txn(w.mops)
@@ -515,15 +514,25 @@ class Replica:
                     entry[1] = [d for d in entry[1] if d != eid]
                     if not entry[1]:
                         del self.turn_missing[winst][turn_id]
-        held = self.held.pop(eid, None)
-        if held is not None:
-            for hev, hp, ho in held:
-                self._apply(hev, hp, ho, now, out)
         if w is not None:
             w.outcomes.append(outcome)
             w.positions[partition] = max(w.positions.get(partition, 0), offset + 1)
             if len(w.outcomes) == len(w.event_ids):
                 self._finish_write(w, out)
+
+    def _partner_is_next(self, deps: tuple[str, ...],
+                         chunks: list[tuple[int, int, list[Event]]]) -> bool:
+        nxt = self.next_offset
+        heads = set()
+        for p, start, events in chunks:
+            i = nxt[p] - start
+            if 0 <= i < len(events):
+                heads.add(events[i].event_id)
+        return all(d in heads for d in deps)
+
+    def _deps_applied(self, ev: Event) -> bool:
+        seen = self._state(ev.instance_id).seen
+        return all(d in seen for d in ev.deps)
 
     def _finish_write(self, w: _Write, out: list[Output]) -> None:
         for eid in w.event_ids:
@@ -684,7 +693,10 @@ class Replica:
         if req.f == "txn":
             mops: list[list[Any]] = req.value
             nw = sum(1 for m in mops if m[0] != "r")
-            conditional = nw == 1 and any(m[0] == "w" for m in mops)
+            # read_version is a position in the instance's one total order; with
+            # sharded memory there is none (two partitions), so no conditional writes
+            conditional = (nw == 1 and any(m[0] == "w" for m in mops)
+                           and self.home[inst] == self.mem[inst])
             entries = self._txn_events(inst, mops, now, epoch, conditional)
         else:
             mops = []
@@ -760,11 +772,11 @@ class Replica:
             return out
         if cur == (grant.owner, grant.epoch):
             if grant.owner == self.name and inst in self.claims:
-                ev = self.claims[inst]
-                if ev.event_id not in self.states[inst].seen:
+                entries = self.claims[inst]
+                if entries[0][1].event_id not in self.states[inst].seen:
                     self._n_batches += 1
-                    p = self.home[inst]
-                    out.append(Append(self._n_batches, [(p, ev)], {p: self.next_offset[p]}))
+                    out.append(Append(self._n_batches, entries,
+                                      {p: self.next_offset[p] for p, _ in entries}))
             return out
         self._set_owner(inst, grant.owner, grant.epoch, now, out)
         if grant.owner == self.name:
@@ -782,28 +794,62 @@ class Replica:
                 self._write_sequential(req, now, out)
 
     def _send_claim(self, inst: str, epoch: int, now: int, out: list[Output]) -> None:
-        ev = make_event(inst, OwnershipClaimed(owner=self.name, partition=self.home[inst]),
-                        writer=self.name, epoch=epoch, hlc=self._tick_hlc(now),
-                        event_id=self._eid())
-        self.claims[inst] = ev
+        """Claim ``inst`` at ``epoch`` on every partition it spans, in one append.
+
+        With sharded memory the claim is a pair (home and memory partition),
+        each naming the other in ``deps``; replicas apply the pair as a barrier
+        (see `on_records`), so an old owner's memory write lands on the same
+        side of the claim at every replica and every reducer fences it alike.
+        """
+        parts = self._partitions(inst)
+        ids = [self._eid() for _ in parts]
+        entries: list[tuple[int, Event]] = []
+        for k, p in enumerate(parts):
+            partner = tuple(x for x in ids if x != ids[k])
+            entries.append((p, make_event(inst, OwnershipClaimed(owner=self.name, partition=p),
+                                          writer=self.name, epoch=epoch,
+                                          hlc=self._tick_hlc(now), deps=partner,
+                                          event_id=ids[k])))
+        self.claims[inst] = entries
         self.stats["claims"] += 1
         self._n_batches += 1
-        p = self.home[inst]
-        out.append(Append(self._n_batches, [(p, ev)], {p: self.next_offset[p]}))
+        out.append(Append(self._n_batches, entries,
+                          {p: self.next_offset[p] for p in parts}))
 
     def on_records(self, rec: Records, now: int) -> list[Output]:
         """Records from the log (poll reply or append catch-up): apply in offset order."""
         out: list[Output] = []
         self.log_contact = now
         nxt = self.next_offset
-        for p, start, events in rec.chunks:
-            o = nxt[p]
-            if start > o:
-                continue  # a gap: the next poll fetches from our offset
-            for k in range(o - start, len(events)):
-                off = start + k
-                self._apply(events[k], p, off, now, out)
-                nxt[p] = off + 1
+        atomic = self.cfg.atomic_memory
+        chunks = rec.chunks
+        while chunks:
+            blocked: list[tuple[int, int, list[Event]]] = []
+            progress = False
+            for p, start, events in chunks:
+                o = nxt[p]
+                if start > o:
+                    continue  # a gap: the next poll fetches from our offset
+                for k in range(o - start, len(events)):
+                    ev = events[k]
+                    if ev.deps and not self._deps_applied(ev):
+                        if ev.kind == "ownership_claimed":
+                            # a claim pair is a barrier across the instance's
+                            # partitions: pass it only once the partner is next too
+                            if not self._partner_is_next(ev.deps, rec.chunks):
+                                blocked.append((p, start, events))
+                                break
+                        elif atomic:
+                            # read_committed across partitions: the partition stops
+                            # at a turn until the memory written with it is applied
+                            # (partition order is kept: every replica folds alike)
+                            blocked.append((p, start, events))
+                            break
+                    off = start + k
+                    self._apply(ev, p, off, now, out)
+                    nxt[p] = off + 1
+                    progress = True
+            chunks = blocked if progress else []
         if rec.barrier_id is not None and rec.ends is not None:
             for r in self.reads:
                 if r.barrier_id == rec.barrier_id:
@@ -847,8 +893,9 @@ class Replica:
                 else:
                     keep.append(r)
             self.reads = keep
-        for inst, claim in list(self.claims.items()):
+        for inst, entries in list(self.claims.items()):
             st = self.states[inst]
+            claim = entries[0][1]
             if claim.event_id in st.seen and self.active_epoch.get(inst) != claim.epoch:
                 # our claim lost (fenced by a newer one): stop waiting on it
                 self.claims.pop(inst, None)
