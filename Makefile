@@ -1,5 +1,5 @@
 # The two commands (see README): `make run` and `make test`.
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench up down clean
 
 run:
 	bash scripts/run.sh
@@ -10,5 +10,12 @@ test:
 lint:
 	.venv/bin/ruff check src tests bench && .venv/bin/mypy
 
-clean:
+# the real cluster (Kafka 3 brokers + PostgreSQL) in ./.selfhood; see docs/cluster.md
+up:
+	bash scripts/install-system.sh && bash scripts/setup-python.sh
+	.venv/bin/selfhood cluster up --brokers 3
+
+down:
 	-.venv/bin/selfhood cluster down
+
+clean: down

@@ -863,7 +863,12 @@ class ClusterManager:
                 raise ClusterUnhealthy(
                     f"broker {dead[0]} exited during start; see {self.broker_log(dead[0])}")
             seen = await cluster_broker_ids(cfg.bootstrap, limit=5.0)
-            if want <= seen and len(seen) >= len(want):
+            # each node must also answer itself: right after a kill -9 the
+            # others still list the dead node until its session times out
+            own = await asyncio.gather(*(broker_ids_in_metadata(cfg.broker_address(n), 5.0)
+                                         for n in sorted(want)))
+            serving = {n for n, ids in zip(sorted(want), own, strict=True) if n in ids}
+            if want <= seen and serving == want:
                 reason = await acks_all_write(cfg.bootstrap, rf, min_isr)
                 if reason is None:
                     say(f"all {len(seen)} broker(s) in metadata; acks=all write ok "
@@ -871,7 +876,8 @@ class ClusterManager:
                     return
                 msg = f"acks=all write not yet accepted: {reason}"
             else:
-                msg = f"brokers in metadata: {len(seen & want)}/{len(want)}"
+                msg = (f"brokers in metadata: {len(seen & want)}/{len(want)}, "
+                       f"serving: {len(serving)}/{len(want)}")
             if msg != last or int(elapsed) % 10 == 0:
                 say(f"waiting ({elapsed:.0f}s): {msg}")
                 last = msg
