@@ -153,18 +153,18 @@ def apply_sequential(state: InstanceState, event: Event, position: LogPosition |
         check_applicable(state, event)
     p = event.payload
     key: str | None
-    if isinstance(p, TurnAppended):
+    if type(p) is TurnAppended:
         key = "transcript"
-    elif isinstance(p, MemoryWritten):
+    elif type(p) is MemoryWritten:
         if p.module == "case_bank":
             if p.case is None:
                 check_applicable(state, event)
             key = "case_bank"
         else:
             key = p.module + "/" + p.key
-    elif isinstance(p, RuleAdded | RuleRevoked):
+    elif type(p) is RuleAdded or type(p) is RuleRevoked:
         key = "rule/" + p.rule_id
-    elif isinstance(p, OwnershipClaimed):
+    elif type(p) is OwnershipClaimed:
         key = "ownership"
     else:
         key = None
@@ -172,8 +172,7 @@ def apply_sequential(state: InstanceState, event: Event, position: LogPosition |
     if fencing:
         oe = state.owner_entry
         if oe is not None:
-            if key == "ownership":
-                assert isinstance(p, OwnershipClaimed)
+            if type(p) is OwnershipClaimed:
                 fenced = event.epoch < oe.epoch or (event.epoch == oe.epoch
                                                     and oe.owner != p.owner)
             else:
@@ -195,9 +194,9 @@ def apply_sequential(state: InstanceState, event: Event, position: LogPosition |
             state.rejected[eid] = outcome = "aborted"
             return outcome
     seen.add(eid)
-    if isinstance(p, TurnAppended):
+    if type(p) is TurnAppended:
         state.transcript.append(Turn(event.hlc, event.writer, eid, p.role, p.content))
-    elif isinstance(p, MemoryWritten):
+    elif type(p) is MemoryWritten:
         c = p.case
         if c is not None and p.module == "case_bank":
             state.case_bank.append(CaseEntry(event.hlc, event.writer, eid, p.key,
