@@ -165,3 +165,16 @@ async def test_kill9_broker_during_bench_loses_no_acked_event(
                 assert entry.event.event_id not in seen
                 seen.add(entry.event.event_id)
     assert len(seen) == events
+
+
+async def test_retry_after_timeout_joins_the_first_attempt(kafka_bootstrap: str) -> None:
+    """The first append times out (outcome unknown); retrying the same event writes it once."""
+    async with KafkaEventLog(kafka_bootstrap, topic_name("retry"), append_timeout_s=1e-6) as log:
+        ev = turn("retry-me", 0)
+        with pytest.raises(LogTimeout):
+            await log.append(ev)
+        log._append_timeout_s = 30.0
+        pos = await log.append(ev)
+        assert await log.append(ev) == pos
+        got = [e async for e in scan(log, pos.partition)]
+        assert [e.event.event_id for e in got if e.event is not None] == [ev.event_id]

@@ -12,10 +12,12 @@ Why it looks like this:
   (a lost produce response, a leader change) are deduplicated by the broker
   through the idempotent producer's sequence numbers. An application-level
   retry of the *same event* through the same adapter returns the position
-  the first attempt got, from a bounded ``event_id -> position`` cache (and
-  joins the first attempt if it is still in flight). A retry through a
-  different adapter/process after the cache can be written twice; that is
-  why ``event_id`` is the idempotency key every reducer checks.
+  the first attempt got, from a bounded ``event_id -> position`` cache, or
+  joins the first attempt while it is still in flight - also after that
+  attempt's caller got `LogTimeout` or was cancelled (waits are shielded, so
+  the attempt is never abandoned half way). A retry through another adapter
+  or process, or after the cache evicted the id, can be written twice; that
+  is why ``event_id`` is the idempotency key every reducer checks.
 - Consumer: no group, no auto-commit, manual assign + seek, and
   ``read_committed`` so records of aborted transactions never reach a
   reducer. Readers keep their own positions (projections store them with
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import uuid
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -61,6 +64,17 @@ DEFAULT_PARTITIONS: Final = 8
 _TOPIC_ALREADY_EXISTS: Final = 36
 
 
+def _mapped(exc: BaseException, what: str) -> LogError:
+    """The project's error for an aiokafka (or socket) failure."""
+    if isinstance(exc, LogError):
+        return exc
+    if isinstance(exc, KafkaTimeoutError | RequestTimedOutError | TimeoutError):
+        return LogTimeout(f"kafka {what}: timed out ({exc!r}); outcome unknown")
+    if isinstance(exc, ProducerClosed | IllegalStateError | ConsumerStoppedError):
+        return LogClosed(f"kafka {what}: {exc!r}")
+    return LogUnavailable(f"kafka {what}: {exc!r}")
+
+
 @contextlib.contextmanager
 def _driver_errors(what: str) -> Iterator[None]:
     """Translate aiokafka (and socket) failures into the project's error tree."""
@@ -68,14 +82,8 @@ def _driver_errors(what: str) -> Iterator[None]:
         yield
     except LogError:
         raise
-    except (KafkaTimeoutError, RequestTimedOutError, TimeoutError) as exc:
-        raise LogTimeout(f"kafka {what}: timed out ({exc!r}); outcome unknown") from None
-    except (ProducerClosed, IllegalStateError, ConsumerStoppedError) as exc:
-        raise LogClosed(f"kafka {what}: {exc!r}") from None
-    except KafkaError as exc:
-        raise LogUnavailable(f"kafka {what}: {exc!r}") from None
-    except OSError as exc:
-        raise LogUnavailable(f"kafka {what}: {exc!r}") from None
+    except (KafkaError, TimeoutError, OSError, ConsumerStoppedError) as exc:
+        raise _mapped(exc, what) from None
 
 
 class KafkaEventLog(EventLogBase):
@@ -200,7 +208,9 @@ class KafkaEventLog(EventLogBase):
                         await client.stop()
         for fut in self._inflight.values():
             if not fut.done():
-                fut.cancel()
+                fut.set_exception(LogClosed(f"kafka log {self.topic} stopped before the "
+                                            f"append was acknowledged; outcome unknown"))
+                fut.exception()
         self._inflight.clear()
 
     # -- appends ----------------------------------------------------------
@@ -225,47 +235,51 @@ class KafkaEventLog(EventLogBase):
         producer = self._require_producer()
         loop = asyncio.get_running_loop()
         waits: list[asyncio.Future[LogPosition]] = []
-        mine: list[tuple[str, asyncio.Future[LogPosition]]] = []
-        sends: list[asyncio.Future[Any]] = []
-        try:
+        for event in events:
+            eid = event.event_id
+            known = self._acked.get(eid)
+            if known is not None:
+                done: asyncio.Future[LogPosition] = loop.create_future()
+                done.set_result(known)
+                waits.append(done)
+                continue
+            pending = self._inflight.get(eid)
+            if pending is not None:
+                waits.append(pending)
+                continue
             with _driver_errors(f"append to {self.topic}"):
-                for event in events:
-                    eid = event.event_id
-                    known = self._acked.get(eid)
-                    if known is not None:
-                        done: asyncio.Future[LogPosition] = loop.create_future()
-                        done.set_result(known)
-                        waits.append(done)
-                        continue
-                    pending = self._inflight.get(eid)
-                    if pending is not None:
-                        waits.append(pending)
-                        continue
-                    fut: asyncio.Future[LogPosition] = loop.create_future()
-                    self._inflight[eid] = fut
-                    mine.append((eid, fut))
-                    waits.append(fut)
-                    sends.append(await producer.send(
-                        self.topic, value=encode(event), key=event.instance_id.encode(),
-                        partition=self.partition_of(event.instance_id)))
-                async with asyncio.timeout(self._append_timeout_s):
-                    for (eid, fut), send in zip(mine, sends, strict=True):
-                        md = await send
-                        pos = LogPosition(md.partition, md.offset)
-                        self._remember(eid, pos)
-                        fut.set_result(pos)
-                    return [await w for w in waits]
-        except BaseException as exc:
-            err = exc if isinstance(exc, LogError) else LogTimeout(
-                f"kafka append to {self.topic} interrupted; outcome unknown")
-            for _eid, fut in mine:
-                if not fut.done():
-                    fut.set_exception(err)
-                    fut.exception()  # retrieved here; joined retries re-raise it themselves
-            raise
-        finally:
-            for eid, _fut in mine:
-                self._inflight.pop(eid, None)
+                send = await producer.send(
+                    self.topic, value=encode(event), key=event.instance_id.encode(),
+                    partition=self.partition_of(event.instance_id))
+            fut: asyncio.Future[LogPosition] = loop.create_future()
+            self._inflight[eid] = fut
+            send.add_done_callback(functools.partial(self._settle, eid, fut))
+            waits.append(fut)
+        # Shielded: a timeout or a cancelled caller leaves the attempt in flight, so
+        # a retry of the same event joins it instead of sending a second copy.
+        with _driver_errors(f"append to {self.topic}"):
+            async with asyncio.timeout(self._append_timeout_s):
+                return [await asyncio.shield(w) for w in waits]
+
+    def _settle(self, event_id: str, fut: asyncio.Future[LogPosition],
+                send: asyncio.Future[Any]) -> None:
+        """Producer ack (or failure) for one event: resolve its waiters, fill the cache."""
+        if self._inflight.get(event_id) is fut:
+            del self._inflight[event_id]
+        if fut.done():
+            return
+        if send.cancelled():
+            fut.set_exception(LogTimeout(f"kafka append to {self.topic} was cancelled; "
+                                         f"outcome unknown"))
+        elif (exc := send.exception()) is not None:
+            fut.set_exception(_mapped(exc, f"append to {self.topic}"))
+        else:
+            md = send.result()
+            pos = LogPosition(md.partition, md.offset)
+            self._remember(event_id, pos)
+            fut.set_result(pos)
+            return
+        fut.exception()  # retrieved: whoever awaits it still gets it raised
 
     async def append_raw(self, instance_id: str, data: bytes) -> LogPosition:
         """Append bytes as they are (tests/tools inject corrupt records this way)."""
