@@ -122,9 +122,10 @@ class KafkaEventLog(EventLogBase):
         if self._producer is not None:
             return
         try:
-            async with asyncio.timeout(self._request_timeout_s * 2):
-                await self._ensure_topic()
-                await self._start_clients()
+            with _driver_errors(f"start {self.topic} on {self.bootstrap}"):
+                async with asyncio.timeout(self._request_timeout_s * 2):
+                    await self._ensure_topic()
+                    await self._start_clients()
         except BaseException:
             await self.stop()
             raise
