@@ -514,3 +514,61 @@ def test_brute_force_oracle_agrees_on_small_histories(txns: list[Txn]) -> None:
     r = check_txn(h.ops, workload="list-append", consistency=["serializable"])
     expected = _serializable_by_brute_force(txns)
     assert (r.valid is True) == expected, (txns, r.anomalies)
+
+
+# --- cycle search vs brute force ---------------------------------------------------------
+
+
+def _brute_force_classes(n: int, edges: dict[tuple[int, int], int]) -> set[str]:
+    """Every class of every simple cycle, trying each relation of multi-relation edges."""
+    from selfhood.checkers.elle.graph import PROCESS, REALTIME, RW, WR, WW
+    from selfhood.checkers.txn import classify_cycle
+    out: set[str] = set()
+    bits = (WW, WR, RW, PROCESS, REALTIME)
+    for size in range(2, n + 1):
+        for nodes in itertools.permutations(range(n), size):
+            if nodes[0] != min(nodes):
+                continue
+            hops = list(zip(nodes, nodes[1:] + nodes[:1], strict=True))
+            if not all(h in edges for h in hops):
+                continue
+            choices = [[b for b in bits if edges[h] & b] for h in hops]
+            for rels in itertools.product(*choices):
+                if all(r in (PROCESS, REALTIME) for r in rels):
+                    continue
+                steps = [(a, b, r) for (a, b), r in zip(hops, rels, strict=True)]
+                out.add(classify_cycle(steps))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(2, 5).flatmap(lambda n: st.tuples(
+    st.just(n),
+    st.dictionaries(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1))
+                    .filter(lambda e: e[0] != e[1]),
+                    st.integers(1, 31), max_size=12))),
+       st.sampled_from([8, 16]))
+def test_exact_cycle_search_agrees_with_brute_force(
+        graph: tuple[int, dict[tuple[int, int], int]], extra: int) -> None:
+    from selfhood.checkers.elle.graph import DATA, DepGraph, find_cycle, sccs
+    from selfhood.checkers.txn import _specs, classify_cycle
+    n, edges = graph
+    other = 8 if extra == 16 else 16
+    edges = {e: (m & ~other) for e, m in edges.items() if m & ~other}
+    g = DepGraph.empty(n)
+    for (a, b), m in edges.items():
+        g.link(a, b, m)
+    expected = _brute_force_classes(n, edges)
+    found: set[str] = set()
+    for comp in sccs(g, DATA | extra):
+        for spec in _specs(extra):
+            steps = find_cycle(g, set(comp), spec, None)
+            if steps is not None:
+                name = classify_cycle(steps)
+                assert name == spec.name
+                assert steps[0][0] == steps[-1][1]
+                assert len({a for a, _, _ in steps}) == len(steps)
+                for a, b, r in steps:
+                    assert g.adj[a][b] & r
+                found.add(name)
+    assert found == expected
