@@ -299,6 +299,10 @@ def spawn_daemon(argv: list[str], log: Path, cwd: Path | None = None
                                 stdin=subprocess.DEVNULL, cwd=cwd, start_new_session=True)
 
 
+def _netns_exists(name: str) -> bool:
+    return Path(f"/run/netns/{name}").exists()
+
+
 def _link_exists(name: str) -> bool:
     return Path(f"/sys/class/net/{name}").exists()
 
@@ -700,6 +704,8 @@ class ClusterManager:
         made_netns = False
         try:
             classpath = await kafka_classpath(say)
+            if cfg.netns and self.netns_record.exists() and not _netns_exists(cfg.namespace(1)):
+                await self._netns_down()  # recorded but gone (e.g. after a reboot)
             if cfg.netns and not self.netns_record.exists():
                 made_netns = True
                 await self._netns_up(cfg, say)
