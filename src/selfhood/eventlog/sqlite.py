@@ -81,6 +81,8 @@ class SqliteEventLog(EventLogBase):
     def __init__(self, path: str | Path, *, partitions: int | None = None,
                  synchronous: str = "FULL", busy_timeout_s: float = 30.0,
                  max_group: int = 512, create: bool = True) -> None:
+        if synchronous.upper() not in ("OFF", "NORMAL", "FULL", "EXTRA"):
+            raise ValueError(f"synchronous must be OFF, NORMAL, FULL or EXTRA, not {synchronous!r}")
         self.path = str(path)
         self._create = create
         self._want_partitions = partitions
@@ -214,7 +216,7 @@ class SqliteEventLog(EventLogBase):
         return (await self._submit([(None, instance_id, bytes(data))]))[0]
 
     async def _submit(self, records: list[_Record]) -> list[LogPosition]:
-        if self._queue is None:
+        if self._queue is None or self._writer is None or self._writer.done():
             raise LogClosed(f"sqlite log {self.path} is not started")
         fut: asyncio.Future[list[LogPosition]] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_WriteRequest(records, fut))
