@@ -93,3 +93,42 @@ def test_user_errors_are_one_line(log_url: str, tmp_path: Path) -> None:
         assert res.returncode == code, (args, res.stderr)
         assert msg in res.stderr, (args, res.stderr)
         assert "Traceback" not in res.stderr
+
+
+def test_follow_projects_new_events_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
+    import signal
+
+    from selfhood.events import TurnAppended, make_event
+    from selfhood.projections.store import SqlProjectionStore
+
+    log_path = tmp_path / "log.db"
+    db = f"sqlite:///{tmp_path}/follow.db"
+
+    async def append_and_wait(text: str) -> None:
+        async with SqliteEventLog(log_path, partitions=2) as log, \
+                SqlProjectionStore(db) as store:
+            pos = await log.append(make_event("f1", TurnAppended("user", text), writer="w"))
+            await store.wait_for("projector", pos, timeout_s=60)
+
+    async def first() -> None:
+        async with SqliteEventLog(log_path, partitions=2) as log:
+            await log.append(make_event("f1", TurnAppended("user", "first"), writer="w"))
+
+    asyncio.run(first())
+    proc = subprocess.Popen([sys.executable, "-m", "selfhood", "project", f"sqlite:///{log_path}",
+                             "--into", db, "--follow", "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        asyncio.run(append_and_wait("second"))  # projected while it follows
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert "projected 2 records" in out
+    shown = json.loads(sh("instance", "show", "f1", "--from", db, "--json").stdout)
+    assert [t["content"] for t in shown["transcript"]] == ["first", "second"]
+    again = sh("project", f"sqlite:///{log_path}", "--into", db, "-q").stdout
+    assert "replayed 0 on start" in again  # the graceful stop left fresh snapshots

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sqlite3
 import sys
 import time
@@ -109,9 +110,16 @@ async def _project(log_url: str, db_url: str, mode: Mode, follow: bool, batch: i
     async with open_log(log_url) as log, SqlProjectionStore(db_url) as store:
         proj = Projector(log, store, reader=reader, mode=mode, fencing=fencing,
                          snapshots=SnapshotPolicy(snapshot_every), batch=batch)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        signals = (signal.SIGINT, signal.SIGTERM) if follow else ()
+        for sig in signals:  # --follow ends at a batch boundary, cleanly
+            loop.add_signal_handler(sig, stop.set)
         try:
-            prog = await proj.run(follow=follow, on_progress=rep)
+            prog = await proj.run(follow=follow, on_progress=rep, stop=stop)
         finally:
+            for sig in signals:
+                loop.remove_signal_handler(sig)
             rep.done()
         return prog, len(proj.states)
 

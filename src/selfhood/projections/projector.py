@@ -20,6 +20,7 @@ dead-letter table with their position and the projector keeps going.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -300,17 +301,31 @@ class Projector:
             await self._commit(changes)
 
     async def run(self, *, follow: bool = False, idle_s: float = 0.2,
-                  on_progress: Callable[[Progress], None] | None = None) -> Progress:
-        """Catch up; with `follow`, keep projecting new events until cancelled."""
+                  on_progress: Callable[[Progress], None] | None = None,
+                  stop: asyncio.Event | None = None) -> Progress:
+        """Catch up; with `follow`, keep projecting new events until cancelled or `stop`.
+
+        Setting `stop` ends the loop at a batch boundary and snapshots what
+        moved, so the next start replays nothing (the graceful SIGTERM path).
+        """
         await self.catch_up(on_progress)
-        while follow:
+        while follow and not (stop is not None and stop.is_set()):
             moved = 0
             for part in await self.log.partitions():
                 moved += await self.step(part, timeout_s=0.05)
+                if stop is not None and stop.is_set():
+                    break
             if moved and on_progress is not None:
                 on_progress(self.progress)
             if not moved:
-                await asyncio.sleep(idle_s)
+                if stop is None:
+                    await asyncio.sleep(idle_s)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(idle_s):
+                            await stop.wait()
+        if follow:
+            await self.snapshot_all()
         return self.progress
 
     async def wait_for(self, position: LogPosition, *, timeout_s: float = 10.0) -> None:
