@@ -60,6 +60,8 @@ IMPLIED_BY = ("causal", "sequential", "linearizable")
 
 
 def _h(x: Any) -> Hashable:
+    if type(x) is int or type(x) is str:
+        return x
     if isinstance(x, list | tuple):
         return tuple(_h(v) for v in x)
     if isinstance(x, dict):
@@ -180,7 +182,8 @@ def session_ops(ops: Sequence[Op], model: str) -> list[SOp]:
 
 WriteId = tuple[Hashable, Hashable]  # (key, value)
 VC = dict[Any, int]  # writer process -> session sequence number
-_Floor = tuple[int, str, VC]  # (writer's seq, why, what the reader knew was older then)
+_Why = tuple[str, int, "_Write | None"]  # (own|read|mw|wfr, op index, write read)
+_Floor = tuple[int, _Why, VC]  # (writer's seq, why, what the reader knew was older then)
 _Floors = dict[Hashable, dict[str, dict[Any, _Floor]]]
 
 
@@ -194,7 +197,7 @@ class _Write:
     ordinal: int  # position in the writer's session
     older: VC = field(default_factory=dict)
     mw_deps: dict[Hashable, int] = field(default_factory=dict)
-    wfr_deps: dict[Hashable, VC] = field(default_factory=dict)
+    wfr_deps: dict[Hashable, tuple[Any, int]] = field(default_factory=dict)
 
 
 def _describe(w: _Write) -> str:
@@ -246,36 +249,59 @@ class _Checker:
 
     # pass 1: what each writer knew when it wrote ---------------------------------
     def annotate_writes(self) -> None:
+        """older(w) for register writes; per write, the writer's own latest writes
+        (monotonic-writes deps) and the latest version it had read of each key
+        (writes-follow-reads deps). Dep maps are shared until they change."""
         own: dict[Any, dict[Hashable, int]] = defaultdict(dict)
         seen: dict[Any, dict[Hashable, VC]] = defaultdict(dict)
+        last: dict[Any, dict[Hashable, tuple[Any, int]]] = defaultdict(dict)
+        mw_snap: dict[Any, dict[Hashable, int]] = {}
+        wfr_snap: dict[Any, dict[Hashable, tuple[Any, int]]] = {}
         for s in self.sops:
             if s.type == "fail":
                 continue
             p = s.process
-            mw = dict(own[p])
-            wfr = {k: dict(vc) for k, vc in seen[p].items()}
+            if p not in mw_snap:
+                mw_snap[p] = dict(own[p])
+            if p not in wfr_snap:
+                wfr_snap[p] = dict(last[p])
             for m in s.mops:
                 if m.kind in ("w", "a"):
                     w = self.writes[(m.key, m.value)]
                     if w.sop is not s:
                         continue
-                    w.mw_deps, w.wfr_deps = mw, wfr
-                    older = dict(seen[p].get(m.key, {}))
-                    if own[p].get(m.key):
-                        older[p] = max(older.get(p, 0), own[p][m.key])
-                    w.older = older
+                    w.mw_deps, w.wfr_deps = mw_snap[p], wfr_snap[p]
+                    if m.kind == "w":
+                        older = dict(seen[p].get(m.key, {}))
+                        if own[p].get(m.key):
+                            older[p] = max(older.get(p, 0), own[p][m.key])
+                        w.older = older
             if s.type != "ok":
                 continue
             for m in s.mops:
                 if m.kind in ("r", "l"):
-                    vc = seen[p].setdefault(m.key, {})
-                    for w in self.observed(m):
-                        if w.seq is not None:
-                            vc[w.process] = max(vc.get(w.process, 0), w.seq)
+                    if m.kind == "r":
+                        obs = self.observed(m)
+                        vc = seen[p].setdefault(m.key, {})
+                        for w in obs:
+                            if w.seq is not None:
+                                vc[w.process] = max(vc.get(w.process, 0), w.seq)
+                    else:  # only the newest element matters here
+                        obs = []
+                        for v in reversed(m.value):
+                            cand = self.writes.get((m.key, v))
+                            if cand is not None and cand.seq is not None:
+                                obs = [cand]
+                                break
+                    newest = next((w for w in reversed(obs) if w.seq is not None), None)
+                    if newest is not None:
+                        last[p][m.key] = (newest.process, newest.seq or 0)
+                        wfr_snap.pop(p, None)
                 elif m.kind in ("w", "a"):
                     w = self.writes[(m.key, m.value)]
                     if w.seq is not None:
                         own[p][m.key] = w.seq
+                        mw_snap.pop(p, None)
 
     # pass 2: check every read against the process's floors -------------------------
     def violated(self, m: Mop, floor: _Write, known: VC, contents: frozenset[Any]) -> bool:
@@ -297,12 +323,14 @@ class _Checker:
         # floors[p][key][guarantee][writer] = (seq, why, reader's knowledge then)
         floors: dict[Any, _Floors] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
         know: dict[Any, dict[Hashable, VC]] = defaultdict(lambda: defaultdict(dict))
+        applied: dict[Any, dict[Any, int]] = defaultdict(dict)
         for s in self.sops:
             if s.type != "ok":
                 continue
             p = s.process
             own_keys = set()
             passed = []
+            obs_cache: dict[int, list[_Write]] = {}
             for m in s.mops:
                 if m.kind in ("w", "a"):
                     own_keys.add(m.key)
@@ -313,8 +341,9 @@ class _Checker:
                 if not self.check_one(s, m, floors[p][m.key]):
                     passed.append(m)
                 if m.kind == "l":
-                    self.within_read(s, m)
-            self.raise_floors(s, floors[p], know[p])
+                    self.within_read(s, m, obs_cache.setdefault(id(m), self.observed(m)))
+            self.raise_floors(s, floors[p], know[p], applied[p], obs_cache)
+            obs_cache.clear()
             # one transaction's reads are one snapshot: what it observed on one
             # key (via monotonic-writes / writes-follow-reads) binds its other reads
             for m in passed:
@@ -331,17 +360,16 @@ class _Checker:
                 if floor is None or not self.violated(m, floor, known, contents):
                     continue
                 self.result.add(g, f"process {s.process!r} read {m.key!r}={shown!r} "
-                                   f"(op {s.index}), but {why} {_describe(floor)}, which "
+                                   f"(op {s.index}), but {_why(why)} {_describe(floor)}, which "
                                    f"that read does not reflect")
                 return True
         return False
 
-    def within_read(self, s: SOp, m: Mop) -> None:
+    def within_read(self, s: SOp, m: Mop, obs: list[_Write]) -> None:
         """A list read showing a writer's later append without (or before) an earlier one."""
         pos: dict[Any, list[int]] = defaultdict(list)
-        for v in m.value:
-            w = self.writes.get((m.key, v))
-            if w is not None and w.seq is not None:
+        for w in obs:
+            if w.seq is not None:
                 pos[w.process].append(w.seq)
         for writer, got in pos.items():
             top = max(got)
@@ -357,39 +385,64 @@ class _Checker:
                                     f"(op {s.index}): process {writer!r}'s appends appear "
                                     f"out of the order it made them")
 
-    def raise_floors(self, s: SOp, fl: _Floors, know: dict[Hashable, VC]) -> None:
+    def raise_floors(self, s: SOp, fl: _Floors, know: dict[Hashable, VC],
+                     applied: dict[Any, int], obs_cache: dict[int, list[_Write]]) -> None:
+        """Raise process s.process's floors after its op s (ok) completed.
+
+        `applied[q]` is the session position of the latest write by q whose
+        deps were already applied: a writer's deps only grow, so older ones
+        are skipped.
+        """
         empty: VC = {}
 
-        def bump(key: Hashable, g: str, writer: Any, seq: int, why: str,
+        def bump(key: Hashable, g: str, writer: Any, seq: int, why: _Why,
                  known: VC = empty) -> None:
             cur = fl[key][g].get(writer)
             if cur is None or cur[0] < seq:
                 fl[key][g][writer] = (seq, why, known)
 
         latest: dict[Any, _Write] = {}
-        before = {k: dict(vc) for k, vc in know.items()}
+        before = {m.key: dict(know.get(m.key, empty)) for m in s.mops if m.kind in ("r", "l")}
         for m in s.mops:
             if m.kind in ("w", "a"):
                 w = self.writes[(m.key, m.value)]
                 if w.seq is not None:
-                    bump(m.key, RYW, s.process, w.seq, f"it had itself written (op {s.index})")
+                    bump(m.key, RYW, s.process, w.seq, ("own", s.index, None))
                     know[m.key][s.process] = max(know[m.key].get(s.process, 0), w.seq)
             elif m.kind in ("r", "l"):
-                for w in self.observed(m):
-                    if w.seq is not None:
-                        bump(m.key, MR, w.process, w.seq, f"it had already read (op {s.index})",
-                             before.get(m.key, empty))
-                        know[m.key][w.process] = max(know[m.key].get(w.process, 0), w.seq)
+                top: dict[Any, int] = {}
+                obs = obs_cache.get(id(m))
+                for w in (obs if obs is not None else self.observed(m)):
+                    if w.seq is not None and top.get(w.process, 0) < w.seq:
+                        top[w.process] = w.seq
                     if w.process != s.process and (
                             w.process not in latest or latest[w.process].ordinal < w.ordinal):
                         latest[w.process] = w
+                kb = before.get(m.key, empty)
+                kn = know[m.key]
+                for writer, seq in top.items():
+                    bump(m.key, MR, writer, seq, ("read", s.index, None), kb)
+                    if kn.get(writer, 0) < seq:
+                        kn[writer] = seq
         for q, w in latest.items():
-            src = f"it had read {_describe(w)} at op {s.index}, whose writer had"
+            if applied.get(q, 0) >= w.ordinal:
+                continue
+            applied[q] = w.ordinal
             for key, seq in w.mw_deps.items():
-                bump(key, MW, q, seq, f"{src} already written")
-            for key, vc in w.wfr_deps.items():
-                for writer, seq in vc.items():
-                    bump(key, WFR, writer, seq, f"{src} already read")
+                bump(key, MW, q, seq, ("mw", s.index, w))
+            for key, (writer, seq) in w.wfr_deps.items():
+                bump(key, WFR, writer, seq, ("wfr", s.index, w))
+
+
+def _why(why: _Why) -> str:
+    kind, index, w = why
+    if kind == "own":
+        return f"it had itself written (op {index})"
+    if kind == "read":
+        return f"it had already read (op {index})"
+    assert w is not None
+    did = "written" if kind == "mw" else "read"
+    return f"it had read {_describe(w)} at op {index}, whose writer had already {did}"
 
 
 def check_session(ops: Sequence[Op], *, model: str, guarantees: Sequence[str] = GUARANTEES,
