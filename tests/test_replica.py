@@ -224,3 +224,26 @@ def test_sharded_memory_reports_turns_whose_memory_is_missing() -> None:
         else:
             assert rep.value == [["r", T, [1]], ["r", k, None]]
             assert rep.extra is not None and rep.extra["deps_missing"][0][0] == 1
+
+
+def test_deterministic_model_reply_is_a_function_of_the_context_alone() -> None:
+    from selfhood.consistency.model import DeterministicModel, ModelPort
+    from selfhood.projections.state import fingerprint
+
+    a = seq_replica("r0", mode="eventual")
+    b = seq_replica("r1", mode="eventual")
+    pa = [o for o in a.on_request(txn(1, [["append", T, 1]]), 0) if isinstance(o, Reply)]
+    pb = [o for o in b.on_request(txn(2, [["append", T, 2]]), 0) if isinstance(o, Reply)]
+    assert pa and pb
+    # exchange events in opposite orders: same context, so the same reply
+    for src, dst in ((a, b), (b, a)):
+        for p, ev in src.outbox:
+            dst.on_records(Records([(p, 0, [ev])]), 1)
+            dst.next_offset[p] = 0
+    model: ModelPort = DeterministicModel()
+    sa, sb = a.states["i0"], b.states["i0"]
+    assert fingerprint(sa) == fingerprint(sb)
+    assert model.reply(sa, fingerprint(sa)) == model.reply(sb, fingerprint(sb))
+    assert a.observe("i0")["reply"] == b.observe("i0")["reply"]
+    fresh = seq_replica("r2", mode="eventual").states["i0"]
+    assert model.reply(fresh, fingerprint(fresh)) != model.reply(sa, fingerprint(sa))
