@@ -72,7 +72,8 @@ def render_markdown(results: dict[str, Any], *, run_dir: str | Path | None = Non
     name = spec.get("name", "?")
     lines = [f"# selfhood run `{name}` (seed {results.get('seed')})", ""]
     if run_dir is not None:
-        lines += [f"Store: `{run_dir}`", ""]
+        parts = Path(run_dir).resolve().parts[-2:]
+        lines += [f"Run: `{'/'.join(parts)}` (under the store root)", ""]
     lines += [
         f"Modes: {', '.join(results.get('modes', {}))}; replicas {spec.get('replicas')}, "
         f"shards {spec.get('shards')}, instances {spec.get('instances')}, "

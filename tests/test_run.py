@@ -1,0 +1,181 @@
+"""`selfhood run` end to end: the store contract, determinism, agreement with `selfhood check`."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from selfhood.chaos.runner import split_history
+from selfhood.checkers.formats import read_history
+
+CONTRACT_MODE_KEYS = {"history_sha256", "ops", "valid", "availability", "latency_ms",
+                      "anomalies", "staleness", "identity", "promise", "reference"}
+IDENTITY_KEYS = {"instances", "fingerprints_agree", "forks", "forgotten_acks", "revived_rules",
+                 "converged", "convergence_ms"}
+
+
+def selfhood(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "selfhood", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, str]:
+    """`selfhood run` with no arguments, in a fresh directory (as on a fresh clone)."""
+    cwd = tmp_path_factory.mktemp("fresh")
+    t0 = time.monotonic()
+    p = selfhood("run", cwd=cwd)
+    elapsed = time.monotonic() - t0
+    assert p.returncode == 0, p.stderr
+    return cwd, elapsed, p.stdout + p.stderr
+
+
+def test_default_run_is_quick_and_prints_the_table(default_run: tuple[Path, float, str]) -> None:
+    cwd, elapsed, out = default_run
+    assert elapsed < 60
+    for col in ("avail", "p50 ms", "p99 ms", "anomalies", "stale", "converge", "identity"):
+        assert col in out
+    assert "\nsequential " in out and "\neventual " in out
+    assert "[sequential]" in out  # progress
+
+
+def test_store_layout_and_results_contract(default_run: tuple[Path, float, str]) -> None:
+    cwd, _, _ = default_run
+    latest = cwd / "store" / "latest"
+    assert latest.is_symlink() and latest.resolve().parent.name == "default"
+    for f in ("spec.json", "results.json", "report.md"):
+        assert (latest / f).is_file()
+    res = json.loads((latest / "results.json").read_text())
+    assert set(res) >= {"spec", "seed", "modes"} and res["seed"] == 1
+    assert res["spec"] == json.loads((latest / "spec.json").read_text())
+    assert set(res["modes"]) == {"sequential", "eventual"}
+    for mode, m in res["modes"].items():
+        assert (latest / mode / "history.jsonl").is_file()
+        assert set(m) >= CONTRACT_MODE_KEYS
+        assert m["valid"] in (True, False, "unknown")
+        assert 0 <= m["availability"] <= 1
+        assert set(m["latency_ms"]) == {"p50", "p99"} and m["latency_ms"]["p50"] > 0
+        assert set(m["staleness"]) == {"k_max", "t_p99_ms"}
+        assert set(m["identity"]) >= IDENTITY_KEYS
+        assert all(isinstance(n, int) and n > 0 for n in m["anomalies"].values())
+        assert m["ops"] == len(read_history(latest / mode / "history.jsonl"))
+    # the science in one row each: sequential clean, eventual shows anomalies
+    assert res["modes"]["sequential"]["anomalies"] == {}
+    assert res["modes"]["eventual"]["anomalies"]
+
+
+def test_verdicts_agree_with_selfhood_check(default_run: tuple[Path, float, str]) -> None:
+    cwd, _, _ = default_run
+    res = json.loads((cwd / "store" / "latest" / "results.json").read_text())
+    exit_of = {True: 0, False: 1, "unknown": 2}
+    checked = 0
+    for mode, m in res["modes"].items():
+        assert m["checks"]
+        for c in m["checks"]:
+            argv = c["command"].split()
+            assert argv[:2] == ["selfhood", "check"]
+            p = selfhood(*argv[1:], "--json", cwd=cwd)
+            assert p.returncode == exit_of[c["valid"]], (mode, c, p.stderr)
+            out = json.loads(p.stdout)
+            assert out["valid"] == c["valid"]
+            assert sorted(out["anomaly_types"]) == c["anomalies"]
+            checked += 1
+        # `valid` is exactly the promise checks combined
+        promise = [c["valid"] for c in m["checks"] if c["purpose"] == "promise"]
+        expected = False if False in promise else "unknown" if "unknown" in promise else True
+        assert m["valid"] == expected
+        # and report.md lists every command
+        report = (cwd / "store" / "latest" / "report.md").read_text()
+        assert all(c["command"] in report for c in m["checks"])
+    assert checked >= 6
+
+
+def test_same_seed_same_history_sha256(tmp_path: Path) -> None:
+    shas: list[dict[str, Any]] = []
+    for i in range(2):
+        p = selfhood("run", "--seed", "7", "--time-limit", "2", "--store", str(tmp_path / f"s{i}"),
+                     "-q", cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        res = json.loads((tmp_path / f"s{i}" / "latest" / "results.json").read_text())
+        shas.append({m: v["history_sha256"] for m, v in res["modes"].items()})
+    assert shas[0] == shas[1]
+    a = (tmp_path / "s0" / "latest" / "eventual" / "history.jsonl").read_bytes()
+    b = (tmp_path / "s1" / "latest" / "eventual" / "history.jsonl").read_bytes()
+    assert a == b
+    p = selfhood("run", "--seed", "8", "--time-limit", "2", "--store", str(tmp_path / "s2"),
+                 "-q", cwd=tmp_path)
+    res = json.loads((tmp_path / "s2" / "latest" / "results.json").read_text())
+    assert res["modes"]["sequential"]["history_sha256"] != shas[0]["sequential"]
+
+
+def test_spec_file_and_replay(tmp_path: Path) -> None:
+    spec = tmp_path / "exp.toml"
+    spec.write_text('name = "tiny"\nseed = 3\nmodes = ["linearizable"]\ntime_limit_s = 1.5\n'
+                    'nemesis = ["pause"]\nnemesis_interval_ms = 400\n')
+    p = selfhood("run", "--spec", str(spec), "--store", "st", "-q", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    latest = tmp_path / "st" / "latest"
+    res = json.loads((latest / "results.json").read_text())
+    assert list(res["modes"]) == ["linearizable"]
+    assert res["modes"]["linearizable"]["promise"].startswith("strict-serializable")
+    # spec.json (schedule made explicit) replays the same history
+    p2 = selfhood("run", "--spec", str(latest / "spec.json"), "--store", "st2", "-q", cwd=tmp_path)
+    assert p2.returncode == 0, p2.stderr
+    res2 = json.loads((tmp_path / "st2" / "latest" / "results.json").read_text())
+    assert (res2["modes"]["linearizable"]["history_sha256"]
+            == res["modes"]["linearizable"]["history_sha256"])
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--concurrency", "0"], "concurrency"),
+        (["--modes", "strong"], "--modes"),
+        (["--router", "random"], "router"),
+        (["--nemesis", "meteor"], "--nemesis"),
+        (["--shards", "1", "--sharded-memory"], "sharded_memory"),
+        (["--time-limit", "-1"], "time_limit_s"),
+        (["--spec", "missing.json"], "cannot read spec"),
+    ],
+)
+def test_bad_options_exit_64_naming_the_field(tmp_path: Path, args: list[str],
+                                              needle: str) -> None:
+    p = selfhood("run", *args, cwd=tmp_path)
+    assert p.returncode == 64, p.stderr
+    assert needle in p.stderr
+    assert "Traceback" not in p.stderr
+
+
+def test_report_rebuilds_from_the_store(default_run: tuple[Path, float, str]) -> None:
+    cwd, _, _ = default_run
+    report = cwd / "store" / "latest" / "report.md"
+    before = report.read_text()
+    report.unlink()
+    p = selfhood("report", "store/latest", cwd=cwd)
+    assert p.returncode == 0, p.stderr
+    assert report.read_text() == before
+    assert "sequential" in p.stdout
+    bad = selfhood("report", "nowhere", cwd=cwd)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+
+
+def test_split_history_partitions_txn_micro_ops(default_run: tuple[Path, float, str]) -> None:
+    cwd, _, _ = default_run
+    h = read_history(cwd / "store" / "latest" / "eventual" / "history.jsonl")
+    parts = split_history(h)
+    keys = {name: {m[1] for o in ops if o.f == "txn" for m in o.value}
+            for name, ops in parts.items() if name != "register"}
+    assert all(k.endswith(("/transcript", "/cases")) for k in keys["list-append"])
+    assert all("/mem/" in k and "/mem/tool/r" not in k for k in keys["rw-register"])
+    assert {o.f for o in parts["register"] if o.process != "nemesis"} <= {"read", "write"}
+    n_mops = sum(len(o.value) for o in h if o.f == "txn" and o.type == "invoke")
+    n_split = sum(len(o.value) for name in ("list-append", "rw-register")
+                  for o in parts[name] if o.f == "txn" and o.type == "invoke")
+    n_reg = sum(1 for o in parts["register"] if o.type == "invoke" and o.process != "nemesis")
+    assert n_mops == n_split + n_reg
