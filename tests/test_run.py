@@ -37,7 +37,7 @@ def default_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float, 
 
 
 def test_default_run_is_quick_and_prints_the_table(default_run: tuple[Path, float, str]) -> None:
-    cwd, elapsed, out = default_run
+    _, elapsed, out = default_run
     assert elapsed < 60
     for col in ("avail", "p50 ms", "p99 ms", "anomalies", "stale", "converge", "identity"):
         assert col in out
