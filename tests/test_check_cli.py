@@ -210,3 +210,47 @@ def test_real_process_no_traceback(tmp_path: Path) -> None:
                            "register"], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 65
     assert "Traceback" not in proc.stderr and ":1:" in proc.stderr
+
+
+# --- the Python entry point -----------------------------------------------------------
+
+
+def test_check_history_dispatch_and_defaults() -> None:
+    from selfhood.checkers.api import check_history, resolve_consistency
+    from selfhood.errors import SpecError
+
+    assert resolve_consistency("list-append", None) == ["strict-serializable"]
+    assert resolve_consistency("kv", None) == ["linearizable"]
+    assert resolve_consistency("kafka", None) == []
+    assert resolve_consistency("set", "sequential") == ["sequential"]
+    for model, c in (("register", "snapshot-isolation"), ("kafka", "read-your-writes"),
+                     ("cas-register", "causal"), ("nope", None)):
+        with pytest.raises(SpecError):
+            resolve_consistency(model, c)
+
+    # a stale read by another process: sequential, not linearizable; no session violation
+    ops = pairs((0, "write", 1, "ok", 1), (1, "read", None, "ok", None))
+    r = check_history(ops, model="register", consistency=["linearizable", "sequential",
+                                                          "monotonic-reads"])
+    assert r.valid is False
+    assert r.anomaly_types == ["nonlinearizable"]
+    assert r.details["consistency"] == ["linearizable", "sequential", "monotonic-reads"]
+    assert check_history(ops, model="register", consistency="sequential").valid is True
+
+
+def test_check_history_convergence_and_txn(tmp_path: Path) -> None:
+    from selfhood.checkers.api import check_history
+
+    txns = pairs((0, "txn", [["append", "x", 1]], "ok", [["append", "x", 1]]),
+                 (1, "txn", [["r", "x", None]], "ok", [["r", "x", [1]]]))
+    assert check_history(txns, model="list-append").valid is True
+    n = len(txns)
+    finals = [
+        *txns,
+        Op(n, "invoke", 5, "final-read", None, time=10_000, node="n1"),
+        Op(n + 1, "ok", 5, "final-read", {"x": [1]}, time=10_001, node="n1"),
+        Op(n + 2, "invoke", 6, "final-read", None, time=10_002, node="n2"),
+        Op(n + 3, "ok", 6, "final-read", {"x": []}, time=10_003, node="n2"),
+    ]
+    r = check_history(finals, model="list-append", consistency=["convergence"])
+    assert r.valid is False and r.anomaly_types == ["divergent-final-reads"]

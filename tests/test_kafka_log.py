@@ -137,3 +137,26 @@ def test_jepsen_mop_shape() -> None:
     # JSON string keys and EDN integer keys name the same partition
     h2 = (H().send(0, 1, 5, 0).op(1, "poll", [["poll"]], "ok", [["poll", {"1": [[0, 5]]}]]))
     assert check_kafka(h2.ops).valid is True
+
+
+def test_jepsen_edn_history() -> None:
+    from selfhood.checkers.edn import read_edn_ops
+
+    text = """; a Jepsen kafka history, micro-op form
+{:index 0, :type :invoke, :process 0, :f :send, :value [[:send 1 5]]}
+{:index 1, :type :ok, :process 0, :f :send, :value [[:send 1 [0 5]]]}
+{:index 2, :type :invoke, :process 0, :f :send, :value [[:send 1 6]]}
+{:index 3, :type :ok, :process 0, :f :send, :value [[:send 1 [1 6]]]}
+{:index 4, :type :invoke, :process 1, :f :assign, :value [1]}
+{:index 5, :type :ok, :process 1, :f :assign, :value [1]}
+{:index 6, :type :invoke, :process 1, :f :poll, :value [[:poll]]}
+{:index 7, :type :ok, :process 1, :f :poll, :value [[:poll {1 [[0 5] [1 6]]}]]}
+{:index 8, :type :invoke, :process 1, :f :poll, :value [[:poll]]}
+{:index 9, :type :ok, :process 1, :f :poll, :value [[:poll {1 [[0 5]]}]]}
+"""
+    ops = read_edn_ops(text)
+    r = check_kafka(ops[:8])
+    assert r.valid is True, r.anomalies
+    r = check_kafka(ops)
+    assert r.anomaly_types == ["nonmonotonic-poll"]
+    assert "process 1" in r.anomalies["nonmonotonic-poll"][0]
