@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -283,6 +283,7 @@ class SqlProjectionStore:
         self.backend = "sqlite" if self.async_url.startswith("sqlite") else "postgresql"
         self._echo = echo
         self._engine: AsyncEngine | None = None
+        self._sql_cache: dict[tuple[str, tuple[str, ...], bool], str] = {}
 
     # -- lifecycle ----------------------------------------------------------
 
@@ -396,22 +397,28 @@ class SqlProjectionStore:
 
     # -- writes -------------------------------------------------------------
 
-    def _upsert(self, table: Table, rows: Sequence[dict[str, Any]], keys: Iterable[str],
-                *, update: bool = True) -> Any:
-        if self.backend == "sqlite":
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+    def _upsert_sql(self, table: Table, keys: tuple[str, ...], update: bool) -> str:
+        """``INSERT ... ON CONFLICT`` in the driver's own placeholder style (cached).
 
-            ins: Any = sqlite_insert(table)
-        else:
-            from sqlalchemy.dialects.postgresql import insert as pg_insert
-
-            ins = pg_insert(table)
-        key_list = list(keys)
-        if not update:
-            return ins.on_conflict_do_nothing(index_elements=key_list)
-        cols = [c.name for c in table.columns if c.name not in key_list]
-        return ins.on_conflict_do_update(index_elements=key_list,
-                                         set_={c: ins.excluded[c] for c in cols})
+        Batches go to the driver's executemany as tuples: SQLAlchemy's per-row
+        parameter processing was most of a batch's CPU time. The statement is
+        the same on SQLite and PostgreSQL apart from the placeholders.
+        """
+        ck = (table.name, keys, update)
+        sql = self._sql_cache.get(ck)
+        if sql is None:
+            cols = [c.name for c in table.columns]
+            marks = (["?"] * len(cols) if self.backend == "sqlite"
+                     else [f"${i + 1}" for i in range(len(cols))])
+            quoted = ", ".join(f'"{c}"' for c in cols)
+            conflict = ", ".join(f'"{k}"' for k in keys)
+            rest = [c for c in cols if c not in keys]
+            action = ("DO UPDATE SET " + ", ".join(f'"{c}" = excluded."{c}"' for c in rest)
+                      if update and rest else "DO NOTHING")
+            sql = (f'INSERT INTO "{table.name}" ({quoted}) VALUES ({", ".join(marks)}) '
+                   f"ON CONFLICT ({conflict}) {action}")
+            self._sql_cache[ck] = sql
+        return sql
 
     async def commit(self, reader: str, changes: Changes) -> None:
         """Write one batch of row changes and the tracking positions atomically."""
@@ -436,7 +443,9 @@ class SqlProjectionStore:
         ]
         for table, rows, keys, update in plan:
             if rows:
-                await conn.execute(self._upsert(table, rows, keys, update=update), rows)
+                cols = [c.name for c in table.columns]
+                params = [tuple(r[c] for c in cols) for r in rows]
+                await conn.exec_driver_sql(self._upsert_sql(table, keys, update), params)
 
     # -- reads --------------------------------------------------------------
 
