@@ -27,6 +27,7 @@ from selfhood.chaos.cluster import (
     ClusterManager,
     acks_all_write,
     broker_ids_in_metadata,
+    kafka_uuid,
     port_free,
     postgres_ready,
     replicated_settings,
@@ -235,3 +236,13 @@ def test_ctrl_c_during_up_leaves_no_orphans(scratch_dir: Path) -> None:
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert _pids_with(str(scratch_dir)) == [], err
+
+
+def test_cluster_ids_are_kafka_uuids_that_never_look_like_options() -> None:
+    """A leading "-" made StorageTool read the id as a flag (seen once in ~1 of 64 runs)."""
+    import base64
+
+    for _ in range(5000):
+        cid = kafka_uuid()
+        assert not cid.startswith("-")
+        assert len(base64.urlsafe_b64decode(cid + "==")) == 16

@@ -308,8 +308,15 @@ def _link_exists(name: str) -> bool:
 
 
 def kafka_uuid() -> str:
-    """A Kafka cluster id: 16 random bytes, url-safe base64 without padding."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A Kafka cluster id: 16 random bytes, url-safe base64 without padding.
+
+    Like Kafka's own `Uuid.randomUuid`, never one starting with "-": command
+    line parsers would take it for an option.
+    """
+    while True:
+        value = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not value.startswith("-"):
+            return value
 
 
 # --- configuration --------------------------------------------------------------
@@ -842,7 +849,8 @@ class ClusterManager:
             return
         await _run([java, "-Xmx256m", f"-Dlog4j2.configurationFile={compose_dir() / 'log4j2.xml'}",
                     "-cp", classpath, "kafka.tools.StorageTool", "format",
-                    "-t", cfg.cluster_id, "-c", str(props), "--ignore-formatted"],
+                    f"--cluster-id={cfg.cluster_id}", f"--config={props}",
+                    "--ignore-formatted"],
                    what=f"format storage of broker {node}", log=self.broker_log(node))
 
     def _spawn_broker(self, cfg: ClusterConfig, node: int, java: str, classpath: str) -> int:
