@@ -602,8 +602,11 @@ class ClusterManager:
 
     @property
     def marker(self) -> str:
-        """Substring of every command line we start: proves a pid is ours."""
-        return str(self.state_dir)
+        """Substring of every command line we start: proves a pid is ours.
+
+        The trailing separator keeps ``/tmp/sh`` from matching ``/tmp/sh-2``.
+        """
+        return f"{self.state_dir}{os.sep}"
 
     def load_config(self) -> ClusterConfig | None:
         """The saved cluster shape, or None when nothing is set up here."""
