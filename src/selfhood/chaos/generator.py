@@ -54,6 +54,16 @@ class OpRequest:
     time: int | None = None
 
 
+_NEM: Final = (NEMESIS,)
+
+
+def _drop_nemesis(ps: tuple[Any, ...]) -> tuple[Any, ...]:
+    if NEMESIS not in ps:
+        return ps
+    i = ps.index(NEMESIS)
+    return ps[:i] + ps[i + 1:]
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """What a generator may look at: virtual time, processes, and the run's rng."""
@@ -71,6 +81,16 @@ class Context:
             tuple(p for p in self.all_processes if keep(p)),
             self.rng,
         )
+
+    def clients_only(self) -> Context:
+        """The context without the nemesis process (a hot path: no per-process calls)."""
+        return Context(self.time, _drop_nemesis(self.free_processes),
+                       _drop_nemesis(self.all_processes), self.rng)
+
+    def nemesis_only(self) -> Context:
+        """The context of the nemesis process alone."""
+        return Context(self.time, _NEM if NEMESIS in self.free_processes else (),
+                       _NEM if NEMESIS in self.all_processes else (), self.rng)
 
     @property
     def all_free(self) -> bool:
@@ -439,27 +459,20 @@ class OnProcesses:
     nemesis: bool
     gen: Generator
 
-    def _keep(self, p: Any) -> bool:
-        return bool(p == NEMESIS) if self.nemesis else bool(p != NEMESIS)
+    def _sub(self, ctx: Context) -> Context:
+        return ctx.nemesis_only() if self.nemesis else ctx.clients_only()
 
     def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
-        sub = ctx.restrict(self._keep)
-        if self.nemesis:
-            r = self.gen.op(sub)
-            if r is None:
-                return None
-            o, nxt = r
-            return o, OnProcesses(True, nxt)
-        r = self.gen.op(sub)
+        r = self.gen.op(self._sub(ctx))
         if r is None:
             return None
         o, nxt = r
-        return o, OnProcesses(False, nxt)
+        return o, OnProcesses(self.nemesis, nxt)
 
     def update(self, ctx: Context, event: Op) -> Generator:
-        if not self._keep(event.process):
+        if (event.process == NEMESIS) != self.nemesis:
             return self
-        return OnProcesses(self.nemesis, self.gen.update(ctx.restrict(self._keep), event))
+        return OnProcesses(self.nemesis, self.gen.update(self._sub(ctx), event))
 
 
 def nemesis(gen: GenLike) -> Generator:
