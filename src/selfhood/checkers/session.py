@@ -116,6 +116,18 @@ def _kv_key_value(op: Op, value: Any) -> tuple[Hashable, Any] | None:
     return None
 
 
+def _is_pair(x: Any) -> bool:
+    return isinstance(x, list | tuple) and len(x) == 2
+
+
+def _register_keyed(f: str, inv_value: Any, value: Any) -> bool:
+    if f == "cas":
+        return _is_pair(value) and _is_pair(value[1])
+    if f == "read":
+        return _is_pair(value) and (inv_value is None or _is_pair(inv_value))
+    return _is_pair(value)
+
+
 def _mops(model: str, inv: Op, comp: Op | None) -> tuple[list[Mop], bool]:
     """Normalise one pair's effects; reads come from the completion only."""
     done = comp if comp is not None else inv
@@ -151,6 +163,11 @@ def _mops(model: str, inv: Op, comp: Op | None) -> tuple[list[Mop], bool]:
         if kv is None:
             return out, True
         key, v = kv
+    elif "key" in inv.extra:
+        key, v = _h(inv.extra["key"]), value
+    elif _register_keyed(f, inv.value, value):
+        # Jepsen's independent keys: [k v] (and [k [from to]] for cas), as linear.py reads them
+        key, v = _h(value[0]), value[1]
     else:
         key, v = None, value
     if f in ("write", "put"):
@@ -201,11 +218,14 @@ class _Write:
 
 
 def _describe(w: _Write) -> str:
+    if w.sop.mops and any(m.kind == "a" for m in w.sop.mops):
+        return f"the append of {w.value!r} to {w.key!r} (op {w.sop.index}, process {w.process!r})"
     return f"{w.key!r}={w.value!r} (op {w.sop.index}, process {w.process!r})"
 
 
 class _Checker:
-    def __init__(self, sops: list[SOp], initial: Any) -> None:
+    def __init__(self, sops: list[SOp], initial: Any, guarantees: Sequence[str]) -> None:
+        self.guarantees = tuple(g for g in GUARANTEES if g in guarantees)
         self.sops = sops
         self.initial = initial
         self.writes: dict[WriteId, _Write] = {}
@@ -328,20 +348,19 @@ class _Checker:
             if s.type != "ok":
                 continue
             p = s.process
-            own_keys = set()
             passed = []
             obs_cache: dict[int, list[_Write]] = {}
             for m in s.mops:
-                if m.kind in ("w", "a"):
-                    own_keys.add(m.key)
-                    continue
-                if m.kind not in ("r", "l") or m.key in self.skipped or m.key in own_keys:
+                # a read after the txn's own write still owes every earlier floor
+                if m.kind not in ("r", "l") or m.key in self.skipped:
                     continue
                 self.reads_checked += 1
-                if not self.check_one(s, m, floors[p][m.key]):
+                flagged = self.check_one(s, m, floors[p][m.key])
+                if flagged is None:
                     passed.append(m)
                 if m.kind == "l":
-                    self.within_read(s, m, obs_cache.setdefault(id(m), self.observed(m)))
+                    self.within_read(s, m, obs_cache.setdefault(id(m), self.observed(m)),
+                                     flagged)
             self.raise_floors(s, floors[p], know[p], applied[p], obs_cache)
             obs_cache.clear()
             # one transaction's reads are one snapshot: what it observed on one
@@ -350,11 +369,13 @@ class _Checker:
                 self.check_one(s, m, floors[p][m.key], (MW, WFR))
 
     def check_one(self, s: SOp, m: Mop, fl: dict[str, dict[Any, _Floor]],
-                  guarantees: Sequence[str] = GUARANTEES) -> bool:
-        """Report the first floor read `m` violates; True if one was."""
+                  guarantees: Sequence[str] | None = None) -> str | None:
+        """Report the first floor read `m` violates; the guarantee reported, if any."""
         shown = m.value if m.kind == "r" else list(m.value)
         contents = frozenset(m.value) if m.kind == "l" else frozenset()
-        for g in guarantees:
+        for g in (self.guarantees if guarantees is None else guarantees):
+            if g not in self.guarantees:
+                continue
             for writer, (seq, why, known) in fl.get(g, {}).items():
                 floor = self.by_seq.get((m.key, writer, seq))
                 if floor is None or not self.violated(m, floor, known, contents):
@@ -362,10 +383,10 @@ class _Checker:
                 self.result.add(g, f"process {s.process!r} read {m.key!r}={shown!r} "
                                    f"(op {s.index}), but {_why(why)} {_describe(floor)}, which "
                                    f"that read does not reflect")
-                return True
-        return False
+                return g
+        return None
 
-    def within_read(self, s: SOp, m: Mop, obs: list[_Write]) -> None:
+    def within_read(self, s: SOp, m: Mop, obs: list[_Write], flagged: str | None) -> None:
         """A list read showing a writer's later append without (or before) an earlier one."""
         pos: dict[Any, list[int]] = defaultdict(list)
         for w in obs:
@@ -377,9 +398,13 @@ class _Checker:
             if missing:
                 lost = self.by_seq[(m.key, writer, missing[0])]
                 shown = self.by_seq[(m.key, writer, top)].value
-                self.result.add(MW, f"process {s.process!r} read {m.key!r} (op {s.index}) and "
-                                    f"saw process {writer!r}'s append of {shown!r} but "
-                                    f"not its earlier acknowledged append {_describe(lost)}")
+                # missing one's own write is read-your-writes; someone else's, monotonic-writes
+                g = RYW if writer == s.process else MW
+                if g == flagged:
+                    continue  # this read is already reported
+                self.result.add(g, f"process {s.process!r} read {m.key!r} (op {s.index}) and "
+                                   f"saw process {writer!r}'s append of {shown!r} but "
+                                   f"not its earlier acknowledged append {_describe(lost)}")
             elif s.ordered and got != sorted(got):
                 self.result.add(MW, f"process {s.process!r} read {m.key!r}={list(m.value)!r} "
                                     f"(op {s.index}): process {writer!r}'s appends appear "
@@ -461,7 +486,7 @@ def check_session(ops: Sequence[Op], *, model: str, guarantees: Sequence[str] = 
     if model not in SESSION_MODELS:
         from selfhood.errors import SpecError
         raise SpecError(f"session guarantees cannot be checked for model {model!r}")
-    c = _Checker(session_ops(ops, model), initial)
+    c = _Checker(session_ops(ops, model), initial, guarantees)
     c.collect_writes()
     c.annotate_writes()
     c.check_reads()

@@ -20,8 +20,8 @@ equal. Final reads are ops with ``f == "final-read"`` (or ``final: true``),
 one replica per ``node`` (else per process). Differing final states are
 reported as ``divergent-final-reads``. When the history carries times, the
 convergence time is measured from the last heal (a nemesis op whose ``f``
-mentions heal/stop/resume) to the first final read after which every final
-read agreed.
+mentions heal/stop/resume/recover/restart/unskew) to the first final read
+after which every final read agreed.
 """
 
 from __future__ import annotations
@@ -151,7 +151,9 @@ def _final_values(op: Op, model: str) -> dict[Hashable, Any]:
     return {None: _h(v)}
 
 
-_HEAL_WORDS = ("heal", "stop", "resume", "recover")
+#: nemesis ops that end a fault: selfhood's heal/resume/restart/unskew, and Jepsen's
+#: :stop (classic nemeses use :start to begin a fault and :stop to end it)
+_HEAL_WORDS = ("heal", "stop", "resume", "recover", "restart", "unskew")
 
 
 def check_convergence(ops: Sequence[Op], *, model: str) -> CheckResult:
