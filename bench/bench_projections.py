@@ -36,7 +36,7 @@ from selfhood.eventlog.cli import bench_events
 from selfhood.eventlog.kafka import KafkaEventLog
 from selfhood.eventlog.sqlite import SqliteEventLog
 from selfhood.events import Event
-from selfhood.projections.projector import Projector
+from selfhood.projections.projector import Projector, replay_log
 from selfhood.projections.reducer import apply_sequential, fold_all
 from selfhood.projections.snapshot import SnapshotPolicy, decode_snapshot
 from selfhood.projections.state import InstanceState, fingerprint
@@ -87,17 +87,7 @@ def pure_fold_s(events: list[Event], reps: int) -> tuple[float, float]:
 
 async def replay(log: EventLog) -> dict[str, InstanceState]:
     """Full replay of every instance: read (decode) + sequential fold."""
-    states: dict[str, InstanceState] = {}
-    for part in await log.partitions():
-        async for entry in scan(log, part, batch=10_000):
-            ev = entry.event
-            if ev is None:
-                continue
-            st = states.get(ev.instance_id)
-            if st is None:
-                st = states[ev.instance_id] = InstanceState.empty(ev.instance_id)
-            apply_sequential(st, ev, entry.position)
-    return states
+    return await replay_log(log)
 
 
 async def cluster() -> tuple[str, str] | None:

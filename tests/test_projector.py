@@ -14,7 +14,7 @@ from selfhood.events import (
     make_event,
 )
 from selfhood.projections import snapshot as snap
-from selfhood.projections.projector import Projector
+from selfhood.projections.projector import Projector, replay_log
 from selfhood.projections.reducer import fold_all
 from selfhood.projections.snapshot import SnapshotPolicy
 from selfhood.projections.state import Mode, fingerprint
@@ -113,6 +113,9 @@ async def test_dead_letters_and_keep_going(tmp_path: Path) -> None:
         got = await store.load_instance("a")
         assert got is not None
         assert [t.content for t in got[0].transcript] == ["one", "two"]
+        # a replay from the log alone skips the poison and agrees with the projection
+        replayed = await replay_log(log, instance_id="a")
+        assert fingerprint(replayed["a"]) == fingerprint(got[0])
 
 
 async def test_wait_for_gives_read_your_writes(tmp_path: Path) -> None:

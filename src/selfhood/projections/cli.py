@@ -22,10 +22,7 @@ import click
 from selfhood.errors import LogUrlError, ProjectionError, StoreUrlError
 from selfhood.eventlog.base import EventLog, scan
 from selfhood.eventlog.url import open_log, parse_log_url
-from selfhood.events import Event
-from selfhood.projections.crdt import merge_eventual
-from selfhood.projections.projector import Progress, Projector
-from selfhood.projections.reducer import apply_sequential
+from selfhood.projections.projector import Progress, Projector, replay_log
 from selfhood.projections.snapshot import SnapshotPolicy
 from selfhood.projections.state import InstanceState, Mode, fingerprint
 from selfhood.projections.store import SqlProjectionStore, async_db_url, is_db_url
@@ -159,19 +156,8 @@ def project(log_url: str, db_url: str, mode: str | None, follow: bool, batch: in
 async def replay_instance(log: EventLog, instance_id: str, mode: Mode,
                           fencing: bool = True) -> InstanceState:
     """Full replay of one instance from the log (no database involved)."""
-    part_of = getattr(log, "partition_of", None)
-    parts = [part_of(instance_id)] if callable(part_of) else await log.partitions()
-    st = InstanceState.empty(instance_id)
-    for part in parts:
-        async for entry in scan(log, part):
-            ev: Event | None = entry.event
-            if ev is None or ev.instance_id != instance_id:
-                continue
-            if mode == "sequential":
-                apply_sequential(st, ev, entry.position, fencing=fencing)
-            else:
-                merge_eventual(st, ev, entry.position)
-    return st
+    states = await replay_log(log, instance_id=instance_id, mode=mode, fencing=fencing)
+    return states.get(instance_id) or InstanceState.empty(instance_id)
 
 
 async def _log_instance_ids(log: EventLog) -> list[str]:

@@ -334,3 +334,48 @@ class Projector:
             async with self._advanced:
                 await self._advanced.wait_for(
                     lambda: self.positions.get(position.partition, 0) > position.offset)
+
+
+async def replay_log(log: EventLog, *, instance_id: str | None = None,
+                     mode: Mode = "sequential", fencing: bool = True,
+                     batch: int = 10_000, timeout_s: float = 2.0) -> dict[str, InstanceState]:
+    """Full replay from the log alone (no database): the reference rehydration.
+
+    With `instance_id`, only that instance's partition is read (when the log
+    can say which one it is). Reads go straight to `log.read` in big batches,
+    since replay speed is what bounds failover. Poison records are skipped
+    (the projector dead-letters them; a replay has nowhere to put them).
+    """
+    part_of = getattr(log, "partition_of", None)
+    if instance_id is not None and callable(part_of):
+        parts = [int(part_of(instance_id))]
+    else:
+        parts = await log.partitions()
+    ends = await log.end_offsets()
+    states: dict[str, InstanceState] = {}
+    eventual = mode == "eventual"
+    for part in parts:
+        offset, end = 0, ends.get(part, 0)
+        while offset < end:
+            entries = await log.read(part, offset, limit=batch, timeout_s=timeout_s)
+            if not entries:
+                break
+            for entry in entries:
+                ev = entry.event
+                if ev is None or entry.position.offset >= end:
+                    continue
+                iid = ev.instance_id
+                if instance_id is not None and iid != instance_id:
+                    continue
+                st = states.get(iid)
+                if st is None:
+                    st = states[iid] = InstanceState.empty(iid)
+                try:
+                    if eventual:
+                        merge_eventual(st, ev, entry.position)
+                    else:
+                        apply_sequential(st, ev, entry.position, fencing=fencing)
+                except PoisonEvent:
+                    continue
+            offset = entries[-1].position.offset + 1
+    return states
