@@ -203,3 +203,13 @@ def test_list_sessions_agree_with_plain_definitions(
     # a reader that never lags sees no violation at all
     fresh = stale_replica_history([(p, a, k, 0) for p, a, k, _ in choices])
     assert check_session(fresh, model="list-append").valid is True
+
+
+def test_jepsen_independent_register_keys() -> None:
+    h = (H().op(0, "write", ["a", 1]).op(0, "write", ["b", 2])
+         .op(0, "read", ["a", None], comp=["a", 1]).op(0, "read", ["b", None], comp=["b", None])
+         .op(1, "cas", ["a", [1, 3]]).op(1, "read", ["a", None], comp=["a", 1]))
+    r = check_session(h.ops, model="cas-register")
+    assert r.anomaly_types == ["read-your-writes"]
+    assert len(r.anomalies["read-your-writes"]) == 2  # b after writing 2; a after cas to 3
+    assert "'b'" in r.anomalies["read-your-writes"][0]

@@ -295,6 +295,16 @@ class _Checker:
                         older = dict(seen[p].get(m.key, {}))
                         if own[p].get(m.key):
                             older[p] = max(older.get(p, 0), own[p][m.key])
+                        if s.type == "ok":
+                            # a version this op itself read first (a cas) is older too
+                            for r in s.mops:
+                                if r is m:
+                                    break
+                                if r.kind == "r" and r.key == m.key:
+                                    rw = self.writes.get((r.key, r.value))
+                                    if rw is not None and rw.seq is not None and rw is not w:
+                                        older[rw.process] = max(older.get(rw.process, 0),
+                                                                rw.seq)
                         w.older = older
             if s.type != "ok":
                 continue
