@@ -454,3 +454,72 @@ def test_sequential_with_sharded_memory_still_converges_through_failovers(atomic
                 for f, k, v in o.value:
                     if f == "r" and k.endswith("/transcript"):
                         assert is_prefix(v, final_t), (inst, o.index)
+
+
+# ---------------------------------------------------------------------------
+# property: whatever the seed and fault schedule, sequential mode never forks
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_FAULT = st.sampled_from([
+    ("partition", {"pattern": "halves"}), ("partition", {"pattern": "isolate"}),
+    ("partition", {"pattern": "majority-ring"}), ("partition", {"pattern": "bridge"}),
+    ("crash", "r0"), ("crash", "r1"), ("restart", "r0"), ("restart", "r1"),
+    ("pause", "r2"), ("resume", "r2"), ("skew", {"r1": 700}), ("rebalance", None),
+    ("heal", None)])
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), faults=st.lists(_FAULT, max_size=5),
+       router=st.sampled_from(["sticky", "round-robin", "least-loaded"]),
+       shards=st.integers(1, 3), sharded=st.booleans(), loss=st.sampled_from([0.0, 0.02]))
+def test_property_sequential_never_forks_and_converges(
+        seed: int, faults: list[tuple[str, Any]], router: str, shards: int, sharded: bool,
+        loss: float) -> None:
+    schedule = [at(100 + 150 * i, f, v) for i, (f, v) in enumerate(faults)]
+    heal = [OpRequest("heal"), OpRequest("resume", "r2"), OpRequest("restart", "r0"),
+            OpRequest("restart", "r1"), OpRequest("unskew")]
+    load = time_limit(1000 * MS, stagger(2 * MS, Fn(turns_and_reads())))
+    gen = phases(nemesis_and_clients(seq(*schedule) if schedule else None, load),
+                 nemesis(seq(*heal)),
+                 time_limit(400 * MS, stagger(50 * MS, Fn(turns_and_reads(1.0)))),
+                 final_reads())
+    res = run("sequential", gen, seed=seed, router=router, shards=shards,
+              sharded_memory=sharded, loss=loss)
+    fin = finals(res)
+    reads = transcript_reads(res)
+    # with message loss a final read may fail (unavailable is allowed, wrong is not)
+    if loss == 0:
+        assert set(fin) == set(REPLICAS)
+    assert len({v["fingerprint"] for v in fin.values()}) <= 1
+    longest = max([*reads, *(v["transcript"] for v in fin.values())], key=len, default=[])
+    assert all(is_prefix(r, longest) for r in reads), "two reads show incompatible pasts"
+    if fin:
+        final_t = next(iter(fin.values()))["transcript"]
+        assert all(is_prefix(r, final_t) for r in reads)
+        assert set(acked_appends(res)) <= set(final_t)
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), faults=st.lists(_FAULT, max_size=5),
+       router=st.sampled_from(["sticky", "round-robin", "least-loaded"]),
+       shards=st.integers(1, 3), sharded=st.booleans(), atomic=st.booleans())
+def test_property_eventual_converges_after_heal(
+        seed: int, faults: list[tuple[str, Any]], router: str, shards: int, sharded: bool,
+        atomic: bool) -> None:
+    schedule = [at(100 + 150 * i, f, v) for i, (f, v) in enumerate(faults)]
+    heal = [OpRequest("heal"), OpRequest("resume", "r2"), OpRequest("restart", "r0"),
+            OpRequest("restart", "r1"), OpRequest("unskew")]
+    load = time_limit(1000 * MS, stagger(2 * MS, Fn(turns_and_reads())))
+    gen = phases(nemesis_and_clients(seq(*schedule) if schedule else None, load),
+                 nemesis(seq(*heal)),
+                 time_limit(400 * MS, stagger(50 * MS, Fn(turns_and_reads(1.0)))),
+                 final_reads())
+    res = run("eventual", gen, seed=seed, router=router, shards=shards,
+              sharded_memory=sharded, atomic_memory=atomic)
+    fin = finals(res)
+    assert set(fin) == set(REPLICAS)
+    assert len({v["fingerprint"] for v in fin.values()}) == 1, "replicas did not converge"
+    # availability: every client txn outside a crash/pause got an answer
+    assert any(o.type == "ok" for o in completions(res) if o.f == "txn")
