@@ -493,7 +493,8 @@ def test_property_sequential_never_forks_and_converges(
     if loss == 0:
         assert set(fin) == set(REPLICAS)
     assert len({v["fingerprint"] for v in fin.values()}) <= 1
-    longest = max([*reads, *(v["transcript"] for v in fin.values())], key=len, default=[])
+    longest: list[int] = max([*reads, *(v["transcript"] for v in fin.values())], key=len,
+                             default=[])
     assert all(is_prefix(r, longest) for r in reads), "two reads show incompatible pasts"
     if fin:
         final_t = next(iter(fin.values()))["transcript"]
