@@ -90,6 +90,7 @@ class SimConfig:
     lease_ms: int = 150
     down_ms: int = 1000
     session_ms: int = 200
+    outbox_ms: int = 50
 
     @property
     def replica_names(self) -> tuple[str, ...]:
@@ -158,7 +159,7 @@ class Simulation:
         self.rcfg = ReplicaConfig(mode=config.mode, shards=config.shards,
                                   sharded_memory=config.sharded_memory,
                                   atomic_memory=config.atomic_memory, fencing=config.fencing,
-                                  lease_ms=config.lease_ms,
+                                  lease_ms=config.lease_ms, outbox_ms=config.outbox_ms,
                                   read_wait_ms=config.op_timeout_ms)
         self.now = 0
         self.heap: list[tuple[int, int, int, str, Any, int]] = []

@@ -26,7 +26,8 @@ Modes:
   for ``lease`` refuses (``fail``, error ``unavailable``): unavailable, never
   wrong.
 - **eventual**: local-first. Writes are merged locally with the CRDTs,
-  acknowledged at once and shipped through an outbox on the next tick;
+  acknowledged at once and shipped through an outbox (on a tick, at most every
+  ``outbox_ms``: local-first systems batch);
   remote events arrive by polling the log and are merged. Crashes lose the
   unshipped outbox, which is the price the experiment measures.
 
@@ -199,6 +200,7 @@ class ReplicaConfig:
     read_wait_ms: int = 250
     write_wait_ms: int = 1000
     poll_limit: int = 2000
+    outbox_ms: int = 0
 
 
 # ---------------------------------------------------------------------------
@@ -274,6 +276,7 @@ class Replica:
         # eventual outbox
         self.outbox: list[tuple[int, Event]] = []
         self.outbox_batches: dict[int, set[str]] = {}
+        self.last_ship = -(1 << 62)
         # sharded memory bookkeeping
         self.turn_missing: dict[str, dict[str, list[Any]]] = {i: {} for i in instances}
         self.missing_by_dep: dict[str, list[tuple[str, str]]] = {}
@@ -870,7 +873,8 @@ class Replica:
     def on_tick(self, now: int) -> list[Output]:
         """Periodic: poll the log, ship the outbox, give up on reads that waited too long."""
         out: list[Output] = [Poll(list(self.next_offset))]
-        if self.eventual and self.outbox:
+        if self.eventual and self.outbox and now - self.last_ship >= self.cfg.outbox_ms * _MS:
+            self.last_ship = now
             batch = self.outbox[:self.cfg.poll_limit]
             if self.cfg.atomic_memory or self.cfg.shards == 1:
                 groups = [batch]
