@@ -213,3 +213,78 @@ def test_jepsen_independent_register_keys() -> None:
     assert r.anomaly_types == ["read-your-writes"]
     assert len(r.anomalies["read-your-writes"]) == 2  # b after writing 2; a after cas to 3
     assert "'b'" in r.anomalies["read-your-writes"][0]
+
+
+# --- soundness on registers against the true version order -----------------------------
+
+
+def lagging_register_history(choices: list[tuple[int, bool, str, int]]
+                             ) -> tuple[list[Op], dict[int, set[str]]]:
+    """Registers over one global log (the true version order); each read returns the
+    state of a lagging replica: some prefix of the log. Returns the history and, per
+    read op index, the guarantees it truly violates (computed from log positions)."""
+    log: list[tuple[str, int]] = []
+    pos: dict[tuple[str, Any], int] = {}
+    h = H()
+    own: dict[tuple[int, str], int] = {}  # (process, key) -> position of own latest write
+    read_max: dict[tuple[int, str], int] = {}  # versions read (max position)
+    writes_by: dict[int, list[int]] = {}  # process -> positions of its writes
+    reads_before: dict[int, dict[str, int]] = {}  # write position -> writer's reads then
+    imposed: dict[tuple[int, str], dict[str, int]] = {}  # (p, k) -> guarantee -> floor
+    truth: dict[int, set[str]] = {}
+    for n, (p, is_write, k, lag) in enumerate(choices):
+        if is_write:
+            at = len(log)
+            log.append((k, n))
+            pos[(k, n)] = at
+            own[(p, k)] = at
+            writes_by.setdefault(p, []).append(at)
+            reads_before[at] = {kk: v for (pp, kk), v in read_max.items() if pp == p}
+            h.op(p, "write", [k, n])
+            continue
+        cut = max(0, len(log) - lag)
+        at_v = max((i for i in range(cut) if log[i][0] == k), default=-1)
+        value = None if at_v < 0 else log[at_v][1]
+        index = len(h.ops) + 1
+        h.op(p, "read", [k, None], comp=[k, value])
+        floors = dict(imposed.get((p, k), {}))
+        if (p, k) in own:
+            floors["read-your-writes"] = own[(p, k)]
+        if (p, k) in read_max:
+            floors["monotonic-reads"] = read_max[(p, k)]
+        truth[index] = {g for g, f in floors.items() if f > at_v}
+        if at_v >= 0:
+            read_max[(p, k)] = max(read_max.get((p, k), -1), at_v)
+            writer = next(q for q, ws in writes_by.items() if at_v in ws)
+            if writer != p:
+                for w in writes_by[writer]:
+                    if w < at_v:
+                        fl = imposed.setdefault((p, log[w][0]), {})
+                        fl["monotonic-writes"] = max(fl.get("monotonic-writes", -1), w)
+                for kk, r in reads_before[at_v].items():
+                    fl = imposed.setdefault((p, kk), {})
+                    fl["writes-follow-reads"] = max(fl.get("writes-follow-reads", -1), r)
+    return h.ops, truth
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.booleans(), st.sampled_from(["a", "b"]),
+                          st.integers(0, 3)), max_size=40))
+def test_register_session_checker_is_sound(choices: list[tuple[int, bool, str, int]]) -> None:
+    ops, truth = lagging_register_history(choices)
+    r = check_session(ops, model="register")
+    for g, cases in r.anomalies.items():
+        for e in cases:
+            # the reported read, or the earlier read that set the violated floor, truly
+            # violates a guarantee
+            blamed = [int(x.split(")")[0].split(",")[0]) for x in e.split("(op ")[1:]]
+            assert any(truth.get(i) for i in blamed), (g, e, truth)
+    if not any(truth.values()):
+        assert r.valid is True
+    # a read of the initial value after one's own write is always found
+    ryw = check_session(ops, model="register", guarantees=["read-your-writes"])
+    flagged = {int(e.split("(op ")[1].split(")")[0])
+               for e in ryw.anomalies.get("read-your-writes", [])}
+    for index, gs in truth.items():
+        if "read-your-writes" in gs and ops[index].value[1] is None:
+            assert index in flagged

@@ -334,20 +334,24 @@ class _Checker:
                         mw_snap.pop(p, None)
 
     # pass 2: check every read against the process's floors -------------------------
-    def violated(self, m: Mop, floor: _Write, known: VC, contents: frozenset[Any]) -> bool:
-        """Does read `m` fail to reflect `floor`?
+    def violated(self, m: Mop, floor: _Write, known: VC, contents: frozenset[Any]) -> int:
+        """Does read `m` fail to reflect `floor`? 0 no, 1 yes, 2 yes by `known`.
 
-        For a register, `known` adds the writes the reader itself knew were
-        older when it set the floor (its own writes and earlier reads).
+        For a register, `known` adds the writes the reader itself knew of when
+        it read `floor`: if that read honoured its guarantees they are older
+        than `floor`. A violation found only that way (2) means that either
+        that earlier read or this one broke a guarantee.
         """
         if m.kind == "r":
             if m.value == self.initial:
-                return True
+                return 1
             w = self.writes.get((m.key, m.value))
             if w is None or w is floor or w.seq is None:
-                return False
-            return max(floor.older.get(w.process, 0), known.get(w.process, 0)) >= w.seq
-        return floor.value not in contents
+                return 0
+            if floor.older.get(w.process, 0) >= w.seq:
+                return 1
+            return 2 if known.get(w.process, 0) >= w.seq else 0
+        return int(floor.value not in contents)
 
     def check_reads(self) -> None:
         # floors[p][key][guarantee][writer] = (seq, why, reader's knowledge then)
@@ -380,21 +384,37 @@ class _Checker:
 
     def check_one(self, s: SOp, m: Mop, fl: dict[str, dict[Any, _Floor]],
                   guarantees: Sequence[str] | None = None) -> str | None:
-        """Report the first floor read `m` violates; the guarantee reported, if any."""
+        """Report the first floor read `m` violates; the guarantee reported, if any.
+
+        A floor violated for sure wins over one violated only by what the
+        reader knew when it set the floor.
+        """
         shown = m.value if m.kind == "r" else list(m.value)
         contents = frozenset(m.value) if m.kind == "l" else frozenset()
+        maybe: tuple[str, _Why, _Write] | None = None
         for g in (self.guarantees if guarantees is None else guarantees):
             if g not in self.guarantees:
                 continue
             for writer, (seq, why, known) in fl.get(g, {}).items():
                 floor = self.by_seq.get((m.key, writer, seq))
-                if floor is None or not self.violated(m, floor, known, contents):
+                if floor is None:
                     continue
-                self.result.add(g, f"process {s.process!r} read {m.key!r}={shown!r} "
-                                   f"(op {s.index}), but {_why(why)} {_describe(floor)}, which "
-                                   f"that read does not reflect")
-                return g
-        return None
+                how = self.violated(m, floor, known, contents)
+                if how == 1:
+                    self.result.add(g, f"process {s.process!r} read {m.key!r}={shown!r} "
+                                       f"(op {s.index}), but {_why(why)} "
+                                       f"{_describe(floor)}, which that read does not reflect")
+                    return g
+                if how == 2 and maybe is None:
+                    maybe = (g, why, floor)
+        if maybe is None:
+            return None
+        g, why, floor = maybe
+        self.result.add(g, f"process {s.process!r} read {m.key!r}={shown!r} (op {s.index}), "
+                           f"but {_why(why)} {_describe(floor)} after it already knew of "
+                           f"{m.key!r}={shown!r}: either that earlier read missed a newer "
+                           f"version it knew of, or this read went back to an older one")
+        return g
 
     def within_read(self, s: SOp, m: Mop, obs: list[_Write], flagged: str | None) -> None:
         """A list read showing a writer's later append without (or before) an earlier one."""
