@@ -10,6 +10,7 @@ from selfhood.eventlog.base import LogPosition, scan
 from selfhood.eventlog.sqlite import SqliteEventLog
 from selfhood.events import (
     MemoryWritten,
+    OwnershipClaimed,
     TurnAppended,
     make_event,
 )
@@ -157,3 +158,20 @@ async def test_old_snapshot_schema_is_ignored_and_replayed(tmp_path: Path,
             assert p.progress.rehydrated_instances == 4
             assert p.progress.replayed_on_start >= 400    # replayed instead
             assert await _projected(store) == await _reference(log, "sequential")
+
+
+async def test_snapshots_count_rejected_events_too(tmp_path: Path) -> None:
+    """A flood of fenced zombie writes still gets snapshotted, so the tail stays short."""
+    async with SqliteEventLog(tmp_path / "log.db", partitions=1) as log, \
+            SqlProjectionStore(f"sqlite:///{tmp_path}/p.db") as store:
+        await log.append(make_event("z", OwnershipClaimed("r2"), writer="r2", epoch=2))
+        await log.append_batch([make_event("z", TurnAppended("user", f"zombie {i}"),
+                                           writer="r1", epoch=1) for i in range(24)])
+        proj = Projector(log, store, batch=5, snapshots=SnapshotPolicy(10))
+        for _ in range(4):
+            await proj.step(0)
+        data = await store.load_snapshot("z")
+        assert data is not None
+        st = snap.decode_snapshot(data)
+        assert st.version == 1 and len(st.rejected) >= 9
+        assert set(st.rejected.values()) == {"fenced"}

@@ -75,7 +75,10 @@ class Projector:
         self.partition_of: dict[str, int] = {}
         self.positions: dict[int, int] = {}
         self.progress = Progress(started=time.monotonic())
-        self._snap_version: dict[str, int] = {}
+        #: events seen (applied or rejected) when each instance was last snapshotted:
+        #: counting rejected ones too keeps a flood of fenced zombie writes from
+        #: growing the replay tail without bound
+        self._snap_seen: dict[str, int] = {}
         #: log positions each instance's latest snapshot covers (catch-up snapshots
         #: whatever moved since, even if only rejected or duplicate events)
         self._snap_pos: dict[str, dict[int, int]] = {}
@@ -89,13 +92,13 @@ class Projector:
         await self.store.claim_mode(self.mode)
         self.positions = await self.store.tracking_positions(self.reader)
         self.partition_of = await self.store.instance_partitions()
-        for iid, version, data in await self.store.load_snapshots():
+        for iid, _version, data in await self.store.load_snapshots():
             try:
                 st = decode_snapshot(data, mode=self.mode)
             except SnapshotVersionMismatch:
                 continue  # older layout: never misread, replay this instance instead
             self.states[iid] = st
-            self._snap_version[iid] = version
+            self._snap_seen[iid] = len(st.seen)
             self._snap_pos[iid] = dict(st.positions)
             self.progress.from_snapshots += 1
         # replay each partition from the oldest point some instance still needs
@@ -192,11 +195,10 @@ class Projector:
             changes.instances[iid] = instance_row(st, self.partition_of[iid], fingerprint(st))
         for iid in (self.states if snapshot_all else dirty):
             st = self.states[iid]
-            last = self._snap_version.get(iid, 0)
             if snapshot_all:
                 due = st.positions != self._snap_pos.get(iid)
             else:
-                due = self.snapshots.due(st.version, last)
+                due = self.snapshots.due(len(st.seen), self._snap_seen.get(iid, 0))
             if due:
                 changes.snapshots[iid] = {"instance_id": iid, "version": st.version,
                                           "data": encode_snapshot(st, self.mode)}
@@ -204,7 +206,7 @@ class Projector:
     def _forget(self) -> None:
         """Drop the in-memory states: they may be ahead of the database now."""
         self.states.clear()
-        self._snap_version.clear()
+        self._snap_seen.clear()
         self._snap_pos.clear()
         self.positions.clear()
         self._ready = False
@@ -216,8 +218,8 @@ class Projector:
             # unknown whether it landed: rehydrate from the store before going on
             self._forget()
             raise
-        for iid, row in changes.snapshots.items():
-            self._snap_version[iid] = int(row["version"])
+        for iid in changes.snapshots:
+            self._snap_seen[iid] = len(self.states[iid].seen)
             self._snap_pos[iid] = dict(self.states[iid].positions)
         self.positions.update(changes.tracking)
         self.progress.batches += 1

@@ -61,12 +61,16 @@ _body_dec: Final = msgspec.msgpack.Decoder(_Body)
 
 @dataclass(frozen=True, slots=True)
 class SnapshotPolicy:
-    """Take a snapshot every `every` applied events of an instance (0 = never)."""
+    """Snapshot an instance every `every` events it consumed (0 = only at catch-up).
+
+    Counted in events seen (applied or rejected), so the replay tail after the
+    latest snapshot never exceeds `every` of the instance's events.
+    """
 
     every: int = 1000
 
-    def due(self, version: int, last_snapshot_version: int) -> bool:
-        return self.every > 0 and version - last_snapshot_version >= self.every
+    def due(self, seen: int, seen_at_last_snapshot: int) -> bool:
+        return self.every > 0 and seen - seen_at_last_snapshot >= self.every
 
 
 def _referenced_ids(state: InstanceState) -> set[str]:
