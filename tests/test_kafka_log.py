@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from selfhood.checkers.history import Op
 from selfhood.checkers.kafka_log import check_kafka
 
@@ -160,3 +162,102 @@ def test_jepsen_edn_history() -> None:
     r = check_kafka(ops)
     assert r.anomaly_types == ["nonmonotonic-poll"]
     assert "process 1" in r.anomalies["nonmonotonic-poll"][0]
+
+
+# --- a real Kafka cluster produces a valid send/poll history ------------------------------
+
+
+@pytest.mark.kafka
+async def test_real_kafka_history_is_valid_and_mutation_caught(kafka_bootstrap: str) -> None:
+    """Three idempotent producers and two assigned consumers on a fresh 2-partition,
+    RF=3 topic of the live cluster; the recorded history must pass every check."""
+    import asyncio
+    import contextlib
+    import time
+    import uuid
+    from dataclasses import replace
+
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    from selfhood.checkers.history import reindex
+
+    topic = f"selfhood-kafkacheck-{uuid.uuid4().hex[:10]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    ops: list[Op] = []
+    t0 = time.monotonic_ns()
+
+    def record(typ: str, process: int, f: str, value: Any) -> None:
+        ops.append(Op(len(ops), typ, process, f, value,  # type: ignore[arg-type]
+                      time=time.monotonic_ns() - t0))
+
+    sent: dict[int, int] = {0: 0, 1: 0}
+
+    async def produce(p: int, n: int) -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all",
+                                    enable_idempotence=True)
+        await producer.start()
+        try:
+            for i in range(n):
+                k, msg = (p + i) % 2, f"{p}-{i}"
+                record("invoke", p, "send", [k, msg])
+                md = await producer.send_and_wait(topic, msg.encode(), partition=k)
+                sent[k] += 1
+                record("ok", p, "send", [k, [md.offset, msg]])
+        finally:
+            await producer.stop()
+
+    async def consume(p: int, until: asyncio.Event) -> None:
+        consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=None,
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    isolation_level="read_committed")
+        await consumer.start()
+        try:
+            tps = [TopicPartition(topic, k) for k in (0, 1)]
+            consumer.assign(tps)
+            for tp in tps:
+                consumer.seek(tp, 0)
+            seen = {0: 0, 1: 0}
+            while not (until.is_set() and all(seen[k] >= sent[k] for k in seen)):
+                record("invoke", p, "poll", None)
+                batch = await consumer.getmany(timeout_ms=100, max_records=7)
+                value = {tp.partition: [[r.offset, r.value.decode()] for r in recs]
+                         for tp, recs in batch.items() if recs}
+                for k, pairs in value.items():
+                    seen[k] += len(pairs)
+                record("ok", p, "poll", value)
+        finally:
+            await consumer.stop()
+
+    try:
+        await admin.create_topics([NewTopic(topic, 2, 3,
+                                            topic_configs={"min.insync.replicas": "2"})])
+        done = asyncio.Event()
+        async with asyncio.timeout(90):
+            async with asyncio.TaskGroup() as tg:
+                consumers = [tg.create_task(consume(p, done)) for p in (10, 11)]
+                async with asyncio.TaskGroup() as producers:
+                    for p in (0, 1, 2):
+                        producers.create_task(produce(p, 20))
+                done.set()
+                await asyncio.gather(*consumers)
+    finally:
+        with contextlib.suppress(Exception):
+            await admin.delete_topics([topic])
+        await admin.close()
+
+    history = reindex(ops)
+    r = check_kafka(history)
+    assert r.valid is True, r.anomalies
+    assert r.details["kafka"]["sends"] == 60 and r.details["kafka"]["keys"] == 2
+    polled = [o for o in history if o.type == "ok" and o.f == "poll" and o.process == 10]
+    assert sum(len(v) for o in polled for v in o.value.values()) == 60
+    # drop one message from the middle of consumer 10's stream: a skip, and caught
+    target = next(o for o in polled if any(len(v) >= 3 for v in o.value.values()))
+    k = next(k for k, v in target.value.items() if len(v) >= 3)
+    value = {kk: list(v) for kk, v in target.value.items()}
+    del value[k][1]
+    mutated = [replace(o, value=value) if o is target else o for o in history]
+    bad = check_kafka(mutated)
+    assert bad.valid is False and "int-poll-skip" in bad.anomalies
