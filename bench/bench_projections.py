@@ -40,7 +40,11 @@ from selfhood.projections.projector import Projector, replay_log
 from selfhood.projections.reducer import apply_sequential, fold_all
 from selfhood.projections.snapshot import SnapshotPolicy, decode_snapshot
 from selfhood.projections.state import InstanceState, fingerprint
-from selfhood.projections.store import SqlProjectionStore, fresh_postgres_database
+from selfhood.projections.store import (
+    SqlProjectionStore,
+    drop_postgres_database,
+    fresh_postgres_database,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -140,12 +144,20 @@ async def main() -> None:
     if live is not None:
         say("replay: Kafka")
         bootstrap, _ = live
-        async with KafkaEventLog(bootstrap, f"bench-proj-{uuid.uuid4().hex[:8]}",
-                                 partitions=8) as klog:
+        topic = f"bench-proj-{uuid.uuid4().hex[:8]}"
+        async with KafkaEventLog(bootstrap, topic, partitions=8) as klog:
             await fill(klog, events)
             got = await replay(klog)
             assert {i: fingerprint(s) for i, s in got.items()} == want
             times = await timed(lambda: replay(klog), reps)
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([topic])
+        finally:
+            await admin.close()
         results["replay_kafka_eps"] = len(events) / median(times)
         results["replay_kafka_cpu_eps"] = len(events) / median(CPU)
 
@@ -207,6 +219,8 @@ async def main() -> None:
                 dt = time.perf_counter() - t0
             assert prog.events == n_proj
             results[f"projector_{name}_eps"] = n_proj / dt
+            if name == "postgresql":
+                await drop_postgres_database(url)
 
     out = sys.stdout
     print(f"events {args.events} over {args.instances} instances; medians of {reps}", file=out)

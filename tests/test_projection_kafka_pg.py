@@ -25,7 +25,11 @@ from selfhood.eventlog.url import open_log
 from selfhood.events import Event, MemoryWritten, RuleAdded, RuleRevoked, TurnAppended
 from selfhood.projections.reducer import fold_all
 from selfhood.projections.state import InstanceState, fingerprint
-from selfhood.projections.store import SqlProjectionStore, fresh_postgres_database
+from selfhood.projections.store import (
+    SqlProjectionStore,
+    drop_postgres_database,
+    fresh_postgres_database,
+)
 from selfhood.projections.strategies import scenario_events
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
@@ -122,6 +126,26 @@ def test_kafka_into_postgres_survives_kill_9(kafka_bootstrap: str, database_url:
     events = scenario_events(6000, 24, seed=11)
     asyncio.run(append_all(log_url, events))
     db = asyncio.run(fresh_postgres_database(database_url, f"proj_it_{uuid.uuid4().hex[:8]}"))
+    try:
+        _kill_test_body(log_url, db, events, rng)
+    finally:
+        asyncio.run(drop_postgres_database(db))
+        asyncio.run(delete_topic(kafka_bootstrap, topic))
+
+
+async def delete_topic(bootstrap: str, topic: str) -> None:
+    """Remove the test's topic from the shared cluster."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+
+
+def _kill_test_body(log_url: str, db: str, events: list[Event], rng: random.Random) -> None:
     cmd = selfhood("project", log_url, "--into", db, "--batch", "100", "--snapshot-every",
                    "50", "-q")
     kills = kill_and_restart(cmd, db, 4, rng)
@@ -159,11 +183,14 @@ def _acceptance(tmp_path: Path, database_url: str, n: int, kills: int) -> None:
     kinds = {type(e.payload) for e in events}
     assert {TurnAppended, MemoryWritten, RuleAdded, RuleRevoked} <= kinds
     pg = asyncio.run(fresh_postgres_database(database_url, f"proj_acc_{uuid.uuid4().hex[:8]}"))
-    for db in (f"sqlite:///{tmp_path}/proj.db", pg):
-        cmd = selfhood("project", log_url, "--into", db, "--batch", "500", "-q")
-        kill_and_restart(cmd, db, kills, random.Random(3))
-        subprocess.run(cmd, check=True, capture_output=True, timeout=300)
-        asyncio.run(check_projection(db, events))
+    try:
+        for db in (f"sqlite:///{tmp_path}/proj.db", pg):
+            cmd = selfhood("project", log_url, "--into", db, "--batch", "500", "-q")
+            kill_and_restart(cmd, db, kills, random.Random(3))
+            subprocess.run(cmd, check=True, capture_output=True, timeout=300)
+            asyncio.run(check_projection(db, events))
+    finally:
+        asyncio.run(drop_postgres_database(pg))
     # `instance show --from LOG_URL` is the reference the issue names
     iid = events[0].instance_id
     shown = json.loads(subprocess.run(

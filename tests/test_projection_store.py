@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from selfhood.projections.store import (
     Changes,
     SqlProjectionStore,
     async_db_url,
+    drop_postgres_database,
     fresh_postgres_database,
     projection_meta,
 )
@@ -37,12 +39,15 @@ def test_url_mapping() -> None:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh, empty projection database of each backend."""
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty projection database of each backend (dropped afterwards)."""
     if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/proj.db"
+        yield f"sqlite:///{tmp_path}/proj.db"
+        return
     server = request.getfixturevalue("database_url")
-    return asyncio.run(fresh_postgres_database(server, f"proj_store_{uuid.uuid4().hex[:10]}"))
+    url = asyncio.run(fresh_postgres_database(server, f"proj_store_{uuid.uuid4().hex[:10]}"))
+    yield url
+    asyncio.run(drop_postgres_database(url))
 
 
 def _changes(part: int, pos: int, n: int) -> Changes:

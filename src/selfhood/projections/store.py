@@ -584,3 +584,19 @@ async def fresh_postgres_database(server_url: str, name: str) -> str:
     finally:
         await conn.close()
     return url.set(drivername="postgresql", database=name).render_as_string(hide_password=False)
+
+
+async def drop_postgres_database(database_url: str) -> None:
+    """Drop the database `database_url` names (the inverse of `fresh_postgres_database`)."""
+    import asyncpg
+
+    url = make_url(async_db_url(database_url))
+    name = url.database or ""
+    if not name.replace("_", "").isalnum():
+        raise StoreUrlError(f"database name {name!r}: letters, digits and '_' only")
+    conn = await asyncpg.connect(url.set(drivername="postgresql", database="postgres")
+                                 .render_as_string(hide_password=False))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
