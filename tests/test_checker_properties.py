@@ -499,6 +499,70 @@ def rw_register_history(rnd: random.Random, slots: int, n_ops: int,
     return Sim(rnd, slots, crash_p).run(n_ops, gen, apply)
 
 
+def kv_set_history(rnd: random.Random, slots: int, n_ops: int, model: str) -> list[Op]:
+    """kv (put / append / get on two keys, values in the op's `key` field) or set
+    (add / read) executions; crashes leave ops indeterminate."""
+    kv: dict[str, str] = {}
+    members: set[int] = set()
+    counter = iter(range(1, 10_000))
+
+    def gen(_: int) -> tuple[str, Any]:
+        r = rnd.random()
+        if model == "set":
+            return ("add", next(counter)) if r < 0.5 else ("read", None)
+        k = rnd.choice(["a", "b"])
+        if r < 0.3:
+            return "put", (k, f"{next(counter)};")
+        if r < 0.6:
+            return "append", (k, f"{next(counter)};")
+        return "get", (k, None)
+
+    def apply(p: _Pending) -> None:
+        if model == "set":
+            if p.f == "add":
+                members.add(p.value)
+                p.result = p.value
+            else:
+                p.result = sorted(members)
+            return
+        k, v = p.value
+        if p.f == "put":
+            kv[k] = v
+        elif p.f == "append":
+            kv[k] = kv.get(k, "") + v
+        p.result = (k, kv.get(k, "") if p.f == "get" else v)
+
+    raw = Sim(rnd, slots, 0.2).run(n_ops, gen, apply)
+    if model == "set":
+        return raw
+    out = []
+    for o in raw:
+        k, v = o.value
+        out.append(replace(o, value=v, extra={"key": k}))
+    return out
+
+
+@ORACLE
+@given(rnd=seeds, n=st.integers(1, 7), model=st.sampled_from(["kv", "set"]),
+       mutate=st.booleans(), pick=st.integers(0, 10_000))
+def test_oracle_agrees_on_kv_append_and_set(rnd: random.Random, n: int, model: str,
+                                            mutate: bool, pick: int) -> None:
+    ops = kv_set_history(rnd, 3, n, model)
+    if mutate:
+        reads = ok_reads(ops, lambda o: o.f in ("get", "read"))
+        if reads:
+            i = reads[pick % len(reads)]
+            v = ops[i].value
+            if model == "set":
+                v = list(v)[:-1] if v and pick % 2 else [*list(v or []), pick % 5 + 1]
+            else:
+                v = (v or "")[: max(0, len(v or "") - 2)] if pick % 2 else f"{pick % 3};"
+            ops[i] = replace(ops[i], value=v)
+    for c in ("linearizable", "sequential"):
+        assert check_linearizable(ops, model, consistency=c).valid == \
+            brute_linearizable(ops, model, c), (c, ops)
+
+
 @needs_txn
 @ORACLE
 @given(rnd=seeds, n=st.integers(1, 4), mutate=st.booleans(), pick=st.integers(0, 10_000))
