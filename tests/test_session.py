@@ -288,3 +288,8 @@ def test_register_session_checker_is_sound(choices: list[tuple[int, bool, str, i
     for index, gs in truth.items():
         if "read-your-writes" in gs and ops[index].value[1] is None:
             assert index in flagged
+
+
+def test_kv_empty_string_is_the_initial_value() -> None:
+    h = H().put(0, "k", "v1").get(0, "k", "")
+    assert check_session(h.ops, model="kv").anomaly_types == ["read-your-writes"]

@@ -98,3 +98,11 @@ def test_txn_final_reads_and_no_final_reads() -> None:
     assert r.valid is False and "key 'y'" in r.anomalies["divergent-final-reads"][0]
     none = check_convergence(H().op(0, "write", 1, 0, 1).ops, model="register")
     assert none.valid == "unknown" and none.unknown_reasons
+
+
+def test_kv_empty_string_read_is_stale() -> None:
+    h = (H().op(0, "put", "a", 0, MS).op(1, "get", None, 2 * MS, 3 * MS, comp=""))
+    for o in h.ops:
+        o.extra["key"] = "k"
+    st = check_staleness(h.ops, model="kv").details["staleness"]
+    assert st["stale_reads"] == 1 and st["t_ns"]["max"] == MS

@@ -224,10 +224,12 @@ def _describe(w: _Write) -> str:
 
 
 class _Checker:
-    def __init__(self, sops: list[SOp], initial: Any, guarantees: Sequence[str]) -> None:
+    def __init__(self, sops: list[SOp], initial: Any, guarantees: Sequence[str],
+                 model_kv: bool = False) -> None:
         self.guarantees = tuple(g for g in GUARANTEES if g in guarantees)
         self.sops = sops
-        self.initial = initial
+        # kv stores (Porcupine's) answer "" for a missing key, Jepsen's nil
+        self.initials = (initial, "") if model_kv else (initial,)
         self.writes: dict[WriteId, _Write] = {}
         self.by_seq: dict[tuple[Hashable, Any, int], _Write] = {}
         self.skipped: set[Hashable] = set()
@@ -343,7 +345,7 @@ class _Checker:
         that earlier read or this one broke a guarantee.
         """
         if m.kind == "r":
-            if m.value == self.initial:
+            if m.value in self.initials:
                 return 1
             w = self.writes.get((m.key, m.value))
             if w is None or w is floor or w.seq is None:
@@ -516,7 +518,7 @@ def check_session(ops: Sequence[Op], *, model: str, guarantees: Sequence[str] = 
     if model not in SESSION_MODELS:
         from selfhood.errors import SpecError
         raise SpecError(f"session guarantees cannot be checked for model {model!r}")
-    c = _Checker(session_ops(ops, model), initial, guarantees)
+    c = _Checker(session_ops(ops, model), initial, guarantees, model_kv=model == "kv")
     c.collect_writes()
     c.annotate_writes()
     c.check_reads()

@@ -104,8 +104,9 @@ def check_staleness(ops: Sequence[Op], *, model: str, initial: Any = None,
                 missing = [w for w in before if w.value not in seen]
             else:
                 got = by_value.get(m.key, {}).get(m.value)
-                if m.value == initial or got is None:
-                    missing = list(before) if m.value == initial else []
+                is_initial = m.value == initial or (model == "kv" and m.value == "")
+                if is_initial or got is None:
+                    missing = list(before) if is_initial else []
                 else:
                     missing = [w for w in before if w is not got and w.invoke > got.complete]
             k = len(missing)
