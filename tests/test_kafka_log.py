@@ -261,3 +261,14 @@ async def test_real_kafka_history_is_valid_and_mutation_caught(kafka_bootstrap: 
     mutated = [replace(o, value=value) if o is target else o for o in history]
     bad = check_kafka(mutated)
     assert bad.valid is False and "int-poll-skip" in bad.anomalies
+
+
+def test_realtime_lag() -> None:
+    # ops are timed by position: send x@0 completes at t=1, send x@1 completes at t=3;
+    # a poll invoked at t=4 that only reaches offset 0 lags 4 - 3 = 1
+    h = H().send(0, "x", 1, 0).send(0, "x", 2, 1).poll(1, {"x": [[0, 1]]})
+    lag = check_kafka(h.ops).details["kafka"]
+    assert lag["realtime_lag_ns"]["max"] == 1
+    assert lag["worst_realtime_lag"]["process"] == 1
+    fresh = H().send(0, "x", 1, 0).poll(1, {"x": [[0, 1]]})
+    assert check_kafka(fresh.ops).details["kafka"]["realtime_lag_ns"]["max"] == 0

@@ -438,6 +438,63 @@ def nonmonotonic_send_cases(a: KafkaAnalysis) -> list[str]:
     return out
 
 
+def realtime_lag(a: KafkaAnalysis) -> list[dict[str, Any]]:
+    """Per ok poll and key, a lower bound on how stale the consumer was (ns), as Jepsen's
+    `realtime-lag`: how long before the poll began the highest offset the process had
+    reached on that key stopped being the log's tail (a higher offset was known to
+    exist, from an acknowledged send or any poll). Polls without times are skipped.
+    """
+    known: dict[Key, dict[int, int]] = defaultdict(dict)  # key -> offset -> first known
+    for kop in a.kops:
+        done = kop.pair.completion
+        if kop.type != "ok" or done is None or done.time is None:
+            continue
+        for m in kop.mops:
+            seen = ([(m.key, m.offset)] if m.kind == "send" else
+                    [(k, off) for k, pairs in m.polled.items() for off, _ in pairs])
+            for k, off in seen:
+                if off is not None and (off not in known[k] or done.time < known[k][off]):
+                    known[k][off] = done.time
+    # expired[k][o]: earliest time some offset > o was known to exist
+    expired: dict[Key, dict[int, int]] = {}
+    for k, offs in known.items():
+        best: int | None = None
+        table: dict[int, int] = {}
+        for off in sorted(offs, reverse=True):
+            if best is not None:
+                table[off] = best
+            best = offs[off] if best is None else min(best, offs[off])
+        table[-1] = best if best is not None else 0
+        expired[k] = table
+    lags: list[dict[str, Any]] = []
+    position: dict[Any, dict[Key, int]] = defaultdict(dict)
+    events: list[tuple[int, int, Any]] = [(kop.pair.invoke.index, 0, kop) for kop in a.kops]
+    events += [(pair.invoke.index, 1, (pair, typ, keys)) for pair, typ, keys in a.subs]
+    for _, kind, payload in sorted(events, key=lambda e: (e[0], e[1])):
+        if kind == 1:
+            pair, typ, keys = payload
+            if typ == "ok":
+                old = position[pair.invoke.process]
+                position[pair.invoke.process] = (
+                    {k: old.get(k, -1) for k in keys} if pair.invoke.f == "assign" else {})
+            continue
+        kop = payload
+        start = kop.pair.invoke.time
+        if kop.type != "ok" or kop.f not in ("poll", "txn") or start is None:
+            continue
+        pos = position[kop.process]
+        for m in kop.mops:
+            for k, pairs in m.polled.items():
+                got = [o for o, _ in pairs if o is not None]
+                if got:
+                    pos[k] = max(pos.get(k, -1), max(got))
+        for k, off in pos.items():
+            exp = expired.get(k, {}).get(off)
+            lag = max(0, start - exp) if exp is not None else 0
+            lags.append({"process": kop.process, "key": k, "time": start, "lag": lag})
+    return lags
+
+
 def check_kafka(ops: Sequence[Op]) -> CheckResult:
     """Run every Kafka log finder; valid iff no (non-allowed) anomaly is found."""
     a = analyze(ops)
@@ -464,7 +521,13 @@ def check_kafka(ops: Sequence[Op]) -> CheckResult:
     allowed = REBALANCE_ALLOWED if subscribed else frozenset()
     bad = [n for n in result.anomalies if n not in allowed]
     result.valid = not bad
+    lags = realtime_lag(a)
+    worst = max(lags, key=lambda x: x["lag"], default=None)
+    from selfhood.checkers.staleness import distribution
+
     result.details["kafka"] = {
+        "realtime_lag_ns": distribution([x["lag"] for x in lags]),
+        "worst_realtime_lag": None if worst is None else {**worst, "key": repr(worst["key"])},
         "keys": len(a.orders),
         "sends": sum(len(v) for d in a.writes_by_type.values() for v in d.values()),
         "allowed_anomaly_types": sorted(allowed & set(result.anomalies)),
