@@ -17,16 +17,19 @@ guarantee that demands it:
 - monotonic-reads: every write the process has already read;
 - monotonic-writes: when it reads a write ``w`` by process ``q``, every write
   ``q`` acknowledged before ``w`` (to any key);
-- writes-follow-reads: when it reads ``w`` by ``q``, every write ``q`` had
-  read before issuing ``w``.
+- writes-follow-reads: when it reads ``w`` by ``q``, the latest version of
+  each key that ``q`` had read before issuing ``w``.
 
 A register read violates a floor ``f`` when it returns the initial value, or
 a write known to be older than ``f``. A list-append or set read violates it
 when ``f``'s element is absent; a single list read that shows a writer's
-later append without its earlier one (or in the wrong order) violates
-monotonic-writes. Floors are not transitive (that would be causal
-consistency). Values are assumed unique per key, as in Jepsen and Elle; keys
-where a value is written twice are skipped and listed in details.
+later append without its earlier one violates read-your-writes if the
+reader is that writer, monotonic-writes otherwise (and showing them in the
+wrong order is monotonic-writes). Floors are not transitive (that would be
+causal consistency). Reads are checked against floors only, so the checker
+is sound but not complete; docs/checkers.md spells out both. Values are
+assumed unique per key, as in Jepsen and Elle; keys where a value is written
+twice are skipped and listed in details.
 """
 
 from __future__ import annotations
