@@ -25,7 +25,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
 from selfhood.checkers.history import Op
@@ -155,15 +155,15 @@ def fill_in(req: OpRequest, ctx: Context) -> OpRequest | Pending:
         free = [p for p in ctx.free_processes if is_client(p)]
         if not free:
             if ctx.all_processes == (NEMESIS,) and ctx.free_processes:
-                return replace(req, process=NEMESIS, time=time)
+                return OpRequest(req.f, req.value, NEMESIS, req.instance, time)
             return PENDING
         process = free[0] if len(free) == 1 else ctx.rng.choice(free)
-        return replace(req, process=process, time=time)
+        return OpRequest(req.f, req.value, process, req.instance, time)
     if req.process not in ctx.free_processes:
         return PENDING
     if req.time == time:
         return req
-    return replace(req, time=time)
+    return OpRequest(req.f, req.value, req.process, req.instance, time)
 
 
 def lift(g: GenLike) -> Generator:
@@ -330,23 +330,32 @@ def time_limit(dt: int, gen: GenLike) -> Generator:
 
 @dataclass(frozen=True, slots=True)
 class Stagger:
-    """Spaces ops by a random interval, uniform in [0, 2*dt) so the mean is ``dt``."""
+    """Spaces ops by a random interval, uniform in [0, 2*dt) so the mean is ``dt``.
+
+    Lazy: until the next op is due it answers ``Pending(next_time)`` without
+    asking ``gen``, so no process is reserved ahead of time and the op is
+    drawn when it is issued.
+    """
 
     dt: int
     gen: Generator
     next_time: int | None = None
 
     def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
+        nt = self.next_time
+        if nt is not None and nt > ctx.time:
+            return Pending(nt), self
         r = self.gen.op(ctx)
         if r is None:
             return None
         o, nxt = r
         if isinstance(o, Pending):
-            return o, Stagger(self.dt, nxt, self.next_time)
-        t0 = ctx.time if self.next_time is None else self.next_time
-        t = max(t0, o.time if o.time is not None else ctx.time)
+            return o, Stagger(self.dt, nxt, nt)
+        t = ctx.time if o.time is None or o.time < ctx.time else o.time
         gap = ctx.rng.randrange(2 * self.dt) if self.dt > 0 else 0
-        return replace(o, time=t), Stagger(self.dt, nxt, t + gap)
+        if t != o.time:
+            o = OpRequest(o.f, o.value, o.process, o.instance, t)
+        return o, Stagger(self.dt, nxt, t + gap)
 
     def update(self, ctx: Context, event: Op) -> Generator:
         return Stagger(self.dt, self.gen.update(ctx, event), self.next_time)
@@ -366,14 +375,13 @@ class Delay:
 
     def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
         at = ctx.time + self.dt if self.at is None else self.at
+        if at > ctx.time:
+            return Pending(at), Delay(self.dt, self.gen, at)
         r = self.gen.op(ctx)
         if r is None:
             return None
         o, nxt = r
-        if isinstance(o, Pending):
-            return o, Delay(self.dt, nxt, at)
-        t = max(at, o.time if o.time is not None else ctx.time)
-        return replace(o, time=t), Delay(self.dt, nxt, at)
+        return o, Delay(self.dt, nxt, at)
 
     def update(self, ctx: Context, event: Op) -> Generator:
         return Delay(self.dt, self.gen.update(ctx, event), self.at)

@@ -26,6 +26,7 @@ from typing import Any, Final
 
 from selfhood.chaos.generator import (
     MS,
+    NEMESIS,
     SECOND,
     Context,
     Generator,
@@ -231,7 +232,7 @@ def _once(req: OpRequest) -> Generator:
 def schedule_generator(schedule: Sequence[NemesisOp]) -> Generator:
     """Nemesis ops at their scheduled (virtual) times."""
     return Seq(tuple(
-        _once(OpRequest(s.f, s.value, time=s.at_ms * MS)) for s in sorted(
+        _once(OpRequest(s.f, s.value, NEMESIS, time=s.at_ms * MS)) for s in sorted(
             schedule, key=lambda s: s.at_ms)
     ))
 
