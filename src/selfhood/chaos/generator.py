@@ -58,6 +58,8 @@ _NEM: Final = (NEMESIS,)
 
 
 def _drop_nemesis(ps: tuple[Any, ...]) -> tuple[Any, ...]:
+    if ps and ps[-1] == NEMESIS:  # where interpreters put it
+        return ps[:-1]
     if NEMESIS not in ps:
         return ps
     i = ps.index(NEMESIS)

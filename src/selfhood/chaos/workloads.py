@@ -103,7 +103,10 @@ class ClientMix:
         rng = ctx.rng
         inst = self.instances[rng.randrange(len(self.instances))] if len(
             self.instances) > 1 else self.instances[0]
-        kind = rng.choices(range(4), weights=self.weights)[0]
+        u = rng.random() * self.weights_total
+        kind = 0
+        while kind < 3 and u >= self.cum_weights[kind]:
+            kind += 1
         v = self.next_value
         req: OpRequest
         if kind == 0:
@@ -122,6 +125,15 @@ class ClientMix:
         nxt = self if used == 0 else ClientMix(self.instances, self.replicas, self.weights,
                                                self.max_txn_len, self.rules, v + used)
         return filled, nxt
+
+    @property
+    def cum_weights(self) -> tuple[float, float, float, float]:
+        a, b, c, d = self.weights
+        return (a, a + b, a + b + c, a + b + c + d)
+
+    @property
+    def weights_total(self) -> float:
+        return sum(self.weights)
 
     def update(self, ctx: Context, event: Op) -> Generator:
         return self
