@@ -95,7 +95,8 @@ def test_fork_is_caught_and_a_stale_prefix_is_not_a_fork() -> None:
     forked = H().append(0, 1).append(1, 2, node="r1").read(0, [1, 2]).read(1, [2, 1])
     res = check_identity(forked.ops)
     assert res.forks == 1
-    assert res.cases["forks"][0]["read"] == [1, 2]
+    assert res.cases["forks"][0]["read_from"] == [1, 2]
+    assert res.cases["forks"][0]["diverge_at"] == 0
     # concurrent reads cannot be ordered, so they are not judged against each other
     h = H()
     h.ops = [Op(0, "invoke", 0, "txn", [["r", T, None]], 1), Op(1, "invoke", 1, "txn",

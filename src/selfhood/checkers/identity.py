@@ -155,6 +155,14 @@ def _is_prefix(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return len(a) <= len(b) and b[: len(a)] == a
 
 
+def _diverge_at(a: tuple[Any, ...], b: tuple[Any, ...]) -> int:
+    """First position where two transcripts differ."""
+    for i, (x, y) in enumerate(zip(a, b, strict=False)):
+        if x != y:
+            return i
+    return min(len(a), len(b))
+
+
 def fork_cases(reads: Sequence[TranscriptRead]) -> list[dict[str, Any]]:
     """Reads incompatible with a read that began after they completed.
 
@@ -190,9 +198,12 @@ def fork_cases(reads: Sequence[TranscriptRead]) -> list[dict[str, Any]]:
         for r in rs:
             later = breaker[r.value]
             if later is not None and later.invoke_time > r.complete_time:
+                at = _diverge_at(r.value, later.value)
+                lo = max(0, at - 2)
                 out.append({"instance": inst, "index": r.index, "node": r.node,
-                            "read": list(r.value), "later_index": later.index,
-                            "later_node": later.node, "later_read": list(later.value)})
+                            "later_index": later.index, "later_node": later.node,
+                            "diverge_at": at, "read_from": list(r.value[lo:at + 3]),
+                            "later_from": list(later.value[lo:at + 3])})
     return out
 
 

@@ -108,7 +108,9 @@ def render_markdown(results: dict[str, Any], *, run_dir: str | Path | None = Non
         cases = m.get("identity_cases") or {}
         for kind, examples in cases.items():
             if examples:
-                lines.append(f"- first {kind} case: `{examples[0]}`")
+                text = str(examples[0])
+                text = text if len(text) <= 400 else text[:397] + "..."
+                lines.append(f"- first {kind} case: `{text}`")
         if cases:
             lines.append("")
     return "\n".join(lines)
