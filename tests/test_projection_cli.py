@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import json
 import subprocess
 import sys
@@ -10,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from selfhood.cli import main
 from selfhood.eventlog.sqlite import SqliteEventLog
 from selfhood.projections.reducer import fold_all
 from selfhood.projections.state import fingerprint
@@ -17,8 +20,15 @@ from selfhood.projections.strategies import scenario_events
 
 
 def sh(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run([sys.executable, "-m", "selfhood", *args], capture_output=True,
-                         text=True, timeout=120)
+    """Run `selfhood ARGS` in-process through the real entry point (exit codes included)."""
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            main(list(args))
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+    res = subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
     if ok:
         assert res.returncode == 0, res.stderr
     return res
