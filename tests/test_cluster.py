@@ -246,3 +246,72 @@ def test_cluster_ids_are_kafka_uuids_that_never_look_like_options() -> None:
         cid = kafka_uuid()
         assert not cid.startswith("-")
         assert len(base64.urlsafe_b64decode(cid + "==")) == 16
+
+
+def _path_with(*tools: str, into: Path) -> str:
+    """A PATH holding only links to `tools` (to hide every other program)."""
+    into.mkdir(parents=True, exist_ok=True)
+    for tool in tools:
+        found = shutil.which(tool)
+        assert found is not None, f"test needs {tool}"
+        (into / tool).symlink_to(found)
+    return str(into)
+
+
+def test_missing_postgres_gives_a_clear_error(scratch_dir: Path) -> None:
+    env = {**os.environ, "SELFHOOD_PG_BINDIR": str(scratch_dir / "no-postgres-here")}
+    out = _selfhood("cluster", "up", "--brokers", "1", "--state-dir",
+                    str(scratch_dir / "state"), "--base-port", str(_free_base_port()), env=env)
+    assert out.returncode == 1
+    assert "PostgreSQL server binaries not found" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_missing_maven_gives_a_clear_error_when_jars_are_not_cached(scratch_dir: Path) -> None:
+    env = {**os.environ,
+           "PATH": _path_with("java", "setpriv", "useradd", into=scratch_dir / "bin"),
+           "XDG_CACHE_HOME": str(scratch_dir / "empty-cache")}
+    state = scratch_dir / "state"
+    out = _selfhood("cluster", "up", "--brokers", "1", "--state-dir", str(state),
+                    "--base-port", str(_free_base_port()), env=env)
+    assert out.returncode == 1
+    assert "`mvn` is not on PATH" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not (state / "cluster.json").exists()
+    assert _pids_with(str(state)) == []
+
+
+def _tcp_from(namespace: str, host: str, port: int) -> bool:
+    """Can `namespace` open a TCP connection to host:port (1 s bound)?"""
+    probe = (f"import socket; socket.create_connection(({host!r}, {port}), timeout=1)")
+    done = subprocess.run(["ip", "netns", "exec", namespace, sys.executable, "-c", probe],
+                          capture_output=True, timeout=30)
+    return done.returncode == 0
+
+
+@pytest.mark.slow
+@pytest.mark.kafka
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+async def test_netns_partition_cuts_brokers_apart_and_heal_restores(scratch_dir: Path) -> None:
+    mgr = ClusterManager(scratch_dir)
+    status = await mgr.up(3, netns=True, base_port=_free_base_port(), limit=180)
+    cfg = mgr.load_config()
+    assert cfg is not None and status.healthy
+    try:
+        assert await asyncio.to_thread(_tcp_from, cfg.namespace(1), cfg.broker_host(2),
+                                       cfg.broker_port(2))
+        await mgr.partition([[1], [2, 3]])
+        assert not await asyncio.to_thread(_tcp_from, cfg.namespace(1), cfg.broker_host(2),
+                                           cfg.broker_port(2))
+        assert await asyncio.to_thread(_tcp_from, cfg.namespace(2), cfg.broker_host(3),
+                                       cfg.broker_port(3))
+        # the majority side still takes acks=all writes (RF 3, min ISR 2)
+        majority = f"{cfg.broker_address(2)},{cfg.broker_address(3)}"
+        assert await _acks_all_within(majority, 90.0) is None
+        await mgr.heal()
+        assert await asyncio.to_thread(_tcp_from, cfg.namespace(1), cfg.broker_host(2),
+                                       cfg.broker_port(2))
+    finally:
+        await mgr.down()
+    assert _pids_with(str(scratch_dir)) == []
+    assert cfg.namespace(1) not in _netns_list()
