@@ -9,6 +9,7 @@ the reference fold of the log, plus that no row was written twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -85,45 +86,45 @@ async def check_projection(db_url: str, events: list[Event]) -> None:
 
 
 def kill_and_restart(cmd: list[str], db_url: str, kills: int, rng: random.Random) -> int:
-    """Run `cmd`, SIGKILL it `kills` times after it made progress, then let it finish."""
+    """Run `cmd`, SIGKILL it `kills` times at random points after it made progress."""
+    return asyncio.run(_kill_and_restart(cmd, db_url, kills, rng))
+
+
+async def _kill_and_restart(cmd: list[str], db_url: str, kills: int,
+                            rng: random.Random) -> int:
     done = 0
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    while done < kills:
-        before = asyncio.run(_tracked(db_url))
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
-        try:
-            deadline = time.monotonic() + 30
-            # wait until this run has committed something, then kill at a random point
-            while time.monotonic() < deadline and proc.poll() is None:
-                if asyncio.run(_tracked(db_url)) > before:
-                    break
-                time.sleep(0.05)
-            time.sleep(rng.uniform(0.0, 0.4))
-            if proc.poll() is not None:
-                return done  # it finished before we could kill it
-            proc.kill()  # SIGKILL, by pid
-            done += 1
-        finally:
-            proc.wait(timeout=30)
-            assert proc.stdout is not None and proc.stderr is not None
-            proc.stdout.close()
-            proc.stderr.close()
+    async with SqlProjectionStore(db_url) as store:  # creates the schema; idempotent
+        while done < kills:
+            before = sum((await store.tracking_positions("projector")).values())
+            proc = await asyncio.create_subprocess_exec(
+                *cmd, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+                env=env)
+            try:
+                # wait until this run committed a batch, then kill it a random moment later
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline and proc.returncode is None:
+                    if sum((await store.tracking_positions("projector")).values()) > before:
+                        break
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(rng.uniform(0.0, 0.15))
+                if proc.returncode is not None:
+                    return done  # it finished before it could be killed
+                proc.kill()  # SIGKILL, by pid
+                done += 1
+            finally:
+                if proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        proc.kill()
+                await proc.wait()
     return done
-
-
-async def _tracked(db_url: str) -> int:
-    try:
-        async with SqlProjectionStore(db_url) as store:
-            return sum((await store.tracking_positions("projector")).values())
-    except Exception:
-        return 0
 
 
 def test_kafka_into_postgres_survives_kill_9(kafka_bootstrap: str, database_url: str) -> None:
     rng = random.Random(7)
     topic = f"proj-it-{uuid.uuid4().hex[:8]}"
     log_url = f"kafka://{kafka_bootstrap}/{topic}?partitions=4"
-    events = scenario_events(6000, 24, seed=11)
+    events = scenario_events(10_000, 24, seed=11)
     asyncio.run(append_all(log_url, events))
     db = asyncio.run(fresh_postgres_database(database_url, f"proj_it_{uuid.uuid4().hex[:8]}"))
     try:
@@ -146,7 +147,7 @@ async def delete_topic(bootstrap: str, topic: str) -> None:
 
 
 def _kill_test_body(log_url: str, db: str, events: list[Event], rng: random.Random) -> None:
-    cmd = selfhood("project", log_url, "--into", db, "--batch", "100", "--snapshot-every",
+    cmd = selfhood("project", log_url, "--into", db, "--batch", "50", "--snapshot-every",
                    "50", "-q")
     kills = kill_and_restart(cmd, db, 4, rng)
     assert kills >= 3, "the projector finished before it could be killed mid-run"
