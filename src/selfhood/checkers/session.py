@@ -397,9 +397,21 @@ class _Checker:
         shown = m.value if m.kind == "r" else list(m.value)
         contents = frozenset(m.value) if m.kind == "l" else frozenset()
         maybe: tuple[str, _Why, _Write] | None = None
-        for g in (self.guarantees if guarantees is None else guarantees):
-            if g not in self.guarantees:
-                continue
+        gs = [g for g in (self.guarantees if guarantees is None else guarantees)
+              if g in self.guarantees]
+        if m.kind == "l":  # the common, hot case: membership only
+            by_seq, key = self.by_seq, m.key
+            for g in gs:
+                for writer, (seq, why, _) in fl.get(g, {}).items():
+                    floor = by_seq.get((key, writer, seq))
+                    if floor is not None and floor.value not in contents:
+                        self.result.add(g, f"process {s.process!r} read {key!r}={shown!r} "
+                                           f"(op {s.index}), but {_why(why)} "
+                                           f"{_describe(floor)}, which that read does not "
+                                           f"reflect")
+                        return g
+            return None
+        for g in gs:
             for writer, (seq, why, known) in fl.get(g, {}).items():
                 floor = self.by_seq.get((m.key, writer, seq))
                 if floor is None:
@@ -428,6 +440,8 @@ class _Checker:
             if w.seq is not None:
                 pos[w.process].append(w.seq)
         for writer, got in pos.items():
+            if got[-1] == len(got) and got == list(range(1, len(got) + 1)):
+                continue  # 1..n in order: the usual case
             top = max(got)
             missing = sorted(set(range(1, top + 1)) - set(got))
             if missing:
@@ -470,18 +484,25 @@ class _Checker:
                     bump(m.key, RYW, s.process, w.seq, ("own", s.index, None))
                     know[m.key][s.process] = max(know[m.key].get(s.process, 0), w.seq)
             elif m.kind in ("r", "l"):
-                top: dict[Any, int] = {}
                 obs = obs_cache.get(id(m))
-                for w in (obs if obs is not None else self.observed(m)):
-                    if w.seq is not None and top.get(w.process, 0) < w.seq:
-                        top[w.process] = w.seq
-                    if w.process != s.process and (
-                            w.process not in latest or latest[w.process].ordinal < w.ordinal):
-                        latest[w.process] = w
+                if obs is None:
+                    obs = self.observed(m)
+                # per writer, its last element in the read: its newest write unless the read
+                # is out of order (then reported above), where a lower floor stays sound
+                last_any = {w.process: w for w in obs}
+                last_acked = {w.process: w for w in obs if w.seq is not None}
+                for q, w in last_any.items():
+                    if q != s.process and (q not in latest or latest[q].ordinal < w.ordinal):
+                        latest[q] = w
                 kb = before.get(m.key, empty)
                 kn = know[m.key]
-                for writer, seq in top.items():
-                    bump(m.key, MR, writer, seq, ("read", s.index, None), kb)
+                mr = fl[m.key][MR]
+                why: _Why = ("read", s.index, None)
+                for writer, w in last_acked.items():
+                    seq = w.seq or 0
+                    cur = mr.get(writer)
+                    if cur is None or cur[0] < seq:
+                        mr[writer] = (seq, why, kb)
                     if kn.get(writer, 0) < seq:
                         kn[writer] = seq
         for q, w in latest.items():
