@@ -63,13 +63,20 @@ def _mops(value: Any, op: Op, reads_known: bool) -> list[Mop]:
                            f"[f k v] micro-ops, got {value!r}")
     out: list[Mop] = []
     for m in value:
-        if not isinstance(m, list | tuple) or len(m) != 3 or not isinstance(m[0], str):
+        try:
+            f, k, v = m
+        except (TypeError, ValueError):
+            f = None
+        if type(f) is not str or isinstance(m, str | dict):
             raise HistoryError(f"op {op.index}: malformed micro-op {m!r} (want [f k v])")
-        f, k, v = m
         if f == "r" and not reads_known:
             v = None
         # normalize once here so analyses can hash keys and values directly
-        out.append((f, hashable(k), hashable(v)))
+        if type(k) is list:
+            k = hashable(k)
+        if type(v) is list:
+            v = hashable(v)
+        out.append((f, k, v))
     return out
 
 

@@ -145,16 +145,20 @@ class ListAppendAnalysis:
         for t in txns:
             if not t.possible:
                 continue
+            tid = t.id
             for f, k, v in t.mops:
                 if f != "append":
                     continue
                 prev = self._prev(k, v)
                 if prev is not INIT:
-                    w = self.writer.get((k, prev))
-                    if w is not None and txns[w].possible:
-                        g.link(w, t.id, WW)
-                for r in self.read_index.get((k, prev), ()):
-                    g.link(r, t.id, RW)
+                    w = writer.get((k, prev))
+                    if w is not None and w != tid and txns[w].possible:
+                        row = adj[w]
+                        row[tid] = row.get(tid, 0) | WW
+                for r in read_index.get((k, prev), ()):
+                    if r != tid:
+                        row = adj[r]
+                        row[tid] = row.get(tid, 0) | RW
 
     # --- non-cycle anomalies ---------------------------------------------------------
 
