@@ -272,3 +272,8 @@ def test_realtime_lag() -> None:
     assert lag["worst_realtime_lag"]["process"] == 1
     fresh = H().send(0, "x", 1, 0).poll(1, {"x": [[0, 1]]})
     assert check_kafka(fresh.ops).details["kafka"]["realtime_lag_ns"]["max"] == 0
+
+
+def test_no_log_ops_is_unknown() -> None:
+    r = check_kafka(H().op(0, "write", 1, "ok", 1).ops)
+    assert r.valid == "unknown" and r.unknown_reasons

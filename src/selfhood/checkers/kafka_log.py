@@ -521,6 +521,9 @@ def check_kafka(ops: Sequence[Op]) -> CheckResult:
     allowed = REBALANCE_ALLOWED if subscribed else frozenset()
     bad = [n for n in result.anomalies if n not in allowed]
     result.valid = not bad
+    if not a.kops:
+        result.valid = "unknown"
+        result.unknown_reasons.append("no send/poll/txn ops: nothing to check as a Kafka log")
     lags = realtime_lag(a)
     worst = max(lags, key=lambda x: x["lag"], default=None)
     from selfhood.checkers.staleness import distribution
