@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from selfhood.checkers.history import Op, pair_ops
+from selfhood.checkers.history import Op, Pair, pair_ops
 from selfhood.checkers.linear import check_linearizable
 from selfhood.errors import CheckerError, SpecError
 
@@ -385,7 +385,8 @@ def test_a_read_of_a_value_nobody_wrote_is_caught(ops: list[Op], data: st.DataOb
 _READS = {"read", "get"}
 
 
-def _oracle(ops: list[Op], consistency: str, model: str = "cas-register") -> bool:
+def _oracle(ops: list[Op], consistency: str, model: str = "cas-register",
+            replay: Any = None) -> bool:
     """Brute force: try every order of the ops that took (or may have taken) effect."""
     pairs = pair_ops(ops)
     pos = {id(op): n for n, op in enumerate(ops)}
@@ -405,7 +406,7 @@ def _oracle(ops: list[Op], consistency: str, model: str = "cas-register") -> boo
         for extra in itertools.combinations(maybe, k):
             chosen = sure_entries + list(extra)
             for perm in itertools.permutations(chosen):
-                if _order_ok(perm, consistency) and _replay(perm, model):
+                if _order_ok(perm, consistency) and (replay or _replay)(perm, model):
                     return True
     return False
 
@@ -448,6 +449,7 @@ def _replay(perm: tuple[Any, ...], model: str) -> bool:
             if hit:
                 state = v[1]
     return True
+
 
 
 # model -> (update ops, update value, read op, read result)
@@ -497,6 +499,54 @@ def random_histories(draw: st.DrawFn, model: str = "cas-register") -> list[Op]:
             seen_info.add(op.process)
         out.append(Op(len(out), op.type, op.process, op.f, op.value))
     return out
+
+
+def _replay_keyed(perm: tuple[Any, ...], model: str) -> bool:
+    """Keyed values ([k v] / a `key` field): one independent object per key."""
+    by_key: dict[Any, list[Any]] = {}
+    for e in perm:
+        inv = e[2].invoke
+        k = inv.extra["key"] if "key" in inv.extra else inv.value[0]
+        by_key.setdefault(k, []).append(e)
+    for es in by_key.values():
+        plain = []
+        for c, r, pr, sure in es:
+            inv, comp = pr.invoke, pr.completion
+            if "key" not in inv.extra:
+                inv = Op(inv.index, inv.type, inv.process, inv.f, inv.value[1])
+                if comp is not None:
+                    comp = Op(comp.index, comp.type, comp.process, comp.f, comp.value[1])
+            plain.append((c, r, Pair(inv, comp), sure))
+        if not _replay(tuple(plain), model):
+            return False
+    return True
+
+
+@st.composite
+def random_keyed_histories(draw: st.DrawFn, model: str) -> list[Op]:
+    """Small random histories over two keys: [k v] values for registers, a
+    `key` field for kv and set."""
+    ops = draw(random_histories(model))
+    keys: dict[int, Any] = {}
+    out = []
+    for op in ops:
+        k = keys.setdefault(op.process, 0) if op.type != "invoke" else None
+        if op.type == "invoke":
+            k = keys[op.process] = draw(st.sampled_from(["a", "b"]))
+        if model == "cas-register":
+            out.append(Op(op.index, op.type, op.process, op.f, [k, op.value]))
+        else:
+            out.append(Op(op.index, op.type, op.process, op.f, op.value, extra={"key": k}))
+    return out
+
+
+@given(st.data(), st.sampled_from(["linearizable", "sequential"]),
+       st.sampled_from(sorted(_SHAPES)))
+def test_brute_force_oracle_agrees_on_keyed_histories(data: st.DataObject, consistency: str,
+                                                      model: str) -> None:
+    ops = data.draw(random_keyed_histories(model))
+    got = check_linearizable(ops, model, consistency=consistency).valid
+    assert got is _oracle(ops, consistency, model, _replay_keyed)
 
 
 @given(st.data(), st.sampled_from(["linearizable", "sequential"]),
