@@ -86,3 +86,24 @@ def test_summary_is_json_ready() -> None:
     assert s["instance_id"] == "i1" and s["version"] == 2
     assert s["fingerprint"] == fingerprint(a) and s["owner"] == "r1"
     assert s["transcript"] == [{"role": "user", "content": "hi"}]
+
+
+def test_fingerprint_after_growth_and_inserts_equals_a_fresh_computation() -> None:
+    """Any caching inside `fingerprint` must give the bytes of a from-scratch encoding."""
+    from selfhood.projections.crdt import merge_eventual
+
+    st = InstanceState.empty("i1")
+    fps = []
+    for n in (5, 3, 9, 1, 7):  # out-of-order hlcs: CRDT inserts in the middle
+        merge_eventual(st, make_event("i1", TurnAppended("user", f"t{n}"), writer="r1",
+                                      hlc=Hlc(n)))
+        merge_eventual(st, make_event("i1", MemoryWritten("case_bank", f"c{n}",
+                                                          case=Case("s", "p", n / 10)),
+                                      writer="r1", hlc=Hlc(n)))
+        fps.append(fingerprint(st))
+        assert fps[-1] == fingerprint(st.copy())
+    assert len(set(fps)) == len(fps)
+    st.transcript = st.transcript[:2]  # a replaced list, sharing a prefix
+    assert fingerprint(st) == fingerprint(st.copy())
+    st.transcript = []
+    assert fingerprint(st) == fingerprint(st.copy())
