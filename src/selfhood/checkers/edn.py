@@ -51,6 +51,7 @@ _CHARS = {"newline": "\n", "space": " ", "tab": "\t", "return": "\r", "formfeed"
           "backspace": "\b"}
 _CLOSERS = {"(": ")", "[": "]", "{": "}", "#{": "}"}
 _DISCARD = object()  # marker on the stack for #_
+_SPECIAL = frozenset('"()[]{}#\\')  # first characters that are not plain atoms
 
 
 class _EdnSyntax(Exception):
@@ -152,10 +153,23 @@ def _parse_tokens(tokens: list[str]) -> tuple[list[Any], list[int]]:
             forms.append(value)
             starts.append(top_start)
 
+    atoms: dict[str, Any] = {}  # atoms repeat a lot (keywords, small ints): convert once
+    missing = _DISCARD
     for i, tok in enumerate(tokens):
         c = tok[0]
         if not stack and not pending:
             top_start = i
+        if c not in _SPECIAL:
+            val = atoms.get(tok, missing)
+            if val is missing:
+                val = _atom(tok, i)
+                if len(atoms) < 65536:
+                    atoms[tok] = val
+            if stack and not pending:
+                stack[-1][1].append(val)
+            else:
+                emit(val, i)
+            continue
         if c == '"':
             if len(tok) == 1:  # the string regex only matches closed strings
                 raise _EdnSyntax("unterminated string", i)
