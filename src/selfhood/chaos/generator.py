@@ -25,7 +25,7 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
 from selfhood.checkers.history import Op
@@ -74,6 +74,9 @@ class Context:
     free_processes: tuple[Any, ...]
     all_processes: tuple[Any, ...]
     rng: random.Random
+    # memo of clients_only() (a context is immutable, and interpreters reuse one
+    # context for several op/update calls, each restricted again by OnProcesses)
+    _clients: Context | None = field(default=None, init=False, repr=False, compare=False)
 
     def restrict(self, keep: Callable[[Any], bool]) -> Context:
         """The same context seen by a generator that only drives some processes."""
@@ -86,8 +89,12 @@ class Context:
 
     def clients_only(self) -> Context:
         """The context without the nemesis process (a hot path: no per-process calls)."""
-        return Context(self.time, _drop_nemesis(self.free_processes),
-                       _drop_nemesis(self.all_processes), self.rng)
+        c = self._clients
+        if c is None:
+            c = Context(self.time, _drop_nemesis(self.free_processes),
+                        _drop_nemesis(self.all_processes), self.rng)
+            object.__setattr__(self, "_clients", c)
+        return c
 
     def nemesis_only(self) -> Context:
         """The context of the nemesis process alone."""
@@ -289,11 +296,12 @@ class Limit:
             return None
         o, nxt = r
         if isinstance(o, Pending):
-            return o, Limit(self.remaining, nxt)
+            return o, (self if nxt is self.gen else Limit(self.remaining, nxt))
         return o, Limit(self.remaining - 1, nxt)
 
     def update(self, ctx: Context, event: Op) -> Generator:
-        return Limit(self.remaining, self.gen.update(ctx, event))
+        g = self.gen.update(ctx, event)
+        return self if g is self.gen else Limit(self.remaining, g)
 
 
 def limit(n: int, gen: GenLike) -> Generator:
@@ -477,12 +485,13 @@ class OnProcesses:
         if r is None:
             return None
         o, nxt = r
-        return o, OnProcesses(self.nemesis, nxt)
+        return o, (self if nxt is self.gen else OnProcesses(self.nemesis, nxt))
 
     def update(self, ctx: Context, event: Op) -> Generator:
         if (event.process == NEMESIS) != self.nemesis:
             return self
-        return OnProcesses(self.nemesis, self.gen.update(self._sub(ctx), event))
+        g = self.gen.update(self._sub(ctx), event)
+        return self if g is self.gen else OnProcesses(self.nemesis, g)
 
 
 def nemesis(gen: GenLike) -> Generator:

@@ -52,6 +52,7 @@ write falls on the same side of the claim everywhere and is fenced alike.
 from __future__ import annotations
 
 import hashlib
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -68,7 +69,6 @@ from selfhood.events import (
     RuleAdded,
     RuleRevoked,
     TurnAppended,
-    event_id_from,
     make_event,
 )
 from selfhood.projections.crdt import merge_eventual
@@ -79,6 +79,9 @@ ConsistencyMode = Literal["sequential", "linearizable", "eventual"]
 MODES: Final[tuple[str, ...]] = ("sequential", "linearizable", "eventual")
 _MS: Final = 1_000_000
 _MASK64: Final = (1 << 64) - 1
+# RFC 4122 variant bits of a UUID's low half (what uuid.UUID(version=4) sets)
+_VARIANT_MASK: Final = 0xC000 << 48
+_VARIANT_BITS: Final = 0x8000 << 48
 
 #: fail errors that mean "this replica cannot serve now" (the router fails over on them)
 UNAVAILABLE: Final = "unavailable"
@@ -254,6 +257,9 @@ class Replica:
             id_seed = int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big")
         self.id_seed = id_seed & _MASK64
         self._n = 0
+        # the UUID's first three groups come from the seed alone (see `_eid`)
+        self._eid_prefix = str(uuid.UUID(int=self.id_seed << 64, version=4))[:19]
+        self._keys: dict[str, tuple[str, str, str | None]] = {}
         self.states: dict[str, InstanceState] = {i: InstanceState.empty(i) for i in instances}
         self.home = {i: home_partition(i, config.shards) for i in instances}
         self.mem = {i: memory_partition(i, config.shards, config.sharded_memory)
@@ -289,8 +295,18 @@ class Replica:
     # -- helpers -----------------------------------------------------------
 
     def _eid(self) -> str:
+        """``event_id_from(id_seed, n)``, formatted here: the seed half is fixed per replica."""
         self._n += 1
-        return event_id_from(self.id_seed, self._n)
+        lo = (self._n & _MASK64 & ~_VARIANT_MASK) | _VARIANT_BITS
+        h = f"{lo:016x}"
+        return self._eid_prefix + h[:4] + "-" + h[4:]
+
+    def _key(self, key: str) -> tuple[str, str, str | None]:
+        """`parse_key`, memoized (a run uses a small, fixed set of keys)."""
+        k = self._keys.get(key)
+        if k is None:
+            k = self._keys[key] = parse_key(key)
+        return k
 
     def _tick_hlc(self, now: int) -> Hlc:
         self.hlc = h = self.hlc.tick((now + self.clock_offset_ns) // _MS)
@@ -387,7 +403,7 @@ class Replica:
                 if own is not None and key in own:
                     val = own[key]
                 else:
-                    inst, kind, name = parse_key(key)
+                    inst, kind, name = self._key(key)
                     val = self._read_key(kind, name, self._state(inst))
                     if isinstance(val, list):
                         val = val + app[key] if app is not None and key in app else list(val)
@@ -426,7 +442,7 @@ class Replica:
         for f, key, v in mops:
             if f == "r":
                 continue
-            inst, kind, name = parse_key(key)
+            inst, kind, name = self._key(key)
             if inst != instance:
                 raise ConsistencyError(f"key {key!r} is not in instance {instance!r}")
             if kind == "transcript":

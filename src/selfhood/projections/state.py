@@ -23,7 +23,8 @@ another replica hashes the same.
 from __future__ import annotations
 
 import hashlib
-from typing import Final, Literal
+from collections.abc import Callable
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -107,6 +108,7 @@ class InstanceState:
     """
 
     __slots__ = (
+        "_canon",
         "case_bank",
         "instance_id",
         "last_write",
@@ -136,6 +138,8 @@ class InstanceState:
         self.seen: set[str] = set()
         #: conflict key -> version at which it was last written (sequential validation)
         self.last_write: dict[str, int] = {}
+        #: encoding cache of the growing lists (see `canonical_bytes`); never copied
+        self._canon: tuple[_ListEncoding, _ListEncoding] | None = None
 
     @classmethod
     def empty(cls, instance_id: str) -> InstanceState:
@@ -213,16 +217,60 @@ class InstanceState:
 _canon_encoder: Final = msgspec.json.Encoder(order="deterministic")
 
 
+def _turn_row(t: Turn) -> tuple[str, str]:
+    return (t.role, t.content)
+
+
+def _case_row(c: CaseEntry) -> tuple[str, str, str, float]:
+    return (c.key, c.situation, c.plan, c.reward)
+
+
+class _ListEncoding:
+    """The JSON array of a growing list's rows, extended instead of re-encoded.
+
+    Identity probes fingerprint the state after nearly every change, and the
+    transcript and case bank only grow (appends, or CRDT inserts), so
+    re-encoding them each time made a fingerprint O(history). The cache keeps
+    the entries it has encoded and is reused only while they are still the
+    list's prefix (checked by value, a C-speed list compare), so an insert in
+    the middle or a replaced list simply re-encodes: the bytes are always
+    those of encoding the whole list.
+    """
+
+    __slots__ = ("body", "items")
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.body = b""  # the encoded rows joined by commas, without brackets
+
+    def encode(self, seq: list[Any], row: Callable[[Any], Any]) -> msgspec.Raw:
+        n = len(self.items)
+        if n and (len(seq) < n or seq[:n] != self.items):
+            self.items, self.body, n = [], b"", 0
+        if len(seq) > n:
+            new = seq[n:]
+            enc = _canon_encoder.encode([row(x) for x in new])[1:-1]
+            self.body = self.body + b"," + enc if self.body else enc
+            self.items.extend(new)
+        return msgspec.Raw(b"[" + self.body + b"]")
+
+
 def canonical_bytes(state: InstanceState) -> bytes:
     """Deterministic encoding of the state's meaning (see module docstring)."""
     oe = state.owner_entry
+    try:
+        cache = state._canon
+    except AttributeError:  # a state made without __init__
+        cache = None
+    if cache is None:
+        cache = state._canon = (_ListEncoding(), _ListEncoding())
     doc = (
         FINGERPRINT_FORMAT,
         state.instance_id,
         state.version,
         [oe.epoch, oe.owner] if oe is not None else None,
-        [(t.role, t.content) for t in state.transcript],
-        [(c.key, c.situation, c.plan, c.reward) for c in state.case_bank],
+        cache[0].encode(state.transcript, _turn_row),
+        cache[1].encode(state.case_bank, _case_row),
         {m: {k: r.value for k, r in recs.items()} for m, recs in state.memory.items()},
         {rid: e.text for rid, e in state.rule_adds.items() if rid not in state.revoked},
         {rid: e.text for rid, e in state.revoked.items()},
