@@ -90,7 +90,7 @@ def render_markdown(results: dict[str, Any], *, run_dir: str | Path | None = Non
         "- **stale k/t99ms**: most acknowledged turns a read missed, and the p99 of how long "
         "the oldest missed one had been acknowledged.",
         "- **identity**: instances whose replicas end with equal fingerprints; forks "
-        "(a transcript read not a prefix of a later one); forgotten acknowledged turns; revived "
+        "(a transcript read incompatible with a later one); forgotten acknowledged turns; revived "
         "revoked rules; torn memory (a turn visible without its memory write).",
         "",
     ]
