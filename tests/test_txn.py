@@ -340,6 +340,8 @@ def test_time_limit_gives_unknown_never_a_guess() -> None:
     assert r.valid == "unknown"
     assert r.unknown_reasons and "time limit" in r.unknown_reasons[0]
     assert la(skew, "snapshot-isolation", time_limit_s=10.0).valid is True
+    # the per-search cap applies even without an overall limit
+    assert la(skew, "snapshot-isolation", search_timeout_s=0.0).valid == "unknown"
 
 
 # --- property tests ---------------------------------------------------------------------------

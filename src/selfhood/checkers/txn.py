@@ -123,13 +123,16 @@ def check_txn(
     wfr_keys: bool = False,
     sequential_keys: bool = False,
     linearizable_keys: bool = False,
+    search_timeout_s: float | None = 10.0,
 ) -> CheckResult:
     """Check a list-append or rw-register history against consistency models.
 
     The rw-register version-order hints (`wfr_keys`, `sequential_keys`,
     `linearizable_keys`) are opt-in assumptions, as in Elle; list-append needs
-    none. Raises SpecError for an unknown workload/model and HistoryError for
-    malformed transactions.
+    none. `time_limit_s` bounds the whole check; `search_timeout_s` caps each
+    exact cycle search even without it (like Elle's per-SCC cycle-search
+    timeout), so an adversarial SCC cannot hang the check. Raises SpecError
+    for an unknown workload/model and HistoryError for malformed transactions.
     """
     t0 = time.monotonic()
     deadline = None if time_limit_s is None else t0 + time_limit_s
@@ -177,10 +180,11 @@ def check_txn(
             searches_left -= 1
             if spec.name in have:
                 continue
-            sub = None
+            now = time.monotonic()
+            sub = None if search_timeout_s is None else now + search_timeout_s
             if deadline is not None:
-                now = time.monotonic()
-                sub = now + max(0.0, deadline - now) / (searches_left + 1)
+                share = now + max(0.0, deadline - now) / (searches_left + 1)
+                sub = share if sub is None else min(sub, share)
             try:
                 steps = find_cycle(g, members, spec, sub)
             except SearchTimeout:
