@@ -81,6 +81,12 @@ def test_model_tables_follow_elle() -> None:
         cm.canonical_model("eventual-ish")
 
 
+def test_a_single_model_name_may_be_a_string() -> None:
+    h = H().concurrent((0, [["r", "x", []], ["r", "y", []], ["append", "x", 1]]),
+                       (1, [["r", "x", []], ["r", "y", []], ["append", "y", 1]]))
+    assert check_txn(h.ops, workload="list-append", consistency="serializable").valid is False
+
+
 def test_unknown_workload_and_model_are_spec_errors() -> None:
     with pytest.raises(SpecError):
         check_txn([], workload="bank")

@@ -139,6 +139,8 @@ def check_txn(
     if workload not in WORKLOADS:
         raise SpecError(f"unknown transactional workload {workload!r}; "
                         f"use one of {', '.join(WORKLOADS)}")
+    if isinstance(consistency, str):
+        consistency = [consistency]
     models = [cm.canonical_model(m) for m in consistency] or ["strict-serializable"]
     prohibited = cm.prohibited_anomalies(models)
 
