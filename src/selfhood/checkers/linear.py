@@ -67,6 +67,7 @@ class _Illegal:
 
 
 ILLEGAL: Any = _Illegal()
+_NO: Any = object()  # "no such state" marker
 _INF = 1 << 62  # return position of an indeterminate op
 _CHECK_EVERY = 255  # iterations per slice (partitions take turns; the clock is read between)
 Step = Callable[[Any], Any]
@@ -409,6 +410,12 @@ def _search(order: list[_Prepared], init: Any, candidates: Callable[[int], int],
     illegal now needs a pending op that can still set v (a write of v, a cas
     to v); without one the node is dead. This is what keeps the sequential
     search, where a read's process may lag arbitrarily, from wandering.
+    Unknown ops are optional, so two placements are dominated by not placing
+    them: an indeterminate op that does not change the state, and a step
+    right after an indeterminate op that would reach the same state without
+    it (a blind write that hides it). The search reaches the same state with
+    that op still unplaced from the parent node.
+
     `plain` is False when states are per-key tuples (the sequential product).
     """
     steps = [it.step for it in order]
@@ -444,7 +451,9 @@ def _search(order: list[_Prepared], init: Any, candidates: Callable[[int], int],
     if not det_mask:
         return _Outcome("ok", total=total)
     seen: set[tuple[int, Any]] = set()
-    stack: list[tuple[int, Any, int, int]] = []
+    stack: list[tuple[int, Any, int, int, Any]] = []
+    unsure = [it.indeterminate for it in order]
+    pind: Any = _NO  # the state before the indeterminate op that led here
     best = 0
     best_nodes: list[tuple[int, Any]] = [(0, init)]
     best_path: list[int] = []
@@ -517,6 +526,10 @@ def _search(order: list[_Prepared], init: Any, candidates: Callable[[int], int],
             ns = steps[j](state)
             if ns is ILLEGAL:
                 continue
+            if unsure[j] and ns == state:
+                continue  # an unknown op with no effect here: same as not placing it
+            if pind is not _NO and steps[j](pind) == ns:
+                continue  # the unknown op just placed made no difference: see above
             nb = bits | low
             if watch[j]:
                 sl = slots[j]
@@ -540,7 +553,8 @@ def _search(order: list[_Prepared], init: Any, candidates: Callable[[int], int],
             if node in seen:
                 continue
             seen.add(node)
-            stack.append((bits, state, cand, j))
+            stack.append((bits, state, cand, j, pind))
+            pind = state if unsure[j] else _NO
             bits, state = nb, ns
             if nb & det_mask == det_mask:
                 return _Outcome("ok", len(seen), total)
@@ -554,7 +568,7 @@ def _search(order: list[_Prepared], init: Any, candidates: Callable[[int], int],
                 if len(best_nodes) < 8:
                     best_nodes.append(node)
         elif stack:
-            bits, state, cand, _ = stack.pop()
+            bits, state, cand, _, pind = stack.pop()
         else:
             return _Outcome("illegal", len(seen), total, best, best_nodes, best_path, order,
                             candidates)
