@@ -117,6 +117,8 @@ class SimConfig:
             raise ChaosError("SimConfig.loss must be in [0, 1)")
         if self.session_ms <= self.poll_ms:
             raise ChaosError("SimConfig.session_ms must exceed poll_ms (heartbeats are polls)")
+        if self.replicas > 256:
+            raise ChaosError("SimConfig.replicas must be <= 256 (event ids carry 8 bits of it)")
 
 
 @dataclass(slots=True)
@@ -221,7 +223,12 @@ class Simulation:
     def _new_replica(self, name: str) -> Replica:
         idx = self.names.index(name)
         inc = self.incarnation[name]
-        id_seed = ((self.seed & 0xFFFFFFFFFF) << 20) | (idx << 10) | (inc & 0x3FF)
+        # The UUID's version nibble overwrites bits 12-15 of the seed half (see
+        # `events.event_id_from`), so those bits must carry nothing: with
+        # ``idx << 10`` replicas r0 and r4 minted the same ids, the log dropped
+        # one replica's events as duplicates and eventual mode never converged.
+        id_seed = (((self.seed & 0xFFFFFFFFFF) << 24) | ((idx & 0xFF) << 16)
+                   | (inc & 0xFFF))
         r = Replica(name, self.rcfg, self.cfg.instances, id_seed=id_seed, model=self.model)
         r.clock_offset_ns = self.skew_ns[name]
         r.log_contact = self.now
