@@ -161,7 +161,8 @@ def fill_in(req: OpRequest, ctx: Context) -> OpRequest | Pending:
     """
     time = ctx.time if req.time is None or req.time < ctx.time else req.time
     if req.process is None:
-        free = [p for p in ctx.free_processes if is_client(p)]
+        fp = ctx.free_processes
+        free = [p for p in fp if is_client(p)] if NEMESIS in fp else list(fp)
         if not free:
             if ctx.all_processes == (NEMESIS,) and ctx.free_processes:
                 return OpRequest(req.f, req.value, NEMESIS, req.instance, time)

@@ -136,7 +136,6 @@ class _Open:
     req: OpRequest
     replica: str
     routed: bool
-    readonly: bool
 
 
 def _readonly(req: OpRequest) -> bool:
@@ -254,17 +253,35 @@ class Simulation:
                                    self.incarnation.get(dst, 0)))
 
     def _emit(self, src: str, outs: list[Output]) -> None:
+        """`_send` each output (inlined: the same checks and rng draws, in order)."""
+        blocked = self.blocked
+        rng = self.net_rng
+        loss = self.loss
+        heap = self.heap
+        incarnation = self.incarnation
         for o in outs:
             t = type(o)
+            payload: Any
             if t is Reply:
-                self._send(src, CLIENT, _REPLY, (src, o))
+                dst, kind, payload = CLIENT, _REPLY, (src, o)
             elif t is Poll:
-                self._send(src, LOG, _POLL, (src, o))
+                dst, kind, payload = LOG, _POLL, (src, o)
             elif t is Append:
-                self._send(src, LOG, _APPEND, (src, o))
+                dst, kind, payload = LOG, _APPEND, (src, o)
             else:
                 assert isinstance(o, Forward)
-                self._send(src, o.to, _REQ, o.request)
+                dst, kind, payload = o.to, _REQ, o.request
+            self.n_messages += 1
+            if blocked and (src, dst) in blocked:
+                self.n_dropped += 1
+                continue
+            if loss and rng.random() < loss:
+                self.n_dropped += 1
+                continue
+            d = self.dmin + int(rng.random() * self.dspan)
+            self.seq += 1
+            heapq.heappush(heap, (self.now + d, self.seq, kind, dst, payload,
+                                  incarnation.get(dst, 0)))
 
     def _on_replica(self, name: str, kind: int, payload: Any) -> None:
         r = self.replicas[name]
@@ -384,7 +401,7 @@ class Simulation:
             replica = target
         self.next_req += 1
         rid = self.next_req
-        self.open[rid] = _Open(process, o, replica, routed, _readonly(o))
+        self.open[rid] = _Open(process, o, replica, routed)
         if routed:
             self.router.started(replica)
         self._record(Op(len(self.history), "invoke", process, o.f, o.value, now, replica,
@@ -420,11 +437,18 @@ class Simulation:
             else:
                 self.router.mark_up(op.replica)
         if reply.token:
-            tok = dict(self.tokens.get(op.process) or {})
+            # copy on write: requests in flight hold the old token dict
+            cur = self.tokens.get(op.process)
+            tok = None
             for p, o in reply.token.items():
-                if tok.get(p, 0) < o:
+                if (tok if tok is not None else cur or {}).get(p, 0) < o:
+                    if tok is None:
+                        tok = dict(cur or {})
                     tok[p] = o
-            self.tokens[op.process] = tok
+            if tok is not None:
+                self.tokens[op.process] = tok
+            elif cur is None:
+                self.tokens[op.process] = {}
         value = reply.value if reply.type == "ok" else op.req.value
         self._complete(reply.req_id, reply.type, value, reply.error, reply.extra)
 
@@ -435,7 +459,8 @@ class Simulation:
         self.stats["timeouts"] += 1
         if op.routed:
             self._failover(op.replica)
-        self._complete(rid, "fail" if op.readonly else "info", op.req.value, "timeout", None)
+        self._complete(rid, "fail" if _readonly(op.req) else "info", op.req.value, "timeout",
+                       None)
 
     def _failover(self, replica: str) -> None:
         """Client-side failover: the router avoids the replica for a while.

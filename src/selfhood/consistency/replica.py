@@ -250,6 +250,7 @@ class Replica:
         self.name = name
         self.cfg = config
         self.eventual = config.mode == "eventual"
+        self._fencing = config.fencing
         self.linearizable = config.mode == "linearizable"
         self.instances = instances
         self.model: ModelPort = model if model is not None else DeterministicModel()
@@ -474,9 +475,11 @@ class Replica:
                out: list[Output]) -> None:
         """Fold one event from the log (or a local eventual write) into its instance."""
         inst = ev.instance_id
-        st = self._state(inst)
+        st = self.states.get(inst)
+        if st is None:
+            st = self._state(inst)
         deps = ev.deps
-        w = self.writes.get(ev.event_id)
+        w = self.writes.get(ev.event_id) if self.writes else None
         if w is not None and w.result is None:
             w.result = self._eval_txn(w.mops)
             w.deps_missing = self._deps_missing(w.instance, w.mops)
@@ -487,7 +490,7 @@ class Replica:
                     self.hlc = self.hlc.receive(ev.hlc, (now + self.clock_offset_ns) // _MS)
                 outcome = merge_eventual(st, ev)
             else:
-                outcome = apply_sequential(st, ev, fencing=self.cfg.fencing)
+                outcome = apply_sequential(st, ev, None, fencing=self._fencing)
         except PoisonEvent:
             outcome = "aborted"
         self.stats[outcome] += 1
@@ -525,7 +528,7 @@ class Replica:
             if ev.epoch < epoch_before and t is not OwnershipClaimed:
                 self.stats["stale_epoch_applied"] += 1
         eid = ev.event_id
-        waiters = self.missing_by_dep.pop(eid, None)
+        waiters = self.missing_by_dep.pop(eid, None) if self.missing_by_dep else None
         if waiters is not None:
             for winst, turn_id in waiters:
                 entry = self.turn_missing[winst].get(turn_id)

@@ -44,6 +44,8 @@ class Router:
         self.sticky: dict[Hashable, str] = {}
         self._rr = 0
         self.failovers = 0
+        # every replica is up from this time on (the common case: no list to build)
+        self._all_up_at = -1
 
     def is_up(self, replica: str, now: int) -> bool:
         return now >= self.down_until[replica]
@@ -59,7 +61,11 @@ class Router:
 
     def pick(self, process: Hashable, now: int) -> str:
         """The replica this process's next request goes to."""
-        live = self.live(now) or list(self.replicas)
+        live: Sequence[str]
+        if now >= self._all_up_at:
+            live = self.replicas
+        else:
+            live = self.live(now) or self.replicas
         if self.policy == "sticky":
             cur = self.sticky.get(process)
             if cur is None:
@@ -88,10 +94,13 @@ class Router:
         """A replica stopped answering; True if it was considered up until now."""
         was_up = now >= self.down_until[replica]
         self.down_until[replica] = now + self.down_ns
+        self._all_up_at = max(self._all_up_at, now + self.down_ns)
         if was_up:
             self.failovers += 1
         return was_up
 
     def mark_up(self, replica: str) -> None:
         """A replica answered: it is up again."""
-        self.down_until[replica] = -1
+        if self.down_until[replica] != -1:
+            self.down_until[replica] = -1
+            self._all_up_at = max(self.down_until.values())

@@ -231,28 +231,49 @@ class _ListEncoding:
     Identity probes fingerprint the state after nearly every change, and the
     transcript and case bank only grow (appends, or CRDT inserts), so
     re-encoding them each time made a fingerprint O(history). The cache keeps
-    the entries it has encoded and is reused only while they are still the
-    list's prefix (checked by value, a C-speed list compare), so an insert in
-    the middle or a replaced list simply re-encodes: the bytes are always
-    those of encoding the whole list.
+    the entries it has encoded and each one's encoded row; it reuses the
+    longest prefix that is still the list's prefix (checked by value, a
+    C-speed list compare) and encodes the rest, so whatever happened to the
+    list the bytes are always those of encoding the whole list.
     """
 
-    __slots__ = ("body", "items")
+    __slots__ = ("body", "items", "rows")
 
     def __init__(self) -> None:
         self.items: list[Any] = []
-        self.body = b""  # the encoded rows joined by commas, without brackets
+        self.rows: list[bytes] = []  # the encoded row of each item
+        self.body = b"[]"  # the encoded array of all rows
+
+    def _keep_prefix(self, seq: list[Any]) -> None:
+        """Drop the cached entries past the longest common prefix with ``seq``."""
+        items = self.items
+        lo, hi = 0, min(len(seq), len(items))
+        while lo < hi:  # grow-only lists: "same entry at k" holds up to the first insert
+            mid = (lo + hi) // 2
+            if seq[mid] is items[mid]:
+                lo = mid + 1
+            else:
+                hi = mid
+        if seq[:lo] != items[:lo]:
+            lo = 0
+        del items[lo:]
+        del self.rows[lo:]
+        self.body = b"[" + b",".join(self.rows) + b"]"
 
     def encode(self, seq: list[Any], row: Callable[[Any], Any]) -> msgspec.Raw:
         n = len(self.items)
         if n and (len(seq) < n or seq[:n] != self.items):
-            self.items, self.body, n = [], b"", 0
+            self._keep_prefix(seq)
+            n = len(self.items)
         if len(seq) > n:
             new = seq[n:]
-            enc = _canon_encoder.encode([row(x) for x in new])[1:-1]
-            self.body = self.body + b"," + enc if self.body else enc
+            enc = _canon_encoder.encode
+            rows = [enc(row(x)) for x in new]
+            self.rows.extend(rows)
             self.items.extend(new)
-        return msgspec.Raw(b"[" + self.body + b"]")
+            joined = b",".join(rows)
+            self.body = self.body[:-1] + (b"," + joined if n else joined) + b"]"
+        return msgspec.Raw(self.body)
 
 
 def canonical_bytes(state: InstanceState) -> bytes:
