@@ -14,8 +14,10 @@ only difference between the two models:
   linearizability is local, Herlihy & Wing), which is what makes kv fast.
 * sequential: an op may go next when every earlier determinate op of its own
   process has gone (program order); real time between processes is dropped.
-  Sequential consistency is *not* local, so keyed histories are searched
-  whole, with one product state per key, never per key.
+  Sequential consistency is *not* local, so keyed histories are decided by
+  a search over the whole history with a product state (one slot per key);
+  each key alone is only a necessary condition, used to fail fast, and a
+  linearizable history is accepted at once.
 
 Indeterminate ops (an `info` completion, an invoke left dangling, a fail with
 a timeout error) may take effect at any point after their invocation, or not
@@ -26,6 +28,11 @@ search may stop once all determinate ops are placed. Indeterminate reads have
 no effect and are dropped; `fail` ops had no effect and are dropped, except a
 cas-register `fail :cas` without an error, which is an observed compare
 mismatch (the etcd semantics in ../shared/peers/README.md).
+
+Pruning (observer-first, producers, lost values, monotone kv/set states,
+optional unknown ops) is described on `_search`; each rule only removes
+branches that cannot succeed, which the brute-force oracle in the tests
+checks.
 
 A failing verdict names the deepest stuck point found (the fewest ops left
 unlinearized): the ops that could not go next, the states reached, and why.
