@@ -400,28 +400,30 @@ def _search(order: list[_Prepared], init: Any, candidates: Callable[[int], int],
     `candidates(bits)` is the mask of ops that may go next (inlined through
     `before` for the linearizable case, the hot path); the search succeeds once
     every op in `det_mask` (the determinate ones) is placed. Both consistency
-    models share it.
-    It yields every few thousand steps so the caller can interleave partitions
-    (the first illegal one ends the check, as Porcupine's parallel partitions
-    do) and enforce the time limit; it returns its outcome.
+    models share it. It yields every 256 steps so the caller can interleave
+    partitions (the first illegal one ends the check, as Porcupine's parallel
+    partitions do) and enforce the time limit; it returns its outcome.
 
-    Partial-order reduction: an observer (a read) that is legal in the current
-    state can go first in any completion from here (it is enabled and leaves
-    the state alone), so when one exists it is the only branch explored.
+    Pruning; every rule only drops branches that cannot succeed:
 
-    Monotone pruning (`grows`, kv and set): states only grow (string append,
-    set add) except at a reset (a kv put), after which they grow from the
-    value put. An enabled read that needs a state that neither this state
-    nor any pending reset value can grow into can never be placed, so the
-    node is dead. Producer pruning (registers): an enabled read of v that is
-    illegal now needs a pending op that can still set v (a write of v, a cas
-    to v); without one the node is dead. This is what keeps the sequential
-    search, where a read's process may lag arbitrarily, from wandering.
-    Unknown ops are optional, so two placements are dominated by not placing
-    them: an indeterminate op that does not change the state, and a step
-    right after an indeterminate op that would reach the same state without
-    it (a blind write that hides it). The search reaches the same state with
-    that op still unplaced from the parent node.
+    * observer first: an observer (a read) that is legal in the current state
+      can go first in any completion from here (it is enabled and leaves the
+      state alone), so when one exists it is the only branch explored;
+    * producers (registers): an enabled read of v that is illegal now needs a
+      pending op that can still set v (a write of v, a cas to v);
+    * lost value: a step that moves the state off v while a pending read needs
+      exactly v, with nothing pending that can bring v back, is a dead end.
+      This keeps the sequential search, where a read's process may lag
+      arbitrarily, from wandering;
+    * monotone states (`grows`, kv and set): states only grow (string append,
+      set add) except at a reset (a kv put), after which they grow from the
+      value put; an enabled read that needs a state that neither this state
+      nor a pending reset can grow into can never be placed;
+    * unknown ops are optional, so two placements are dominated by leaving
+      them out: an indeterminate op that does not change the state, and a
+      step right after an indeterminate op that reaches the same state
+      without it (a blind write that hides it) - the parent node reaches that
+      state with the unknown op still unplaced.
 
     `plain` is False when states are per-key tuples (the sequential product).
     """
