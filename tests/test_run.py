@@ -56,7 +56,8 @@ def test_store_layout_and_results_contract(default_run: tuple[Path, float, str])
     assert res["spec"] == json.loads((latest / "spec.json").read_text())
     assert set(res["modes"]) == {"sequential", "eventual"}
     for mode, m in res["modes"].items():
-        assert (latest / mode / "history.jsonl").is_file()
+        for f in ("history", "list-append", "rw-register", "register", "governance"):
+            assert (latest / mode / f"{f}.jsonl").is_file()
         assert set(m) >= CONTRACT_MODE_KEYS
         assert m["valid"] in (True, False, "unknown")
         assert 0 <= m["availability"] <= 1
@@ -93,7 +94,15 @@ def test_verdicts_agree_with_selfhood_check(default_run: tuple[Path, float, str]
         # and report.md lists every command
         report = (cwd / "store" / "latest" / "report.md").read_text()
         assert all(c["command"] in report for c in m["checks"])
-    assert checked >= 6
+    assert checked >= 10
+    # eventual's promise is convergence plus the CRDT merge rules, on every derived history
+    ev = {c["file"]: c for c in res["modes"]["eventual"]["checks"] if c["purpose"] == "promise"}
+    assert set(ev) == {"list-append.jsonl", "rw-register.jsonl", "register.jsonl",
+                       "governance.jsonl"}
+    assert {c["consistency"] for c in ev.values()} == {"crdt"}
+    assert ev["governance.jsonl"]["model"] == "set"
+    # the default run's eventual mode keeps its promise (no crash lost an acknowledged write)
+    assert res["modes"]["eventual"]["valid"] is True
 
 
 def test_same_seed_same_history_sha256(tmp_path: Path) -> None:
@@ -177,5 +186,15 @@ def test_split_history_partitions_txn_micro_ops(default_run: tuple[Path, float, 
     n_mops = sum(len(o.value) for o in h if o.f == "txn" and o.type == "invoke")
     n_split = sum(len(o.value) for name in ("list-append", "rw-register")
                   for o in parts[name] if o.f == "txn" and o.type == "invoke")
-    n_reg = sum(1 for o in parts["register"] if o.type == "invoke" and o.process != "nemesis")
+    n_reg = sum(1 for o in parts["register"] if o.type == "invoke" and o.process != "nemesis"
+                and not o.extra.get("final"))
     assert n_mops == n_split + n_reg
+    # final reads: one per single register and one governance read per final-read op
+    n_final = sum(1 for o in h if o.f == "final-read" and o.type == "invoke")
+    assert sum(1 for o in parts["register"] if o.type == "invoke" and o.extra.get("final")
+               ) == 2 * n_final
+    gov = [o for o in parts["governance"] if o.process != "nemesis"]
+    assert {o.f for o in gov} == {"add", "remove", "read"}
+    assert sum(1 for o in gov if o.type == "invoke" and o.extra.get("final")) == n_final
+    n_rule_ops = sum(1 for o in h if o.f in ("add-rule", "revoke-rule", "read-rules"))
+    assert len(gov) == n_rule_ops + 2 * n_final

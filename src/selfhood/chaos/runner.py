@@ -22,7 +22,14 @@ from pathlib import Path
 from typing import Any, Final
 
 from selfhood.chaos.nemesis import build_schedule, final_heal
-from selfhood.chaos.workloads import experiment_generator, is_list_key, is_register_key
+from selfhood.chaos.workloads import (
+    MEMORY_NAMES,
+    REGISTER_NAMES,
+    experiment_generator,
+    is_list_key,
+    is_register_key,
+    mem_key,
+)
 from selfhood.checkers.formats import ops_to_jsonl
 from selfhood.checkers.history import Op, pair_ops, reindex
 from selfhood.checkers.identity import check_identity, percentile, staleness
@@ -31,23 +38,30 @@ from selfhood.errors import ChaosError
 from selfhood.spec import ExperimentSpec, NemesisOp, to_dict
 
 #: derived, checkable histories written next to history.jsonl
-CHECK_FILES: Final = ("list-append", "rw-register", "register")
+CHECK_FILES: Final = ("list-append", "rw-register", "register", "governance")
 TXN_FILES: Final = ("list-append", "rw-register")
+#: the `selfhood check --model` of each derived history (governance is a set with removals)
+MODEL_OF: Final = {"list-append": "list-append", "rw-register": "rw-register",
+                   "register": "register", "governance": "set"}
 
-#: the common reference every mode's anomalies are counted against
-REFERENCE: Final = {"list-append": "strong-session-serializable",
+#: the common reference every mode's anomalies are counted against (governance has none:
+#: a set with removals is outside the linearizability checker's models)
+REFERENCE: Final[dict[str, str]] = {"list-append": "strong-session-serializable",
                     "rw-register": "strong-session-serializable", "register": "sequential"}
 #: what each mode promises, per checkable history
 PROMISE: Final[dict[str, dict[str, str]]] = {
     "sequential": dict(REFERENCE),
     "linearizable": {"list-append": "strict-serializable",
                      "rw-register": "strict-serializable", "register": "linearizable"},
-    "eventual": {"list-append": "convergence", "rw-register": "convergence"},
+    # convergence plus the CRDT merge rules (selfhood.checkers.crdt)
+    "eventual": {"list-append": "crdt", "rw-register": "crdt", "register": "crdt",
+                 "governance": "crdt"},
 }
 PROMISE_TEXT: Final = {
     "sequential": "strong-session-serializable (txns), sequential (registers)",
     "linearizable": "strict-serializable (txns), linearizable (registers)",
-    "eventual": "convergence after heal (final reads agree; CRDT merge)",
+    "eventual": "convergence after heal and the CRDT merge rules (grow-only transcript "
+                "keeps every acknowledged turn, last-writer-wins registers, remove-wins rules)",
 }
 REFERENCE_TEXT: Final = "strong-session-serializable (txns), sequential (registers)"
 
@@ -108,11 +122,48 @@ def _final_mops(op: Op, keep: Callable[[str], bool]) -> list[Any]:
             reads.append(["r", k, v.get(name) if op.type == "ok" else None])
     mem = v.get("memory")
     if isinstance(mem, dict):
-        for name in sorted(mem):
+        # every known register, written or not: a register the replica lacks reads as nil
+        names = set(mem) | {f"{m}/{n}" for m in ("subtask", "tool") for n in MEMORY_NAMES}
+        for name in sorted(names):
             k = f"{inst}/mem/{name}"
             if keep(k):
-                reads.append(["r", k, mem[name] if op.type == "ok" else None])
+                reads.append(["r", k, mem.get(name) if op.type == "ok" else None])
     return reads
+
+
+GOVERNANCE_FS: Final = {"add-rule": "add", "revoke-rule": "remove", "read-rules": "read"}
+
+
+def _governance_op(op: Op) -> Op | None:
+    """A governance op as a set op (add/remove/read; a final read is a read marked final)."""
+    if op.f == "final-read":
+        rules = op.value.get("rules") if isinstance(op.value, dict) else None
+        return Op(0, op.type, op.process, "read", rules if op.type == "ok" else None, op.time,
+                  op.node, op.instance, op.error, {"final": True})
+    f = GOVERNANCE_FS.get(op.f or "")
+    if f is None:
+        return None
+    return Op(0, op.type, op.process, f, op.value, op.time, op.node, op.instance, op.error)
+
+
+def _register_finals(op: Op) -> list[Op]:
+    """A final read as one final read per single register, each its own process.
+
+    Own processes, so each read keeps the final read's real invoke and
+    completion positions (the invoke carries no values yet).
+    """
+    inst = op.instance
+    if inst is None:
+        return []
+    mem = op.value.get("memory") if isinstance(op.value, dict) else None
+    out = []
+    for name in REGISTER_NAMES:
+        k = mem_key(inst, "tool", name)
+        v = (mem or {}).get(f"tool/{name}") if op.type == "ok" else None
+        out.append(Op(0, op.type, f"final-{op.process}-{k}", "read",
+                      [k, v if op.type != "invoke" else None], op.time, op.node, inst,
+                      op.error, {"final": True}))
+    return out
 
 
 def _rw_key(k: str) -> bool:
@@ -125,7 +176,10 @@ def split_history(history: Sequence[Op]) -> dict[str, list[Op]]:
     - list-append: transcript and case-bank micro-ops of every txn, plus final
       reads as reads of those keys (for the convergence check);
     - rw-register: memory-record micro-ops of multi-op txns (and final reads);
-    - register: single-register ops (``mem/tool/r*``) as read/write of [key, value].
+    - register: single-register ops (``mem/tool/r*``) as read/write of [key, value]
+      (final reads: one read per register marked ``final``);
+    - governance: rule ops as a set (add/remove/read, the set keyed by the op's
+      instance; final reads marked ``final``), for the remove-wins check.
 
     A txn contributes to each history only the micro-ops on that history's
     keys; txns with none are left out. Indices are made dense again.
@@ -142,7 +196,11 @@ def split_history(history: Sequence[Op]) -> dict[str, list[Op]]:
             for name in CHECK_FILES:
                 out[name].append(op)
             continue
+        gov = _governance_op(op)
+        if gov is not None:
+            out["governance"].append(gov)
         if op.f == "final-read":
+            out["register"].extend(_register_finals(op))
             if op.type == "invoke":
                 open_final[op.process] = op
                 continue
@@ -234,11 +292,11 @@ def plan_checks(mode: str, histories: dict[str, list[Op]]) -> list[CheckRun]:
         if not any(op.process != "nemesis" for op in histories.get(name, [])):
             continue
         promise = PROMISE[mode].get(name)
-        ref = REFERENCE[name]
+        ref = REFERENCE.get(name)
         if promise is not None:
-            runs.append(CheckRun(name, name, promise, "promise"))
-        if promise != ref:
-            runs.append(CheckRun(name, name, ref, "reference"))
+            runs.append(CheckRun(name, MODEL_OF[name], promise, "promise"))
+        if ref is not None and promise != ref:
+            runs.append(CheckRun(name, MODEL_OF[name], ref, "reference"))
     return runs
 
 
@@ -256,7 +314,7 @@ def run_check(c: CheckRun, ops: Sequence[Op], time_limit_s: float | None) -> Che
 def _validity(runs: Sequence[CheckRun], purpose: str, mode: str) -> Validity:
     vals = [r.result.valid for r in runs if r.result is not None and (
         r.purpose == purpose or (purpose == "reference" and PROMISE[mode].get(r.file)
-                                 == REFERENCE[r.file]))]
+                                 == REFERENCE.get(r.file)))]
     return combine_validity(vals) if vals else "unknown"
 
 
@@ -266,10 +324,27 @@ def anomaly_counts(runs: Sequence[CheckRun], mode: str) -> dict[str, int]:
     for r in runs:
         if r.result is None:
             continue
-        is_ref = r.purpose == "reference" or PROMISE[mode].get(r.file) == REFERENCE[r.file]
+        is_ref = r.purpose == "reference" or (REFERENCE.get(r.file) is not None and PROMISE[
+            mode].get(r.file) == REFERENCE.get(r.file))
         if not is_ref:
             continue
         counts = r.result.details.get("anomaly_counts")
+        for name, cases in r.result.anomalies.items():
+            n = counts.get(name, len(cases)) if isinstance(counts, dict) else len(cases)
+            out[name] = out.get(name, 0) + int(n)
+    return dict(sorted(out.items()))
+
+
+def promise_anomaly_counts(runs: Sequence[CheckRun]) -> dict[str, int]:
+    """Anomalies against the mode's own promise (why `valid` is false), by checker name."""
+    out: dict[str, int] = {}
+    for r in runs:
+        if r.result is None or r.purpose != "promise":
+            continue
+        counts: Any = r.result.details.get("anomaly_counts")
+        crdt = r.result.details.get("crdt")
+        if isinstance(crdt, dict) and r.consistency == "crdt":
+            counts = crdt.get("anomaly_counts")
         for name, cases in r.result.anomalies.items():
             n = counts.get(name, len(cases)) if isinstance(counts, dict) else len(cases)
             out[name] = out.get(name, 0) + int(n)
@@ -314,6 +389,7 @@ def judge_mode(spec: ExperimentSpec, mode: str, history: list[Op], stats: dict[s
         "promise": PROMISE_TEXT[mode],
         "reference": REFERENCE_TEXT,
         "reference_valid": _validity(runs, "reference", mode),
+        "promise_anomalies": promise_anomaly_counts(runs),
         "checks": [
             {"file": f"{c.file}.jsonl", "model": c.model, "consistency": c.consistency,
              "purpose": c.purpose,

@@ -4,8 +4,9 @@ Layout of one run directory:
 
 - ``spec.json``: the spec that ran (with its nemesis schedule made explicit);
 - ``<mode>/history.jsonl``: the whole history of that mode;
-- ``<mode>/{list-append,rw-register,register}.jsonl``: the checkable parts,
-  which `selfhood check` reads (report.md lists the exact commands);
+- ``<mode>/{list-append,rw-register,register,governance}.jsonl``: the
+  checkable parts, which `selfhood check` reads (report.md lists the exact
+  commands; governance is a set history with removals, `--model set`);
 - ``<mode>/results.json``: that mode's entry of results.json;
 - ``results.json`` and ``report.md``.
 

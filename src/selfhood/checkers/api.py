@@ -4,7 +4,9 @@ The model names how to read the history; the consistency models name what to
 check. Transactional models (list-append, rw-register) go to the Elle-class
 checker, single-object models (register, cas-register, kv, set) to the
 Porcupine-class one, kafka to the log checks. Session guarantees and
-convergence are available for every model but kafka, by name. Combinations
+convergence are available for every model but kafka, by name; "crdt" (the
+eventual mode's merge rules, `checkers.crdt`) for list-append, rw-register,
+register and set. Combinations
 that make no sense (serializable for a register, linearizable for a Kafka
 log) are rejected with a SpecError rather than silently ignored.
 """
@@ -21,6 +23,7 @@ from selfhood.errors import SpecError
 
 __all__ = [
     "CONSISTENCY",
+    "CRDT_MODELS",
     "DEFAULT_CONSISTENCY",
     "EXTRA_CONSISTENCY",
     "MODELS",
@@ -43,8 +46,10 @@ TXN_CONSISTENCY: tuple[str, ...] = (
 CONSISTENCY: tuple[str, ...] = (*SINGLE_CONSISTENCY, *TXN_CONSISTENCY)
 SESSION: tuple[str, ...] = ("read-your-writes", "monotonic-reads", "monotonic-writes",
                             "writes-follow-reads")
-#: checks beyond the contract, accepted by name for every model but kafka
-EXTRA_CONSISTENCY: tuple[str, ...] = (*SESSION, "convergence")
+#: checks beyond the contract, accepted by name for every model but kafka ("crdt": the
+#: eventual mode's convergence plus CRDT merge rules, for CRDT_MODELS only)
+EXTRA_CONSISTENCY: tuple[str, ...] = (*SESSION, "convergence", "crdt")
+CRDT_MODELS: tuple[str, ...] = ("list-append", "rw-register", "register", "set")
 
 DEFAULT_CONSISTENCY: dict[str, tuple[str, ...]] = {
     **{m: ("strict-serializable",) for m in TXN_MODELS},
@@ -70,6 +75,9 @@ def resolve_consistency(model: str, consistency: Sequence[str] | str | None) -> 
         if model in SINGLE_MODELS and c in TXN_CONSISTENCY:
             raise SpecError(f"{c} is a transactional model; the single-object model {model} "
                             f"is checked for {' or '.join(SINGLE_CONSISTENCY)}")
+        if c == "crdt" and model not in CRDT_MODELS:
+            raise SpecError(f"--consistency crdt is defined for {', '.join(CRDT_MODELS)} "
+                            f"(the eventual mode's merge rules), not {model}")
     return cs
 
 
@@ -118,6 +126,9 @@ def check_history(ops: Sequence[Op], *, model: str,
     if "convergence" in cs:
         from selfhood.checkers.staleness import check_convergence
         results.append(check_convergence(ops, model=model))
+    if "crdt" in cs:
+        from selfhood.checkers.crdt import check_crdt
+        results.append(check_crdt(ops, model=model))
     out = compose(results) if results else CheckResult(valid=True)
     details: dict[str, Any] = {"model": model, "consistency": cs}
     out.details.update(details)

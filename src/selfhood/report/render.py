@@ -96,7 +96,9 @@ def render_markdown(results: dict[str, Any], *, run_dir: str | Path | None = Non
     ]
     for mode, m in results.get("modes", {}).items():
         lines += [f"## {mode}", "",
-                  f"- promise: {m.get('promise')} — valid: **{_valid(m.get('valid'))}**",
+                  f"- promise: {m.get('promise')} — valid: **{_valid(m.get('valid'))}**"
+                  + (f" ({_anomalies(m['promise_anomalies'])})"
+                     if m.get("promise_anomalies") else ""),
                   f"- reference: {m.get('reference')} — valid: "
                   f"{_valid(m.get('reference_valid'))}",
                   f"- ops: {m.get('ops')}, history sha256 `{m.get('history_sha256')}`",

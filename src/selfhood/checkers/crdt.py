@@ -1,0 +1,385 @@
+"""The eventual mode's promise: convergence *and* its CRDT merge rules (pure).
+
+An eventual replica acknowledges a write at once and merges everything else
+as CRDTs (``selfhood.projections.crdt``). A history cannot show hybrid
+clocks, so these checks use only what the merge rules imply about reads and
+final reads (issued after heal and quiescence):
+
+- **set** (governance rules, a remove-wins set): once a replica has
+  acknowledged ``remove x`` it has applied it, and no merge can bring ``x``
+  back there, so a later read served by that same replica showing ``x`` is
+  ``revived-rule``; a final read showing a removed ``x`` is ``revived-rule``
+  too. Reads on *other* replicas before the removal reached them are stale,
+  not a merge violation (staleness and session-level revivals are measured
+  elsewhere). A final read must hold every acknowledged add of an element
+  nobody tried to remove (``lost-add``, Jepsen's set ``lost``) and nothing
+  that was never added (``unexpected``, Jepsen's name);
+- **list-append** (the transcript, a grow-only list ordered by (hlc, writer,
+  event_id)): an acknowledged append that no final read of its key holds is
+  ``lost-append``; a final read element nobody appended is ``garbage-read``;
+  an element twice in one read is ``duplicate-elements`` (Elle's name);
+- **register / rw-register** (last-writer-wins on hlc): a final value that no
+  acknowledged or indeterminate write wrote is ``garbage-read``; the initial
+  value where some write to the key was acknowledged is ``lost-write`` (the
+  register holds the greatest stamp of the writes it merged, so one merged
+  acknowledged write leaves a non-initial value).
+
+Every model also needs the final reads of each key to agree across replicas
+(``divergent-final-reads``, as in `check_convergence`); a history without
+final reads is "unknown".
+
+Final reads are ops with ``f == "final-read"`` or ``final: true``; the
+replica is the op's ``node`` (else its process). For the set model the key
+is the op's ``instance`` (one set per instance; none: one set).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from selfhood.checkers.history import Op, Pair, pair_ops
+from selfhood.checkers.verdict import CheckResult
+from selfhood.errors import CheckerError
+
+__all__ = [
+    "CRDT_MODELS",
+    "check_crdt",
+    "divergence_cases",
+    "grow_only_list_cases",
+    "lww_register_cases",
+    "remove_wins_set_cases",
+]
+
+#: the models the CRDT rules are defined for
+CRDT_MODELS: Final = ("list-append", "rw-register", "register", "set")
+
+#: explanations kept per anomaly name (counts in details["crdt"]["anomaly_counts"] are exact)
+MAX_EXAMPLES: Final = 50
+
+
+def _freeze(x: Any) -> Hashable:
+    if isinstance(x, list | tuple):
+        return tuple(_freeze(v) for v in x)
+    if isinstance(x, dict):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in x.items()))
+    if isinstance(x, set | frozenset):
+        return frozenset(_freeze(v) for v in x)
+    return x  # type: ignore[no-any-return]
+
+
+def _is_final(op: Op) -> bool:
+    return op.f == "final-read" or bool(op.extra.get("final"))
+
+
+def _replica(pair: Pair) -> str:
+    c = pair.completion
+    node = (c.node if c is not None and c.node is not None else pair.invoke.node)
+    return str(node) if node is not None else f"process {pair.invoke.process!r}"
+
+
+def _t(op: Op | None, default: int) -> int:
+    return default if op is None or op.time is None else op.time
+
+
+@dataclass(frozen=True, slots=True)
+class FinalRead:
+    """One replica's final value of one key."""
+
+    key: Hashable
+    replica: str
+    value: Any
+    index: int
+    invoke_time: int
+
+
+@dataclass(frozen=True, slots=True)
+class Write:
+    """A write (append, register write, add or remove) and how it ended."""
+
+    key: Hashable
+    value: Hashable
+    status: str  # "ok" | "info" (indeterminate, incl. never completed)
+    index: int
+    node: str
+    complete_time: int | None
+
+
+def crash_times(ops: Sequence[Op]) -> dict[str, list[int]]:
+    """When each node crashed (nemesis ``crash`` ops whose value names the node(s))."""
+    out: dict[str, list[int]] = defaultdict(list)
+    for op in ops:
+        if op.process != "nemesis" or op.f != "crash" or op.time is None:
+            continue
+        nodes = op.value if isinstance(op.value, list | tuple) else [op.value]
+        for n in nodes:
+            if isinstance(n, str) and op.time not in out[n]:
+                out[n].append(op.time)
+    return out
+
+
+def _crash_note(w: Write, crashes: dict[str, list[int]]) -> str:
+    """Why an acknowledged write may be gone: its replica crashed after acknowledging it."""
+    if w.complete_time is None:
+        return ""
+    later = [t for t in crashes.get(w.node, []) if t >= w.complete_time]
+    if not later:
+        return ""
+    return (f" ({w.node} crashed {(min(later) - w.complete_time) / 1e6:.1f} ms after "
+            f"acknowledging it: a local-first ack lost with the unshipped outbox)")
+
+
+def _mops(value: Any) -> list[Any]:
+    if not isinstance(value, list | tuple):
+        return []
+    return [m for m in value if isinstance(m, list | tuple) and len(m) == 3]
+
+
+def _status(pair: Pair) -> str | None:
+    if pair.failed:
+        return None  # certainly no effect
+    return "ok" if pair.ok else "info"
+
+
+def _collect(ops: Sequence[Op], model: str) -> tuple[list[Pair], list[Write], list[FinalRead]]:
+    """Client pairs, every write that may have happened, and every final value per key."""
+    pairs = [p for p in pair_ops(ops) if p.invoke.process != "nemesis"]
+    writes: list[Write] = []
+    finals: list[FinalRead] = []
+    for p in pairs:
+        inv, c = p.invoke, p.completion
+        if _is_final(inv) or (c is not None and _is_final(c)):
+            if c is None or c.type != "ok":
+                continue
+            for key, v in _final_values(c, model):
+                finals.append(FinalRead(key, _replica(p), v, c.index, _t(inv, 0)))
+            continue
+        st = _status(p)
+        if st is None:
+            continue
+        ctime = c.time if c is not None and st == "ok" else None
+        src = c.value if st == "ok" and c is not None else inv.value
+        node = _replica(p)
+        if model in ("list-append", "rw-register"):
+            wf = "append" if model == "list-append" else "w"
+            for f, k, v in _mops(src):
+                if f == wf:
+                    writes.append(Write(_freeze(k), _freeze(v), st, inv.index, node, ctime))
+        elif model == "register":
+            if inv.f == "write" and isinstance(inv.value, list | tuple) and len(inv.value) == 2:
+                k, v = inv.value
+                writes.append(Write(_freeze(k), _freeze(v), st, inv.index, node, ctime))
+        elif inv.f in ("add", "remove"):
+            writes.append(Write(inv.instance, _freeze(inv.value), st if inv.f == "add"
+                                else "remove-" + st, inv.index, node, ctime))
+    return pairs, writes, finals
+
+
+def _final_values(op: Op, model: str) -> list[tuple[Hashable, Any]]:
+    v = op.value
+    if model in ("list-append", "rw-register"):
+        return [(_freeze(m[1]), m[2]) for m in _mops(v) if m[0] == "r"]
+    if model == "register":
+        if isinstance(v, list | tuple) and len(v) == 2:
+            return [(_freeze(v[0]), v[1])]
+        if isinstance(v, dict):
+            return [(_freeze(k), x) for k, x in v.items()]
+        raise CheckerError(f"op {op.index}: a register final read must be [key value]")
+    # set: one set per instance; a dict value maps instance -> elements
+    if isinstance(v, dict):
+        return [(k, x) for k, x in v.items()]
+    return [(op.instance, v)]
+
+
+def divergence_cases(finals: Sequence[FinalRead]) -> list[str]:
+    """Keys whose replicas ended with different final values (each replica's last read)."""
+    last: dict[Hashable, dict[str, Any]] = defaultdict(dict)
+    for fr in sorted(finals, key=lambda fr: (fr.invoke_time, fr.index)):
+        last[fr.key][fr.replica] = fr.value
+    out: list[str] = []
+    for key, by_replica in last.items():
+        groups: dict[Hashable, list[str]] = defaultdict(list)
+        shown: dict[Hashable, Any] = {}
+        for replica, v in sorted(by_replica.items()):
+            fv = _freeze(v)
+            groups[fv].append(replica)
+            shown[fv] = v
+        if len(groups) > 1:
+            desc = "; ".join(f"{', '.join(rs)} ended with {shown[fv]!r}"
+                             for fv, rs in groups.items())
+            out.append(f"key {key!r}: replicas disagree after heal: {desc}")
+    return out
+
+
+def grow_only_list_cases(writes: Sequence[Write], finals: Sequence[FinalRead],
+                         crashes: dict[str, list[int]] | None = None) -> dict[str, list[str]]:
+    """lost-append, garbage-read and duplicate-elements for list-append final reads."""
+    out: dict[str, list[str]] = defaultdict(list)
+    appended: dict[Hashable, dict[Hashable, Write]] = defaultdict(dict)
+    for w in writes:
+        appended[w.key].setdefault(w.value, w)
+    held: dict[Hashable, set[Hashable]] = defaultdict(set)
+    for fr in finals:
+        elems = [_freeze(x) for x in fr.value] if isinstance(fr.value, list | tuple) else []
+        if fr.value is not None and not isinstance(fr.value, list | tuple):
+            out["garbage-read"].append(f"final read op {fr.index} ({fr.replica}) of key "
+                                       f"{fr.key!r} returned a non-list {fr.value!r}")
+            continue
+        seen: set[Hashable] = set()
+        for x in elems:
+            if x in seen:
+                out["duplicate-elements"].append(
+                    f"final read op {fr.index} ({fr.replica}) of key {fr.key!r} holds {x!r} "
+                    f"twice: a grow-only list of unique turns never repeats one")
+            seen.add(x)
+            if x not in appended.get(fr.key, {}):
+                out["garbage-read"].append(
+                    f"final read op {fr.index} ({fr.replica}) of key {fr.key!r} holds {x!r}, "
+                    f"which no append that may have happened wrote")
+        held[fr.key] |= seen
+    keys_read = {fr.key for fr in finals}
+    for key, ws in appended.items():
+        if key not in keys_read:
+            continue
+        for v, w in ws.items():
+            if w.status == "ok" and v not in held[key]:
+                out["lost-append"].append(
+                    f"acknowledged append of {v!r} to {key!r} (op {w.index}, {w.node}) is in no "
+                    f"final read: an acknowledged turn was lost"
+                    + _crash_note(w, crashes or {}))
+    return dict(out)
+
+
+def lww_register_cases(writes: Sequence[Write], finals: Sequence[FinalRead],
+                       crashes: dict[str, list[int]] | None = None) -> dict[str, list[str]]:
+    """garbage-read and lost-write for last-writer-wins register final reads."""
+    out: dict[str, list[str]] = defaultdict(list)
+    written: dict[Hashable, dict[Hashable, Write]] = defaultdict(dict)
+    for w in writes:
+        written[w.key].setdefault(w.value, w)
+    flagged: set[tuple[Hashable, Hashable]] = set()
+    for fr in finals:
+        v = _freeze(fr.value)
+        ws = written.get(fr.key, {})
+        if v is None:
+            acked = [w for w in ws.values() if w.status == "ok"]
+            if acked and (fr.key, None) not in flagged:
+                flagged.add((fr.key, None))
+                out["lost-write"].append(
+                    f"final read op {fr.index} ({fr.replica}) of {fr.key!r} returned the "
+                    f"initial value, but {len(acked)} write(s) were acknowledged (first: op "
+                    f"{acked[0].index} wrote {acked[0].value!r}): last-writer-wins keeps one"
+                    + _crash_note(acked[0], crashes or {}))
+        elif v not in ws and (fr.key, v) not in flagged:
+            flagged.add((fr.key, v))
+            out["garbage-read"].append(
+                f"final read op {fr.index} ({fr.replica}) of {fr.key!r} returned {fr.value!r}, "
+                f"which no acknowledged or indeterminate write wrote")
+    return dict(out)
+
+
+def remove_wins_set_cases(pairs: Sequence[Pair], writes: Sequence[Write],
+                          finals: Sequence[FinalRead],
+                          crashes: dict[str, list[int]] | None = None) -> dict[str, list[str]]:
+    """revived-rule, lost-add and unexpected for a remove-wins set."""
+    out: dict[str, list[str]] = defaultdict(list)
+    removed_ok: dict[tuple[Hashable, Hashable], list[Write]] = defaultdict(list)
+    remove_tried: set[tuple[Hashable, Hashable]] = set()
+    adds: dict[tuple[Hashable, Hashable], list[Write]] = defaultdict(list)
+    for w in writes:
+        k = (w.key, w.value)
+        if w.status.startswith("remove-"):
+            remove_tried.add(k)
+            if w.status == "remove-ok":
+                removed_ok[k].append(w)
+        else:
+            adds[k].append(w)
+    revived: set[tuple[Hashable, Hashable, str]] = set()
+    # reads during the run, on the replica that had itself acknowledged the removal
+    for p in pairs:
+        c = p.completion
+        if c is None or c.type != "ok" or p.invoke.f != "read" or _is_final(c):
+            continue
+        if not isinstance(c.value, list | tuple):
+            continue
+        node, start = _replica(p), _t(p.invoke, 0)
+        for x in {_freeze(e) for e in c.value}:
+            for w in removed_ok.get((p.invoke.instance, x), ()):
+                if (w.node == node and w.complete_time is not None and w.complete_time < start
+                        and (p.invoke.instance, x, node) not in revived):
+                    revived.add((p.invoke.instance, x, node))
+                    out["revived-rule"].append(
+                        f"read op {c.index} on {node} shows {x!r} of {p.invoke.instance!r} "
+                        f"active after {node} itself acknowledged its removal (op {w.index}): "
+                        f"remove wins, nothing brings it back" + _crash_note(w, crashes or {}))
+                    break
+    lacking: dict[tuple[Hashable, Hashable], list[str]] = defaultdict(list)
+    first_ack: dict[tuple[Hashable, Hashable], Write] = {}
+    for fr in finals:
+        if fr.value is not None and not isinstance(fr.value, list | tuple):
+            raise CheckerError(f"op {fr.index}: a set final read must return a collection")
+        active = {_freeze(e) for e in (fr.value or ())}
+        for x in sorted(active, key=repr):
+            rem = removed_ok.get((fr.key, x))
+            if rem and (fr.key, x, "final " + fr.replica) not in revived:
+                revived.add((fr.key, x, "final " + fr.replica))
+                out["revived-rule"].append(
+                    f"final read op {fr.index} ({fr.replica}) shows {x!r} of {fr.key!r} active, "
+                    f"but its removal was acknowledged (op {rem[0].index}, {rem[0].node})"
+                    + _crash_note(rem[0], crashes or {}))
+            if not adds.get((fr.key, x)):
+                out["unexpected"].append(
+                    f"final read op {fr.index} ({fr.replica}) shows {x!r} of {fr.key!r}, "
+                    f"which nobody tried to add")
+        for (key, x), ws in adds.items():
+            if key != fr.key or x in active or (key, x) in remove_tried:
+                continue
+            acked = [w for w in ws if w.status == "ok" and w.complete_time is not None
+                     and w.complete_time < fr.invoke_time]
+            if acked:
+                lacking[(key, x)].append(fr.replica)
+                first_ack.setdefault((key, x), acked[0])
+    for (key, x), replicas in lacking.items():
+        w = first_ack[(key, x)]
+        out["lost-add"].append(
+            f"final reads on {', '.join(sorted(set(replicas)))} of {key!r} lack {x!r}, added "
+            f"and acknowledged (op {w.index}, {w.node}) and never removed"
+            + _crash_note(w, crashes or {}))
+    return dict(out)
+
+
+def check_crdt(ops: Sequence[Op], *, model: str) -> CheckResult:
+    """Convergence plus the model's CRDT merge rules (see the module docstring)."""
+    if model not in CRDT_MODELS:
+        raise CheckerError(f"the CRDT rules are defined for {', '.join(CRDT_MODELS)}, "
+                           f"not {model}")
+    pairs, writes, finals = _collect(ops, model)
+    res = CheckResult(valid=True)
+    found: dict[str, list[str]] = {}
+    div = divergence_cases(finals)
+    if div:
+        found["divergent-final-reads"] = div
+    crashes = crash_times(ops)
+    if model == "list-append":
+        found.update(grow_only_list_cases(writes, finals, crashes))
+    elif model == "set":
+        found.update(remove_wins_set_cases(pairs, writes, finals, crashes))
+    else:
+        found.update(lww_register_cases(writes, finals, crashes))
+    counts = {name: len(cases) for name, cases in sorted(found.items()) if cases}
+    for name in counts:
+        res.anomalies[name] = found[name][:MAX_EXAMPLES]
+    res.details["crdt"] = {"model": model, "final_reads": len(finals),
+                           "replicas": len({fr.replica for fr in finals}),
+                           "keys": len({fr.key for fr in finals}), "anomaly_counts": counts}
+    if counts:
+        res.valid = False
+        res.not_.update({"crdt", "convergence"} if "divergent-final-reads" in counts
+                        else {"crdt"})
+    elif not finals:
+        res.valid = "unknown"
+        res.unknown_reasons.append("no final reads (f=\"final-read\" or final: true): "
+                                   "convergence and the merge rules are judged on them")
+    return res
