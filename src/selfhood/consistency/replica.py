@@ -181,6 +181,8 @@ class _Write:
     outcomes: list[Outcome] = field(default_factory=list)
     positions: Token = field(default_factory=dict)
     deps_missing: list[list[Any]] | None = None
+    #: sharded memory: partitions whose reads wait for the txn's first event there
+    reread: set[int] | None = None
 
 
 @dataclass(slots=True)
@@ -421,6 +423,33 @@ class Replica:
                 out.append([f, key, v])
         return out
 
+    def _key_partition(self, instance: str, key: str) -> int:
+        """The partition that orders ``key``: turns live home, everything else in memory."""
+        kind = self._key(key)[1]
+        return self.home[instance] if kind == "transcript" else self.mem[instance]
+
+    def _write_partitions(self, w: _Write) -> set[int]:
+        return {self._key_partition(w.instance, k) for f, k, _ in w.mops if f != "r"}
+
+    def _reread(self, w: _Write, partition: int) -> None:
+        """Re-evaluate the reads of keys ordered by ``partition`` at the txn's point there.
+
+        An instance spanning two partitions has no single order: a txn's events
+        land at two points of the owner's fold. Reading every key at the first
+        of them let two read-modify-write txns on the transcript both read it
+        before either turn (lost update). Each key is therefore read just before
+        the txn's first event in the partition that orders that key, so all
+        txns writing a key are serialized by that partition's order.
+        """
+        assert w.result is not None
+        fresh = self._eval_txn(w.mops)
+        inst = w.instance
+        for i, (f, key, _) in enumerate(w.mops):
+            if f == "r" and self._key_partition(inst, key) == partition:
+                w.result[i] = fresh[i]
+        if partition == self.home[inst]:
+            w.deps_missing = self._deps_missing(inst, w.mops)
+
     def _deps_missing(self, instance: str, mops: list[list[Any]]) -> list[list[Any]] | None:
         tm = self.turn_missing.get(instance)
         if not tm:
@@ -480,9 +509,15 @@ class Replica:
             st = self._state(inst)
         deps = ev.deps
         w = self.writes.get(ev.event_id) if self.writes else None
-        if w is not None and w.result is None:
-            w.result = self._eval_txn(w.mops)
-            w.deps_missing = self._deps_missing(w.instance, w.mops)
+        if w is not None:
+            if w.result is None:
+                w.result = self._eval_txn(w.mops)
+                w.deps_missing = self._deps_missing(w.instance, w.mops)
+                if self.home[inst] != self.mem[inst] and w.mops:
+                    w.reread = {p for p in self._write_partitions(w) if p != partition}
+            elif w.reread and partition in w.reread:
+                w.reread.discard(partition)
+                self._reread(w, partition)
         epoch_before = st.epoch
         try:
             if self.eventual:
