@@ -22,12 +22,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from selfhood.errors import PoisonEvent, SnapshotVersionMismatch
 from selfhood.eventlog.base import EventLog, LogEntry, LogPosition
-from selfhood.events import MemoryWritten, RuleAdded, RuleRevoked
+from selfhood.eventlog.sqlite import SqliteEventLog
+from selfhood.events import Event, MemoryWritten, RuleAdded, RuleRevoked
 from selfhood.projections.crdt import merge_eventual
 from selfhood.projections.reducer import apply_sequential
 from selfhood.projections.snapshot import SnapshotPolicy, decode_snapshot, encode_snapshot
@@ -356,6 +357,30 @@ async def replay_log(log: EventLog, *, instance_id: str | None = None,
     ends = await log.end_offsets()
     states: dict[str, InstanceState] = {}
     eventual = mode == "eventual"
+
+    if isinstance(log, SqliteEventLog):
+        async with contextlib.aclosing(_sqlite_batches(
+                log, [(p, ends.get(p, 0)) for p in parts], batch)) as batches:
+            async for part, events in batches:
+                for off, ev in events:
+                    iid = ev.instance_id
+                    if instance_id is not None and iid != instance_id:
+                        continue
+                    st = states.get(iid)
+                    if st is None:
+                        st = states[iid] = InstanceState.empty(iid)
+                    # what passing LogPosition(part, off) would note, without the object
+                    positions = st.positions
+                    if positions.get(part, 0) <= off:
+                        positions[part] = off + 1
+                    try:
+                        if eventual:
+                            merge_eventual(st, ev)
+                        else:
+                            apply_sequential(st, ev, fencing=fencing)
+                    except PoisonEvent:
+                        continue
+        return states
     for part in parts:
         offset, end = 0, ends.get(part, 0)
         while offset < end:
@@ -363,10 +388,10 @@ async def replay_log(log: EventLog, *, instance_id: str | None = None,
             if not entries:
                 break
             for entry in entries:
-                ev = entry.event
-                if ev is None or entry.position.offset >= end:
+                ev_ = entry.event
+                if ev_ is None or entry.position.offset >= end:
                     continue
-                iid = ev.instance_id
+                iid = ev_.instance_id
                 if instance_id is not None and iid != instance_id:
                     continue
                 st = states.get(iid)
@@ -374,10 +399,47 @@ async def replay_log(log: EventLog, *, instance_id: str | None = None,
                     st = states[iid] = InstanceState.empty(iid)
                 try:
                     if eventual:
-                        merge_eventual(st, ev, entry.position)
+                        merge_eventual(st, ev_, entry.position)
                     else:
-                        apply_sequential(st, ev, entry.position, fencing=fencing)
+                        apply_sequential(st, ev_, entry.position, fencing=fencing)
                 except PoisonEvent:
                     continue
             offset = entries[-1].position.offset + 1
     return states
+
+
+async def _sqlite_batches(log: SqliteEventLog, ranges: list[tuple[int, int]],
+                          batch: int) -> AsyncGenerator[tuple[int, list[tuple[int, Event]]]]:
+    """(partition, [(offset, event)]) batches of `ranges` [(partition, end)], read ahead.
+
+    The next batch is fetched and decoded on the log's reader thread while
+    the caller folds this one (SQLite releases the GIL while it reads pages),
+    and `read_events` makes no `LogEntry` per record.
+    """
+    loop = asyncio.get_running_loop()
+    todo = [(p, end) for p, end in ranges if end > 0]
+    if not todo:
+        return
+    part, end = todo.pop(0)
+    offset = 0
+    nxt: asyncio.Task[tuple[int, list[tuple[int, Event]]]] | None = loop.create_task(
+        log.read_events(part, 0, end, limit=batch))
+    try:
+        while nxt is not None:
+            cur = part
+            following, events = await nxt
+            nxt = None
+            if offset < following < end:  # read something, and there is more
+                offset = following
+                nxt = loop.create_task(log.read_events(part, offset, end, limit=batch))
+            elif todo:
+                part, end = todo.pop(0)
+                offset = 0
+                nxt = loop.create_task(log.read_events(part, 0, end, limit=batch))
+            yield cur, events
+    finally:
+        if nxt is not None:
+            nxt.cancel()
+            await asyncio.wait([nxt])
+            if not nxt.cancelled():
+                nxt.exception()  # retrieved: no "never retrieved" warning
