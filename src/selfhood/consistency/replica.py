@@ -224,6 +224,13 @@ def _scalar(s: str | None) -> Any:
         return s
 
 
+def _has_write(mops: list[list[Any]]) -> bool:
+    for m in mops:
+        if m[0] != "r":
+            return True
+    return False
+
+
 def sorted_ids(ids: Any) -> list[Any]:
     """Rule ids in a stable order: ints numerically, then strings."""
     return sorted(ids, key=lambda x: (1, 0, x) if isinstance(x, str) else (0, x, ""))
@@ -618,8 +625,7 @@ class Replica:
                 inst = self._instance_of(req)
                 req.instance = inst
                 self._state(inst)
-                writes = f != "read-rules" and (
-                    f != "txn" or any(m[0] != "r" for m in req.value))
+                writes = f != "read-rules" and (f != "txn" or _has_write(req.value))
                 if self.eventual:
                     self._eventual(req, inst, writes, now, out)
                 elif writes:
@@ -749,11 +755,16 @@ class Replica:
         epoch = self.active_epoch[inst]
         if req.f == "txn":
             mops: list[list[Any]] = req.value
-            nw = sum(1 for m in mops if m[0] != "r")
+            nw = 0
+            has_w = False
+            for m in mops:
+                if m[0] != "r":
+                    nw += 1
+                    if m[0] == "w":
+                        has_w = True
             # read_version is a position in the instance's one total order; with
             # sharded memory there is none (two partitions), so no conditional writes
-            conditional = (nw == 1 and any(m[0] == "w" for m in mops)
-                           and self.home[inst] == self.mem[inst])
+            conditional = nw == 1 and has_w and self.home[inst] == self.mem[inst]
             entries = self._txn_events(inst, mops, now, epoch, conditional)
         else:
             mops = []
@@ -761,11 +772,16 @@ class Replica:
         w = _Write(req, mops, [e.event_id for _, e in entries], inst)
         if req.f != "txn":
             w.result = req.value
-        for _, e in entries:
-            self.writes[e.event_id] = w
+        writes = self.writes
+        for eid in w.event_ids:
+            writes[eid] = w
         self._n_batches += 1
+        p0 = entries[0][0] if entries else -1
+        if entries and all(p == p0 for p, _ in entries):
+            out.append(Append(self._n_batches, entries, {p0: self.next_offset[p0]}))
+            return
         parts = {p for p, _ in entries}
-        if self.cfg.atomic_memory or len(parts) == 1:
+        if self.cfg.atomic_memory:
             out.append(Append(self._n_batches, entries,
                               {p: self.next_offset[p] for p in sorted(parts)}))
         else:
