@@ -88,6 +88,7 @@ def test_detect_format() -> None:
     assert detect_format("{:type :invoke, :f :read}\n") == "edn"
     assert detect_format("; a comment\n{:type :ok}\n") == "edn"
     assert detect_format("[{:type :ok}]") == "edn"
+    assert detect_format("\n  \n") == "jsonl" and parse_history("\n") == []
     with pytest.raises(HistoryError):
         detect_format("hello world\n")
     with pytest.raises(HistoryError, match="unknown history format"):

@@ -198,7 +198,12 @@ def parse_edn_history(text: str, *, path: str | None = None) -> list[Op]:
 
 
 def detect_format(text: str) -> str:
-    """Guess "jsonl", "edn" or "jepsen-log" from the first meaningful line."""
+    """Guess "jsonl", "edn" or "jepsen-log" from the first meaningful line.
+
+    A blank file is an empty JSONL history (a run that recorded nothing).
+    """
+    if not text.strip():
+        return "jsonl"
     for line in text.splitlines():
         s = line.strip()
         if not s or s.startswith(";"):
