@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -118,11 +119,18 @@ def main() -> None:
             print(f"{name:<36}{n:>11}{s:>10.3f}{rate:>9.0f}{n / cpu:>11.0f}"
                   f"{rate / ref_rate:>7.2f}")
     best = min(r["ops_per_s"] for r in rows)
-    print(f"\nslowest simulated row: {best:.0f} ops/s "
-          f"({'meets' if best >= GOAL_OPS_S else 'below'} the {GOAL_OPS_S} ops/s goal)")
+    best_cpu = min(r["cpu_ops_per_s"] for r in rows)
+    loadavg = os.getloadavg()[0]
+    print(f"\nslowest simulated row: {best:.0f} ops/s wall "
+          f"({'meets' if best >= GOAL_OPS_S else 'below'} the {GOAL_OPS_S} ops/s goal), "
+          f"{best_cpu:.0f} ops/s in CPU time "
+          f"({'meets' if best_cpu >= GOAL_OPS_S else 'below'} the goal)")
+    print(f"load average {loadavg:.1f} on {os.cpu_count()} CPUs: wall-clock figures include "
+          "time waiting for a CPU; CPU time is what this process itself spent")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"reference_ops_per_s": ref_rate, "rows": rows}, fh, indent=2)
+            json.dump({"reference_ops_per_s": ref_rate, "reference_cpu_ops_per_s": ref_n / ref_cpu,
+                       "load_average": loadavg, "rows": rows}, fh, indent=2)
 
 
 if __name__ == "__main__":
