@@ -161,6 +161,23 @@ def test_list_lost_acknowledged_append() -> None:
     assert set(r.anomalies) == {"lost-append"} and "of 2" in r.anomalies["lost-append"][0]
 
 
+def test_list_append_ordered_before_what_its_txn_read() -> None:
+    def hist(final: list[int]) -> list[Op]:
+        h = H()
+        h.op("txn", txn(["append", "i0/transcript", 1]), node="r0")
+        h.op("txn", txn(["r", "i0/transcript", None], ["append", "i0/transcript", 2]),
+             txn(["r", "i0/transcript", [1]], ["append", "i0/transcript", 2]), node="r1")
+        h.op("txn", txn(["append", "i0/transcript", 3]), node="r2")  # concurrent: any place
+        for r in ("r0", "r1"):
+            h.op("final-read", txn(["r", "i0/transcript", None]),
+                 txn(["r", "i0/transcript", final]), node=r, process=5)
+        return h.history()
+
+    assert anomalies(hist([3, 1, 2]), "list-append") == set()
+    assert anomalies(hist([1, 2, 3]), "list-append") == set()
+    assert anomalies(hist([2, 1, 3]), "list-append") == {"hlc-order"}
+
+
 def test_list_garbage_duplicate_and_divergent() -> None:
     assert anomalies(list_history({"r0": [1, 2, 7], "r1": [1, 2, 7]}).history(),
                      "list-append") == {"garbage-read"}
@@ -247,8 +264,11 @@ def run_local_first(steps: list[tuple[int, int, int]], replicas: int = 3) -> lis
         hlc[r] += 1
         if kind == 0:
             v += 1
+            seen = [t[2] for t in sorted(turns[r])]
             turns[r].add((hlc[r], node, v))
-            h.op("txn", txn(["append", "i0/transcript", v]), node=node, process=r)
+            h.op("txn", txn(["r", "i0/transcript", None], ["append", "i0/transcript", v]),
+                 txn(["r", "i0/transcript", seen], ["append", "i0/transcript", v]),
+                 node=node, process=r)
         elif kind == 1:
             v += 1
             stamp = (hlc[r], node, v)
@@ -330,6 +350,18 @@ def test_random_corruptions_are_caught(steps: list[tuple[int, int, int]], pick: 
                if o.f == "final-read" and o.type == "ok" else o for o in ops]
         r = check_crdt(split(bad)["list-append"], model="list-append")
         assert "lost-append" in r.anomalies
+    read_before = [m[2] for o in ops if o.f == "txn" and o.type == "ok"
+                   for m in o.value if m[0] == "append" and o.value[0][2]]
+    if read_before:
+        v = read_before[pick % len(read_before)]
+        # move the append to the front of every final order: before what it had read
+        moved = [Op(o.index, o.type, o.process, o.f,
+                    [[m[0], m[1], [v] + [x for x in m[2] if x != v]]
+                     if m[1].endswith("transcript") else m for m in o.value],
+                    o.time, o.node, o.instance)
+                 if o.f == "final-read" and o.type == "ok" else o for o in ops]
+        r = check_crdt(split(moved)["list-append"], model="list-append")
+        assert set(r.anomalies) == {"hlc-order"}, r.anomalies
     if written:
         forged = [Op(o.index, o.type, o.process, o.f,
                      [[m[0], m[1], 10_000 + pick] if "/mem/" in m[1] else m for m in o.value],

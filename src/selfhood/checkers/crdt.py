@@ -17,7 +17,9 @@ final reads (issued after heal and quiescence):
 - **list-append** (the transcript, a grow-only list ordered by (hlc, writer,
   event_id)): an acknowledged append that no final read of its key holds is
   ``lost-append``; a final read element nobody appended is ``garbage-read``;
-  an element twice in one read is ``duplicate-elements`` (Elle's name);
+  an element twice in one read is ``duplicate-elements`` (Elle's name); an
+  append that a final order puts before an element its own transaction had
+  read is ``hlc-order`` (its stamp must exceed everything its replica merged);
 - **register / rw-register** (last-writer-wins on hlc): a final value that no
   acknowledged or indeterminate write wrote is ``garbage-read``; the initial
   value where some write to the key was acknowledged is ``lost-write`` (the
@@ -49,6 +51,7 @@ __all__ = [
     "check_crdt",
     "divergence_cases",
     "grow_only_list_cases",
+    "hlc_order_cases",
     "lww_register_cases",
     "remove_wins_set_cases",
 ]
@@ -82,6 +85,17 @@ def _replica(pair: Pair) -> str:
 
 def _t(op: Op | None, default: int) -> int:
     return default if op is None or op.time is None else op.time
+
+
+@dataclass(frozen=True, slots=True)
+class ReadThenAppend:
+    """An acknowledged append and what its own transaction had read of that list before it."""
+
+    key: Hashable
+    value: Hashable
+    read: tuple[Hashable, ...]
+    index: int
+    node: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +155,24 @@ def _status(pair: Pair) -> str | None:
     if pair.failed:
         return None  # certainly no effect
     return "ok" if pair.ok else "info"
+
+
+def read_then_appends(pairs: Sequence[Pair]) -> list[ReadThenAppend]:
+    """Acknowledged appends of transactions that had read the same list first."""
+    out: list[ReadThenAppend] = []
+    for p in pairs:
+        c = p.completion
+        if c is None or c.type != "ok" or _is_final(c) or _is_final(p.invoke):
+            continue
+        last_read: dict[Hashable, tuple[Hashable, ...]] = {}
+        for f, k, v in _mops(c.value):
+            key = _freeze(k)
+            if f == "r" and isinstance(v, list | tuple):
+                last_read[key] = tuple(_freeze(x) for x in v)
+            elif f == "append" and key in last_read:
+                out.append(ReadThenAppend(key, _freeze(v), last_read[key], c.index,
+                                          _replica(p)))
+    return out
 
 
 def _collect(ops: Sequence[Op], model: str) -> tuple[list[Pair], list[Write], list[FinalRead]]:
@@ -210,6 +242,39 @@ def divergence_cases(finals: Sequence[FinalRead]) -> list[str]:
             desc = "; ".join(f"{', '.join(rs)} ended with {shown[fv]!r}"
                              for fv, rs in groups.items())
             out.append(f"key {key!r}: replicas disagree after heal: {desc}")
+    return out
+
+
+def hlc_order_cases(rtas: Sequence[ReadThenAppend],
+                    finals: Sequence[FinalRead]) -> list[str]:
+    """Appends ordered before an element their own transaction had read.
+
+    An eventual replica stamps a local write with a hybrid clock that is past
+    every event it has merged (tick after receive), and the merged transcript
+    is sorted by (hlc, writer, event_id); so in every final order an append
+    comes after everything its transaction read of that list.
+    """
+    by_key: dict[Hashable, list[ReadThenAppend]] = defaultdict(list)
+    for r in rtas:
+        by_key[r.key].append(r)
+    out: list[str] = []
+    flagged: set[tuple[Hashable, Hashable]] = set()
+    for fr in finals:
+        if not isinstance(fr.value, list | tuple) or fr.key not in by_key:
+            continue
+        pos = {_freeze(x): i for i, x in enumerate(fr.value)}
+        for r in by_key[fr.key]:
+            at = pos.get(r.value)
+            if at is None or (r.key, r.value) in flagged:
+                continue
+            later = [e for e in r.read if pos.get(e, -1) > at]
+            if later:
+                flagged.add((r.key, r.value))
+                out.append(
+                    f"final read op {fr.index} ({fr.replica}) of {fr.key!r} puts {r.value!r} "
+                    f"(appended by op {r.index} on {r.node}) before {later[0]!r}, which that "
+                    f"transaction had already read: its hybrid clock stamp was not past "
+                    f"what its replica had merged")
     return out
 
 
@@ -364,6 +429,9 @@ def check_crdt(ops: Sequence[Op], *, model: str) -> CheckResult:
     crashes = crash_times(ops)
     if model == "list-append":
         found.update(grow_only_list_cases(writes, finals, crashes))
+        order = hlc_order_cases(read_then_appends(pairs), finals)
+        if order:
+            found["hlc-order"] = order
     elif model == "set":
         found.update(remove_wins_set_cases(pairs, writes, finals, crashes))
     else:
