@@ -652,6 +652,7 @@ class Simulation:
         opened = self.open
         incarnation = self.incarnation
         replicas = self.replicas
+        paused = self.paused
         while heap or tq:
             t = heap[0][0] if heap else tq[-1][0] + 1
             if tq and tq[0][0] <= t:
@@ -674,14 +675,38 @@ class Simulation:
                 return
             _, _, kind, dst, payload, inc = pop(heap)
             self.now = t
-            if kind <= _GRANT:  # to a replica (the _dispatch fast path, inlined)
+            # `_dispatch` and `_on_replica`, inlined for the frequent kinds
+            if kind <= _GRANT:  # to a replica
                 if inc != incarnation[dst]:
                     continue  # sent to an incarnation that crashed
+                r = replicas[dst]
+                if r is None:
+                    continue
                 if kind == _TICK:
-                    if replicas[dst] is None:
-                        continue
                     self._push(t + self.poll_ns, _TICK, dst, None)
-                self._on_replica(dst, kind, payload)
+                q = paused[dst]
+                if q is not None:
+                    if kind != _TICK:
+                        q.append((kind, payload))
+                    continue
+                if kind == _RECS:
+                    outs = r.on_records(payload, t)
+                elif kind == _REQ:
+                    outs = r.on_request(payload, t)
+                elif kind == _ACK:
+                    outs = r.on_append_ack(payload, t)
+                elif kind == _TICK:
+                    outs = r.on_tick(t)
+                else:
+                    outs = r.on_grant(payload, t)
+                if outs:
+                    self._emit(dst, outs)
+            elif kind == _REPLY:
+                self._on_reply(payload[0], payload[1])
+            elif kind == _APPEND:
+                self._log_append(payload[0], payload[1])
+            elif kind == _POLL:
+                self._log_poll(payload[0], payload[1])
             else:
                 self._dispatch(kind, dst, payload, inc)
             if self.interesting:

@@ -525,7 +525,8 @@ class Replica:
             elif w.reread and partition in w.reread:
                 w.reread.discard(partition)
                 self._reread(w, partition)
-        epoch_before = st.epoch
+        oe = st.owner_entry
+        epoch_before = oe.epoch if oe is not None else 0  # st.epoch, without the property
         try:
             if self.eventual:
                 if ev.writer != self.name:
