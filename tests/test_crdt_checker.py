@@ -416,3 +416,17 @@ def test_selfhood_check_crdt_exit_codes(tmp_path: Path) -> None:
     assert p.returncode == 1 and "revived-rule" in p.stdout
     p = check(good, "kv")
     assert p.returncode == 64 and "crdt" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_hunt_finds_a_crash_that_breaks_eventuals_promise() -> None:
+    """`selfhood hunt --property "eventual stays valid"` judges the CRDT rules too."""
+    from selfhood.chaos.hunt import parse_property, violation
+    from selfhood.spec import DEFAULT_SPEC, with_overrides
+
+    prop = parse_property("eventual stays valid")
+    crash = with_overrides(DEFAULT_SPEC, seed=1, nemesis=("crash",), nemesis_interval_ms=300,
+                           fault_duration_ms=600, time_limit_s=3.0)
+    found = violation(prop, crash)
+    assert found is not None and "crdt" in found and "lost-append" in found
+    calm = with_overrides(DEFAULT_SPEC, seed=2, nemesis=("partition",), time_limit_s=2.0)
+    assert violation(prop, calm) is None

@@ -119,6 +119,7 @@ class Write:
     index: int
     node: str
     complete_time: int | None
+    invoke_time: int | None = None
 
 
 def crash_times(ops: Sequence[Op]) -> dict[str, list[int]]:
@@ -135,14 +136,19 @@ def crash_times(ops: Sequence[Op]) -> dict[str, list[int]]:
 
 
 def _crash_note(w: Write, crashes: dict[str, list[int]]) -> str:
-    """Why an acknowledged write may be gone: its replica crashed after acknowledging it."""
-    if w.complete_time is None:
+    """Why an acknowledged write may be gone: its replica crashed after the write began.
+
+    The replica acknowledged it somewhere between invoke and completion (the
+    reply may still have been in flight when it crashed).
+    """
+    start = w.invoke_time if w.invoke_time is not None else w.complete_time
+    if start is None:
         return ""
-    later = [t for t in crashes.get(w.node, []) if t >= w.complete_time]
+    later = [t for t in crashes.get(w.node, []) if t >= start]
     if not later:
         return ""
-    return (f" ({w.node} crashed {(min(later) - w.complete_time) / 1e6:.1f} ms after "
-            f"acknowledging it: a local-first ack lost with the unshipped outbox)")
+    return (f" ({w.node} crashed {(min(later) - start) / 1e6:.1f} ms after the write began: "
+            f"a local-first ack lost with the unshipped outbox)")
 
 
 def _mops(value: Any) -> list[Any]:
@@ -193,19 +199,19 @@ def _collect(ops: Sequence[Op], model: str) -> tuple[list[Pair], list[Write], li
             continue
         ctime = c.time if c is not None and st == "ok" else None
         src = c.value if st == "ok" and c is not None else inv.value
-        node = _replica(p)
+        node, itime = _replica(p), inv.time
         if model in ("list-append", "rw-register"):
             wf = "append" if model == "list-append" else "w"
             for f, k, v in _mops(src):
                 if f == wf:
-                    writes.append(Write(_freeze(k), _freeze(v), st, inv.index, node, ctime))
+                    writes.append(Write(_freeze(k), _freeze(v), st, inv.index, node, ctime, itime))
         elif model == "register":
             if inv.f == "write" and isinstance(inv.value, list | tuple) and len(inv.value) == 2:
                 k, v = inv.value
-                writes.append(Write(_freeze(k), _freeze(v), st, inv.index, node, ctime))
+                writes.append(Write(_freeze(k), _freeze(v), st, inv.index, node, ctime, itime))
         elif inv.f in ("add", "remove"):
             writes.append(Write(inv.instance, _freeze(inv.value), st if inv.f == "add"
-                                else "remove-" + st, inv.index, node, ctime))
+                                else "remove-" + st, inv.index, node, ctime, itime))
     return pairs, writes, finals
 
 
