@@ -33,8 +33,9 @@ import heapq
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from itertools import filterfalse
+from types import MemberDescriptorType
 from typing import Any, Final
 
 from selfhood.chaos.generator import NEMESIS, Context, Generator, OpRequest, Pending
@@ -70,6 +71,67 @@ PATTERNS: Final = ("halves", "isolate", "majority-ring", "bridge")
  _COORD) = range(11)
 _TO_REPLICA: Final = frozenset({_TICK, _REQ, _RECS, _ACK, _GRANT})
 assert max(_TO_REPLICA) == _GRANT < min(_POLL, _APPEND, _REPLY, _INVOKE, _WAKE, _COORD)
+
+
+def _plain_slots(cls: type, names: tuple[str, ...]) -> bool:
+    """True if ``cls`` is a dataclass whose fields are exactly ``names``, each a plain slot."""
+    return (tuple(f.name for f in fields(cls)) == names
+            and not hasattr(cls, "__post_init__")
+            and all(isinstance(cls.__dict__.get(n), MemberDescriptorType) for n in names))
+
+
+# The simulator makes two history ops and two generator contexts per client op.
+# Both are frozen, slotted dataclasses, whose __init__ goes through
+# object.__setattr__ once per field; filling the slots directly makes the same
+# object (same class, same values) in about half the time. Used only while the
+# classes have exactly these fields (else the plain constructors).
+_OP_FIELDS: Final = ("index", "type", "process", "f", "value", "time", "node", "instance",
+                     "error", "extra")
+_CTX_FIELDS: Final = ("time", "free_processes", "all_processes", "rng", "_clients")
+
+if _plain_slots(Op, _OP_FIELDS):
+    (_o_index, _o_type, _o_process, _o_f, _o_value, _o_time, _o_node, _o_instance, _o_error,
+     _o_extra) = (Op.__dict__[n].__set__ for n in _OP_FIELDS)
+
+    def _op(index: int, type_: str, process: Any, f: str, value: Any, time: int,
+            node: str | None = None, instance: str | None = None, error: Any = None,
+            extra: dict[str, Any] | None = None) -> Op:
+        o: Op = object.__new__(Op)
+        _o_index(o, index)
+        _o_type(o, type_)
+        _o_process(o, process)
+        _o_f(o, f)
+        _o_value(o, value)
+        _o_time(o, time)
+        _o_node(o, node)
+        _o_instance(o, instance)
+        _o_error(o, error)
+        _o_extra(o, {} if extra is None else extra)
+        return o
+else:  # pragma: no cover - only if checkers.history.Op changes shape
+    def _op(index: int, type_: str, process: Any, f: str, value: Any, time: int,
+            node: str | None = None, instance: str | None = None, error: Any = None,
+            extra: dict[str, Any] | None = None) -> Op:
+        return Op(index, type_, process, f, value, time, node, instance,  # type: ignore[arg-type]
+                  error, {} if extra is None else extra)
+
+if _plain_slots(Context, _CTX_FIELDS):
+    _c_time, _c_free, _c_all, _c_rng, _c_clients = (Context.__dict__[n].__set__
+                                                    for n in _CTX_FIELDS)
+
+    def _context(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
+                 rng: random.Random) -> Context:
+        c: Context = object.__new__(Context)
+        _c_time(c, time)
+        _c_free(c, free)
+        _c_all(c, procs)
+        _c_rng(c, rng)
+        _c_clients(c, None)
+        return c
+else:  # pragma: no cover - only if generator.Context changes shape
+    def _context(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
+                 rng: random.Random) -> Context:
+        return Context(time, free, procs, rng)
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,7 +437,7 @@ class Simulation:
         busy = self.busy
         procs = self._procs_t
         free = tuple(filterfalse(busy.__contains__, procs)) if busy else procs
-        c = Context(self.now, free, procs, self.gen_rng)
+        c = _context(self.now, free, procs, self.gen_rng)
         self._ctx_cache, self._ctx_pv = c, self._pv
         return c
 
@@ -383,11 +445,11 @@ class Simulation:
         process = o.process
         now = self.now
         if process == NEMESIS:
-            self._record(Op(len(self.history), "info", NEMESIS, o.f, o.value, now))
+            self._record(_op(len(self.history), "info", NEMESIS, o.f, o.value, now))
             value = self._nemesis(o)
             self.busy.discard(NEMESIS)
             self._pv += 1
-            self._record(Op(len(self.history), "info", NEMESIS, o.f, value, self.now))
+            self._record(_op(len(self.history), "info", NEMESIS, o.f, value, self.now))
             return
         routed = o.f not in ("probe", "final-read")
         if routed:
@@ -404,7 +466,7 @@ class Simulation:
         self.open[rid] = _Open(process, o, replica, routed)
         if routed:
             self.router.started(replica)
-        self._record(Op(len(self.history), "invoke", process, o.f, o.value, now, replica,
+        self._record(_op(len(self.history), "invoke", process, o.f, o.value, now, replica,
                         o.instance))
         req = Request(rid, o.f, o.value, o.instance, self.tokens.get(process),
                       now + self.timeout_ns - self.poll_ns, replica)
@@ -424,7 +486,7 @@ class Simulation:
             self.procs[i] = process + self.cfg.concurrency
             self._procs_t = tuple(self.procs)
             self.tokens.pop(process, None)
-        self._record(Op(len(self.history), typ, process, op.req.f, value,  # type: ignore[arg-type]
+        self._record(_op(len(self.history), typ, process, op.req.f, value,
                         self.now, op.replica, op.req.instance, error, extra or {}))
 
     def _on_reply(self, src: str, reply: Reply) -> None:
