@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from selfhood.checkers.elle import models as cm
 from selfhood.checkers.history import Op
+from selfhood.checkers.oracle import brute_serializable
 from selfhood.checkers.txn import check_txn
 from selfhood.errors import HistoryError, SpecError
 
@@ -243,6 +244,8 @@ def test_g0_realtime_and_g1c_process_variants() -> None:
         ("dirty-update", H().txn(0, [["append", "x", 1]], typ="fail")
          .txn(1, [["append", "x", 2]]).txn(2, [["r", "x", [1, 2]]]), "read-committed"),
         ("garbage-read", H().txn(0, [["r", "x", [7]]]), "read-uncommitted"),
+        ("reordered-appends", H().txn(0, [["append", "x", 1], ["append", "x", 2]])
+         .txn(1, [["append", "x", 3]]).txn(2, [["r", "x", [2, 1, 3]]]), "read-uncommitted"),
         ("future-read", H().txn(0, [["r", "x", [1]], ["append", "x", 1]]), "read-committed"),
         ("lost-append", H().txn(0, [["append", "x", 1]]).txn(1, [["append", "y", 1]])
          .concurrent((2, [["r", "x", []]]), (3, [["r", "y", [1]]])), "strict-serializable"),
@@ -253,6 +256,78 @@ def test_each_non_cycle_anomaly_is_caught(name: str, history: H, model: str) -> 
     assert r.valid is False
     assert name in r.anomaly_types, r.anomalies
     assert all(isinstance(t, str) and t for t in r.anomalies[name])
+
+
+def _two_appends_then(read: list[int], middle: str = "ok") -> H:
+    """T1 appends 1 then 2 to x, T3 appends 3 (ending `middle`), T5 reads x."""
+    return (H().txn(0, [["append", "x", 1], ["append", "x", 2]])
+            .txn(1, [["append", "x", 3]], typ=middle).txn(2, [["r", "x", read]]))
+
+
+@pytest.mark.parametrize(
+    ("read", "why"),
+    [([2, 1, 3], "which holds 2 before 1"),
+     ([3, 2, 1], "which holds 2 before 1"),
+     ([2], "which holds 2 but not 1, appended before it"),
+     ([2, 3], "which holds 2 but not 1, appended before it")])
+def test_own_appends_out_of_order_are_caught_at_every_level(read: list[int], why: str) -> None:
+    """A state with a txn's appends reordered never existed: no level allows it."""
+    h = _two_appends_then(read)
+    for m in cm.TXN_MODELS:
+        r = la(h, m)
+        assert r.valid is False, m
+        assert r.anomalies["reordered-appends"] == [
+            f"key 'x': T1 appended 1 then 2, but T5 read 'x' = "
+            f"[{' '.join(map(str, read))}], {why}"], m
+    assert la(h, "read-uncommitted").not_ == {"read-uncommitted"}
+
+
+def test_own_appends_split_by_another_txn_are_a_write_cycle() -> None:
+    """Another txn's element between a txn's two appends orders each writer before
+    the other (G0, from read-uncommitted up); if that txn failed, the reader saw an
+    aborted write and the txn wrote on top of it (G1a, dirty-update)."""
+    for read in ([1, 3, 2], [1, 3]):
+        for middle in ("ok", "info"):
+            r = la(_two_appends_then(read, middle), "read-uncommitted")
+            assert r.anomaly_types == ["G0"], (read, middle, r.anomalies)
+            assert r.anomalies["G0"] == [
+                "G0 cycle T1 -ww-> T3 -ww-> T1: T3 appended 3 to key 'x' after T1 appended 1; "
+                "T1 appended 2 to key 'x' after T3 appended 3"]
+    failed = _two_appends_then([1, 3, 2], "fail")
+    r = la(failed, "read-committed")
+    assert r.valid is False and set(r.anomaly_types) == {"G1a", "dirty-update"}
+    # read-uncommitted allows reading, and writing over, an aborted write
+    assert la(failed, "read-uncommitted").valid is True
+
+
+def test_own_appends_in_order_and_adjacent_pass() -> None:
+    """A txn's appends to a key, read back in order and adjacent (other keys and other
+    txns' appends around them), are valid under every model; so is every prefix."""
+    h = (H().txn(0, [["append", "x", 1], ["append", "y", 1], ["append", "x", 2],
+                     ["append", "x", 3]])
+         .txn(1, [["r", "x", [1, 2, 3]], ["append", "x", 4], ["append", "x", 5]])
+         .txn(2, [["append", "x", 6], ["r", "x", [1, 2, 3, 4, 5, 6]], ["append", "x", 7]])
+         .txn(3, [["r", "x", [1, 2, 3, 4, 5, 6, 7]], ["r", "y", [1]]]))
+    for m in cm.TXN_MODELS:
+        r = la(h, m)
+        assert r.valid is True and r.anomalies == {}, (m, r.anomalies)
+    # a read stopping between a txn's appends is an intermediate read (G1b), which
+    # read-uncommitted allows: not a reordering
+    mid = _two_appends_then([1])
+    assert la(mid, "read-uncommitted").valid is True
+    assert la(mid, "read-committed").anomaly_types == ["G1b"]
+
+
+def test_reordering_is_found_in_any_read_when_reads_disagree() -> None:
+    """With incompatible reads the version order is unreliable, so each read is checked."""
+    h = (_two_appends_then([3]).txn(3, [["append", "x", 4]])
+         .txn(4, [["r", "x", [4, 2, 1]]]).txn(5, [["r", "x", [3, 1, 2, 4, 0]]])
+         .txn(6, [["append", "x", 0]]))
+    r = la(h, "read-uncommitted")
+    assert r.anomaly_types == ["reordered-appends"], r.anomalies
+    assert "T9 read 'x' = [4 2 1], which holds 2 before 1" in r.anomalies[
+        "reordered-appends"][0]
+    assert "incompatible-order" in la(h, "read-committed").anomaly_types
 
 
 def test_anomalies_outside_the_models_are_not_reported() -> None:
@@ -487,7 +562,8 @@ def _serializable_by_brute_force(txns: Sequence[Txn]) -> bool:
 @st.composite
 def small_mutated_histories(draw: Any) -> list[Txn]:
     """Up to 5 committed txns run serially in a random order, then some reads
-    replaced by other prefixes of the key's final list (maybe inconsistent)."""
+    replaced by other prefixes of the key's final list (maybe inconsistent), or by
+    some of its elements in any order (one txn's appends split or reordered)."""
     n = draw(st.integers(1, 5))
     txns: list[Txn] = []
     counter = itertools.count(1)
@@ -507,8 +583,11 @@ def small_mutated_histories(draw: Any) -> list[Txn]:
     finals = dict(state)
     for txn in txns:
         for m in txn:
-            if m[0] == "r" and draw(st.integers(0, 3)) == 0:
+            how = draw(st.integers(0, 7)) if m[0] == "r" else -1
+            if how in (0, 1):
                 full = finals.get(m[1], [])
+                if how == 1:
+                    full = draw(st.permutations(full))
                 m[2] = full[:draw(st.integers(0, len(full)))]
     return txns
 
@@ -522,6 +601,7 @@ def test_brute_force_oracle_agrees_on_small_histories(txns: list[Txn]) -> None:
     r = check_txn(h.ops, workload="list-append", consistency=["serializable"])
     expected = _serializable_by_brute_force(txns)
     assert (r.valid is True) == expected, (txns, r.anomalies)
+    assert brute_serializable(h.ops, "list-append", "serializable") is expected
 
 
 # --- cycle search vs brute force ---------------------------------------------------------

@@ -50,6 +50,13 @@ class ListAppendAnalysis:
         self.pos: dict[Any, dict[Any, int]] = {}
         self.read_index: dict[tuple[Any, Any], list[int]] = {}
         self.order_tuple: dict[Any, tuple[Any, ...]] = {}
+        # (txn id, key, its appends to that key in program order), for txns
+        # appending to one key more than once
+        self.multi_appends: list[tuple[int, Any, list[Any]]] = []
+        # key -> read value -> first reader; keys whose reads are incompatible
+        self.read_values: dict[Any, dict[tuple[Any, ...], int]] = {}
+        self.incompatible_keys: set[Any] = set()
+        self.longest_read: dict[Any, tuple[Any, ...]] = {}
         self._index()
         self._version_orders()
         self._edges()
@@ -63,6 +70,7 @@ class ListAppendAnalysis:
     def _index(self) -> None:
         for t in self.txns:
             last_append: dict[Any, Any] = {}
+            multi: dict[Any, list[Any]] | None = None
             for f, k, v in t.mops:
                 if f == "append":
                     prior = self.writer.get((k, v))
@@ -74,6 +82,9 @@ class ListAppendAnalysis:
                     self.writer[(k, v)] = t.id
                     if k in last_append:
                         self.intermediate.add((k, last_append[k]))
+                        if multi is None:
+                            multi = {}
+                        multi.setdefault(k, [last_append[k]]).append(v)
                     last_append[k] = v
                 elif f == "r":
                     if t.committed:
@@ -86,12 +97,14 @@ class ListAppendAnalysis:
                 else:
                     raise HistoryError(f"op {t.index}: list-append micro-op must be "
                                        f":append or :r, got {f!r}")
+            if multi is not None:
+                self.multi_appends.extend((t.id, k, es) for k, es in multi.items())
 
     def _version_orders(self) -> None:
-        values: dict[Any, set[tuple[Any, ...]]] = {}
-        for _, k, v in self.reads:
+        values = self.read_values
+        for tid, k, v in self.reads:
             if v:
-                values.setdefault(k, set()).add(v)
+                values.setdefault(k, {}).setdefault(v, tid)
         for k, vs in values.items():
             ordered = sorted(vs, key=len)
             for a, b in pairwise(ordered):
@@ -99,8 +112,10 @@ class ListAppendAnalysis:
                     self.add("incompatible-order",
                              f"key {_show(k)}: reads {_show(a)} and {_show(b)} cannot both be "
                              "states of one list (neither is a prefix of the other)")
+                    self.incompatible_keys.add(k)
                     break
             longest = ordered[-1]
+            self.longest_read[k] = longest
             self.order[k] = list(dict.fromkeys(longest))
         appends_per_key: dict[Any, list[Any]] = {}
         for (k, v) in self.writer:
@@ -193,6 +208,7 @@ class ListAppendAnalysis:
         for t in txns:
             if t.committed and _touches_a_key_twice(t):
                 self._internal(t)
+        self._reordered_appends()
         self._lost_updates()
         self._dirty_updates()
         self._lost_appends()
@@ -237,6 +253,42 @@ class ListAppendAnalysis:
                         self.add("internal", f"{t.name()} read key {_show(k)} = {_show(seen)} "
                                              f"but its own earlier reads/appends imply {want}")
                 expected[k] = (True, list(seen))
+
+    def _reordered_appends(self) -> None:
+        """Ours: a read shows one txn's appends to a key out of the txn's own order.
+
+        A transaction that appends 1 then 2 to x makes every later state of x
+        hold 1 immediately followed by 2. A read holding 2 before 1, or 2 without
+        1, shows a state no execution of the transactions ever produced, whatever
+        the isolation level (dirty reads only expose states that existed). The
+        other half, another txn's element between 1 and 2, needs no check here:
+        it puts ww edges both ways between the two writers (G0), or reads a
+        failed write (G1a, dirty-update), or an element nobody wrote
+        (garbage-read).
+
+        The key's version order holds every element of its compatible reads, so
+        it is checked once per key; for keys with incompatible reads (already
+        invalid from read-committed up), every distinct read is checked too.
+        """
+        txns = self.txns
+        for tid, k, elems in self.multi_appends:
+            if k not in self.read_values:
+                continue
+            if k in self.incompatible_keys:
+                candidates = [(v, r, {e: i for i, e in enumerate(v)})
+                              for v, r in self.read_values[k].items()]
+            else:
+                longest = self.longest_read[k]
+                candidates = [(longest, self.read_values[k][longest], self.pos[k])]
+            for v, reader, pos in candidates:
+                why = _out_of_order(elems, pos)
+                if why is not None:
+                    self.add("reordered-appends",
+                             f"key {_show(k)}: {txns[tid].name()} appended "
+                             f"{' then '.join(_show(e) for e in elems)}, but "
+                             f"{txns[reader].name()} read {_show(k)} = {_show(v)}, "
+                             f"which holds {why}")
+                    break
 
     def _lost_updates(self) -> None:
         groups: dict[tuple[Any, Any], list[Txn]] = {}
@@ -348,6 +400,28 @@ class ListAppendAnalysis:
                     return (f"{ta.name()} read key {_show(k)} ending at {_show(prev)} and did "
                             f"not see {tb.name()}'s append of {_show(v)}, which came next")
         return explain_order(ta, tb, rel)
+
+
+def _out_of_order(elems: list[Any], pos: dict[Any, int]) -> str | None:
+    """How a read (as element -> position) contradicts this append order, or None.
+
+    The read may stop partway through the appends (a prefix), but it may not
+    skip one and show a later one, nor show them in another order.
+    """
+    missing: list[Any] = []
+    last_e: Any = None
+    last_pos = -1
+    for e in elems:
+        p = pos.get(e)
+        if p is None:
+            missing.append(e)
+            continue
+        if missing:
+            return f"{_show(e)} but not {_show(missing[0])}, appended before it"
+        if p < last_pos:
+            return f"{_show(e)} before {_show(last_e)}"
+        last_e, last_pos = e, p
+    return None
 
 
 def _touches_a_key_twice(t: Txn) -> bool:

@@ -8,9 +8,12 @@ prohibits. A model prohibits every anomaly that *implies* one of its
 directly-prohibited anomalies, including those of every model it implies.
 
 Elle's canonical Adya names (PL-1, PL-2, PL-2.99, PL-3, PL-SI, PL-SS) are
-written here under their friendly names. Two anomalies are ours, not
+written here under their friendly names. Three anomalies are ours, not
 Elle's, and documented in docs/checkers-txn.md: `garbage-read` (a read of a
-value nobody wrote; prohibited from read-uncommitted up) and `lost-append`
+value nobody wrote; prohibited from read-uncommitted up), `reordered-appends`
+(a read showing one transaction's appends to a key out of that transaction's
+own order, or a later one without an earlier one: a state that never
+existed, so also prohibited from read-uncommitted up) and `lost-append`
 (an acknowledged append that no read beginning after the acknowledgement
 contains; a real-time property, prohibited by strict-serializable and
 strong-snapshot-isolation only).
@@ -82,7 +85,8 @@ DIRECT_PROHIBITED: Mapping[str, tuple[str, ...]] = {
     "parallel-snapshot-isolation": ("internal", "G1a"),
     "serializable": ("G1", "G2", "internal"),
     "read-committed": ("G1",),
-    "read-uncommitted": ("G0", "duplicate-elements", "cyclic-versions", "garbage-read"),
+    "read-uncommitted": ("G0", "duplicate-elements", "cyclic-versions", "garbage-read",
+                         "reordered-appends"),
     "prefix": ("internal", "G1a"),
     "snapshot-isolation": ("internal", "G1", "G-SI", "G-nonadjacent"),
     "read-atomic": ("internal", "G1a", "future-read"),
