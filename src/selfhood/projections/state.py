@@ -261,10 +261,25 @@ class _ListEncoding:
         self.body = b"[" + b",".join(self.rows) + b"]"
 
     def encode(self, seq: list[Any], row: Callable[[Any], Any]) -> msgspec.Raw:
-        n = len(self.items)
-        if n and (len(seq) < n or seq[:n] != self.items):
+        items = self.items
+        n = len(items)
+        if len(seq) >= n:
+            # the common case, checked without slicing the (long) cached prefix:
+            # extend the cache tentatively and compare the two lists, which
+            # costs a pointer scan when the entries are the same objects
+            if len(seq) > n:
+                items.extend(seq[n:])
+            if seq == items:
+                if len(seq) == n:
+                    return msgspec.Raw(self.body)
+                del items[n:]
+            else:
+                del items[n:]
+                self._keep_prefix(seq)
+                n = len(items)
+        else:
             self._keep_prefix(seq)
-            n = len(self.items)
+            n = len(items)
         if len(seq) > n:
             new = seq[n:]
             enc = _canon_encoder.encode
