@@ -7,8 +7,9 @@ IO path approaches. Printed figures are medians over --reps runs.
 - replay: every event of the log read back (decode included) and folded per
   instance, from the embedded SQLite log and (if the cluster is up) Kafka;
 - rehydrate: one instance of 1k / 10k / 100k events rebuilt by full replay
-  from the embedded log, and from its latest snapshot (loaded from the
-  projection store) plus the log tail after it;
+  from the embedded log (`replay_log`, as `instance show --from LOG_URL`),
+  and from its latest snapshot (loaded from the projection store) plus the
+  log tail after it;
 - projector: `Projector.catch_up` from the embedded log into PostgreSQL (if
   the cluster is up) and into SQLite, rows + tracking committed per batch.
 
@@ -177,11 +178,7 @@ async def main() -> None:
             full_fp = fingerprint(proj.states[iid])
 
             async def full(log: SqliteEventLog = log, iid: str = iid) -> InstanceState:
-                st = InstanceState.empty(iid)
-                async for entry in scan(log, 0, batch=10_000):
-                    if entry.event is not None:
-                        apply_sequential(st, entry.event, entry.position)
-                return st
+                return (await replay_log(log, instance_id=iid))[iid]  # `instance show --from LOG`
 
             async def from_snapshot(log: SqliteEventLog = log,
                                     store: SqlProjectionStore = store,

@@ -60,3 +60,37 @@ def test_policy() -> None:
     p = snap.SnapshotPolicy(every=10)
     assert not p.due(9, 0) and p.due(10, 0) and p.due(25, 15)
     assert not snap.SnapshotPolicy(every=0).due(10**6, 0)
+
+
+def _turns(n: int) -> list[Event]:
+    return [make_event("i1", TurnAppended("user", f"turn {k}"), writer="r") for k in range(n)]
+
+
+def test_v2_body_is_one_bin_so_the_header_never_parses_it() -> None:
+    """The body is length-prefixed: a header read skips it whatever it holds."""
+    st_ = fold_sequential(_turns(50), "i1")
+    data = snap.encode_snapshot(st_)
+    header = msgspec.msgpack.decode(data, type=tuple[int, str, str, int, bytes])
+    assert header[:4] == (2, "sequential", "i1", 50) == snap.snapshot_header(data)
+    assert msgspec.msgpack.decode(header[4]) == msgspec.to_builtins(
+        snap._Body(st_.transcript, st_.case_bank, st_.memory, st_.rule_adds, st_.revoked,
+                   st_.owner_entry, st_.positions, dict(st_.rejected),
+                   list(st_.seen - snap._referenced_ids(st_)), st_.last_write))
+    # garbage inside the body: the header still reads, the body is refused, not misread
+    i = data.index(b"turn 7")
+    bad = data[:i] + b"\xc1" * 6 + data[i + 6:]
+    assert snap.snapshot_header(bad) == (2, "sequential", "i1", 50)
+    with pytest.raises(SnapshotVersionMismatch, match="corrupt"):
+        snap.decode_snapshot(bad)
+    assert fingerprint(snap.decode_snapshot(data)) == fingerprint(st_)
+
+
+def test_v1_snapshot_is_ignored_not_misread() -> None:
+    """A snapshot written by schema v1 (body inline in the envelope) is refused by version."""
+    st_ = fold_sequential(_turns(3), "i1")
+    body = snap._Body(st_.transcript, st_.case_bank, st_.memory, st_.rule_adds, st_.revoked,
+                      st_.owner_entry, st_.positions, dict(st_.rejected), [], st_.last_write)
+    v1 = msgspec.msgpack.encode([1, "sequential", "i1", 3, body])
+    assert snap.snapshot_header(v1) == (1, "sequential", "i1", 3)
+    with pytest.raises(SnapshotVersionMismatch, match=r"v1 .*replaying instead"):
+        snap.decode_snapshot(v1, mode="sequential")

@@ -1,9 +1,12 @@
 """Snapshot codec: an `InstanceState` as versioned bytes (pure).
 
 A snapshot is a msgpack envelope ``(schema, mode, instance_id, version, body)``
-whose body stays raw until the schema has been checked. A snapshot written by
-another schema version raises `SnapshotVersionMismatch` before the body is
-touched, so an old layout is never misread; callers replay instead.
+whose body (v2) is one length-prefixed msgpack ``bin``, so reading the header
+is O(1) however big the state is (a v1 body was an inline array that had to be
+skipped, i.e. parsed). A snapshot written by another schema version raises
+`SnapshotVersionMismatch` before the body is touched, so an old layout is
+never misread; callers replay instead. The body is decoded straight into the
+state's own entry structs (array-like, ``gc=False``), in place in the buffer.
 
 Snapshots are taken every N applied events by the projector
 (`SnapshotPolicy`); rehydration is snapshot + tail, and must give the same
@@ -29,16 +32,27 @@ from selfhood.projections.state import (
     Turn,
 )
 
-#: Bump whenever `_Body` changes shape; older snapshots are then ignored.
-SNAPSHOT_SCHEMA: Final = 1
+#: Bump whenever the envelope or `_Body` changes shape; older snapshots are then ignored.
+#: v1: body inline in the envelope; v2: body as one msgpack bin.
+SNAPSHOT_SCHEMA: Final = 2
 
 
 class _Envelope(msgspec.Struct, array_like=True):
+    """The header of any schema version; the body is left raw (O(1) for a bin body)."""
+
     schema: int
     mode: str
     instance_id: str
     version: int
     body: msgspec.Raw
+
+
+class _EnvelopeOut(msgspec.Struct, array_like=True):
+    schema: int
+    mode: str
+    instance_id: str
+    version: int
+    body: bytes
 
 
 class _Body(msgspec.Struct, array_like=True):
@@ -56,6 +70,7 @@ class _Body(msgspec.Struct, array_like=True):
 
 _enc: Final = msgspec.msgpack.Encoder()
 _env_dec: Final = msgspec.msgpack.Decoder(_Envelope)
+_bin_dec: Final = msgspec.msgpack.Decoder(memoryview)  # zero-copy view of the body
 _body_dec: Final = msgspec.msgpack.Decoder(_Body)
 
 
@@ -105,16 +120,15 @@ def encode_snapshot(state: InstanceState, mode: Mode = "sequential") -> bytes:
         extra_seen=list(state.seen - _referenced_ids(state)),
         last_write=state.last_write,
     )
-    env = _Envelope(SNAPSHOT_SCHEMA, mode, state.instance_id, state.version,
-                    msgspec.Raw(_enc.encode(body)))
-    return _enc.encode(env)
+    return _enc.encode(_EnvelopeOut(SNAPSHOT_SCHEMA, mode, state.instance_id, state.version,
+                                    _enc.encode(body)))
 
 
 def snapshot_header(data: bytes) -> tuple[int, str, str, int]:
     """(schema, mode, instance_id, version) without decoding the body."""
     try:
         env = _env_dec.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise SnapshotVersionMismatch(f"unreadable snapshot envelope: {exc}") from None
     return env.schema, env.mode, env.instance_id, env.version
 
@@ -123,7 +137,7 @@ def decode_snapshot(data: bytes, *, mode: Mode | None = None) -> InstanceState:
     """Rebuild the state; raises `SnapshotVersionMismatch` for another schema or mode."""
     try:
         env = _env_dec.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise SnapshotVersionMismatch(f"unreadable snapshot envelope: {exc}") from None
     if env.schema != SNAPSHOT_SCHEMA:
         raise SnapshotVersionMismatch(
@@ -133,8 +147,8 @@ def decode_snapshot(data: bytes, *, mode: Mode | None = None) -> InstanceState:
         raise SnapshotVersionMismatch(f"snapshot of {env.instance_id!r} was taken in "
                                       f"{env.mode} mode, not {mode}")
     try:
-        body = _body_dec.decode(env.body)
-    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        body = _body_dec.decode(_bin_dec.decode(env.body))
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise SnapshotVersionMismatch(f"corrupt snapshot body: {exc}") from None
     st = InstanceState(env.instance_id)
     st.version = env.version
