@@ -110,6 +110,9 @@ class Projector:
                     continue
                 st_ = self.states.get(iid)
                 start = min(start, st_.positions.get(part, 0) if st_ is not None else 0)
+            if isinstance(self.log, SqliteEventLog):
+                await self._replay_tail_sqlite(self.log, part, start, upto)
+                continue
             offset = start
             while offset < upto:
                 entries = await self.log.read(part, offset, limit=self.batch,
@@ -133,6 +136,30 @@ class Projector:
                 offset = entries[-1].position.offset + 1
         self.progress.rehydrated_instances = len(self.states)
         self._ready = True
+
+    async def _replay_tail_sqlite(self, log: SqliteEventLog, part: int, start: int,
+                                  upto: int) -> None:
+        """The loop above on the embedded log's fast path (no `LogEntry` per record)."""
+        offset = start
+        while offset < upto:
+            following, events = await log.read_events(part, offset, upto,
+                                                      limit=max(self.batch, 10_000))
+            if following <= offset:
+                break
+            for off, ev in events:
+                st_ = self.states.get(ev.instance_id)
+                if st_ is not None and off < st_.positions.get(part, 0):
+                    continue
+                self.progress.replayed_on_start += 1
+                st_ = self._state_for(ev.instance_id, part)
+                try:
+                    if self.mode == "sequential":
+                        apply_sequential(st_, ev, LogPosition(part, off), fencing=self.fencing)
+                    else:
+                        merge_eventual(st_, ev, LogPosition(part, off))
+                except PoisonEvent:
+                    continue
+            offset = following
 
     # -- folding ------------------------------------------------------------
 
