@@ -48,15 +48,34 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
     return out
 
 
+#: Width at which a terminal cell wraps (at ", "), so a mode with many anomaly
+#: types still prints as a readable table instead of one 200-column line.
+CELL_WIDTH = 44
+
+
+def _wrap(cell: str, width: int = CELL_WIDTH) -> list[str]:
+    lines: list[str] = []
+    for part in cell.split(", "):
+        if lines and len(lines[-1]) + 2 + len(part) <= width:
+            lines[-1] += ", " + part
+        else:
+            if lines:
+                lines[-1] += ","
+            lines.append(part)
+    return lines or [""]
+
+
 def render_table(results: dict[str, Any]) -> str:
     """A fixed-width table, one row per mode (what `selfhood run` prints)."""
-    body = rows(results)
-    widths = [max(len(c), *(len(r[i]) for r in body)) if body else len(c)
-              for i, c in enumerate(COLUMNS)]
-    line = "  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True))
-    sep = "  ".join("-" * w for w in widths)
-    out = [line, sep]
-    out += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in body]
+    body = [[_wrap(c) for c in r] for r in rows(results)]
+    widths = [max([len(c), *(len(x) for r in body for x in r[i])]) for i, c in enumerate(COLUMNS)]
+    out = ["  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths, strict=True)).rstrip(),
+           "  ".join("-" * w for w in widths)]
+    for r in body:
+        for k in range(max(len(cell) for cell in r)):
+            parts = [(cell[k] if k < len(cell) else "").ljust(w)
+                     for cell, w in zip(r, widths, strict=True)]
+            out.append("  ".join(parts).rstrip())
     return "\n".join(out) + "\n"
 
 
