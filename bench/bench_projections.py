@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import atexit
 import gc
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -128,6 +130,7 @@ async def main() -> None:
     live = None if args.no_kafka else await cluster()
     events = bench_events(args.events, args.instances, 1)
     tmp = Path(tempfile.mkdtemp(prefix="bench-proj-"))
+    atexit.register(shutil.rmtree, tmp, True)  # its logs and stores take ~100 MB
 
     say("reference: pure fold")
     ref_s, ref_cpu = pure_fold_s(events, reps)
