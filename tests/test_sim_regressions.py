@@ -96,3 +96,34 @@ def test_atomic_sharded_memory_reads_each_key_in_its_partitions_order(
     """
     verdicts = _txn_verdicts(_sharded_spec(seed, True), mode, consistency)
     assert verdicts == {"list-append": (True, []), "rw-register": (True, [])}
+
+
+def test_an_acked_eventual_write_survives_a_crash_within_the_outbox_window() -> None:
+    """Lead's decision: eventual must not lose a write it acknowledged.
+
+    The outbox used to live only in memory, so a crash within ``outbox_ms`` of a
+    local-first acknowledgement lost that write for good (``lost-append``). The
+    outbox is durable now: the restarted replica ships it and every final read
+    has every acknowledged turn, while clients failed over meanwhile still miss
+    them (read-your-writes failures are the price eventual pays, not loss).
+    """
+    spec = ExperimentSpec(modes=("eventual",), seed=1, replicas=3, shards=1, time_limit_s=3.0,
+                          schedule=(NemesisOp(at_ms=950, f="crash", value="r0"),
+                                    NemesisOp(at_ms=1600, f="restart", value="r0")))
+    res = _simulate(spec, "eventual")
+    crash_ns = next(o.time for o in res.history
+                    if o.process == "nemesis" and o.f == "crash" and o.type == "info")
+    assert crash_ns is not None
+    window_ns = runner.sim_config(spec, "eventual").outbox_ms * 1_000_000
+    # turns r0 acknowledged within the outbox window before it crashed: unshipped
+    acked: list[tuple[str, Any]] = [
+        (o.instance or "", v) for o in res.history
+        if o.type == "ok" and o.f == "txn" and o.node == "r0" and o.time is not None
+        and crash_ns - window_ns <= o.time <= crash_ns
+        for f, k, v in o.value if f == "append" and k.endswith("/transcript")]
+    assert acked, "the scenario must ack turns inside the outbox window"
+    _assert_converged(spec, res)
+    finals = _finals(res)
+    for inst, v in acked:
+        for node, view in finals[inst].items():
+            assert v in view["transcript"], (inst, v, node)

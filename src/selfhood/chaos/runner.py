@@ -61,7 +61,8 @@ PROMISE_TEXT: Final = {
     "sequential": "strong-session-serializable (txns), sequential (registers)",
     "linearizable": "strict-serializable (txns), linearizable (registers)",
     "eventual": "convergence after heal and the CRDT merge rules (grow-only transcript "
-                "keeps every acknowledged turn, last-writer-wins registers, remove-wins rules)",
+                "keeps every acknowledged turn, crashes included; "
+                "last-writer-wins registers, remove-wins rules)",
 }
 REFERENCE_TEXT: Final = "strong-session-serializable (txns), sequential (registers)"
 

@@ -13,8 +13,9 @@ simulated world:
   as in Jepsen; they still see crashed and paused replicas;
 - **log service** (node ``"log"``): one append-only list per partition,
   idempotent by event id (a retried append returns the first position);
-- **faults**: crash (state and in-flight messages lost) / restart (a fresh
-  replica rehydrates from the log), pause (messages queue, timers stop) /
+- **faults**: crash (memory and in-flight messages lost; the local disk, an
+  eventual replica's durable outbox, kept) / restart (a fresh replica
+  rehydrates from the log plus its disk), pause (messages queue, timers stop) /
   resume (the zombie processes its backlog), per-replica clock skew, and
   rebalance (the coordinator moves every partition);
 - **interpreter**: asks the harness's generator for ops, routes client ops
@@ -237,6 +238,8 @@ class Simulation:
         self.blocked: set[tuple[str, str]] = set()
         self.incarnation: dict[str, int] = dict.fromkeys(self.names, 0)
         self.replicas: dict[str, Replica | None] = {}
+        # a crashed replica's local disk: its durable outbox (eventual), until restart
+        self.disks: dict[str, list[tuple[int, Event]]] = {}
         self.paused: dict[str, list[tuple[int, Any]] | None] = dict.fromkeys(self.names)
         self.skew_ns: dict[str, int] = dict.fromkeys(self.names, 0)
         self.logs: list[list[Event]] = [[] for _ in range(config.shards)]
@@ -567,6 +570,8 @@ class Simulation:
                 self.stats["crashes"] += 1
                 for k, v in old.stats.items():
                     self.dead_stats[k] = self.dead_stats.get(k, 0) + v
+                # the durable outbox survives on the replica's local disk
+                self.disks[r] = old.durable_outbox()
                 self.replicas[r] = None
                 self.paused[r] = None
                 self.incarnation[r] += 1
@@ -575,7 +580,8 @@ class Simulation:
             r = self._replica_arg(o)
             if self.replicas[r] is None:
                 self.stats["restarts"] += 1
-                self.replicas[r] = self._new_replica(r)
+                self.replicas[r] = fresh = self._new_replica(r)
+                fresh.recover(self.disks.pop(r, []), self.now)
                 self._push(self.now + self.poll_ns, _TICK, r, None)
                 if self.sequential:
                     for inst in self.cfg.instances:

@@ -28,8 +28,12 @@ Modes:
 - **eventual**: local-first. Writes are merged locally with the CRDTs,
   acknowledged at once and shipped through an outbox (on a tick, at most every
   ``outbox_ms``: local-first systems batch);
-  remote events arrive by polling the log and are merged. Crashes lose the
-  unshipped outbox, which is the price the experiment measures.
+  remote events arrive by polling the log and are merged. The outbox is
+  durable (a local disk, written before the acknowledgement): a crashed
+  replica keeps its unshipped writes, and on restart `recover` merges them
+  back into the state it rebuilds from the log and ships them again. Until
+  then no other replica has them (read-your-writes failures after failover,
+  which the experiment measures), but no acknowledged write is lost.
 
 Ownership: the coordinator grants an owner and an epoch; the owner claims it
 through the log and starts writing only once it has applied its own claim
@@ -933,6 +937,33 @@ class Replica:
                     r.needed = {p: rec.ends[p] for p in self._partitions(inst)}
         self._check_reads(now, out)
         return out
+
+    def durable_outbox(self) -> list[tuple[int, Event]]:
+        """What the local disk holds: every acknowledged write the log has not confirmed.
+
+        Eventual writes are acknowledged before the log has them, so the
+        outbox is the only copy of those writes; a runtime keeps it across a
+        crash (it is written before the reply goes out) and hands it to the
+        next incarnation's `recover`.
+        """
+        return list(self.outbox) if self.eventual else []
+
+    def recover(self, entries: list[tuple[int, Event]], now: int) -> None:
+        """Restart from the local disk: merge the durable writes, ship them again.
+
+        The rest of the state comes from the log (a fresh replica polls from
+        offset 0); CRDT merges commute and duplicates are idempotent, so
+        merging the durable writes first gives the same state as any other
+        order. The HLC moves past them, so this incarnation's writes order
+        after its predecessor's.
+        """
+        if not self.eventual or not entries:
+            return
+        out: list[Output] = []
+        for part, ev in entries:
+            self.hlc = self.hlc.receive(ev.hlc, (now + self.clock_offset_ns) // _MS)
+            self._apply(ev, part, -1, now, out)
+        self.outbox.extend(entries)
 
     def on_append_ack(self, ack: AppendAck, now: int) -> list[Output]:
         """The log took an append: drop it from the outbox, apply the catch-up records."""
