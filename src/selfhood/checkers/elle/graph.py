@@ -14,17 +14,25 @@ with that automaton:
    for anchor heads b, computes for every product component the set of
    anchor tails (a, accepting) it can reach, as Python-int bitsets
    propagated sinks-first (Tarjan emits components in reverse topological
-   order). This answers "is there such a cycle through any anchor edge" in
-   O(edges x automaton states) big-int ORs, exactly, no sampling.
-2. For the first anchor edge with a hit, a BFS over the product graph
-   rebuilds the shortest such return path, which becomes the reported cycle.
+   order). This answers "is there such a closed walk through any anchor
+   edge" in O(edges x automaton states) big-int ORs, exactly, no sampling.
+2. For the first few anchor edges with a hit, a BFS over the product graph
+   rebuilds the shortest such walk; if it visits no transaction twice, it
+   is the reported cycle (the usual case).
+3. Otherwise a guided simple-path search (`_SimpleSearch`) decides, anchor
+   by anchor: a DFS over simple paths that, at every node, recomputes the
+   distances to the goal avoiding the path so far, cuts dead branches at
+   once and tries the greedy shortest completion first. An anchor edge it
+   exhausts is dropped from the later anchors' searches. Worst case
+   exponential (the problem is NP-hard), hence the deadline.
 
-Both phases check a deadline; running out raises SearchTimeout so the caller
-reports "unknown" for that search instead of guessing.
+Every phase checks a deadline; running out raises SearchTimeout so the
+caller reports "unknown" for that search instead of guessing.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -176,6 +184,8 @@ def _step(spec: CycleSpec, s: int, rel: int) -> int:
 
 
 _BITS = (WW, WR, RW, PROCESS, REALTIME)
+#: anchors whose plain shortest walk is tried before any exhaustive search
+_CHEAP_ANCHORS = 64
 Step = tuple[int, int, int]  # (from vertex, to vertex, relation bit)
 
 
@@ -330,74 +340,204 @@ def _simple(steps: Sequence[Step]) -> bool:
     return len({x for x, _, _ in steps}) == len(steps)
 
 
-def _simple_path(prod: _Product, a: int, b: int, check: Callable[[], None]) -> list[Step] | None:
-    """A path (b, start) -> (a, accepting) that visits no base vertex twice.
+@functools.lru_cache(maxsize=64)
+def _tables(spec: CycleSpec) -> tuple[list[tuple[tuple[int, int], ...]], list[tuple[int, ...]]]:
+    """The automaton's moves per (state, relation mask), forward and backward.
 
-    Product walks may loop through a vertex in two automaton states, which is
-    not a cycle in the graph. This DFS keeps the path simple and prunes to
-    product vertices that can still reach an accepting (a, s) (backward BFS).
-    Exhaustive, hence exponential in the worst case: bounded by `check`.
+    fw[s * 32 + mask] = ((s2, bit), ...); bw[s2 * 32 + mask] = (s, ...).
     """
-    spec, g, members = prod.spec, prod.g, prod.members
-    radj: dict[int, list[tuple[int, int]]] = {}
-    for u in members:
-        for w, mask in g.adj[u].items():
-            if w in members:
-                radj.setdefault(w, []).append((u, mask))
-    goal = {a * 8 + s for s in range(8) if _accepts(spec, s)}
-    alive = set(goal)
-    q = deque(goal)
-    ops = 0
-    while q:
-        x = q.popleft()
-        ops += 1
-        if ops & 4095 == 0:
-            check()
-        w, s2 = divmod(x, 8)
-        for u, mask in radj.get(w, ()):
-            for s in range(8):
-                y = u * 8 + s
-                if y in alive:
+    fw: list[tuple[tuple[int, int], ...]] = []
+    bw: list[list[int]] = [[] for _ in range(8 * 32)]
+    for s in range(8):
+        for mask in range(32):
+            moves = []
+            for bit in _BITS:
+                if mask & spec.path_rels & bit:
+                    s2 = _step(spec, s, bit)
+                    if s2 >= 0:
+                        moves.append((s2, bit))
+                        if s not in bw[s2 * 32 + mask]:
+                            bw[s2 * 32 + mask].append(s)
+            fw.append(tuple(moves))
+    return fw, [tuple(x) for x in bw]
+
+
+class _SimpleSearch:
+    """Exhaustive search for a *simple* return path, for one spec in one SCC.
+
+    A shortest product walk may pass a transaction twice in two automaton
+    states, which is not a cycle. Deciding whether a simple one exists is
+    NP-hard in general (a path through a given edge set), so this is a DFS
+    over simple paths, but a guided one: at every DFS node a backward BFS
+    from the goal over the product, restricted to transactions not yet on
+    the path, gives each successor's distance to the goal. A node whose
+    successors cannot reach the goal is cut at once; otherwise the greedy
+    walk down those distances is tried first, and is usually already simple,
+    and the children are tried nearest first.
+
+    The SCC is re-indexed 0..k-1 with the edges outside the spec dropped, and
+    the automaton's forward and backward moves are tabulated per
+    (state, relation mask), so the inner loops are list lookups.
+    """
+
+    def __init__(self, g: DepGraph, members: set[int], spec: CycleSpec) -> None:
+        self.spec = spec
+        self.verts = sorted(members)
+        idx = {v: i for i, v in enumerate(self.verts)}
+        self.idx = idx
+        rels = spec.path_rels | spec.anchor
+        k = len(self.verts)
+        out: list[list[tuple[int, int]]] = [[] for _ in range(k)]
+        inn: list[list[tuple[int, int]]] = [[] for _ in range(k)]
+        for v in self.verts:
+            i = idx[v]
+            for w, m in g.adj[v].items():
+                j = idx.get(w)
+                if j is not None and m & rels:
+                    out[i].append((j, m & rels))
+                    inn[j].append((i, m & rels))
+        self.out = out
+        self.inn = inn
+        self.fw, self.bw = _tables(spec)
+        self.accepting = [s for s in range(8) if _accepts(spec, s)]
+
+    def drop_anchor(self, a: int, b: int) -> None:
+        """Forget edge a -> b as an anchor/path edge of the anchor relation.
+
+        Sound once anchor (a, b) is exhausted: every cycle of the class that
+        uses a -> b with the anchor relation can be rotated to start there,
+        so the searches from later anchors need not consider it.
+        """
+        ia, ib = self.idx[a], self.idx[b]
+        bit = self.spec.anchor
+        self.out[ia] = [(j, m & ~bit if j == ib else m) for j, m in self.out[ia]]
+        self.inn[ib] = [(i, m & ~bit if i == ia else m) for i, m in self.inn[ib]]
+
+    def _dist(self, a: int, blocked: list[bool]) -> list[int]:
+        """Product distance to (a, accepting), through unblocked vertices other than a."""
+        k = len(self.verts)
+        dist = [-1] * (k * 8)
+        q: list[int] = []
+        for s in self.accepting:
+            dist[a * 8 + s] = 0
+            q.append(a * 8 + s)
+        inn, bw = self.inn, self.bw
+        head = 0
+        while head < len(q):
+            x = q[head]
+            head += 1
+            w, s2 = divmod(x, 8)
+            d = dist[x] + 1
+            base = s2 * 32
+            for u, mask in inn[w]:
+                if blocked[u] or u == a:
                     continue
-                if any(t == s2 for t, _ in prod.moves(s, mask)):
-                    alive.add(y)
-                    q.append(y)
-    start = b * 8 + _start_state(spec)
-    if start not in alive:
-        return None
-    on_path = {b}
-    path: list[Step] = []
-    work: list[tuple[int, Iterator[tuple[int, int]]]] = []
+                for s in bw[base + mask]:
+                    y = u * 8 + s
+                    if dist[y] < 0:
+                        dist[y] = d
+                        q.append(y)
+        return dist
 
-    def options(x: int) -> Iterator[tuple[int, int]]:
+    def _children(self, x: int, a: int, dist: list[int],
+                  blocked: list[bool]) -> list[tuple[int, int, int]]:
+        """(distance, product vertex, relation) of x's successors that can reach the goal."""
         v, s = divmod(x, 8)
-        for w, mask in g.adj[v].items():
-            if w in members and (w not in on_path):
-                for s2, rel in prod.moves(s, mask):
-                    y = w * 8 + s2
-                    if y in alive and (w != a or y in goal):
-                        yield y, rel
+        fw = self.fw
+        best: dict[int, tuple[int, int, int]] = {}
+        for w, mask in self.out[v]:
+            if blocked[w]:
+                continue
+            for s2, bit in fw[s * 32 + mask]:
+                y = w * 8 + s2
+                d = dist[y]
+                if d >= 0 and (w != a or d == 0) and y not in best:
+                    best[y] = (d, y, bit)
+        return sorted(best.values())
 
-    work.append((start, options(start)))
-    while work:
-        ops += 1
-        if ops & 1023 == 0:
-            check()
-        x, it = work[-1]
-        nxt = next(it, None)
-        if nxt is None:
-            work.pop()
-            if path:
-                on_path.discard(x // 8)
-                path.pop()
-            continue
-        y, rel = nxt
-        path.append((x // 8, y // 8, rel))
-        if y in goal:
-            return list(path)
-        on_path.add(y // 8)
-        work.append((y, options(y)))
-    return None
+    def _greedy(self, x: int, first: tuple[int, int, int], dist: list[int],
+                blocked: list[bool]) -> list[Step] | None:
+        """The walk from x down the distances, if it repeats no vertex."""
+        verts, fw, out = self.verts, self.fw, self.out
+        walk: list[Step] = []
+        seen: set[int] = set()
+        cur = x
+        d, y, bit = first
+        while True:
+            w = y // 8
+            walk.append((verts[cur // 8], verts[w], bit))
+            if d == 0:
+                return walk
+            if w in seen:
+                return None
+            seen.add(w)
+            cur = y
+            s = y % 8
+            pick: tuple[int, int] | None = None
+            for u, mask in out[w]:
+                if blocked[u]:
+                    continue
+                for s2, b2 in fw[s * 32 + mask]:
+                    z = u * 8 + s2
+                    if dist[z] == d - 1:
+                        if u not in seen:
+                            pick = (z, b2)
+                            break
+                        if pick is None:
+                            pick = (z, b2)
+                if pick is not None and pick[0] // 8 not in seen:
+                    break
+            if pick is None:  # pragma: no cover - a finite distance always has a next step
+                return None
+            d, (y, bit) = d - 1, pick
+
+    def _expand(self, x: int, a: int, blocked: list[bool], check: Callable[[], None]
+                ) -> tuple[list[tuple[int, int, int]], list[Step] | None]:
+        """x's live children, or a simple completion of the path from x."""
+        check()
+        dist = self._dist(a, blocked)
+        kids = self._children(x, a, dist, blocked)
+        if not kids:
+            return [], None
+        return kids, self._greedy(x, kids[0], dist, blocked)
+
+    def path(self, a_v: int, b_v: int, check: Callable[[], None]) -> list[Step] | None:
+        """A simple path (b, start) -> (a, accepting) in the product, or None if none exists."""
+        a, b = self.idx[a_v], self.idx[b_v]
+        verts = self.verts
+        blocked = [False] * len(verts)
+        blocked[b] = True
+        start = b * 8 + _start_state(self.spec)
+        kids, walk = self._expand(start, a, blocked, check)
+        if walk is not None:
+            return walk
+        steps: list[Step] = []
+        stack: list[tuple[int, Iterator[tuple[int, int, int]]]] = [(start, iter(kids))]
+        while stack:
+            x, it = stack[-1]
+            nxt = next(it, None)
+            if nxt is None:
+                stack.pop()
+                if steps:
+                    steps.pop()
+                    blocked[x // 8] = False
+                continue
+            d, y, bit = nxt
+            w = y // 8
+            step = (verts[x // 8], verts[w], bit)
+            if d == 0:
+                return [*steps, step]
+            steps.append(step)
+            blocked[w] = True
+            kids, walk = self._expand(y, a, blocked, check)
+            if walk is not None:
+                return [*steps, *walk]
+            if kids:
+                stack.append((y, iter(kids)))
+            else:
+                steps.pop()
+                blocked[w] = False
+        return None
 
 
 def find_cycle(g: DepGraph, members: set[int], spec: CycleSpec,
@@ -405,9 +545,9 @@ def find_cycle(g: DepGraph, members: set[int], spec: CycleSpec,
     """A simple cycle of class `spec` inside `members`, as steps starting with the anchor.
 
     None means no such cycle exists in this SCC: the product reachability
-    test rules out every anchor without a closed walk, and for the rest a
-    shortest walk is used when it is already simple, else an exhaustive
-    simple-path DFS decides. Raises SearchTimeout past `deadline`
+    test rules out every anchor without a closed walk; for the rest a
+    shortest walk is used when it is already simple, else the guided
+    simple-path search decides. Raises SearchTimeout past `deadline`
     (a time.monotonic() value).
     """
 
@@ -435,16 +575,25 @@ def find_cycle(g: DepGraph, members: set[int], spec: CycleSpec,
                 if path is not None:
                     return [(a, b, spec.anchor), *path]
         return None
-    for a, b in _reach_hits(prod, anchors, check):
+    hits = list(_reach_hits(prod, anchors, check))
+    if not hits:
+        return None
+    # cheap pass: a shortest closed walk is usually already a simple cycle
+    for a, b in hits[:_CHEAP_ANCHORS]:
         path = _bfs_path(prod, a, b, check)
         if path is None:  # pragma: no cover - reachability said yes
             continue
         cycle = [(a, b, spec.anchor), *path]
         if _simple(cycle):
             return cycle
-        path = _simple_path(prod, a, b, check)
+    # exact pass: a guided simple-path search per anchor; an exhausted anchor
+    # edge is dropped, since any cycle through it would have been found there
+    search = _SimpleSearch(g, members, spec)
+    for a, b in hits:
+        path = search.path(a, b, check)
         if path is not None:
             return [(a, b, spec.anchor), *path]
+        search.drop_anchor(a, b)
     return None
 
 
