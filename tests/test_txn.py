@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import itertools
+import json
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -425,6 +428,30 @@ def test_time_limit_gives_unknown_never_a_guess() -> None:
     assert la(skew, "snapshot-isolation", search_timeout_s=0.0).valid == "unknown"
 
 
+def test_a_class_shown_once_only_gets_a_short_search_elsewhere(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # two SCCs (disjoint keys and processes), each with write skew plus a
+    # process edge: G2-item and G-single-item-process in both
+    h = H()
+    for p, x, y in ((0, "x", "y"), (1, "u", "v")):
+        h.txn(p, [["r", x, []], ["r", y, []], ["append", x, 1]])
+        h.txn(p, [["r", x, []], ["r", y, []], ["append", y, 1]])
+    r = la(h, "strong-session-serializable")
+    assert r.details["sccs"] == [2, 2]
+    assert r.anomaly_types == ["G-single-item-process", "G2-item"]
+    assert r.details["anomaly_counts"] == {"G-single-item-process": 2, "G2-item": 2}
+    assert r.details["witness_searches_cut_short"] == 0
+    # a search for an already-shown class that runs out of its short budget
+    # costs a witness (the count), never the verdict, and is not "unknown"
+    import selfhood.checkers.txn as txn_mod
+    monkeypatch.setattr(txn_mod, "EXTRA_WITNESS_S", -1.0)
+    r = la(h, "strong-session-serializable")
+    assert r.valid is False and r.unknown_reasons == []
+    assert r.anomaly_types == ["G-single-item-process", "G2-item"]
+    assert r.details["witness_searches_cut_short"] == 1
+    assert r.details["anomaly_counts"]["G-single-item-process"] == 1
+
+
 # --- property tests ---------------------------------------------------------------------------
 
 
@@ -629,15 +656,17 @@ def _brute_force_classes(n: int, edges: dict[tuple[int, int], int]) -> set[str]:
     return out
 
 
-@settings(max_examples=300, deadline=None)
-@given(st.integers(2, 5).flatmap(lambda n: st.tuples(
+@settings(max_examples=400, deadline=None)
+@given(st.integers(2, 6).flatmap(lambda n: st.tuples(
     st.just(n),
     st.dictionaries(st.tuples(st.integers(0, n - 1), st.integers(0, n - 1))
                     .filter(lambda e: e[0] != e[1]),
-                    st.integers(1, 31), max_size=12))),
-       st.sampled_from([8, 16]))
+                    st.integers(1, 31), max_size=14))),
+       st.sampled_from([8, 16]), st.sampled_from([0, 64]))
 def test_exact_cycle_search_agrees_with_brute_force(
-        graph: tuple[int, dict[tuple[int, int], int]], extra: int) -> None:
+        graph: tuple[int, dict[tuple[int, int], int]], extra: int, cheap: int) -> None:
+    # cheap=0 skips the shortest-walk pass, so the guided simple-path search
+    # (and its dropping of exhausted anchors) decides every class
     from selfhood.checkers.elle.graph import DATA, DepGraph, find_cycle, sccs
     from selfhood.checkers.txn import _specs, classify_cycle
     n, edges = graph
@@ -650,7 +679,7 @@ def test_exact_cycle_search_agrees_with_brute_force(
     found: set[str] = set()
     for comp in sccs(g, DATA | extra):
         for spec in _specs(extra):
-            steps = find_cycle(g, set(comp), spec, None)
+            steps = find_cycle(g, set(comp), spec, None, cheap_anchors=cheap)
             if steps is not None:
                 name = classify_cycle(steps)
                 assert name == spec.name
@@ -660,6 +689,80 @@ def test_exact_cycle_search_agrees_with_brute_force(
                     assert g.adj[a][b] & r
                 found.add(name)
     assert found == expected
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+def _fixture_graph(name: str) -> tuple[Any, set[int]]:
+    from selfhood.checkers.elle.graph import DepGraph
+    doc = json.loads((FIXTURES / name).read_text())
+    g = DepGraph.empty(doc["n"])
+    for a, b, m in doc["edges"]:
+        g.link(a, b, m)
+    return g, set(range(doc["n"]))
+
+
+@pytest.mark.parametrize("cheap", [0, 64])
+def test_dense_scc_from_a_run_is_decided_for_every_class(cheap: int) -> None:
+    """Regression: the largest SCC (125 txns, process edges) of a `selfhood run
+    --modes eventual` list-append history. The old exhaustive DFS for
+    G-nonadjacent-item-process never finished on it (the check hit its 10 s
+    cap and said "unknown" for that class); every class must now be decided."""
+    from selfhood.checkers.elle.graph import PROCESS, DepGraph, find_cycle, sccs
+    from selfhood.checkers.txn import _specs, classify_cycle
+    g, members = _fixture_graph("elle-dense-scc.json")
+    assert isinstance(g, DepGraph) and len(sccs(g, 15)) == 1
+    found = set()
+    for spec in _specs(PROCESS):
+        steps = find_cycle(g, members, spec, time.monotonic() + 60.0, cheap_anchors=cheap)
+        if steps is not None:
+            assert classify_cycle(steps) == spec.name
+            assert len({a for a, _, _ in steps}) == len(steps)
+            assert all(g.adj[a][b] & r for a, b, r in steps)
+            assert steps[0][0] == steps[-1][1]
+            found.add(spec.name)
+    assert found == {"G-single-item", "G-nonadjacent-item", "G2-item",
+                     "G-single-item-process", "G-nonadjacent-item-process",
+                     "G2-item-process"}
+
+
+def _diamonds(k: int) -> tuple[Any, set[int]]:
+    """b -> k ww diamonds -> c; the one process edge sits on a loop through c
+    (c -> p1 -process-> p2 -> c), then c -> a -rw-> b. Closed walks with a
+    process edge pass c twice, so no G-single-item-process cycle exists, and a
+    simple-path search must rule out all 2^k ways through the diamonds."""
+    from selfhood.checkers.elle.graph import PROCESS, RW, WW, DepGraph
+    a, b, c, p1, p2 = 0, 1, 2, 3, 4
+    g = DepGraph.empty(5 + 3 * k)
+    prev = b
+    for i in range(k):
+        left, right, join = 5 + 3 * i, 6 + 3 * i, 7 + 3 * i
+        for x, y in ((prev, left), (prev, right), (left, join), (right, join)):
+            g.link(x, y, WW)
+        prev = join
+    g.link(prev, c, WW)
+    g.link(c, p1, WW)
+    g.link(p1, p2, PROCESS)
+    g.link(p2, c, WW)
+    g.link(c, a, WW)
+    g.link(a, b, RW)
+    return g, set(range(g.n))
+
+
+def test_an_exponential_search_stops_at_its_deadline_and_says_so() -> None:
+    from selfhood.checkers.elle.graph import PROCESS, SearchTimeout, find_cycle
+    from selfhood.checkers.txn import _specs
+    spec = next(s for s in _specs(PROCESS) if s.name == "G-single-item-process")
+    small, few = _diamonds(4)
+    assert find_cycle(small, few, spec, None) is None  # decided: none exists
+    big, many = _diamonds(60)
+    t0 = time.monotonic()
+    with pytest.raises(SearchTimeout):
+        find_cycle(big, many, spec, t0 + 0.3)
+    assert time.monotonic() - t0 < 2.0  # the deadline is checked at every DFS node
+    with pytest.raises(SearchTimeout):  # a spent budget does not start a search
+        find_cycle(small, few, spec, t0 - 1.0)
 
 
 @st.composite

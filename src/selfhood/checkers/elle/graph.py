@@ -541,14 +541,16 @@ class _SimpleSearch:
 
 
 def find_cycle(g: DepGraph, members: set[int], spec: CycleSpec,
-               deadline: float | None) -> list[Step] | None:
+               deadline: float | None, *, cheap_anchors: int = _CHEAP_ANCHORS
+               ) -> list[Step] | None:
     """A simple cycle of class `spec` inside `members`, as steps starting with the anchor.
 
     None means no such cycle exists in this SCC: the product reachability
     test rules out every anchor without a closed walk; for the rest a
     shortest walk is used when it is already simple, else the guided
     simple-path search decides. Raises SearchTimeout past `deadline`
-    (a time.monotonic() value).
+    (a time.monotonic() value). `cheap_anchors` bounds the shortest-walk
+    pass (0 sends every hit to the exact search; tests use that).
     """
 
     def check() -> None:
@@ -579,7 +581,7 @@ def find_cycle(g: DepGraph, members: set[int], spec: CycleSpec,
     if not hits:
         return None
     # cheap pass: a shortest closed walk is usually already a simple cycle
-    for a, b in hits[:_CHEAP_ANCHORS]:
+    for a, b in hits[:cheap_anchors]:
         path = _bfs_path(prod, a, b, check)
         if path is None:  # pragma: no cover - reachability said yes
             continue
