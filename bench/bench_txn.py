@@ -12,26 +12,43 @@ clients, 1-4 micro-ops per txn, keys retired after 32 appends, each txn
 applied atomically to a serial store at its completion (so it is valid), with
 occasional failed and indeterminate txns.
 
-Run: python bench/bench_txn.py [--reps 3] [--sizes 10000,100000]
+Two more, for the exact cycle search on a dense SCC with process edges:
+
+- run history: `selfhood run --modes eventual` (seed 1) in a temporary store,
+  then its list-append history checked under strong-session-serializable
+  (about 500 ops; one SCC of 125 transactions where the old exhaustive DFS
+  for G-nonadjacent-item-process hit the 10 s search cap); same references;
+- dense SCC: that SCC as a graph (tests/fixtures/elle-dense-scc.json), every
+  cycle class decided, next to the product reachability test alone (the
+  polynomial part every search pays).
+
+Run: python bench/bench_txn.py [--reps 3] [--sizes 10000,100000] [--no-run]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from selfhood.checkers.edn import ops_to_edn, read_edn_ops
+from selfhood.checkers.elle.graph import PROCESS, DepGraph, _Product, _reach_hits, find_cycle
 from selfhood.checkers.elle.history import transactions
 from selfhood.checkers.elle.list_append import ListAppendAnalysis
+from selfhood.checkers.formats import parse_jsonl
 from selfhood.checkers.history import Op
-from selfhood.checkers.txn import check_txn
+from selfhood.checkers.txn import _specs, check_txn
 
 HUGE = Path(__file__).resolve().parents[2] / "shared" / "peers" / "elle" / "huge-scc.edn"
+DENSE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "elle-dense-scc.json"
 
 
 def generate(n: int, *, clients: int = 10, seed: int = 1) -> list[Op]:
@@ -105,19 +122,66 @@ def median_time(fn: Callable[[], Any], reps: int) -> tuple[float, float, Any]:
     return statistics.median(walls), statistics.median(cpus), out
 
 
-def bench(label: str, ops: list[Op], reps: int, limit: float | None) -> None:
-    text = ops_to_edn(ops)
-    w_parse, c_parse, _ = median_time(lambda: read_edn_ops(text), reps)
+def bench(label: str, ops: list[Op], reps: int, limit: float | None,
+          consistency: str = "strict-serializable",
+          parse: Callable[[], Any] | None = None) -> None:
+    if parse is None:
+        text = ops_to_edn(ops)
+        parse = lambda: read_edn_ops(text)  # noqa: E731
+    w_parse, c_parse, _ = median_time(parse, reps)
     w_build, c_build, _ = median_time(lambda: ListAppendAnalysis(transactions(ops)), reps)
     w_check, c_check, r = median_time(
-        lambda: check_txn(ops, workload="list-append", time_limit_s=limit), reps)
+        lambda: check_txn(ops, workload="list-append", consistency=(consistency,),
+                          time_limit_s=limit), reps)
     n_txn = r.details["txns"]
-    print(f"{label}: {n_txn} txns, valid={r.valid} anomalies={r.anomaly_types} "
-          f"edges={r.details['edges']}")
+    print(f"{label} [{consistency}]: {len(ops)} ops, {n_txn} txns, valid={r.valid} "
+          f"anomalies={r.anomaly_types} edges={r.details['edges']} "
+          f"largest SCC={max(r.details['sccs'], default=0)} unknown={r.unknown_reasons}")
     print(f"    wall: check {w_check:6.2f} s  parse {w_parse:6.2f} s  build {w_build:6.2f} s  "
           f"check/parse {w_check / w_parse:5.2f}x  check/build {w_check / w_build:5.2f}x")
     print(f"    cpu : check {c_check:6.2f} s  parse {c_parse:6.2f} s  build {c_build:6.2f} s  "
           f"check/parse {c_check / c_parse:5.2f}x  check/build {c_check / c_build:5.2f}x")
+
+
+def bench_run_history(reps: int) -> None:
+    """A fresh `selfhood run --modes eventual` history, checked as `selfhood check` would."""
+    with tempfile.TemporaryDirectory() as store:
+        subprocess.run([sys.executable, "-m", "selfhood", "run", "-q", "--modes", "eventual",
+                        "--seed", "1", "--store", store], check=True,
+                       stdout=subprocess.DEVNULL)
+        path = Path(store) / "latest" / "eventual" / "list-append.jsonl"
+        text = path.read_text()
+    ops = parse_jsonl(text)
+    bench("run history (eventual, seed 1)", ops, reps, None,
+          consistency="strong-session-serializable", parse=lambda: parse_jsonl(text))
+
+
+def bench_dense_scc(reps: int) -> None:
+    """Every cycle class on the fixture SCC, against the reachability test alone."""
+    doc = json.loads(DENSE.read_text())
+    g = DepGraph.empty(doc["n"])
+    for a, b, m in doc["edges"]:
+        g.link(a, b, m)
+    members = set(range(doc["n"]))
+    specs = _specs(PROCESS)
+
+    def decide() -> list[str]:
+        return [s.name for s in specs if find_cycle(g, members, s, None) is not None]
+
+    def reach() -> int:
+        hits = 0
+        for s in specs:
+            anchors = [(a, b) for a in members for b, m in g.adj[a].items() if m & s.anchor]
+            hits += sum(1 for _ in _reach_hits(_Product(g, members, s), anchors, lambda: None))
+        return hits
+
+    w_dec, c_dec, found = median_time(decide, reps)
+    w_reach, c_reach, _ = median_time(reach, reps)
+    print(f"dense SCC fixture: {doc['n']} txns, {len(doc['edges'])} edges, classes={found}")
+    print(f"    wall: decide all {len(specs)} classes {w_dec:6.3f} s  reachability only "
+          f"{w_reach:6.3f} s  ratio {w_dec / w_reach:5.2f}x")
+    print(f"    cpu : decide all {len(specs)} classes {c_dec:6.3f} s  reachability only "
+          f"{c_reach:6.3f} s  ratio {c_dec / c_reach:5.2f}x")
 
 
 def main() -> None:
@@ -125,7 +189,12 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--sizes", default="10000,100000")
     ap.add_argument("--huge-limit", type=float, default=60.0)
+    ap.add_argument("--no-run", action="store_true", help="skip the selfhood run history")
     args = ap.parse_args()
+    if DENSE.exists():
+        bench_dense_scc(args.reps)
+    if not args.no_run:
+        bench_run_history(args.reps)
     for n in (int(x) for x in args.sizes.split(",") if x):
         bench(f"generated {n}", generate(n), args.reps, None)
     if HUGE.exists():

@@ -727,11 +727,13 @@ def test_dense_scc_from_a_run_is_decided_for_every_class(cheap: int) -> None:
                      "G2-item-process"}
 
 
-def _diamonds(k: int) -> tuple[Any, set[int]]:
+def _diamonds(k: int, back: bool = False) -> tuple[Any, set[int]]:
     """b -> k ww diamonds -> c; the one process edge sits on a loop through c
     (c -> p1 -process-> p2 -> c), then c -> a -rw-> b. Closed walks with a
     process edge pass c twice, so no G-single-item-process cycle exists, and a
-    simple-path search must rule out all 2^k ways through the diamonds."""
+    plain simple-path search would try all 2^k ways through the diamonds.
+    With `back`, c also has ww edges back into every diamond, so what a failed
+    branch depends on includes the whole path, and no memo can help."""
     from selfhood.checkers.elle.graph import PROCESS, RW, WW, DepGraph
     a, b, c, p1, p2 = 0, 1, 2, 3, 4
     g = DepGraph.empty(5 + 3 * k)
@@ -740,6 +742,9 @@ def _diamonds(k: int) -> tuple[Any, set[int]]:
         left, right, join = 5 + 3 * i, 6 + 3 * i, 7 + 3 * i
         for x, y in ((prev, left), (prev, right), (left, join), (right, join)):
             g.link(x, y, WW)
+        if back:
+            for y in (left, right, join):
+                g.link(c, y, WW)
         prev = join
     g.link(prev, c, WW)
     g.link(c, p1, WW)
@@ -750,17 +755,99 @@ def _diamonds(k: int) -> tuple[Any, set[int]]:
     return g, set(range(g.n))
 
 
+def test_a_chain_of_dead_diamonds_is_decided() -> None:
+    from selfhood.checkers.elle.graph import PROCESS, find_cycle
+    from selfhood.checkers.txn import _specs
+    spec = next(s for s in _specs(PROCESS) if s.name == "G-single-item-process")
+    g, members = _diamonds(60)  # 2^60 simple paths to c: remembered failures cut them
+    assert find_cycle(g, members, spec, time.monotonic() + 60.0) is None
+    g, members = _diamonds(3, back=True)
+    assert find_cycle(g, members, spec, None) is None
+
+
+def _cycle_classes_by_dfs(n: int, edges: dict[tuple[int, int], int]) -> set[str]:
+    """Like _brute_force_classes, enumerating simple cycles by DFS (for sparse graphs)."""
+    from selfhood.checkers.elle.graph import PROCESS, REALTIME, RW, WR, WW
+    from selfhood.checkers.txn import classify_cycle
+    out: set[str] = set()
+    bits = (WW, WR, RW, PROCESS, REALTIME)
+    succ: dict[int, list[int]] = {}
+    for a, b in edges:
+        succ.setdefault(a, []).append(b)
+
+    def close(path: list[int]) -> None:
+        hops = list(zip(path, path[1:] + path[:1], strict=True))
+        for rels in itertools.product(*([b for b in bits if edges[h] & b] for h in hops)):
+            if not all(r in (PROCESS, REALTIME) for r in rels):
+                out.add(classify_cycle([(a, b, r) for (a, b), r in zip(hops, rels, strict=True)]))
+
+    def walk(path: list[int]) -> None:
+        for w in succ.get(path[-1], ()):
+            if w == path[0]:
+                close(path)
+            elif w > path[0] and w not in path:
+                walk([*path, w])
+
+    for v in range(n):
+        walk([v])
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data(), st.sampled_from([8, 16]), st.sampled_from([0, 64]))
+def test_exact_search_on_diamond_gadgets_agrees_with_brute_force(
+        data: Any, extra: int, cheap: int) -> None:
+    """Diamond chains into a process/realtime loop, with random relations, extra
+    edges and labels: graphs where closed walks often repeat a vertex, so the
+    remembered failures of the simple-path search are exercised."""
+    from selfhood.checkers.elle.graph import DATA, RW, WR, WW, DepGraph, find_cycle, sccs
+    from selfhood.checkers.txn import _specs, classify_cycle
+    k = data.draw(st.integers(1, 3))
+    n = 5 + 3 * k
+    rel = st.sampled_from([WW, WR, RW])
+    raw: list[tuple[int, int, int]] = []
+    prev = 1
+    for i in range(k):
+        left, right, join = 5 + 3 * i, 6 + 3 * i, 7 + 3 * i
+        raw += [(x, y, data.draw(rel)) for x, y in
+                ((prev, left), (prev, right), (left, join), (right, join))]
+        prev = join
+    raw += [(prev, 2, data.draw(rel)), (2, 3, data.draw(rel)),
+            (3, 4, extra | data.draw(st.sampled_from([0, WW, RW]))), (4, 2, data.draw(rel)),
+            (2, 0, data.draw(rel)), (0, 1, RW | data.draw(st.sampled_from([0, WW, WR])))]
+    for _ in range(data.draw(st.integers(0, 4))):
+        x, y = data.draw(st.integers(0, n - 1)), data.draw(st.integers(0, n - 1))
+        if x != y:
+            raw.append((x, y, data.draw(st.sampled_from([WW, WR, RW, extra]))))
+    perm = data.draw(st.permutations(range(n)))
+    edges: dict[tuple[int, int], int] = {}
+    for x, y, m in raw:
+        edges[(perm[x], perm[y])] = edges.get((perm[x], perm[y]), 0) | m
+    g = DepGraph.empty(n)
+    for (a, b), m in edges.items():
+        g.link(a, b, m)
+    found: set[str] = set()
+    for comp in sccs(g, DATA | extra):
+        for spec in _specs(extra):
+            steps = find_cycle(g, set(comp), spec, None, cheap_anchors=cheap)
+            if steps is not None:
+                assert classify_cycle(steps) == spec.name
+                assert len({a for a, _, _ in steps}) == len(steps)
+                assert all(g.adj[a][b] & r for a, b, r in steps)
+                found.add(spec.name)
+    assert found == _cycle_classes_by_dfs(n, edges)
+
+
 def test_an_exponential_search_stops_at_its_deadline_and_says_so() -> None:
     from selfhood.checkers.elle.graph import PROCESS, SearchTimeout, find_cycle
     from selfhood.checkers.txn import _specs
     spec = next(s for s in _specs(PROCESS) if s.name == "G-single-item-process")
-    small, few = _diamonds(4)
-    assert find_cycle(small, few, spec, None) is None  # decided: none exists
-    big, many = _diamonds(60)
+    big, many = _diamonds(60, back=True)
     t0 = time.monotonic()
     with pytest.raises(SearchTimeout):
         find_cycle(big, many, spec, t0 + 0.3)
     assert time.monotonic() - t0 < 2.0  # the deadline is checked at every DFS node
+    small, few = _diamonds(3)
     with pytest.raises(SearchTimeout):  # a spent budget does not start a search
         find_cycle(small, few, spec, t0 - 1.0)
 

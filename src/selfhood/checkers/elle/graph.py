@@ -186,6 +186,8 @@ def _step(spec: CycleSpec, s: int, rel: int) -> int:
 _BITS = (WW, WR, RW, PROCESS, REALTIME)
 #: anchors whose plain shortest walk is tried before any exhaustive search
 _CHEAP_ANCHORS = 64
+#: failed subtrees remembered per simple-path search (memory bound)
+_MEMO_LIMIT = 200_000
 Step = tuple[int, int, int]  # (from vertex, to vertex, relation bit)
 
 
@@ -501,8 +503,39 @@ class _SimpleSearch:
             return [], None
         return kids, self._greedy(x, kids[0], dist, blocked)
 
+    def _needs(self, x: int, a: int, blocked: list[bool]) -> tuple[int, ...]:
+        """The blocked vertices a search from x could run into.
+
+        Every continuation from x stays inside F, the vertices reachable from
+        x avoiding `blocked` (not through a, where it ends). So the search
+        from x depends on `blocked` only through the blocked out-neighbours
+        of x and F: if it failed, it fails again whenever those are still
+        blocked, whatever else the path holds.
+        """
+        out = self.out
+        seen = {x // 8}
+        need: list[int] = []
+        stack = [x // 8]
+        while stack:
+            v = stack.pop()
+            for w, _ in out[v]:
+                if w in seen:
+                    continue
+                seen.add(w)
+                if blocked[w]:
+                    need.append(w)
+                elif w != a:
+                    stack.append(w)
+        return tuple(need)
+
     def path(self, a_v: int, b_v: int, check: Callable[[], None]) -> list[Step] | None:
-        """A simple path (b, start) -> (a, accepting) in the product, or None if none exists."""
+        """A simple path (b, start) -> (a, accepting) in the product, or None if none exists.
+
+        Failed subtrees are remembered per product vertex with the blocked
+        vertices they could run into (`_needs`), so reaching the same vertex
+        by another route, with those still blocked, is cut at once (a chain
+        of diamonds before a dead end costs linear, not exponential, time).
+        """
         a, b = self.idx[a_v], self.idx[b_v]
         verts = self.verts
         blocked = [False] * len(verts)
@@ -511,6 +544,8 @@ class _SimpleSearch:
         kids, walk = self._expand(start, a, blocked, check)
         if walk is not None:
             return walk
+        failed: dict[int, list[tuple[int, ...]]] = {}
+        remembered = 0
         steps: list[Step] = []
         stack: list[tuple[int, Iterator[tuple[int, int, int]]]] = [(start, iter(kids))]
         while stack:
@@ -519,6 +554,9 @@ class _SimpleSearch:
             if nxt is None:
                 stack.pop()
                 if steps:
+                    if remembered < _MEMO_LIMIT:
+                        failed.setdefault(x, []).append(self._needs(x, a, blocked))
+                        remembered += 1
                     steps.pop()
                     blocked[x // 8] = False
                 continue
@@ -527,8 +565,11 @@ class _SimpleSearch:
             step = (verts[x // 8], verts[w], bit)
             if d == 0:
                 return [*steps, step]
-            steps.append(step)
             blocked[w] = True
+            if any(all(blocked[u] for u in need) for need in failed.get(y, ())):
+                blocked[w] = False
+                continue
+            steps.append(step)
             kids, walk = self._expand(y, a, blocked, check)
             if walk is not None:
                 return [*steps, *walk]
