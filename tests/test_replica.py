@@ -172,7 +172,7 @@ def test_zombie_writes_are_fenced_and_fencing_off_lets_them_in() -> None:
             assert zombie.stats["stale_epoch_applied"] == 1
 
 
-def test_eventual_acks_at_once_ships_on_tick_and_crash_loses_outbox() -> None:
+def test_eventual_acks_at_once_ships_on_tick_and_recovers_its_durable_outbox() -> None:
     log = FakeLog()
     r = seq_replica("r0", mode="eventual")
     (rep,) = r.on_request(txn(1, [["append", T, 1]]), 0)
@@ -182,11 +182,21 @@ def test_eventual_acks_at_once_ships_on_tick_and_crash_loses_outbox() -> None:
     assert len(appends) == 1
     pump(r, log, appends, 11 * MS)
     assert r.outbox == [] and len(log.parts[0]) == 1
-    # a second write that is never shipped dies with the process
+    # a second write is acked but not shipped when the process dies
     r.on_request(txn(2, [["append", T, 2]]), 12 * MS)
+    disk = r.durable_outbox()
+    assert [ev.event_id for _, ev in disk] == [ev.event_id for _, ev in r.outbox]
+    # without its disk a new process would only know what the log has
+    bare = seq_replica("r0", mode="eventual")
+    pump(bare, log, [Poll([0])], 20 * MS)
+    assert bare.observe("i0")["transcript"] == [1]
+    # with it, the write is back at once and shipped on the next tick
     reborn = seq_replica("r0", mode="eventual")
-    pump(reborn, log, [Poll([0])], 20 * MS)
-    assert reborn.observe("i0")["transcript"] == [1]
+    reborn.recover(disk, 20 * MS)
+    pump(reborn, log, [Poll([0])], 21 * MS)
+    assert reborn.observe("i0")["transcript"] == [1, 2]
+    pump(reborn, log, [o for o in reborn.on_tick(30 * MS) if isinstance(o, Append)], 31 * MS)
+    assert reborn.outbox == [] and len(log.parts[0]) == 2
 
 
 def test_sharded_memory_reports_turns_whose_memory_is_missing() -> None:
