@@ -33,6 +33,7 @@ caller reports "unknown" for that search instead of guessing.
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -618,11 +619,13 @@ def find_cycle(g: DepGraph, members: set[int], spec: CycleSpec,
                 if path is not None:
                     return [(a, b, spec.anchor), *path]
         return None
-    hits = list(_reach_hits(prod, anchors, check))
-    if not hits:
-        return None
+    # hits come lazily, one anchor head's Tarjan pass at a time, so a cycle
+    # found early does not pay for the reachability of every other anchor
+    hits = _reach_hits(prod, anchors, check)
+    tried: list[tuple[int, int]] = []
     # cheap pass: a shortest closed walk is usually already a simple cycle
-    for a, b in hits[:cheap_anchors]:
+    for a, b in itertools.islice(hits, cheap_anchors):
+        tried.append((a, b))
         path = _bfs_path(prod, a, b, check)
         if path is None:  # pragma: no cover - reachability said yes
             continue
@@ -631,8 +634,10 @@ def find_cycle(g: DepGraph, members: set[int], spec: CycleSpec,
             return cycle
     # exact pass: a guided simple-path search per anchor; an exhausted anchor
     # edge is dropped, since any cycle through it would have been found there
-    search = _SimpleSearch(g, members, spec)
-    for a, b in hits:
+    search: _SimpleSearch | None = None
+    for a, b in itertools.chain(tried, hits):
+        if search is None:
+            search = _SimpleSearch(g, members, spec)
         path = search.path(a, b, check)
         if path is not None:
             return [(a, b, spec.anchor), *path]
