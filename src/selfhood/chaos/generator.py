@@ -162,7 +162,8 @@ def fill_in(req: OpRequest, ctx: Context) -> OpRequest | Pending:
     time = ctx.time if req.time is None or req.time < ctx.time else req.time
     if req.process is None:
         fp = ctx.free_processes
-        free = [p for p in fp if is_client(p)] if NEMESIS in fp else list(fp)
+        # the tuple itself when no nemesis is in it (choice draws the same from either)
+        free: Sequence[Any] = [p for p in fp if is_client(p)] if NEMESIS in fp else fp
         if not free:
             if ctx.all_processes == (NEMESIS,) and ctx.free_processes:
                 return OpRequest(req.f, req.value, NEMESIS, req.instance, time)
@@ -479,7 +480,10 @@ class OnProcesses:
     gen: Generator
 
     def _sub(self, ctx: Context) -> Context:
-        return ctx.nemesis_only() if self.nemesis else ctx.clients_only()
+        if self.nemesis:
+            return ctx.nemesis_only()
+        c = ctx._clients  # clients_only()'s memo, read without the call (hot path)
+        return c if c is not None else ctx.clients_only()
 
     def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
         r = self.gen.op(self._sub(ctx))
@@ -541,7 +545,10 @@ class UntilDone:
         return om, UntilDone(nm, self.side)
 
     def update(self, ctx: Context, event: Op) -> Generator:
-        return UntilDone(self.main.update(ctx, event), self.side.update(ctx, event))
+        m = self.main.update(ctx, event)
+        s = self.side.update(ctx, event)
+        # unchanged children (the common case): no new node on every event
+        return self if m is self.main and s is self.side else UntilDone(m, s)
 
 
 @dataclass(frozen=True, slots=True)

@@ -82,6 +82,12 @@ def is_list_key(key: str) -> bool:
     return key_kind(key) in ("transcript", "cases")
 
 
+# (cum_weights, weights_total) per weights tuple: the same floats the properties
+# compute, without re-adding them on every op
+_CUM_WEIGHTS: dict[tuple[float, float, float, float],
+                   tuple[tuple[float, float, float, float], float]] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class ClientMix:
     """The client workload mix as one immutable generator.
@@ -103,9 +109,12 @@ class ClientMix:
         rng = ctx.rng
         inst = self.instances[rng.randrange(len(self.instances))] if len(
             self.instances) > 1 else self.instances[0]
-        u = rng.random() * self.weights_total
+        cum = _CUM_WEIGHTS.get(self.weights)
+        if cum is None:
+            cum = _CUM_WEIGHTS[self.weights] = (self.cum_weights, self.weights_total)
+        u = rng.random() * cum[1]
         kind = 0
-        while kind < 3 and u >= self.cum_weights[kind]:
+        while kind < 3 and u >= cum[0][kind]:
             kind += 1
         v = self.next_value
         req: OpRequest
