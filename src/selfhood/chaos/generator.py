@@ -533,9 +533,11 @@ class UntilDone:
             return om, UntilDone(nm, EMPTY)
         os_, ns = rs
         if isinstance(os_, Pending):
+            # both children unchanged (the common case while every client is busy): self
+            nxt = self if nm is self.main and ns is self.side else UntilDone(nm, ns)
             if isinstance(om, Pending):
-                return pending_merge(om, os_), UntilDone(nm, ns)
-            return om, UntilDone(nm, ns)
+                return pending_merge(om, os_), nxt
+            return om, nxt
         if isinstance(om, Pending):
             return os_, UntilDone(nm, ns)
         tm = om.time if om.time is not None else ctx.time

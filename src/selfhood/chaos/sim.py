@@ -39,7 +39,14 @@ from itertools import filterfalse
 from types import MemberDescriptorType
 from typing import Any, Final
 
-from selfhood.chaos.generator import NEMESIS, Context, Generator, OpRequest, Pending
+from selfhood.chaos.generator import (
+    NEMESIS,
+    Context,
+    Generator,
+    OpRequest,
+    Pending,
+    _drop_nemesis,
+)
 from selfhood.checkers.history import Op
 from selfhood.consistency.model import ModelPort
 from selfhood.consistency.ownership import Coordinator, Grant
@@ -129,9 +136,25 @@ if _plain_slots(Context, _CTX_FIELDS):
         _c_rng(c, rng)
         _c_clients(c, None)
         return c
+
+    def _context_pair(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
+                      rng: random.Random, cfree: tuple[Any, ...],
+                      cprocs: tuple[Any, ...]) -> Context:
+        """A context with its `clients_only()` memo filled in (``cfree``/``cprocs``
+        are ``free``/``procs`` without the nemesis): every client generator asks
+        for that view, and building it here skips a method call and a dataclass
+        ``__init__`` per context."""
+        c = _context(time, free, procs, rng)
+        _c_clients(c, _context(time, cfree, cprocs, rng))
+        return c
 else:  # pragma: no cover - only if generator.Context changes shape
     def _context(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
                  rng: random.Random) -> Context:
+        return Context(time, free, procs, rng)
+
+    def _context_pair(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
+                      rng: random.Random, cfree: tuple[Any, ...],
+                      cprocs: tuple[Any, ...]) -> Context:
         return Context(time, free, procs, rng)
 
 
@@ -254,6 +277,9 @@ class Simulation:
         self.busy: set[Any] = set()
         self._pv = 0  # bumped whenever busy/procs change (invalidates the cached Context)
         self._ctx_cache: Context | None = None
+        # `_procs_t` without the nemesis (for the clients' view), and the tuple it is of
+        self._cprocs_of: tuple[Any, ...] | None = None
+        self._cprocs: tuple[Any, ...] = ()
         self._ctx_pv = -1
         self.open: dict[int, _Open] = {}
         self.timeouts: deque[tuple[int, int]] = deque()
@@ -439,8 +465,14 @@ class Simulation:
             return c
         busy = self.busy
         procs = self._procs_t
-        free = tuple(filterfalse(busy.__contains__, procs)) if busy else procs
-        c = _context(self.now, free, procs, self.gen_rng)
+        if procs is not self._cprocs_of:
+            self._cprocs_of, self._cprocs = procs, _drop_nemesis(procs)
+        if busy:
+            free = tuple(filterfalse(busy.__contains__, procs))
+            cfree = _drop_nemesis(free)
+        else:
+            free, cfree = procs, self._cprocs
+        c = _context_pair(self.now, free, procs, self.gen_rng, cfree, self._cprocs)
         self._ctx_cache, self._ctx_pv = c, self._pv
         return c
 

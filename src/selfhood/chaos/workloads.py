@@ -27,6 +27,7 @@ from typing import Any, Final
 from selfhood.chaos.generator import (
     MS,
     NEMESIS,
+    PENDING,
     SECOND,
     Context,
     Generator,
@@ -105,7 +106,7 @@ class ClientMix:
 
     def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
         if not ctx.free_processes:
-            return Pending(), self
+            return PENDING, self  # the shared no-wake value (equal to a new Pending())
         rng = ctx.rng
         inst = self.instances[rng.randrange(len(self.instances))] if len(
             self.instances) > 1 else self.instances[0]
