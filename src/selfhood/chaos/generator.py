@@ -91,6 +91,8 @@ class Context:
         """The context without the nemesis process (a hot path: no per-process calls)."""
         c = self._clients
         if c is None:
+            if NEMESIS not in self.all_processes and NEMESIS not in self.free_processes:
+                return self  # already the clients' view (e.g. nested `clients(...)`)
             c = Context(self.time, _drop_nemesis(self.free_processes),
                         _drop_nemesis(self.all_processes), self.rng)
             object.__setattr__(self, "_clients", c)

@@ -467,12 +467,13 @@ class Simulation:
         procs = self._procs_t
         if procs is not self._cprocs_of:
             self._cprocs_of, self._cprocs = procs, _drop_nemesis(procs)
-        if busy:
-            free = tuple(filterfalse(busy.__contains__, procs))
-            cfree = _drop_nemesis(free)
+        free = tuple(filterfalse(busy.__contains__, procs)) if busy else procs
+        cprocs = self._cprocs
+        if cprocs is procs:  # no nemesis: the context is its own clients' view
+            c = _context(self.now, free, procs, self.gen_rng)
         else:
-            free, cfree = procs, self._cprocs
-        c = _context_pair(self.now, free, procs, self.gen_rng, cfree, self._cprocs)
+            c = _context_pair(self.now, free, procs, self.gen_rng,
+                              _drop_nemesis(free) if busy else cprocs, cprocs)
         self._ctx_cache, self._ctx_pv = c, self._pv
         return c
 
