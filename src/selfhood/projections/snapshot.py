@@ -124,21 +124,22 @@ def encode_snapshot(state: InstanceState, mode: Mode = "sequential") -> bytes:
                                     _enc.encode(body)))
 
 
-def snapshot_header(data: bytes) -> tuple[int, str, str, int]:
-    """(schema, mode, instance_id, version) without decoding the body."""
+def _envelope(data: bytes) -> _Envelope:
     try:
-        env = _env_dec.decode(data)
+        return _env_dec.decode(data)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
         raise SnapshotVersionMismatch(f"unreadable snapshot envelope: {exc}") from None
+
+
+def snapshot_header(data: bytes) -> tuple[int, str, str, int]:
+    """(schema, mode, instance_id, version) without decoding the body."""
+    env = _envelope(data)
     return env.schema, env.mode, env.instance_id, env.version
 
 
 def decode_snapshot(data: bytes, *, mode: Mode | None = None) -> InstanceState:
     """Rebuild the state; raises `SnapshotVersionMismatch` for another schema or mode."""
-    try:
-        env = _env_dec.decode(data)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError) as exc:
-        raise SnapshotVersionMismatch(f"unreadable snapshot envelope: {exc}") from None
+    env = _envelope(data)
     if env.schema != SNAPSHOT_SCHEMA:
         raise SnapshotVersionMismatch(
             f"snapshot schema v{env.schema} of {env.instance_id!r}, this code reads "
