@@ -60,23 +60,6 @@ from selfhood.projections.state import (
 Validation = Literal["key", "instance"]
 
 
-def conflict_key(event: Event) -> str | None:
-    """What a conditional event's read_version is validated against (None: writes nothing)."""
-    p = event.payload
-    t = type(p)
-    if t is TurnAppended:
-        return "transcript"
-    if t is MemoryWritten:
-        assert isinstance(p, MemoryWritten)
-        return "case_bank" if p.module == "case_bank" else f"{p.module}/{p.key}"
-    if t is RuleAdded or t is RuleRevoked:
-        assert isinstance(p, RuleAdded | RuleRevoked)
-        return f"rule/{p.rule_id}"
-    if t is OwnershipClaimed:
-        return "ownership"
-    return None
-
-
 def check_applicable(state: InstanceState, event: Event) -> None:
     """Raise `PoisonEvent` for an event that decodes but can never apply here.
 
@@ -138,8 +121,8 @@ def apply_sequential(state: InstanceState, event: Event, position: LogPosition |
     """Fold one event in log order; returns what happened to it (see module docstring).
 
     Raises `PoisonEvent` (state untouched) for an event that can never apply.
-    This is the replay hot path, so the checks and the effect share one type
-    dispatch; `conflict_key` / `apply_effect` are the readable reference.
+    This is the replay hot path, so the conflict key (module docstring) and
+    the effect share one type dispatch; rules and ownership go to `apply_effect`.
     """
     if position is not None:
         nxt = position.offset + 1
