@@ -199,22 +199,11 @@ class _Product:
         self.g = g
         self.members = members
         self.spec = spec
-        # memoize transitions per (state, mask)
-        self._cache: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        self._fw = _tables(spec)[0]
 
-    def moves(self, s: int, mask: int) -> list[tuple[int, int]]:
-        key = (s, mask)
-        got = self._cache.get(key)
-        if got is None:
-            got = []
-            m = mask & self.spec.path_rels
-            for bit in _BITS:
-                if m & bit:
-                    s2 = _step(self.spec, s, bit)
-                    if s2 >= 0:
-                        got.append((s2, bit))
-            self._cache[key] = got
-        return got
+    def moves(self, s: int, mask: int) -> tuple[tuple[int, int], ...]:
+        """(next state, relation bit) for each path relation in `mask`."""
+        return self._fw[s * 32 + mask]
 
     def succ(self, u: int) -> Iterator[int]:
         v, s = divmod(u, 8)
