@@ -42,7 +42,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from selfhood.checkers.history import Op, Pair, pair_ops
+from selfhood.checkers.history import Op, Pair, freeze, pair_ops
 from selfhood.checkers.verdict import CheckResult
 from selfhood.errors import CheckerError
 
@@ -61,16 +61,6 @@ CRDT_MODELS: Final = ("list-append", "rw-register", "register", "set")
 
 #: explanations kept per anomaly name (counts in details["crdt"]["anomaly_counts"] are exact)
 MAX_EXAMPLES: Final = 50
-
-
-def _freeze(x: Any) -> Hashable:
-    if isinstance(x, list | tuple):
-        return tuple(_freeze(v) for v in x)
-    if isinstance(x, dict):
-        return tuple(sorted((str(k), _freeze(v)) for k, v in x.items()))
-    if isinstance(x, set | frozenset):
-        return frozenset(_freeze(v) for v in x)
-    return x  # type: ignore[no-any-return]
 
 
 def _is_final(op: Op) -> bool:
@@ -172,11 +162,11 @@ def read_then_appends(pairs: Sequence[Pair]) -> list[ReadThenAppend]:
             continue
         last_read: dict[Hashable, tuple[Hashable, ...]] = {}
         for f, k, v in _mops(c.value):
-            key = _freeze(k)
+            key = freeze(k)
             if f == "r" and isinstance(v, list | tuple):
-                last_read[key] = tuple(_freeze(x) for x in v)
+                last_read[key] = tuple(freeze(x) for x in v)
             elif f == "append" and key in last_read:
-                out.append(ReadThenAppend(key, _freeze(v), last_read[key], c.index,
+                out.append(ReadThenAppend(key, freeze(v), last_read[key], c.index,
                                           _replica(p)))
     return out
 
@@ -204,13 +194,13 @@ def _collect(ops: Sequence[Op], model: str) -> tuple[list[Pair], list[Write], li
             wf = "append" if model == "list-append" else "w"
             for f, k, v in _mops(src):
                 if f == wf:
-                    writes.append(Write(_freeze(k), _freeze(v), st, inv.index, node, ctime, itime))
+                    writes.append(Write(freeze(k), freeze(v), st, inv.index, node, ctime, itime))
         elif model == "register":
             if inv.f == "write" and isinstance(inv.value, list | tuple) and len(inv.value) == 2:
                 k, v = inv.value
-                writes.append(Write(_freeze(k), _freeze(v), st, inv.index, node, ctime, itime))
+                writes.append(Write(freeze(k), freeze(v), st, inv.index, node, ctime, itime))
         elif inv.f in ("add", "remove"):
-            writes.append(Write(inv.instance, _freeze(inv.value), st if inv.f == "add"
+            writes.append(Write(inv.instance, freeze(inv.value), st if inv.f == "add"
                                 else "remove-" + st, inv.index, node, ctime, itime))
     return pairs, writes, finals
 
@@ -218,12 +208,12 @@ def _collect(ops: Sequence[Op], model: str) -> tuple[list[Pair], list[Write], li
 def _final_values(op: Op, model: str) -> list[tuple[Hashable, Any]]:
     v = op.value
     if model in ("list-append", "rw-register"):
-        return [(_freeze(m[1]), m[2]) for m in _mops(v) if m[0] == "r"]
+        return [(freeze(m[1]), m[2]) for m in _mops(v) if m[0] == "r"]
     if model == "register":
         if isinstance(v, list | tuple) and len(v) == 2:
-            return [(_freeze(v[0]), v[1])]
+            return [(freeze(v[0]), v[1])]
         if isinstance(v, dict):
-            return [(_freeze(k), x) for k, x in v.items()]
+            return [(freeze(k), x) for k, x in v.items()]
         raise CheckerError(f"op {op.index}: a register final read must be [key value]")
     # set: one set per instance; a dict value maps instance -> elements
     if isinstance(v, dict):
@@ -241,7 +231,7 @@ def divergence_cases(finals: Sequence[FinalRead]) -> list[str]:
         groups: dict[Hashable, list[str]] = defaultdict(list)
         shown: dict[Hashable, Any] = {}
         for replica, v in sorted(by_replica.items()):
-            fv = _freeze(v)
+            fv = freeze(v)
             groups[fv].append(replica)
             shown[fv] = v
         if len(groups) > 1:
@@ -268,7 +258,7 @@ def hlc_order_cases(rtas: Sequence[ReadThenAppend],
     for fr in finals:
         if not isinstance(fr.value, list | tuple) or fr.key not in by_key:
             continue
-        pos = {_freeze(x): i for i, x in enumerate(fr.value)}
+        pos = {freeze(x): i for i, x in enumerate(fr.value)}
         for r in by_key[fr.key]:
             at = pos.get(r.value)
             if at is None or (r.key, r.value) in flagged:
@@ -293,7 +283,7 @@ def grow_only_list_cases(writes: Sequence[Write], finals: Sequence[FinalRead],
         appended[w.key].setdefault(w.value, w)
     held: dict[Hashable, set[Hashable]] = defaultdict(set)
     for fr in finals:
-        elems = [_freeze(x) for x in fr.value] if isinstance(fr.value, list | tuple) else []
+        elems = [freeze(x) for x in fr.value] if isinstance(fr.value, list | tuple) else []
         if fr.value is not None and not isinstance(fr.value, list | tuple):
             out["garbage-read"].append(f"final read op {fr.index} ({fr.replica}) of key "
                                        f"{fr.key!r} returned a non-list {fr.value!r}")
@@ -332,7 +322,7 @@ def lww_register_cases(writes: Sequence[Write], finals: Sequence[FinalRead],
         written[w.key].setdefault(w.value, w)
     flagged: set[tuple[Hashable, Hashable]] = set()
     for fr in finals:
-        v = _freeze(fr.value)
+        v = freeze(fr.value)
         ws = written.get(fr.key, {})
         if v is None:
             acked = [w for w in ws.values() if w.status == "ok"]
@@ -376,7 +366,7 @@ def remove_wins_set_cases(pairs: Sequence[Pair], writes: Sequence[Write],
         if not isinstance(c.value, list | tuple):
             continue
         node, start = _replica(p), _t(p.invoke, 0)
-        for x in {_freeze(e) for e in c.value}:
+        for x in {freeze(e) for e in c.value}:
             for w in removed_ok.get((p.invoke.instance, x), ()):
                 if (w.node == node and w.complete_time is not None and w.complete_time < start
                         and (p.invoke.instance, x, node) not in revived):
@@ -391,7 +381,7 @@ def remove_wins_set_cases(pairs: Sequence[Pair], writes: Sequence[Write],
     for fr in finals:
         if fr.value is not None and not isinstance(fr.value, list | tuple):
             raise CheckerError(f"op {fr.index}: a set final read must return a collection")
-        active = {_freeze(e) for e in (fr.value or ())}
+        active = {freeze(e) for e in (fr.value or ())}
         for x in sorted(active, key=repr):
             rem = removed_ok.get((fr.key, x))
             if rem and (fr.key, x, "final " + fr.replica) not in revived:

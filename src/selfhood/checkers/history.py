@@ -8,7 +8,7 @@ absent in histories that come from elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -79,6 +79,20 @@ def pair_ops(ops: Sequence[Op]) -> list[Pair]:
                 assert inv is not None
                 pairs[slot] = Pair(inv.invoke, op)
     return [p for p in pairs if p is not None]
+
+
+def freeze(x: Any) -> Hashable:
+    """A value made usable as a key: lists/tuples -> tuples, dicts -> sorted (str key, value)
+    tuples, sets -> frozensets, recursively (ints and strs, the common case, returned at once)."""
+    if type(x) is int or type(x) is str:
+        return x
+    if isinstance(x, list | tuple):
+        return tuple(freeze(v) for v in x)
+    if isinstance(x, dict):
+        return tuple(sorted((str(k), freeze(v)) for k, v in x.items()))
+    if isinstance(x, set | frozenset):
+        return frozenset(freeze(v) for v in x)
+    return x  # type: ignore[no-any-return]
 
 
 def reindex(ops: Iterable[Op]) -> list[Op]:

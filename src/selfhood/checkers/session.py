@@ -39,7 +39,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from selfhood.checkers.history import Op, Pair, pair_ops
+from selfhood.checkers.history import Op, Pair, freeze, pair_ops
 from selfhood.checkers.verdict import CheckResult
 
 __all__ = [
@@ -60,18 +60,6 @@ SESSION_MODELS = frozenset({"register", "cas-register", "kv", "list-append", "rw
                             "set"})
 #: stronger models that imply all four guarantees and are ruled out with them
 IMPLIED_BY = ("causal", "sequential", "linearizable")
-
-
-def _h(x: Any) -> Hashable:
-    if type(x) is int or type(x) is str:
-        return x
-    if isinstance(x, list | tuple):
-        return tuple(_h(v) for v in x)
-    if isinstance(x, dict):
-        return tuple(sorted((str(k), _h(v)) for k, v in x.items()))
-    if isinstance(x, set | frozenset):
-        return frozenset(_h(v) for v in x)
-    return x  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +101,9 @@ class SOp:
 
 def _kv_key_value(op: Op, value: Any) -> tuple[Hashable, Any] | None:
     if "key" in op.extra:
-        return _h(op.extra["key"]), value
+        return freeze(op.extra["key"]), value
     if isinstance(value, list | tuple) and len(value) == 2:
-        return _h(value[0]), value[1]
+        return freeze(value[0]), value[1]
     return None
 
 
@@ -142,23 +130,23 @@ def _mops(model: str, inv: Op, comp: Op | None) -> tuple[list[Mop], bool]:
         for m in value or []:
             if not isinstance(m, list | tuple) or len(m) < 2:
                 continue
-            mf, k = m[0], _h(m[1])
+            mf, k = m[0], freeze(m[1])
             v = m[2] if len(m) > 2 else None
             if mf == "append":
-                out.append(Mop("a", k, _h(v)))
+                out.append(Mop("a", k, freeze(v)))
             elif mf == "w":
-                out.append(Mop("w", k, _h(v)))
+                out.append(Mop("w", k, freeze(v)))
             elif mf == "r" and ok:
                 if model == "list-append":
-                    out.append(Mop("l", k, [_h(x) for x in (v or [])]))
+                    out.append(Mop("l", k, [freeze(x) for x in (v or [])]))
                 else:
-                    out.append(Mop("r", k, _h(v)))
+                    out.append(Mop("r", k, freeze(v)))
         return out, True
     if model == "set":
         if f == "add":
-            out.append(Mop("a", None, _h(inv.value)))
+            out.append(Mop("a", None, freeze(inv.value)))
         elif f == "read" and ok and comp is not None:
-            out.append(Mop("l", None, [_h(x) for x in (comp.value or [])]))
+            out.append(Mop("l", None, [freeze(x) for x in (comp.value or [])]))
         return out, False
     value = comp.value if ok and comp is not None else inv.value
     if model == "kv":
@@ -167,20 +155,20 @@ def _mops(model: str, inv: Op, comp: Op | None) -> tuple[list[Mop], bool]:
             return out, True
         key, v = kv
     elif "key" in inv.extra:
-        key, v = _h(inv.extra["key"]), value
+        key, v = freeze(inv.extra["key"]), value
     elif _register_keyed(f, inv.value, value):
         # Jepsen's independent keys: [k v] (and [k [from to]] for cas), as linear.py reads them
-        key, v = _h(value[0]), value[1]
+        key, v = freeze(value[0]), value[1]
     else:
         key, v = None, value
     if f in ("write", "put"):
-        out.append(Mop("w", key, _h(v)))
+        out.append(Mop("w", key, freeze(v)))
     elif f in ("read", "get") and ok:
-        out.append(Mop("r", key, _h(v)))
+        out.append(Mop("r", key, freeze(v)))
     elif f == "cas" and isinstance(v, list | tuple) and len(v) == 2:
         if ok:
-            out.append(Mop("r", key, _h(v[0])))
-        out.append(Mop("w", key, _h(v[1])))
+            out.append(Mop("r", key, freeze(v[0])))
+        out.append(Mop("w", key, freeze(v[1])))
     elif f == "append" and model == "kv":
         # string append: values are not versions; mark the key unsupported
         out.append(Mop("x", key, None))

@@ -33,8 +33,8 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from selfhood.checkers.history import Op, pair_ops
-from selfhood.checkers.session import SOp, _h, session_ops
+from selfhood.checkers.history import Op, freeze, pair_ops
+from selfhood.checkers.session import SOp, session_ops
 from selfhood.checkers.verdict import CheckResult
 
 __all__ = ["check_convergence", "check_staleness", "distribution"]
@@ -141,15 +141,15 @@ def _is_final(op: Op) -> bool:
 def _final_values(op: Op, model: str) -> dict[Hashable, Any]:
     v = op.value
     if model in TXN_MODELS and isinstance(v, list):
-        return {_h(m[1]): _h(m[2]) for m in v
+        return {freeze(m[1]): freeze(m[2]) for m in v
                 if isinstance(m, list | tuple) and len(m) == 3 and m[0] == "r"}
     if isinstance(v, dict):
-        return {_h(k): _h(x) for k, x in v.items()}
+        return {freeze(k): freeze(x) for k, x in v.items()}
     if model == "kv" and "key" in op.extra:
-        return {_h(op.extra["key"]): _h(v)}
+        return {freeze(op.extra["key"]): freeze(v)}
     if model == "set":
-        return {None: frozenset(_h(x) for x in (v or []))}
-    return {None: _h(v)}
+        return {None: frozenset(freeze(x) for x in (v or []))}
+    return {None: freeze(v)}
 
 
 #: nemesis ops that end a fault: selfhood's heal/resume/restart/unskew, and Jepsen's
