@@ -17,7 +17,7 @@ from typing import Any, Final
 import msgspec
 
 from selfhood.chaos.nemesis import windows_schedule
-from selfhood.chaos.runner import PROMISE, CheckRun, run_check, simulate_mode, split_history
+from selfhood.chaos.runner import plan_checks, run_check, simulate_mode, split_history
 from selfhood.checkers.identity import check_identity
 from selfhood.checkers.verdict import combine_validity
 from selfhood.errors import SpecError
@@ -60,15 +60,14 @@ def violation(prop: Property, spec: ExperimentSpec,
     if what == "valid":
         hs = split_history(sim.history)
         vals = []
-        for name, consistency in PROMISE[prop.mode].items():
-            if not any(o.process != "nemesis" for o in hs[name]):
+        for c in plan_checks(prop.mode, hs):
+            if c.purpose != "promise":
                 continue
-            c = run_check(CheckRun(name, name, consistency, "promise"), hs[name],
-                          check_time_limit_s)
+            run_check(c, hs[c.file], check_time_limit_s)
             assert c.result is not None
             vals.append(c.result.valid)
             if c.result.valid is False:
-                return f"{name} violates {consistency}: {', '.join(c.result.anomaly_types)}"
+                return f"{c.file} violates {c.consistency}: {', '.join(c.result.anomaly_types)}"
         return None if combine_validity(vals) is not False else "invalid"
     ident = check_identity(sim.history, instances=spec.instance_names,
                            replicas=spec.replica_names)

@@ -306,7 +306,6 @@ def run_check(c: CheckRun, ops: Sequence[Op], time_limit_s: float | None) -> Che
 
     t0 = time.perf_counter()
     c.time_limit_s = time_limit_s
-    c.model = MODEL_OF.get(c.model, c.model)  # a derived file's name -> its model
     c.result = check_history(ops, model=c.model, consistency=[c.consistency],
                              time_limit_s=time_limit_s)
     c.elapsed_s = time.perf_counter() - t0
