@@ -30,9 +30,11 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from selfhood.checkers.history import Op, Pair, pair_ops
+
+T = TypeVar("T")
 
 #: example cases kept per anomaly kind (counts are exact; examples are capped)
 MAX_CASES: Final = 20
@@ -378,13 +380,15 @@ def staleness(history: Sequence[Op], pairs: Sequence[Pair] | None = None) -> dic
             "reads": len(reads), "stale_reads": sum(1 for k in ks if k)}
 
 
+def nearest_rank(s: Sequence[T], q: float) -> T:
+    """The q-th percentile (nearest rank) of an already sorted, non-empty sample."""
+    return s[max(1, math.ceil(q / 100 * len(s))) - 1]
+
+
 def percentile(xs: Iterable[float], q: float) -> float:
     """Nearest-rank percentile (0 for no data)."""
     s = sorted(xs)
-    if not s:
-        return 0.0
-    rank = max(1, math.ceil(q / 100 * len(s)))
-    return float(s[rank - 1])
+    return float(nearest_rank(s, q)) if s else 0.0
 
 
 def check_identity(history: Sequence[Op], *, instances: Sequence[str] | None = None,

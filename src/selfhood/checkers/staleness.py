@@ -26,7 +26,6 @@ after which every final read agreed.
 
 from __future__ import annotations
 
-import math
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Hashable, Sequence
@@ -34,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfhood.checkers.history import Op, freeze, pair_ops
+from selfhood.checkers.identity import nearest_rank
 from selfhood.checkers.session import SOp, session_ops
 from selfhood.checkers.verdict import CheckResult
 
@@ -47,11 +47,8 @@ def distribution(xs: Sequence[float]) -> dict[str, float]:
     if not xs:
         return {"n": 0, "p50": 0, "p90": 0, "p99": 0, "max": 0, "mean": 0.0}
     s = sorted(xs)
-
-    def rank(q: float) -> float:
-        return s[max(0, math.ceil(q * len(s)) - 1)]
-
-    return {"n": len(s), "p50": rank(0.5), "p90": rank(0.9), "p99": rank(0.99),
+    return {"n": len(s), "p50": nearest_rank(s, 50), "p90": nearest_rank(s, 90),
+            "p99": nearest_rank(s, 99),
             "max": s[-1], "mean": sum(s) / len(s)}
 
 
