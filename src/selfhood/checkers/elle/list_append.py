@@ -346,14 +346,13 @@ class ListAppendAnalysis:
             t = txns[w]
             if t.committed and t.complete_pos is not None and k in reads_by_key:
                 appends_by_key.setdefault(k, []).append((e, t))
-        bad_keys = {text.split(":")[0] for text in self.anomalies.get("incompatible-order", [])}
         for k, appends in appends_by_key.items():
             rs = sorted(reads_by_key[k], key=lambda r: r[0])
             starts = [r[0] for r in rs]
             longest_after = [0] * (len(rs) + 1)
             for i in range(len(rs) - 1, -1, -1):
                 longest_after[i] = max(longest_after[i + 1], len(rs[i][1]))
-            exact = f"key {_show(k)}" in bad_keys
+            exact = k in self.incompatible_keys
             pos = self.pos.get(k, {})
             for e, t in appends:
                 assert t.complete_pos is not None
