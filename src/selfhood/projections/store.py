@@ -35,7 +35,6 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    delete,
     event,
     select,
 )
@@ -366,14 +365,6 @@ class SqlProjectionStore:
         finally:
             await engine.dispose()
 
-    async def drop(self) -> None:
-        """Drop every projection table of a started store."""
-        try:
-            async with self.engine.begin() as conn:
-                await conn.run_sync(metadata.drop_all, checkfirst=True)
-        except (SQLAlchemyError, OSError) as exc:
-            raise self._wrap(exc, "drop") from None
-
     # -- meta ---------------------------------------------------------------
 
     async def claim_mode(self, mode: Mode) -> None:
@@ -560,9 +551,6 @@ class SqlProjectionStore:
                 st.rejected[r.event_id] = "aborted" if r.outcome == "aborted" else "fenced"
         return st, str(head.fingerprint)
 
-    async def delete_reader(self, reader: str) -> None:
-        async with self.engine.begin() as conn:
-            await conn.execute(delete(tracking).where(tracking.c.reader == reader))
 
 
 async def fresh_postgres_database(server_url: str, name: str) -> str:
