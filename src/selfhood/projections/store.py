@@ -552,7 +552,6 @@ class SqlProjectionStore:
         return st, str(head.fingerprint)
 
 
-
 async def fresh_postgres_database(server_url: str, name: str) -> str:
     """(Re)create database `name` on the server of `server_url`; returns its URL.
 
