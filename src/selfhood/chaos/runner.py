@@ -312,27 +312,31 @@ def run_check(c: CheckRun, ops: Sequence[Op], time_limit_s: float | None) -> Che
     return c
 
 
+def _is_reference(r: CheckRun, mode: str) -> bool:
+    """A reference check, or a promise check that is the reference (planned once)."""
+    ref = REFERENCE.get(r.file)
+    return r.purpose == "reference" or (ref is not None and PROMISE[mode].get(r.file) == ref)
+
+
 def _validity(runs: Sequence[CheckRun], purpose: str, mode: str) -> Validity:
     vals = [r.result.valid for r in runs if r.result is not None and (
-        r.purpose == purpose or (purpose == "reference" and PROMISE[mode].get(r.file)
-                                 == REFERENCE.get(r.file)))]
+        _is_reference(r, mode) if purpose == "reference" else r.purpose == purpose)]
     return combine_validity(vals) if vals else "unknown"
+
+
+def _add_counts(out: dict[str, int], result: CheckResult, counts: Any) -> None:
+    """Add a result's anomalies to ``out`` (``counts``: the checker's totals, if it keeps any)."""
+    for name, cases in result.anomalies.items():
+        n = counts.get(name, len(cases)) if isinstance(counts, dict) else len(cases)
+        out[name] = out.get(name, 0) + int(n)
 
 
 def anomaly_counts(runs: Sequence[CheckRun], mode: str) -> dict[str, int]:
     """Anomalies against the reference model, by checker name (Elle's names for txns)."""
     out: dict[str, int] = {}
     for r in runs:
-        if r.result is None:
-            continue
-        is_ref = r.purpose == "reference" or (REFERENCE.get(r.file) is not None and PROMISE[
-            mode].get(r.file) == REFERENCE.get(r.file))
-        if not is_ref:
-            continue
-        counts = r.result.details.get("anomaly_counts")
-        for name, cases in r.result.anomalies.items():
-            n = counts.get(name, len(cases)) if isinstance(counts, dict) else len(cases)
-            out[name] = out.get(name, 0) + int(n)
+        if r.result is not None and _is_reference(r, mode):
+            _add_counts(out, r.result, r.result.details.get("anomaly_counts"))
     return dict(sorted(out.items()))
 
 
@@ -346,9 +350,7 @@ def promise_anomaly_counts(runs: Sequence[CheckRun]) -> dict[str, int]:
         crdt = r.result.details.get("crdt")
         if isinstance(crdt, dict) and r.consistency == "crdt":
             counts = crdt.get("anomaly_counts")
-        for name, cases in r.result.anomalies.items():
-            n = counts.get(name, len(cases)) if isinstance(counts, dict) else len(cases)
-            out[name] = out.get(name, 0) + int(n)
+        _add_counts(out, r.result, counts)
     return dict(sorted(out.items()))
 
 
