@@ -13,8 +13,7 @@ log) are rejected with a SpecError rather than silently ignored.
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from selfhood.checkers.history import Op
@@ -81,22 +80,6 @@ def resolve_consistency(model: str, consistency: Sequence[str] | str | None) -> 
     return cs
 
 
-def _txn_checker() -> Callable[..., CheckResult]:
-    """elle's check_txn, wherever it lives (checkers.txn or checkers.elle.txn)."""
-    for name in ("selfhood.checkers.txn", "selfhood.checkers.elle.txn",
-                 "selfhood.checkers.elle"):
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and exc.name.startswith("selfhood"):
-                continue
-            raise
-        fn = getattr(mod, "check_txn", None)
-        if callable(fn):
-            return fn  # type: ignore[no-any-return]
-    raise SpecError("the transactional checker (check_txn) is not available in this build")
-
-
 def check_history(ops: Sequence[Op], *, model: str,
                   consistency: Sequence[str] | str | None = None,
                   time_limit_s: float | None = None) -> CheckResult:
@@ -113,8 +96,9 @@ def check_history(ops: Sequence[Op], *, model: str,
     core = [c for c in cs if c in CONSISTENCY]
     session = [c for c in cs if c in SESSION]
     if core and model in TXN_MODELS:
-        results.append(_txn_checker()(ops, workload=model, consistency=tuple(core),
-                                      time_limit_s=time_limit_s))
+        from selfhood.checkers.txn import check_txn
+        results.append(check_txn(ops, workload=model, consistency=tuple(core),
+                                 time_limit_s=time_limit_s))
     elif core:
         from selfhood.checkers.linear import check_linearizable
         for c in core:
