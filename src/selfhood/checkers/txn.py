@@ -180,8 +180,9 @@ def check_txn(
     for comp in components:
         members = set(comp)
         witness = any_cycle(g, members, DATA | extra)
-        have = {classify_cycle(witness)}
-        record(classify_cycle(witness), witness)
+        kind = classify_cycle(witness)
+        have = {kind}
+        record(kind, witness)
         for spec in specs:
             searches_left -= 1
             if spec.name in have:
