@@ -308,7 +308,7 @@ def canonical_bytes(state: InstanceState) -> bytes:
         cache[0].encode(state.transcript, _turn_row),
         cache[1].encode(state.case_bank, _case_row),
         {m: {k: r.value for k, r in recs.items()} for m, recs in state.memory.items()},
-        {rid: e.text for rid, e in state.rule_adds.items() if rid not in state.revoked},
+        state.rules,
         {rid: e.text for rid, e in state.revoked.items()},
         state.rejected,
     )
