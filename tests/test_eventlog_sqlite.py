@@ -19,16 +19,13 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from hypothesis import given
-from hypothesis import strategies as hst
 
 from eventlog_contract import EventLogContract, read_partition, turn
-from selfhood.errors import EventDecodeError, LogUnavailable, LogUrlError
+from selfhood.errors import LogUnavailable, LogUrlError
 from selfhood.eventlog.base import LogPosition, scan
 from selfhood.eventlog.partitioning import partition_for
-from selfhood.eventlog.sqlite import SqliteEventLog, _decode_record
-from selfhood.events import Event, decode, encode
-from selfhood.projections.strategies import events as any_event
+from selfhood.eventlog.sqlite import SqliteEventLog
+from selfhood.events import Event, decode
 
 # A child process that appends events, prints them once acked, then dies by SIGKILL
 # (no stop(), no close: the hardest crash a writer can have).
@@ -188,45 +185,7 @@ def test_dump_positions_json_roundtrip() -> None:
     assert json.loads(msgspec.json.encode(a)) == {"partition": 1, "offset": 5}
 
 
-# -- the replay fast path: one-parse decode and read_events ---------------------
-
-@given(any_event(("i1", "i2")))
-def test_one_parse_decode_equals_decode(ev: Event) -> None:
-    raw = encode(ev)
-    assert _decode_record(raw, 0, 7) == decode(raw) == ev
-
-
-_OFF_PATH = [
-    b"\xffnot json",
-    b"[]",
-    b'{"event_id":"e","instance_id":"i","kind":"nope","schema_version":1,"payload":{},'
-    b'"writer":"w"}',
-    b'{"event_id":"e","instance_id":"i","kind":"turn_appended","schema_version":9,'
-    b'"payload":{"role":"r","content":"c"},"writer":"w"}',
-    b'{"event_id":"e","instance_id":"i","kind":"turn_appended","schema_version":2,'
-    b'"payload":{"role":1,"content":"c"},"writer":"w"}',
-    b'{"event_id":"e","instance_id":"i","kind":"memory_written","schema_version":1,'
-    b'"payload":{"module":"nope","key":"k"},"writer":"w"}',
-]
-
-
-@pytest.mark.parametrize("raw", _OFF_PATH)
-def test_one_parse_decode_fails_exactly_like_decode(raw: bytes) -> None:
-    with pytest.raises(EventDecodeError) as want:
-        decode(raw, partition=3, offset=9)
-    with pytest.raises(EventDecodeError) as got:
-        _decode_record(raw, 3, 9)
-    assert str(got.value) == str(want.value)
-    assert (got.value.partition, got.value.offset) == (3, 9)
-
-
-@given(hst.sampled_from(["user", "assistant"]), hst.text(max_size=20))
-def test_one_parse_decode_upcasts_old_turns(speaker: str, text: str) -> None:
-    v1 = msgspec.json.encode({"event_id": "e", "instance_id": "i", "kind": "turn_appended",
-                              "schema_version": 1, "writer": "w",
-                              "payload": {"speaker": speaker, "text": text}})
-    assert _decode_record(v1, 0, 0) == decode(v1)
-
+# -- the replay fast path: read_events ------------------------------------------
 
 async def test_read_events_skips_corrupt_records_and_honours_bounds(tmp_path: Path) -> None:
     async with SqliteEventLog(tmp_path / "log.db", partitions=1) as log:

@@ -24,6 +24,7 @@ from selfhood.events import (
     RuleRevoked,
     SnapshotMarker,
     TurnAppended,
+    _decode_wire,
     decode,
     encode,
     event_id_from,
@@ -31,6 +32,7 @@ from selfhood.events import (
     to_builtins,
     upcast_payload,
 )
+from selfhood.projections.strategies import events as any_event
 
 text = st.text(max_size=40)
 hlcs = st.builds(Hlc, st.integers(0, 2**48), st.integers(0, 2**16))
@@ -173,3 +175,43 @@ def test_partition_for_is_in_range_and_stable(instance: str, n: int) -> None:
 def test_partition_for_rejects_zero_partitions() -> None:
     with pytest.raises(ValueError):
         partition_for("x", 0)
+
+
+# -- the one-parse decode path (replay speed) agrees with the two-pass one ---------
+
+@given(any_event(("i1", "i2")))
+def test_one_parse_decode_equals_decode(ev: Event) -> None:
+    raw = encode(ev)
+    assert decode(raw, partition=0, offset=7) == _decode_wire(raw, None, None) == ev
+
+
+_OFF_PATH = [
+    b"\xffnot json",
+    b"[]",
+    b'{"event_id":"e","instance_id":"i","kind":"nope","schema_version":1,"payload":{},'
+    b'"writer":"w"}',
+    b'{"event_id":"e","instance_id":"i","kind":"turn_appended","schema_version":9,'
+    b'"payload":{"role":"r","content":"c"},"writer":"w"}',
+    b'{"event_id":"e","instance_id":"i","kind":"turn_appended","schema_version":2,'
+    b'"payload":{"role":1,"content":"c"},"writer":"w"}',
+    b'{"event_id":"e","instance_id":"i","kind":"memory_written","schema_version":1,'
+    b'"payload":{"module":"nope","key":"k"},"writer":"w"}',
+]
+
+
+@pytest.mark.parametrize("raw", _OFF_PATH)
+def test_one_parse_decode_fails_exactly_like_decode(raw: bytes) -> None:
+    with pytest.raises(EventDecodeError) as want:
+        _decode_wire(raw, 3, 9)
+    with pytest.raises(EventDecodeError) as got:
+        decode(raw, partition=3, offset=9)
+    assert str(got.value) == str(want.value)
+    assert (got.value.partition, got.value.offset) == (3, 9)
+
+
+@given(st.sampled_from(["user", "assistant"]), st.text(max_size=20))
+def test_one_parse_decode_upcasts_old_turns(speaker: str, text: str) -> None:
+    v1 = msgspec.json.encode({"event_id": "e", "instance_id": "i", "kind": "turn_appended",
+                              "schema_version": 1, "writer": "w",
+                              "payload": {"speaker": speaker, "text": text}})
+    assert decode(v1, partition=0, offset=0) == _decode_wire(v1, None, None)

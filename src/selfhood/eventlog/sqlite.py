@@ -26,9 +26,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Final, Union
-
-import msgspec
+from typing import Final
 
 from selfhood.errors import (
     EventDecodeError,
@@ -40,7 +38,7 @@ from selfhood.errors import (
 )
 from selfhood.eventlog.base import EventLogBase, LogEntry, LogPosition
 from selfhood.eventlog.partitioning import partition_for
-from selfhood.events import PAYLOAD_TYPES, SCHEMA_VERSIONS, Event, Hlc, decode, encode
+from selfhood.events import Event, decode, encode
 
 DEFAULT_PARTITIONS: Final = 8
 
@@ -53,43 +51,6 @@ _SCHEMA: Final = (
     "CREATE UNIQUE INDEX IF NOT EXISTS records_event_id ON records (event_id)"
     " WHERE event_id IS NOT NULL",
 )
-
-
-def _record_type(kind: str, payload: type[Any]) -> type[msgspec.Struct]:
-    """A whole record of one kind, tagged by its ``kind`` field, payload typed."""
-    return msgspec.defstruct(
-        f"_Record_{kind}",
-        [("event_id", str), ("instance_id", str), ("schema_version", int),
-         ("payload", payload), ("writer", str), ("epoch", int, 0), ("hlc", Hlc, Hlc(0, 0)),
-         ("deps", tuple[str, ...], ()), ("read_version", int | None, None)],
-        kw_only=True, frozen=True, gc=False, tag_field="kind", tag=kind)
-
-
-_RECORD_KIND: Final[dict[type[Any], tuple[str, int]]] = {
-    _record_type(k, t): (k, SCHEMA_VERSIONS[k]) for k, t in PAYLOAD_TYPES.items()}
-_record_decoder: Final[msgspec.json.Decoder[Any]] = msgspec.json.Decoder(
-    Union[tuple(_RECORD_KIND)])  # noqa: UP007  (a union built at runtime)
-
-
-def _decode_record(raw: bytes, partition: int, offset: int) -> Event:
-    """Exactly `events.decode`, in one parse for a record of the current schema.
-
-    `decode` parses the envelope, then the payload once its kind is known; a
-    tagged union of one record type per kind does both in one pass (replay
-    speed bounds failover). Anything off that path (old schema versions to
-    upcast, invalid records) goes through `decode` itself, which gives the
-    same event or raises the same `EventDecodeError`.
-    """
-    try:
-        r = _record_decoder.decode(raw)
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
-        return decode(raw, partition=partition, offset=offset)
-    kind, version = _RECORD_KIND[type(r)]
-    if r.schema_version != version:
-        return decode(raw, partition=partition, offset=offset)
-    return Event(event_id=r.event_id, instance_id=r.instance_id, kind=kind,  # type: ignore[arg-type]
-                 schema_version=version, payload=r.payload, writer=r.writer, epoch=r.epoch,
-                 hlc=r.hlc, deps=r.deps, read_version=r.read_version)
 
 
 # One write request: (event_id or None for raw, instance_id, bytes) per record.
@@ -401,7 +362,7 @@ class SqliteEventLog(EventLogBase):
         for off, data in rows:
             pos = LogPosition(partition, off)
             try:
-                append(LogEntry(pos, data, _decode_record(data, partition, off)))
+                append(LogEntry(pos, data, decode(data, partition=partition, offset=off)))
             except EventDecodeError as exc:
                 append(LogEntry(pos, data, None, exc.with_traceback(None)))
         return out
@@ -441,7 +402,7 @@ class SqliteEventLog(EventLogBase):
         append = out.append
         for off, data in rows:
             try:
-                append((off, _decode_record(data, partition, off)))
+                append((off, decode(data, partition=partition, offset=off)))
             except EventDecodeError:
                 continue
         return (rows[-1][0] + 1 if rows else from_offset), out
