@@ -42,7 +42,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from selfhood.checkers.history import Op, Pair, freeze, pair_ops
+from selfhood.checkers.history import Op, Pair, freeze, is_final, pair_ops
 from selfhood.checkers.verdict import CheckResult
 from selfhood.errors import CheckerError
 
@@ -61,10 +61,6 @@ CRDT_MODELS: Final = ("list-append", "rw-register", "register", "set")
 
 #: explanations kept per anomaly name (counts in details["crdt"]["anomaly_counts"] are exact)
 MAX_EXAMPLES: Final = 50
-
-
-def _is_final(op: Op) -> bool:
-    return op.f == "final-read" or bool(op.extra.get("final"))
 
 
 def _replica(pair: Pair) -> str:
@@ -158,7 +154,7 @@ def read_then_appends(pairs: Sequence[Pair]) -> list[ReadThenAppend]:
     out: list[ReadThenAppend] = []
     for p in pairs:
         c = p.completion
-        if c is None or c.type != "ok" or _is_final(c) or _is_final(p.invoke):
+        if c is None or c.type != "ok" or is_final(c) or is_final(p.invoke):
             continue
         last_read: dict[Hashable, tuple[Hashable, ...]] = {}
         for f, k, v in _mops(c.value):
@@ -178,7 +174,7 @@ def _collect(ops: Sequence[Op], model: str) -> tuple[list[Pair], list[Write], li
     finals: list[FinalRead] = []
     for p in pairs:
         inv, c = p.invoke, p.completion
-        if _is_final(inv) or (c is not None and _is_final(c)):
+        if is_final(inv) or (c is not None and is_final(c)):
             if c is None or c.type != "ok":
                 continue
             for key, v in _final_values(c, model):
@@ -361,7 +357,7 @@ def remove_wins_set_cases(pairs: Sequence[Pair], writes: Sequence[Write],
     # reads during the run, on the replica that had itself acknowledged the removal
     for p in pairs:
         c = p.completion
-        if c is None or c.type != "ok" or p.invoke.f != "read" or _is_final(c):
+        if c is None or c.type != "ok" or p.invoke.f != "read" or is_final(c):
             continue
         if not isinstance(c.value, list | tuple):
             continue

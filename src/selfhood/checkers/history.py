@@ -81,6 +81,11 @@ def pair_ops(ops: Sequence[Op]) -> list[Pair]:
     return [p for p in pairs if p is not None]
 
 
+def is_final(op: Op) -> bool:
+    """A final read (after heal and quiescence): f "final-read", or any op marked final."""
+    return op.f == "final-read" or bool(op.extra.get("final"))
+
+
 def freeze(x: Any) -> Hashable:
     """A value made usable as a key: lists/tuples -> tuples, dicts -> sorted (str key, value)
     tuples, sets -> frozensets, recursively (ints and strs, the common case, returned at once)."""

@@ -32,7 +32,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from selfhood.checkers.history import Op, freeze, pair_ops
+from selfhood.checkers.history import Op, freeze, is_final, pair_ops
 from selfhood.checkers.identity import nearest_rank
 from selfhood.checkers.session import SOp, session_ops
 from selfhood.checkers.verdict import CheckResult
@@ -131,10 +131,6 @@ def check_staleness(ops: Sequence[Op], *, model: str, initial: Any = None,
     return res
 
 
-def _is_final(op: Op) -> bool:
-    return op.f == "final-read" or bool(op.extra.get("final"))
-
-
 def _final_values(op: Op, model: str) -> dict[Hashable, Any]:
     v = op.value
     if model in TXN_MODELS and isinstance(v, list):
@@ -166,7 +162,7 @@ def check_convergence(ops: Sequence[Op], *, model: str) -> CheckResult:
             if any(w in f for w in _HEAL_WORDS) and t is not None:
                 heal = t if heal is None else max(heal, t)
             continue
-        if comp is None or comp.type != "ok" or not (_is_final(comp) or _is_final(inv)):
+        if comp is None or comp.type != "ok" or not (is_final(comp) or is_final(inv)):
             continue
         node = comp.node or inv.node
         replica = str(node) if node is not None else f"process {inv.process!r}"
