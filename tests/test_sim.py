@@ -473,6 +473,18 @@ _FAULT = st.sampled_from([
     ("heal", None)])
 
 
+def _faults_then_heal(faults: list[tuple[str, Any]]) -> Generator:
+    """Load under the drawn faults (one every 150 ms), heal everything, calm load, final reads."""
+    schedule = [at(100 + 150 * i, f, v) for i, (f, v) in enumerate(faults)]
+    heal = [OpRequest("heal"), OpRequest("resume", "r2"), OpRequest("restart", "r0"),
+            OpRequest("restart", "r1"), OpRequest("unskew")]
+    load = time_limit(1000 * MS, stagger(2 * MS, Fn(turns_and_reads())))
+    return phases(nemesis_and_clients(seq(*schedule) if schedule else None, load),
+                  nemesis(seq(*heal)),
+                  time_limit(400 * MS, stagger(50 * MS, Fn(turns_and_reads(1.0)))),
+                  final_reads())
+
+
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), faults=st.lists(_FAULT, max_size=5),
        router=st.sampled_from(["sticky", "round-robin", "least-loaded"]),
@@ -480,14 +492,7 @@ _FAULT = st.sampled_from([
 def test_property_sequential_never_forks_and_converges(
         seed: int, faults: list[tuple[str, Any]], router: str, shards: int, sharded: bool,
         loss: float) -> None:
-    schedule = [at(100 + 150 * i, f, v) for i, (f, v) in enumerate(faults)]
-    heal = [OpRequest("heal"), OpRequest("resume", "r2"), OpRequest("restart", "r0"),
-            OpRequest("restart", "r1"), OpRequest("unskew")]
-    load = time_limit(1000 * MS, stagger(2 * MS, Fn(turns_and_reads())))
-    gen = phases(nemesis_and_clients(seq(*schedule) if schedule else None, load),
-                 nemesis(seq(*heal)),
-                 time_limit(400 * MS, stagger(50 * MS, Fn(turns_and_reads(1.0)))),
-                 final_reads())
+    gen = _faults_then_heal(faults)
     res = run("sequential", gen, seed=seed, router=router, shards=shards,
               sharded_memory=sharded, loss=loss)
     fin = finals(res)
@@ -512,14 +517,7 @@ def test_property_sequential_never_forks_and_converges(
 def test_property_eventual_converges_after_heal(
         seed: int, faults: list[tuple[str, Any]], router: str, shards: int, sharded: bool,
         atomic: bool) -> None:
-    schedule = [at(100 + 150 * i, f, v) for i, (f, v) in enumerate(faults)]
-    heal = [OpRequest("heal"), OpRequest("resume", "r2"), OpRequest("restart", "r0"),
-            OpRequest("restart", "r1"), OpRequest("unskew")]
-    load = time_limit(1000 * MS, stagger(2 * MS, Fn(turns_and_reads())))
-    gen = phases(nemesis_and_clients(seq(*schedule) if schedule else None, load),
-                 nemesis(seq(*heal)),
-                 time_limit(400 * MS, stagger(50 * MS, Fn(turns_and_reads(1.0)))),
-                 final_reads())
+    gen = _faults_then_heal(faults)
     res = run("eventual", gen, seed=seed, router=router, shards=shards,
               sharded_memory=sharded, atomic_memory=atomic)
     fin = finals(res)
