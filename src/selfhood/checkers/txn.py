@@ -49,10 +49,9 @@ from selfhood.checkers.history import Op
 from selfhood.checkers.verdict import UNKNOWN, CheckResult, Validity
 from selfhood.errors import SpecError
 
-__all__ = ["BASE_CYCLE_TYPES", "WORKLOADS", "check_txn", "classify_cycle"]
+__all__ = ["WORKLOADS", "check_txn", "classify_cycle"]
 
 WORKLOADS = ("list-append", "rw-register")
-BASE_CYCLE_TYPES = ("G0", "G1c", "G-single-item", "G-nonadjacent-item", "G2-item")
 #: at most this many explanations per anomaly type (the count is in details)
 MAX_EXPLANATIONS = 8
 #: seconds for a search whose class an earlier SCC already showed: the verdict
