@@ -151,12 +151,8 @@ class Projector:
                 if st_ is not None and off < st_.positions.get(part, 0):
                     continue
                 self.progress.replayed_on_start += 1
-                st_ = self._state_for(ev.instance_id, part)
                 try:
-                    if self.mode == "sequential":
-                        apply_sequential(st_, ev, LogPosition(part, off), fencing=self.fencing)
-                    else:
-                        merge_eventual(st_, ev, LogPosition(part, off))
+                    self._fold(self._state_for(ev.instance_id, part), ev, LogPosition(part, off))
                 except PoisonEvent:
                     continue
             offset = following
@@ -170,15 +166,17 @@ class Projector:
             self.partition_of[instance_id] = partition
         return st
 
+    def _fold(self, st: InstanceState, ev: Event, position: LogPosition) -> Outcome:
+        """The mode's reducer: the sequential apply or the eventual merge."""
+        if self.mode == "sequential":
+            return apply_sequential(st, ev, position, fencing=self.fencing)
+        return merge_eventual(st, ev, position)
+
     def _apply(self, entry: LogEntry) -> tuple[InstanceState, Outcome]:
         ev = entry.event
         assert ev is not None
         st = self._state_for(ev.instance_id, entry.position.partition)
-        if self.mode == "sequential":
-            out = apply_sequential(st, ev, entry.position, fencing=self.fencing)
-        else:
-            out = merge_eventual(st, ev, entry.position)
-        return st, out
+        return st, self._fold(st, ev, entry.position)
 
     def _fold_batch(self, part: int, entries: list[LogEntry], changes: Changes) -> set[str]:
         dirty: set[str] = set()
