@@ -780,12 +780,17 @@ def _run(searches: dict[Hashable, _Search], deadline: float | None) -> _Run:
     return run
 
 
-def _linearizable_searches(items: list[_Prepared], model: str) -> dict[Hashable, _Search]:
+def _partitions(items: list[_Prepared]) -> dict[Hashable, list[_Prepared]]:
+    """Items grouped by key (independent objects), in history order."""
     parts: dict[Hashable, list[_Prepared]] = {}
     for it in items:
         parts.setdefault(it.key, []).append(it)
+    return parts
+
+
+def _linearizable_searches(items: list[_Prepared], model: str) -> dict[Hashable, _Search]:
     return {k: _search_linearizable(v, _INIT[model], _GROWS.get(model))
-            for k, v in parts.items()}
+            for k, v in _partitions(items).items()}
 
 
 def check_linearizable(ops: Sequence[Op], model: str, *, consistency: str = "linearizable",
@@ -828,11 +833,8 @@ def check_linearizable(ops: Sequence[Op], model: str, *, consistency: str = "lin
             # Each key alone must be sequentially consistent (a necessary
             # condition, cheap with plain states): a failing key settles it.
             budget = None if time_limit_s is None else time.monotonic() + time_limit_s / 4
-            parts: dict[Hashable, list[_Prepared]] = {}
-            for it in items:
-                parts.setdefault(it.key, []).append(it)
             run = _run({k: _search_sequential(v, _INIT[model], _GROWS.get(model), plain=True)
-                        for k, v in parts.items()}, budget)
+                        for k, v in _partitions(items).items()}, budget)
             via = "sequential per key"
             decided = run.verdict is False
         if not decided:
