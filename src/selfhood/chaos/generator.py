@@ -78,15 +78,6 @@ class Context:
     # context for several op/update calls, each restricted again by OnProcesses)
     _clients: Context | None = field(default=None, init=False, repr=False, compare=False)
 
-    def restrict(self, keep: Callable[[Any], bool]) -> Context:
-        """The same context seen by a generator that only drives some processes."""
-        return Context(
-            self.time,
-            tuple(p for p in self.free_processes if keep(p)),
-            tuple(p for p in self.all_processes if keep(p)),
-            self.rng,
-        )
-
     def clients_only(self) -> Context:
         """The context without the nemesis process (a hot path: no per-process calls)."""
         c = self._clients
