@@ -185,13 +185,9 @@ def parse_jepsen_log(text: str, *, path: str | None = None) -> list[Op]:
 
 def parse_edn_history(text: str, *, path: str | None = None) -> list[Op]:
     """Jepsen EDN history via elle's reader (one map per line or one vector)."""
-    from selfhood.checkers import edn
+    from selfhood.checkers.edn import read_edn_ops
 
-    reader = getattr(edn, "read_edn_ops", None)
-    if reader is not None:
-        ops: list[Op] = reader(text, path=path)
-        return ops
-    return edn.edn_to_ops(edn.parse_edn(text, path=path), path=path)
+    return read_edn_ops(text, path=path)
 
 
 # --- detection and dispatch ----------------------------------------------------------
