@@ -35,19 +35,15 @@ def build_spec(spec_file: Path | None, **opts: Any) -> Any:
     if opts.get("modes") is not None:
         changes["modes"] = parse_list("--modes", opts["modes"], MODES)
     if opts.get("nemesis") is not None:
+        import msgspec
+
         changes["nemesis"] = parse_list("--nemesis", opts["nemesis"], FAULTS)
-        changes["schedule"] = None  # a new fault list means a freshly drawn schedule
+        # a new fault list means a freshly drawn schedule (with_overrides keeps None values)
+        spec = msgspec.structs.replace(spec, schedule=None)
     for key in ("seed", "time_limit_s", "concurrency", "shards", "sharded_memory", "router",
                 "name", "replicas", "instances", "rate", "fencing", "atomic_memory"):
         if opts.get(key) is not None:
             changes[key] = opts[key]
-    if not changes:
-        return spec
-    if "nemesis" in changes:
-        import msgspec
-
-        spec = msgspec.structs.replace(spec, schedule=None)
-        del changes["schedule"]
     return with_overrides(spec, **changes)
 
 
