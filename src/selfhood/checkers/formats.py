@@ -193,7 +193,7 @@ def parse_edn_history(text: str, *, path: str | None = None) -> list[Op]:
 # --- detection and dispatch ----------------------------------------------------------
 
 
-def detect_format(text: str) -> str:
+def detect_format(text: str, *, path: str | None = None) -> str:
     """Guess "jsonl", "edn" or "jepsen-log" from the first meaningful line.
 
     A blank file is an empty JSONL history (a run that recorded nothing).
@@ -202,10 +202,10 @@ def detect_format(text: str) -> str:
         return "jsonl"
     for line in text.splitlines():
         s = line.strip()
-        if not s or s.startswith(";"):
-            if s.startswith(";"):
-                return "edn"
+        if not s:
             continue
+        if s.startswith(";"):
+            return "edn"
         if "jepsen.util" in s and _LOG_OP.match(s):
             return "jepsen-log"
         if s.startswith("{"):
@@ -216,22 +216,17 @@ def detect_format(text: str) -> str:
             return "jsonl"
         if s.startswith(("[", "(", "#")):
             return "edn"
-        if "jepsen.util" in text:
-            return "jepsen-log"
         break
     if "jepsen.util" in text:
         return "jepsen-log"
     raise HistoryError("cannot tell the history format (not JSON lines, EDN or a Jepsen log)",
-                       line=1)
+                       line=1, path=path)
 
 
 def parse_history(text: str, fmt: str = "auto", *, path: str | None = None) -> list[Op]:
     """Parse history text in `fmt` ("auto" detects it)."""
     if fmt == "auto":
-        try:
-            fmt = detect_format(text)
-        except HistoryError as exc:
-            raise HistoryError(str(exc).split(": ", 1)[-1].strip(), line=1, path=path) from None
+        fmt = detect_format(text, path=path)
     if fmt == "jsonl":
         return parse_jsonl(text, path=path)
     if fmt == "edn":
