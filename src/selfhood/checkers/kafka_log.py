@@ -175,9 +175,8 @@ class VersionOrder:
 
     log: dict[int, set[Msg]]
     by_index: list[Msg]
-    by_value: dict[Msg, int]
     first_index: dict[Msg, int]
-    last_index: dict[Msg, int]
+    last_index: dict[Msg, int]  # a message's index, as Jepsen's by-value (its last one)
 
 
 @dataclass(slots=True)
@@ -232,7 +231,6 @@ def analyze(ops: Sequence[Op]) -> KafkaAnalysis:
     inconsistent: list[str] = []
     for k, log in logs.items():
         by_index: list[Msg] = []
-        by_value: dict[Msg, int] = {}
         first: dict[Msg, int] = {}
         last: dict[Msg, int] = {}
         for i, off in enumerate(sorted(log)):
@@ -244,10 +242,9 @@ def analyze(ops: Sequence[Op]) -> KafkaAnalysis:
             ordered = sorted(msgs, key=repr)
             by_index.append(ordered[0])
             for msg in ordered:
-                by_value[msg] = i
                 first.setdefault(msg, i)
                 last[msg] = i
-        orders[k] = VersionOrder(dict(log), by_index, by_value, first, last)
+        orders[k] = VersionOrder(dict(log), by_index, first, last)
     return KafkaAnalysis(kops, writer_of, writes, reads, orders, inconsistent, subs)
 
 
@@ -328,15 +325,15 @@ def lost_write_cases(a: KafkaAnalysis) -> list[str]:
 
 
 def _delta(vo: VersionOrder | None, v1: Msg, v2: Msg) -> int:
-    if vo is None or v1 not in vo.by_value or v2 not in vo.by_value:
+    if vo is None or v1 not in vo.last_index or v2 not in vo.last_index:
         return 1
-    return vo.by_value[v2] - vo.by_value[v1]
+    return vo.last_index[v2] - vo.last_index[v1]
 
 
 def _skipped(vo: VersionOrder | None, v1: Msg, v2: Msg) -> list[Msg]:
     if vo is None:
         return []
-    return vo.by_index[vo.by_value[v1] + 1: vo.by_value[v2]]
+    return vo.by_index[vo.last_index[v1] + 1: vo.last_index[v2]]
 
 
 def _rebalanced(kop: KOp) -> set[Key]:
