@@ -68,11 +68,11 @@ from selfhood.consistency.replica import (
 from selfhood.consistency.router import POLICIES, Router
 from selfhood.errors import ChaosError
 from selfhood.events import Event
+from selfhood.spec import LOG_NODE as LOG
+from selfhood.spec import PARTITION_PATTERNS as PATTERNS
 
 MS: Final = 1_000_000
-LOG: Final = "log"
 CLIENT: Final = "client"
-PATTERNS: Final = ("halves", "isolate", "majority-ring", "bridge")
 
 # message kinds on the heap
 (_TICK, _REQ, _RECS, _ACK, _GRANT, _APPEND, _POLL, _REPLY, _INVOKE, _WAKE,
