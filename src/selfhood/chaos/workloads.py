@@ -242,19 +242,15 @@ class ProbeRound:
 def final_reads(replicas: Sequence[str], instances: Sequence[str]) -> Generator:
     """One final read per replica per instance, after heal and quiesce."""
     return Seq(tuple(
-        _once(OpRequest("final-read", {"replica": r}, instance=i))
+        Once(OpRequest("final-read", {"replica": r}, instance=i))
         for r in replicas for i in instances
     ))
-
-
-def _once(req: OpRequest) -> Generator:
-    return Once(req)
 
 
 def schedule_generator(schedule: Sequence[NemesisOp]) -> Generator:
     """Nemesis ops at their scheduled (virtual) times."""
     return Seq(tuple(
-        _once(OpRequest(s.f, s.value, NEMESIS, time=s.at_ms * MS)) for s in sorted(
+        Once(OpRequest(s.f, s.value, NEMESIS, time=s.at_ms * MS)) for s in sorted(
             schedule, key=lambda s: s.at_ms)
     ))
 
@@ -270,7 +266,7 @@ def experiment_generator(spec: ExperimentSpec, schedule: Sequence[NemesisOp],
     gap_ns = max(1, int(SECOND / spec.rate))
     load = time_limit(load_ns, stagger(gap_ns, client_mix(spec)))
     faults = schedule_generator([s for s in schedule if s.at_ms * MS < load_ns])
-    heal = nemesis(Seq(tuple(_once(OpRequest(s.f, s.value)) for s in final_heal)))
+    heal = nemesis(Seq(tuple(Once(OpRequest(s.f, s.value)) for s in final_heal)))
     pairs = tuple((r, i) for r in spec.replica_names for i in spec.instance_names)
     probe_gap = max(MS, (spec.quiesce_ms * MS) // max(1, 10 * len(pairs)))
     quiesce = time_limit(max(1, spec.quiesce_ms * MS), stagger(probe_gap, ProbeRound(pairs)))
