@@ -16,7 +16,13 @@ from typing import Any
 
 import click
 
-from selfhood.checkers.api import CONSISTENCY, EXTRA_CONSISTENCY, MODELS, check_history
+from selfhood.checkers.api import (
+    CONSISTENCY,
+    EXTRA_CONSISTENCY,
+    MODELS,
+    check_history,
+    resolve_consistency,
+)
 from selfhood.checkers.verdict import CheckResult
 from selfhood.errors import CheckerError, HistoryError, SpecError
 
@@ -93,7 +99,6 @@ def check(history: str, model: str, consistency: tuple[str, ...],
     Exit status: 0 valid, 1 invalid, 2 unknown, 64 usage error, 65 unreadable
     or malformed history.
     """
-    from selfhood.checkers.api import resolve_consistency
     from selfhood.checkers.formats import read_history
 
     if time_limit is not None and not time_limit > 0:
