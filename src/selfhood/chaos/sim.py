@@ -721,22 +721,9 @@ class Simulation:
 
     # -- the scheduler ---------------------------------------------------------------------
 
-    def _dispatch(self, kind: int, dst: str, payload: Any, inc: int) -> None:
-        if kind in _TO_REPLICA:
-            if inc != self.incarnation[dst]:
-                return  # sent to an incarnation that crashed
-            if kind == _TICK:
-                if self.replicas[dst] is None:
-                    return
-                self._push(self.now + self.poll_ns, _TICK, dst, None)
-            self._on_replica(dst, kind, payload)
-        elif kind == _POLL:
-            self._log_poll(*payload)
-        elif kind == _APPEND:
-            self._log_append(*payload)
-        elif kind == _REPLY:
-            self._on_reply(*payload)
-        elif kind == _INVOKE:
+    def _dispatch(self, kind: int, payload: Any) -> None:
+        """The rare kinds; `_step_until` delivers replica messages, replies and log calls."""
+        if kind == _INVOKE:
             self.scheduled_invokes -= 1
             self._invoke(payload)
         elif kind == _COORD:
@@ -776,7 +763,7 @@ class Simulation:
                 return
             _, _, kind, dst, payload, inc = pop(heap)
             self.now = t
-            # `_dispatch` and `_on_replica`, inlined for the frequent kinds
+            # the frequent kinds handled here (`_on_replica` inlined), the rest in `_dispatch`
             if kind <= _GRANT:  # to a replica
                 if inc != incarnation[dst]:
                     continue  # sent to an incarnation that crashed
@@ -809,7 +796,7 @@ class Simulation:
             elif kind == _POLL:
                 self._log_poll(payload[0], payload[1])
             else:
-                self._dispatch(kind, dst, payload, inc)
+                self._dispatch(kind, payload)
             if self.interesting:
                 return
 
