@@ -378,7 +378,9 @@ def judge_mode(spec: ExperimentSpec, mode: str, history: list[Op], stats: dict[s
             progress(f"[{mode}] checking {c.file} for {c.consistency} "
                      f"({sum(1 for o in histories[c.file] if o.type == 'invoke')} ops)")
         run_check(c, histories[c.file], check_time_limit_s)
-    ident = check_identity(history, instances=spec.instance_names, replicas=spec.replica_names)
+    pairs = pair_ops(history)
+    ident = check_identity(history, instances=spec.instance_names, replicas=spec.replica_names,
+                           pairs=pairs)
     valid = _validity(runs, "promise", mode)
     summary: dict[str, Any] = {
         "history_sha256": sha,
@@ -386,7 +388,7 @@ def judge_mode(spec: ExperimentSpec, mode: str, history: list[Op], stats: dict[s
         "valid": valid,
         **availability_and_latency(history),
         "anomalies": anomaly_counts(runs, mode),
-        "staleness": {k: v for k, v in staleness(history).items()
+        "staleness": {k: v for k, v in staleness(history, pairs).items()
                       if k in ("k_max", "t_p99_ms")},
         "identity": ident.summary(),
         "promise": PROMISE_TEXT[mode],

@@ -392,9 +392,11 @@ def percentile(xs: Iterable[float], q: float) -> float:
 
 
 def check_identity(history: Sequence[Op], *, instances: Sequence[str] | None = None,
-                   replicas: Sequence[str] | None = None) -> IdentityResult:
-    """All identity verdicts for one run's history."""
-    pairs = pair_ops(history)
+                   replicas: Sequence[str] | None = None,
+                   pairs: Sequence[Pair] | None = None) -> IdentityResult:
+    """All identity verdicts for one run's history (`pairs`: its `pair_ops`, if already made)."""
+    if pairs is None:
+        pairs = pair_ops(history)
     insts = sorted(set(instances) if instances is not None else {
         op.instance for op in history if op.instance is not None and op.process != "nemesis"})
     res = IdentityResult(instances=len(insts))
