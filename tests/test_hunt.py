@@ -75,3 +75,18 @@ def test_hunt_cli_prints_the_replay_command(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "selfhood", "hunt", "--max-examples", "0"],
                          capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path)
     assert bad.returncode == 64 and "Traceback" not in bad.stderr
+
+
+def test_hunt_refuses_an_unwritable_out_before_searching(tmp_path: Path) -> None:
+    """A counterexample must not be found and then lost: --out is checked first."""
+    for out in (tmp_path / "missing" / "found.json", tmp_path):
+        p = subprocess.run([sys.executable, "-m", "selfhood", "hunt", "--property",
+                            "eventual never forks", "--max-examples", "5", "--out", str(out)],
+                           capture_output=True, text=True, timeout=120, check=False,
+                           cwd=tmp_path)
+        assert p.returncode == 64, p.stderr
+        assert "--out" in p.stderr and "Traceback" not in p.stderr
+        assert "counterexample" not in p.stdout  # refused before the search
+    nan = subprocess.run([sys.executable, "-m", "selfhood", "hunt", "--time-limit", "nan"],
+                         capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path)
+    assert nan.returncode == 64 and "--time-limit" in nan.stderr

@@ -174,6 +174,11 @@ def test_spec_file_and_replay(tmp_path: Path) -> None:
         (["--shards", "1", "--sharded-memory"], "sharded_memory"),
         (["--time-limit", "-1"], "time_limit_s"),
         (["--spec", "missing.json"], "cannot read spec"),
+        (["--rate", "inf"], "rate"),
+        (["--time-limit", "nan"], "time_limit_s"),
+        (["--check-time-limit", "nan"], "--check-time-limit"),
+        (["--name", ".."], "name"),
+        (["--name", "a/b"], "name"),
     ],
 )
 def test_bad_options_exit_64_naming_the_field(tmp_path: Path, args: list[str],
@@ -182,6 +187,54 @@ def test_bad_options_exit_64_naming_the_field(tmp_path: Path, args: list[str],
     assert p.returncode == 64, p.stderr
     assert needle in p.stderr
     assert "Traceback" not in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("*.json"))
+
+
+@pytest.mark.parametrize(
+    ("step", "needle"),
+    [
+        ({"at_ms": 5, "f": "crash", "value": "r9"}, "schedule.0.value"),
+        ({"at_ms": 5, "f": "pause", "value": {"r0": 1}}, "schedule.0.value"),
+        ({"at_ms": 5, "f": "partition", "value": "halves"}, "schedule.0.value"),
+        ({"at_ms": 5, "f": "partition", "value": {"pattern": "zigzag"}}, "schedule.0.value"),
+        ({"at_ms": 5, "f": "partition", "value": {"groups": [["r0", "rX"]]}}, "schedule.0.value"),
+        ({"at_ms": 5, "f": "skew", "value": {"r0": "soon"}}, "schedule.0.value"),
+    ],
+)
+def test_bad_schedule_values_exit_64_in_one_line(tmp_path: Path, step: dict[str, Any],
+                                                 needle: str) -> None:
+    spec = tmp_path / "s.json"
+    spec.write_text(json.dumps({"time_limit_s": 1.0, "schedule": [step]}))
+    p = selfhood("run", "--spec", str(spec), "-q", cwd=tmp_path)
+    assert p.returncode == 64, p.stderr
+    assert needle in p.stderr and "s.json" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_an_unwritable_store_is_refused_before_the_run(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("not a directory")
+    p = selfhood("run", "--store", "afile/store", "--time-limit", "1", cwd=tmp_path)
+    assert p.returncode == 64, p.stderr
+    assert "--store" in p.stderr and "Traceback" not in p.stderr
+    assert "[sequential]" not in p.stderr  # refused before any mode ran
+
+
+def test_a_stored_partition_run_replays_to_the_identical_hash(tmp_path: Path) -> None:
+    """Nemesis values (partition groups, skew offsets) replay in the same key order."""
+    from selfhood.chaos.runner import history_sha256, run_experiment, simulate_mode
+    from selfhood.spec import DEFAULT_SPEC, dumps, load_spec, with_overrides
+
+    spec = with_overrides(DEFAULT_SPEC, modes=("eventual",), time_limit_s=2.0,
+                          nemesis=("partition", "skew"), quiesce_ms=200)
+    exp = run_experiment(spec, check_time_limit_s=5)
+    stored = tmp_path / "spec.json"
+    stored.write_text(dumps(exp.spec))
+    replayed = load_spec(stored)
+    assert replayed == exp.spec  # the stored spec is canonical: it reads back equal
+    assert any(s.f == "partition" for s in replayed.schedule or ())
+    original = exp.results["modes"]["eventual"]["history_sha256"]
+    assert history_sha256(simulate_mode(replayed, "eventual").history)[1] == original
 
 
 def test_report_rebuilds_from_the_store(default_run: tuple[Path, float, str]) -> None:

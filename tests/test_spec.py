@@ -12,6 +12,7 @@ from selfhood.spec import (
     DEFAULT_SPEC,
     ExperimentSpec,
     NemesisOp,
+    canonical,
     dumps,
     load_spec,
     parse_list,
@@ -52,6 +53,42 @@ def test_toml_spec_with_schedule(tmp_path: Path) -> None:
         ({"bogus": 1}, "bogus"),
         ({"schedule": [{"at_ms": 5, "f": "zap"}]}, "schedule.0.f"),
         ({"sharded_memory": True, "shards": 1}, "sharded_memory"),
+        # schedule values: each op's value is checked against the topology
+        ({"schedule": [{"at_ms": 5, "f": "crash", "value": "r9"}]}, "schedule.0.value"),
+        ({"schedule": [{"at_ms": 5, "f": "pause", "value": {"r0": 1}}]}, "schedule.0.value"),
+        ({"schedule": [{"at_ms": 5, "f": "resume", "value": ["r0"]}]}, "schedule.0.value"),
+        ({"schedule": [{"at_ms": 5, "f": "partition", "value": "halves"}]}, "schedule.0.value"),
+        ({"schedule": [{"at_ms": 5, "f": "partition", "value": {"pattern": "zigzag"}}]},
+         "schedule.0.value"),
+        ({"schedule": [{"at_ms": 5, "f": "partition",
+                        "value": {"groups": [["r0", "r7"], ["log"]]}}]}, "schedule.0.value"),
+        ({"schedule": [{"at_ms": 5, "f": "partition", "value": {"groups": "r0"}}]},
+         "schedule.0.value"),
+        ({"schedule": [{"at_ms": 5, "f": "heal"}, {"at_ms": 6, "f": "skew", "value": {"r0": "x"}}]},
+         "schedule.1.value"),
+        ({"schedule": [{"at_ms": 5, "f": "skew", "value": {"r5": 100}}]}, "schedule.0.value"),
+        ({"schedule": [{"at_ms": 5, "f": "skew", "value": 100}]}, "schedule.0.value"),
+        ({"schedule": [{"at_ms": 5, "f": "skew", "value": {"r0": 1e300}}]}, "schedule.0.value"),
+        ({"schedule": [{"at_ms": 10**12, "f": "heal"}]}, "schedule.0.at_ms"),
+        ({"schedule": [{"at_ms": 5, "f": "heal", "value": 3}]}, "schedule.0.value"),
+        # every number is bounded; nan and infinities are refused
+        ({"net": {"delay_ms_max": 1e308}}, "net.delay_ms_max"),
+        ({"net": {"delay_ms_max": float("nan")}}, "net.delay_ms_max"),
+        ({"net": {"loss": float("nan")}}, "net.loss"),
+        ({"rate": float("inf")}, "rate"),
+        ({"rate": float("nan")}, "rate"),
+        ({"time_limit_s": float("nan")}, "time_limit_s"),
+        ({"time_limit_s": float("inf")}, "time_limit_s"),
+        ({"workload": {"memory": float("inf")}}, "workload.memory"),
+        ({"workload": {"probe": float("nan")}}, "workload.probe"),
+        ({"nemesis_interval_ms": 10**15}, "nemesis_interval_ms"),
+        ({"fault_duration_ms": 10**15}, "fault_duration_ms"),
+        ({"op_timeout_ms": 10**15}, "op_timeout_ms"),
+        ({"quiesce_ms": 10**15}, "quiesce_ms"),
+        ({"seed": 2**70}, "seed"),
+        # the name is one path segment of the store
+        ({"name": ".."}, "name"),
+        ({"name": "a/b"}, "name"),
     ],
 )
 def test_bad_fields_are_named(data: dict[str, object], field: str) -> None:
@@ -104,3 +141,31 @@ def test_spec_is_frozen_plain_data() -> None:
         spec.seed = 2  # type: ignore[misc]
     assert json.loads(dumps(spec))["modes"] == ["sequential", "eventual"]
     assert spec.replica_names == ("r0", "r1", "r2")
+
+
+def test_good_schedule_values_are_accepted() -> None:
+    spec = spec_from_mapping({"schedule": [
+        {"at_ms": 1, "f": "partition", "value": {"pattern": "isolate", "node": "r1"}},
+        {"at_ms": 2, "f": "partition", "value": {"pattern": "bridge",
+                                                 "groups": [["r0", "r1"], ["r1", "r2", "log"]]}},
+        {"at_ms": 3, "f": "heal"}, {"at_ms": 4, "f": "skew", "value": {"r2": -250.5}},
+        {"at_ms": 5, "f": "unskew"}, {"at_ms": 6, "f": "pause", "value": "r0"},
+        {"at_ms": 7, "f": "resume", "value": "r0"}, {"at_ms": 8, "f": "rebalance"}]})
+    assert spec.schedule is not None and len(spec.schedule) == 8
+
+
+def test_canonical_sorts_keys_recursively() -> None:
+    value = {"pattern": "halves", "groups": [["r1", "r0"]], "a": {"z": 1, "b": 2}}
+    out = canonical(value)
+    assert list(out) == ["a", "groups", "pattern"] and list(out["a"]) == ["b", "z"]
+    assert out["groups"] == [["r1", "r0"]]  # lists keep their order
+
+
+def test_spec_json_never_holds_infinity(tmp_path: Path) -> None:
+    p = tmp_path / "s.json"
+    p.write_text('{"rate": Infinity}')
+    with pytest.raises(SpecError, match="`rate`"):
+        load_spec(p)
+    p.write_text('{"net": {"delay_ms_max": 1e999}}')
+    with pytest.raises(SpecError, match=r"`net\.delay_ms_max`"):
+        load_spec(p)

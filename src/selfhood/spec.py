@@ -10,6 +10,7 @@ spec value is always valid. Bad input raises `SpecError` naming the field
 from __future__ import annotations
 
 import json
+import math
 import re
 import tomllib
 from pathlib import Path
@@ -29,6 +30,10 @@ NEMESIS_OPS: Final = ("partition", "heal", "crash", "restart", "pause", "resume"
                       "unskew", "rebalance")
 #: name of the log service in partition groups
 LOG_NODE: Final = "log"
+#: upper bound of every duration field in ms (one hour), so no value overflows the clock
+MAX_MS: Final = 3_600_000
+#: upper bound of the client rate and the workload weights
+MAX_RATE: Final = 1_000_000.0
 
 
 class NetSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -136,17 +141,98 @@ def _fail(field: str, message: str, source: str | None = None,
     return SpecError(f"{where}spec field `{field}`: {message}")
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _in(value: float, lo: float, hi: float, *, open_lo: bool = False) -> bool:
+    """lo <= value <= hi (or lo < value), False for nan and infinities."""
+    if not _number(value):
+        return False
+    return (lo < value if open_lo else lo <= value) and value <= hi
+
+
+def canonical(value: Any) -> Any:
+    """`value` with every mapping's keys sorted, as spec.json stores it.
+
+    A schedule value is written into the history as the run saw it, so the
+    run must see the same key order that a replay of spec.json sees.
+    """
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list | tuple):
+        return [canonical(v) for v in value]
+    return value
+
+
+def _schedule_value_error(spec: ExperimentSpec, step: NemesisOp) -> str | None:
+    """Why `step.value` is not a value the nemesis op `step.f` accepts, or None."""
+    replicas = spec.replica_names
+    nodes = (*replicas, LOG_NODE)
+    v = step.value
+    if step.f in ("crash", "restart", "pause", "resume"):
+        if not isinstance(v, str) or v not in replicas:
+            return f"{step.f} takes a replica name ({', '.join(replicas)}), got {v!r}"
+        return None
+    if step.f in ("heal", "unskew", "rebalance"):
+        return None if v is None else f"{step.f} takes no value, got {v!r}"
+    if step.f == "skew":
+        if not isinstance(v, dict) or not v:
+            return f"skew takes {{replica: offset_ms}}, got {v!r}"
+        for name, ms in v.items():
+            if name not in replicas:
+                return f"skew: unknown replica {name!r} (replicas are {', '.join(replicas)})"
+            if not _in(ms, -MAX_MS, MAX_MS):
+                return f"skew of {name}: {ms!r} must be a number of ms in [-{MAX_MS}, {MAX_MS}]"
+        return None
+    # partition: explicit groups, or a named pattern (isolate may name its node)
+    if not isinstance(v, dict):
+        return (f"partition takes {{pattern, groups}} or {{pattern[, node]}} "
+                f"(patterns {', '.join(PARTITION_PATTERNS)}), got {v!r}")
+    extra = sorted(set(v) - {"pattern", "groups", "node"})
+    if extra:
+        return f"partition: unknown key {extra[0]!r} (keys are pattern, groups, node)"
+    pattern = v.get("pattern")
+    if pattern is not None and pattern not in PARTITION_PATTERNS:
+        return (f"partition: unknown pattern {pattern!r} "
+                f"(choose from {', '.join(PARTITION_PATTERNS)})")
+    if "groups" in v:
+        groups = v["groups"]
+        if not isinstance(groups, list) or not groups:
+            return f"partition: groups must be a non-empty list of node lists, got {groups!r}"
+        for gi, g in enumerate(groups):
+            if not isinstance(g, list) or not g:
+                return f"partition: group {gi} must be a non-empty list of nodes, got {g!r}"
+            for n in g:
+                if n not in nodes:
+                    return (f"partition: unknown node {n!r} in group {gi} "
+                            f"(nodes are {', '.join(nodes)})")
+    elif pattern is None:
+        return "partition needs a pattern or groups"
+    if "node" in v and (pattern != "isolate" or "groups" in v or v["node"] not in nodes):
+        return (f"partition: node {v['node']!r} needs pattern 'isolate' "
+                f"and one of {', '.join(nodes)}")
+    return None
+
+
 def validate(spec: ExperimentSpec, *, source: str | None = None,
              text: str | None = None) -> ExperimentSpec:
-    """Check what types alone cannot; raise SpecError naming the first bad field."""
+    """Check what types alone cannot; raise SpecError naming the first bad field.
+
+    Every number is bounded (nan and infinities are refused), so no value can
+    overflow the virtual clock or write `Infinity` into spec.json.
+    """
 
     def bad(field: str, message: str) -> SpecError:
         return _fail(field, message, source, text)
 
-    if not spec.name or not re.fullmatch(r"[A-Za-z0-9_.-]+", spec.name):
-        raise bad("name", f"{spec.name!r} must be non-empty letters, digits, '_', '.', '-'")
+    if not spec.name or not re.fullmatch(r"[A-Za-z0-9_.-]+", spec.name) or spec.name in (".", ".."):
+        raise bad("name", f"{spec.name!r} must be one path segment of letters, digits, "
+                  "'_', '.', '-' (not '.' or '..')")
     if spec.runtime != "sim":
         raise bad("runtime", f"{spec.runtime!r} is not supported (only 'sim')")
+    if not -(2**63) <= spec.seed < 2**63:
+        raise bad("seed", f"{spec.seed} must fit in 64 bits")
     if not spec.modes:
         raise bad("modes", "at least one mode is required")
     for i, m in enumerate(spec.modes):
@@ -154,12 +240,12 @@ def validate(spec: ExperimentSpec, *, source: str | None = None,
             raise bad(f"modes.{i}", f"unknown mode {m!r} (choose from {', '.join(MODES)})")
     if len(set(spec.modes)) != len(spec.modes):
         raise bad("modes", "modes must not repeat")
-    if not 0 < spec.time_limit_s <= 3600:
+    if not _in(spec.time_limit_s, 0, 3600, open_lo=True):
         raise bad("time_limit_s", f"{spec.time_limit_s} must be in (0, 3600] seconds")
     if not 1 <= spec.concurrency <= 1024:
         raise bad("concurrency", f"{spec.concurrency} must be in 1..1024")
-    if not spec.rate > 0:
-        raise bad("rate", f"{spec.rate} must be > 0 ops/s")
+    if not _in(spec.rate, 0, MAX_RATE, open_lo=True):
+        raise bad("rate", f"{spec.rate} must be in (0, {MAX_RATE:g}] ops/s")
     if not 1 <= spec.replicas <= 64:
         raise bad("replicas", f"{spec.replicas} must be in 1..64")
     if not 1 <= spec.shards <= 256:
@@ -172,8 +258,8 @@ def validate(spec: ExperimentSpec, *, source: str | None = None,
         raise bad("router", f"unknown router {spec.router!r} (choose from {', '.join(ROUTERS)})")
     w = spec.workload
     for k in ("conversation", "memory", "governance", "probe"):
-        if getattr(w, k) < 0:
-            raise bad(f"workload.{k}", "weights must be >= 0")
+        if not _in(getattr(w, k), 0, MAX_RATE):
+            raise bad(f"workload.{k}", f"{getattr(w, k)} must be a weight in [0, {MAX_RATE:g}]")
     if w.conversation + w.memory + w.governance + w.probe <= 0:
         raise bad("workload", "at least one workload weight must be > 0")
     if not 1 <= w.max_txn_len <= 32:
@@ -183,25 +269,31 @@ def validate(spec: ExperimentSpec, *, source: str | None = None,
     for i, fault in enumerate(spec.nemesis):
         if fault not in FAULTS:
             raise bad(f"nemesis.{i}", f"unknown fault {fault!r} (choose from {', '.join(FAULTS)})")
-    if spec.nemesis_interval_ms < 0:
-        raise bad("nemesis_interval_ms", "must be >= 0")
-    if spec.fault_duration_ms <= 0:
-        raise bad("fault_duration_ms", "must be > 0")
+    if not 0 <= spec.nemesis_interval_ms <= MAX_MS:
+        raise bad("nemesis_interval_ms", f"{spec.nemesis_interval_ms} must be in 0..{MAX_MS}")
+    if not 0 < spec.fault_duration_ms <= MAX_MS:
+        raise bad("fault_duration_ms", f"{spec.fault_duration_ms} must be in 1..{MAX_MS}")
     if spec.schedule is not None:
         for i, step in enumerate(spec.schedule):
             if step.f not in NEMESIS_OPS:
-                raise bad(f"schedule.{i}.f", f"unknown nemesis op {step.f!r}")
-            if step.at_ms < 0:
-                raise bad(f"schedule.{i}.at_ms", "must be >= 0")
+                raise bad(f"schedule.{i}.f", f"unknown nemesis op {step.f!r} "
+                          f"(choose from {', '.join(NEMESIS_OPS)})")
+            if not 0 <= step.at_ms <= MAX_MS:
+                raise bad(f"schedule.{i}.at_ms", f"{step.at_ms} must be in 0..{MAX_MS}")
+            why = _schedule_value_error(spec, step)
+            if why is not None:
+                raise bad(f"schedule.{i}.value", why)
     n = spec.net
-    if not 0 <= n.delay_ms_min <= n.delay_ms_max:
+    if not _in(n.delay_ms_max, 0, 60_000):
+        raise bad("net.delay_ms_max", f"{n.delay_ms_max} must be in [0, 60000] ms")
+    if not _in(n.delay_ms_min, 0, n.delay_ms_max):
         raise bad("net.delay_ms_min", "need 0 <= delay_ms_min <= delay_ms_max")
-    if not 0 <= n.loss < 1:
+    if not _in(n.loss, 0, 1) or n.loss == 1:
         raise bad("net.loss", f"{n.loss} must be in [0, 1)")
-    if spec.op_timeout_ms <= 0:
-        raise bad("op_timeout_ms", "must be > 0")
-    if spec.quiesce_ms < 0:
-        raise bad("quiesce_ms", "must be >= 0")
+    if not 0 < spec.op_timeout_ms <= MAX_MS:
+        raise bad("op_timeout_ms", f"{spec.op_timeout_ms} must be in 1..{MAX_MS}")
+    if not 0 <= spec.quiesce_ms <= MAX_MS:
+        raise bad("quiesce_ms", f"{spec.quiesce_ms} must be in 0..{MAX_MS}")
     return spec
 
 

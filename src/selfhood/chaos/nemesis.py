@@ -18,7 +18,7 @@ import random
 from collections.abc import Sequence
 from typing import Any, Final
 
-from selfhood.spec import LOG_NODE, PARTITION_PATTERNS, ExperimentSpec, NemesisOp
+from selfhood.spec import LOG_NODE, PARTITION_PATTERNS, ExperimentSpec, NemesisOp, canonical
 
 #: salt so the schedule's random stream is independent of the workload's
 _SALT: Final = 0x6E656D65
@@ -76,10 +76,16 @@ def _fault(kind: str, spec: ExperimentSpec, rng: random.Random) -> tuple[str, An
     raise ValueError(f"unknown fault {kind!r}")
 
 
+def _canonical(ops: Sequence[NemesisOp]) -> tuple[NemesisOp, ...]:
+    """Sorted by time, each value with sorted keys: the form spec.json stores and replays."""
+    return tuple(NemesisOp(at_ms=s.at_ms, f=s.f, value=canonical(s.value))
+                 for s in sorted(ops, key=lambda s: s.at_ms))
+
+
 def build_schedule(spec: ExperimentSpec) -> tuple[NemesisOp, ...]:
-    """The run's schedule: the spec's explicit one, or windows drawn from `nemesis` + seed."""
+    """The run's schedule, canonical: the spec's explicit one, or drawn from `nemesis` + seed."""
     if spec.schedule is not None:
-        return tuple(sorted(spec.schedule, key=lambda s: s.at_ms))
+        return _canonical(spec.schedule)
     if not spec.nemesis:
         return ()
     rng = random.Random(spec.seed ^ _SALT)
@@ -96,7 +102,7 @@ def build_schedule(spec: ExperimentSpec) -> tuple[NemesisOp, ...]:
             out.append(NemesisOp(at_ms=t + spec.fault_duration_ms, f=heal_f, value=heal_value))
             t += spec.fault_duration_ms
         t += max(1, spec.nemesis_interval_ms)
-    return tuple(out)
+    return _canonical(out)
 
 
 def windows_schedule(windows: Sequence[tuple[int, int, str, int]],
@@ -111,7 +117,7 @@ def windows_schedule(windows: Sequence[tuple[int, int, str, int]],
         out.append(NemesisOp(at_ms=start, f=f, value=value))
         if heal_f:
             out.append(NemesisOp(at_ms=start + duration, f=heal_f, value=heal_value))
-    return tuple(sorted(out, key=lambda s: s.at_ms))
+    return _canonical(out)
 
 
 def final_heal(schedule: Sequence[NemesisOp], until_ms: float) -> tuple[NemesisOp, ...]:

@@ -10,7 +10,10 @@ Bad values raise SpecError naming the field (exit 64), never a traceback.
 
 from __future__ import annotations
 
+import math
+import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,14 @@ def _progress(quiet: bool) -> Any:
         if not quiet:
             click.echo(msg, err=True)
     return emit
+
+
+def _positive(option: str, value: float) -> None:
+    """A wall-clock limit must be a finite number > 0 (nan and inf refused)."""
+    from selfhood.errors import SpecError
+
+    if not (math.isfinite(value) and value > 0):
+        raise SpecError(f"option {option}: {value} must be a finite number > 0")
 
 
 def build_spec(spec_file: Path | None, **opts: Any) -> Any:
@@ -66,9 +77,10 @@ def build_spec(spec_file: Path | None, **opts: Any) -> Any:
 @click.option("--replicas", type=int, help="Replicas serving the instances.")
 @click.option("--instances", type=int, help="Virtual instances.")
 @click.option("--rate", type=float, help="Client ops per virtual second.")
-@click.option("--name", help="Experiment name (store/<name>/...).")
+@click.option("--name", help="Experiment name: one path segment (store/<name>/...).")
 @click.option("--store", "store", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("store"), show_default=True, help="Store root directory.")
+              default=Path("store"), show_default=True,
+              help="Store root directory (checked writable before the run).")
 @click.option("--check-time-limit", type=float, default=20.0, show_default=True,
               help="Wall-clock seconds per checker before its verdict is 'unknown'.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
@@ -79,18 +91,20 @@ def run(spec_file: Path | None, store: Path, check_time_limit: float, quiet: boo
     With no arguments: sequential vs eventual, 3 replicas, 4 instances, under
     partitions and crash/failover, in well under a minute.
     """
-    from selfhood.chaos.runner import run_experiment, save
-    from selfhood.errors import SpecError
-    from selfhood.report.render import render_table
+    from selfhood.chaos.runner import run_experiment
+    from selfhood.chaos.store import prepare_store, save_run
+    from selfhood.report.render import render_markdown, render_table
 
-    if check_time_limit <= 0:
-        raise SpecError("option --check-time-limit: must be > 0")
+    _positive("--check-time-limit", check_time_limit)
     spec = build_spec(spec_file, **opts)
+    prepare_store(store, spec.name)  # an unwritable store fails now, not after the run
     progress = _progress(quiet)
     progress(f"selfhood run {spec.name}: modes {', '.join(spec.modes)}, seed {spec.seed}, "
              f"{spec.time_limit_s:g} s virtual load, nemesis {', '.join(spec.nemesis) or 'none'}")
     exp = run_experiment(spec, progress=progress, check_time_limit_s=check_time_limit)
-    run_dir = save(exp, store)
+    run_dir = save_run(store, exp.spec, exp.results,
+                       {m: o.files for m, o in exp.outcomes.items()},
+                       extra={"report.md": lambda d: render_markdown(exp.results, run_dir=d)})
     click.echo(render_table(exp.results), nl=False)
     click.echo(f"store: {run_dir}  (latest: {store / 'latest'})")
 
@@ -108,7 +122,7 @@ def run(spec_file: Path | None, store: Path, check_time_limit: float, quiet: boo
               help="Faults the search may schedule.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("hunt-failure.json"), show_default=True,
-              help="Where to write the replay spec of a failure.")
+              help="Where to write the replay spec of a failure (checked before the search).")
 @click.option("--quiet", "-q", is_flag=True)
 def hunt(prop: str, spec_file: Path | None, max_examples: int, time_limit: float, faults: str,
          out: Path, quiet: bool) -> None:
@@ -120,11 +134,11 @@ def hunt(prop: str, spec_file: Path | None, max_examples: int, time_limit: float
 
     if max_examples < 1:
         raise SpecError("option --max-examples: must be >= 1")
-    if time_limit <= 0:
-        raise SpecError("option --time-limit: must be > 0")
+    _positive("--time-limit", time_limit)
     prop_ = parse_property(prop)
     base = load_spec(spec_file) if spec_file is not None else DEFAULT_SPEC
     kinds = parse_list("--faults", faults, FAULTS)
+    _check_out(out)  # a counterexample must not be lost to an unwritable --out
     found = do_hunt(prop_, base, faults=kinds, max_examples=max_examples,
                     time_limit_s=time_limit, progress=_progress(quiet))
     if found.spec is None:
@@ -133,9 +147,30 @@ def hunt(prop: str, spec_file: Path | None, max_examples: int, time_limit: float
         return
     from selfhood.spec import dumps
 
-    out.write_text(dumps(found.spec), encoding="utf-8")
+    text = dumps(found.spec)
     click.echo(f"counterexample to {prop!r} after {found.examples} runs "
                f"({found.elapsed_s:.1f} s), shrunk to {len(found.spec.schedule or ())} "
                f"nemesis ops: {found.detail}")
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:  # checked before the search, but the disk may still fail
+        out = Path(tempfile.gettempdir()) / f"selfhood-hunt-{os.getpid()}.json"
+        click.echo(f"cannot write --out ({exc.strerror or exc}); the spec follows and is "
+                   f"saved as {out}", err=True)
+        click.echo(text, nl=False)
+        out.write_text(text, encoding="utf-8")
     click.echo(f"replay: selfhood run --spec {out}")
     sys.exit(1)
+
+
+def _check_out(out: Path) -> None:
+    """`--out` must be a writable file path whose directory exists (SpecError, exit 64)."""
+    from selfhood.errors import SpecError
+
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise SpecError(f"option --out: {out} is a directory")
+    if not parent.is_dir():
+        raise SpecError(f"option --out: directory {parent} does not exist")
+    if not os.access(parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise SpecError(f"option --out: cannot write {out}")

@@ -9,7 +9,7 @@ the identity verdicts. Everything a verdict rests on is written to the
 store, with the exact `selfhood check` command that reproduces it.
 
 The pure parts (splitting, summaries) are plain functions; `run_experiment`
-is the one place that writes files.
+writes nothing: `selfhood.chaos.store` writes the run.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final
 
 from selfhood.chaos.nemesis import build_schedule, final_heal
@@ -421,13 +420,13 @@ class Experiment:
 
 def run_experiment(spec: ExperimentSpec, *, progress: Progress | None = None,
                    check_time_limit_s: float | None = 20.0) -> Experiment:
-    """Run and judge every mode of the spec (no files written; see store.save_run)."""
+    """Run and judge every mode of the spec (no files written; see chaos.store)."""
     try:
         import selfhood.chaos.sim  # noqa: F401
     except ModuleNotFoundError as exc:  # pragma: no cover - only before the sim lands
         raise ChaosError("the simulator (selfhood.chaos.sim) is not available") from exc
     schedule = schedule_of(spec)
-    resolved = spec if spec.schedule is not None else _with_schedule(spec, schedule)
+    resolved = _with_schedule(spec, schedule)
     outcomes: dict[str, ModeOutcome] = {}
     t_all = time.perf_counter()
     for mode in spec.modes:
@@ -459,14 +458,7 @@ def run_experiment(spec: ExperimentSpec, *, progress: Progress | None = None,
 
 
 def _with_schedule(spec: ExperimentSpec, schedule: tuple[NemesisOp, ...]) -> ExperimentSpec:
-    """The spec with its drawn schedule made explicit, so spec.json replays exactly."""
+    """The spec with its schedule explicit and canonical, so spec.json replays exactly."""
     import msgspec
 
     return msgspec.structs.replace(spec, schedule=schedule)
-
-
-def save(exp: Experiment, store_root: str | Path) -> Path:
-    """Write the experiment to the store (see selfhood.chaos.store)."""
-    from selfhood.chaos.store import save_run
-
-    return save_run(exp, store_root)

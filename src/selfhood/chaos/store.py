@@ -8,43 +8,73 @@ Layout of one run directory:
   checkable parts, which `selfhood check` reads (report.md lists the exact
   commands; governance is a set history with removals, `--model set`);
 - ``<mode>/results.json``: that mode's entry of results.json;
-- ``results.json`` and ``report.md``.
+- ``results.json`` and the extra files the caller renders (``report.md``).
 
-`latest` is replaced atomically (a new symlink renamed over the old one), so
-a reader never sees it missing.
+A run directory is written under a hidden name and renamed into place when
+complete, so a reader (or `latest`) never sees half a run, and an
+interrupted write leaves nothing behind. `latest` is replaced atomically (a
+new symlink renamed over the old one), so a reader never sees it missing.
+The store knows files, not reports: it imports neither the runner nor
+`selfhood.report` (reports import results, never the other way).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from selfhood.errors import ChaosError
-from selfhood.spec import dumps
+from selfhood.errors import ChaosError, SpecError
+from selfhood.spec import ExperimentSpec, dumps
 
-if TYPE_CHECKING:
-    from selfhood.chaos.runner import Experiment
+#: renders an extra file's text for the final run directory (e.g. report.md)
+Render = Callable[[Path], str]
 
 
 def _timestamp() -> str:
     return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
-def new_run_dir(store_root: Path, name: str) -> Path:
-    """A fresh directory for a run (suffixed if two runs start in the same second)."""
-    base = store_root / name
-    base.mkdir(parents=True, exist_ok=True)
+def prepare_store(store_root: str | Path, name: str) -> Path:
+    """Check, before a run, that `store_root/name` can be written; returns that directory.
+
+    A store that cannot be written is a bad `--store` option (SpecError,
+    exit 64), found before the run rather than after it, when its results
+    would be lost. `name` is a validated spec name: one path segment.
+    """
+    base = Path(store_root) / name
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=base):
+            pass
+    except OSError as exc:
+        raise SpecError(f"option --store: cannot write {base}: "
+                        f"{exc.strerror or exc}") from None
+    return base
+
+
+def _publish(tmp: Path, base: Path, extra: Mapping[str, Render]) -> Path:
+    """Render `extra` into the complete `tmp` and rename it to a free timestamped name."""
     stamp = _timestamp()
     for n in range(1000):
-        d = base / (stamp if n == 0 else f"{stamp}-{n}")
-        try:
-            d.mkdir()
-        except FileExistsError:
+        final = base / (stamp if n == 0 else f"{stamp}-{n}")
+        if final.exists():
             continue
-        return d
+        for fname, render in extra.items():  # extras see the name they will have
+            (tmp / fname).write_text(render(final), encoding="utf-8")
+        try:
+            os.rename(tmp, final)  # onto a free name (a published run is never empty)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                continue
+            raise
+        return final
     raise ChaosError(f"cannot create a run directory under {base}")
 
 
@@ -58,41 +88,38 @@ def point_latest(store_root: Path, run_dir: Path) -> None:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    path.write_text(json.dumps(obj, indent=2, sort_keys=False, allow_nan=False) + "\n",
+                    encoding="utf-8")
 
 
-def save_run(exp: Experiment, store_root: str | Path) -> Path:
-    """Write every file of a finished experiment; returns the run directory."""
-    from selfhood.report.render import render_markdown
+def save_run(store_root: str | Path, spec: ExperimentSpec, results: dict[str, Any],
+             mode_files: Mapping[str, Mapping[str, str]], *,
+             extra: Mapping[str, Render] | None = None) -> Path:
+    """Write a finished run and publish it; returns the run directory.
 
+    `results["modes"][mode]` is written as `<mode>/results.json` beside that
+    mode's `mode_files`; each `extra` file is rendered for the final
+    directory's path. Nothing is visible until every file is written.
+    """
     root = Path(store_root)
+    base = prepare_store(root, spec.name)
+    tmp: Path | None = None
     try:
-        run_dir = new_run_dir(root, exp.spec.name)
-        (run_dir / "spec.json").write_text(dumps(exp.spec), encoding="utf-8")
-        for mode, outcome in exp.outcomes.items():
-            mdir = run_dir / mode
+        tmp = Path(tempfile.mkdtemp(prefix=f".{_timestamp()}.", suffix=".partial", dir=base))
+        (tmp / "spec.json").write_text(dumps(spec), encoding="utf-8")
+        for mode, files in mode_files.items():
+            mdir = tmp / mode
             mdir.mkdir()
-            for fname, text in outcome.files.items():
+            for fname, text in files.items():
                 (mdir / fname).write_text(text, encoding="utf-8")
-            write_json(mdir / "results.json", outcome.summary)
-        write_json(run_dir / "results.json", exp.results)
-        (run_dir / "report.md").write_text(render_markdown(exp.results, run_dir=run_dir),
-                                           encoding="utf-8")
+            write_json(mdir / "results.json", results["modes"][mode])
+        write_json(tmp / "results.json", results)
+        run_dir = _publish(tmp, base, extra or {})
+        tmp = None
         point_latest(root, run_dir)
     except OSError as exc:
         raise ChaosError(f"cannot write the run store under {root}: {exc}") from None
+    finally:
+        if tmp is not None:  # failed or interrupted (Ctrl-C): leave no partial run
+            shutil.rmtree(tmp, ignore_errors=True)
     return run_dir
-
-
-def load_results(run_dir: str | Path) -> dict[str, Any]:
-    """results.json of a stored run (`run_dir` may be `store/latest`)."""
-    p = Path(run_dir) / "results.json"
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ChaosError(f"{p}: cannot read results: {exc.strerror or exc}") from None
-    except json.JSONDecodeError as exc:
-        raise ChaosError(f"{p}:{exc.lineno}: malformed results.json: {exc.msg}") from None
-    if not isinstance(data, dict) or "modes" not in data:
-        raise ChaosError(f"{p}: not a selfhood results.json (no 'modes')")
-    return data

@@ -39,7 +39,6 @@ from selfhood.events import (
     SnapshotMarker,
     TurnAppended,
 )
-from selfhood.projections.reducer import check_applicable, note_position
 from selfhood.projections.state import (
     CaseEntry,
     InstanceState,
@@ -48,6 +47,8 @@ from selfhood.projections.state import (
     OwnerEntry,
     RuleEntry,
     Turn,
+    check_applicable,
+    note_position,
 )
 
 _T = TypeVar("_T", Turn, CaseEntry)

@@ -46,6 +46,7 @@ from selfhood.events import (
     SnapshotMarker,
     TurnAppended,
 )
+from selfhood.projections.crdt import merge_eventual
 from selfhood.projections.state import (
     CaseEntry,
     InstanceState,
@@ -55,31 +56,10 @@ from selfhood.projections.state import (
     OwnerEntry,
     RuleEntry,
     Turn,
+    check_applicable,
 )
 
 Validation = Literal["key", "instance"]
-
-
-def check_applicable(state: InstanceState, event: Event) -> None:
-    """Raise `PoisonEvent` for an event that decodes but can never apply here.
-
-    Checked before any mutation, so a poison event leaves the state untouched
-    and the projector can dead-letter it and go on.
-    """
-    if event.instance_id != state.instance_id:
-        raise PoisonEvent(f"event {event.event_id} is for instance {event.instance_id!r}, "
-                          f"not {state.instance_id!r}")
-    p = event.payload
-    if type(p) is MemoryWritten and p.module == "case_bank" and p.case is None:
-        raise PoisonEvent(f"event {event.event_id}: case_bank write without a case")
-
-
-def note_position(state: InstanceState, position: LogPosition | None) -> None:
-    """Remember the next offset to read in the event's partition (bookkeeping only)."""
-    if position is not None:
-        nxt = position.offset + 1
-        if state.positions.get(position.partition, 0) < nxt:
-            state.positions[position.partition] = nxt
 
 
 def apply_effect(state: InstanceState, event: Event) -> None:
@@ -210,8 +190,6 @@ def apply(state: InstanceState, event: Event, position: LogPosition | None = Non
     """Apply by consistency mode: the sequential reducer or the eventual CRDT merge."""
     if mode == "sequential":
         return apply_sequential(state, event, position, fencing=fencing)
-    from selfhood.projections.crdt import merge_eventual
-
     return merge_eventual(state, event, position)
 
 

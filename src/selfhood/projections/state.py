@@ -28,7 +28,9 @@ from typing import Any, Final, Literal
 
 import msgspec
 
-from selfhood.events import Hlc, MemoryModule
+from selfhood.errors import PoisonEvent
+from selfhood.eventlog.base import LogPosition
+from selfhood.events import Event, Hlc, MemoryModule, MemoryWritten
 
 Outcome = Literal["applied", "aborted", "fenced", "duplicate"]
 Mode = Literal["sequential", "eventual"]
@@ -318,3 +320,25 @@ def canonical_bytes(state: InstanceState) -> bytes:
 def fingerprint(state: InstanceState) -> str:
     """sha256 hex of the canonical encoding: equal meaning <=> equal fingerprint."""
     return hashlib.sha256(canonical_bytes(state)).hexdigest()
+
+
+def check_applicable(state: InstanceState, event: Event) -> None:
+    """Raise `PoisonEvent` for an event that decodes but can never apply here.
+
+    Checked before any mutation, so a poison event leaves the state untouched
+    and the projector can dead-letter it and go on.
+    """
+    if event.instance_id != state.instance_id:
+        raise PoisonEvent(f"event {event.event_id} is for instance {event.instance_id!r}, "
+                          f"not {state.instance_id!r}")
+    p = event.payload
+    if type(p) is MemoryWritten and p.module == "case_bank" and p.case is None:
+        raise PoisonEvent(f"event {event.event_id}: case_bank write without a case")
+
+
+def note_position(state: InstanceState, position: LogPosition | None) -> None:
+    """Remember the next offset to read in the event's partition (bookkeeping only)."""
+    if position is not None:
+        nxt = position.offset + 1
+        if state.positions.get(position.partition, 0) < nxt:
+            state.positions[position.partition] = nxt

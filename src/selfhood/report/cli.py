@@ -15,8 +15,8 @@ def report(store_dir: Path) -> None:
 
     STORE_DIR is a run directory, e.g. store/latest (the default).
     """
-    from selfhood.chaos.store import load_results
     from selfhood.report.render import render_markdown, render_table
+    from selfhood.results import load_results
 
     results = load_results(store_dir)
     run_dir = store_dir.resolve()
