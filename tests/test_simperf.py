@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 
 from selfhood.chaos.generator import Context, clients, limit
-from selfhood.chaos.sim import SimConfig, _context, _op, run_simulation
+from selfhood.chaos.interpreter import _context, _op
+from selfhood.chaos.sim import SimConfig, run_simulation
 from selfhood.chaos.workloads import client_mix
 from selfhood.checkers.formats import ops_to_jsonl
 from selfhood.checkers.history import Op

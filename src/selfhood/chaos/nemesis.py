@@ -18,6 +18,7 @@ import random
 from collections.abc import Sequence
 from typing import Any, Final
 
+from selfhood.errors import ChaosError
 from selfhood.spec import LOG_NODE, PARTITION_PATTERNS, ExperimentSpec, NemesisOp, canonical
 
 #: salt so the schedule's random stream is independent of the workload's
@@ -28,9 +29,14 @@ def nodes_of(spec: ExperimentSpec) -> tuple[str, ...]:
     return (*spec.replica_names, LOG_NODE)
 
 
-def partition_groups(pattern: str, nodes: Sequence[str],
-                     rng: random.Random) -> list[list[str]]:
-    """Explicit groups for a named partition pattern (Jepsen's nemesis/partition-*)."""
+def partition_groups(pattern: str, nodes: Sequence[str], rng: random.Random, *,
+                     node: str | None = None) -> list[list[str]]:
+    """Explicit groups for a named partition pattern (Jepsen's nemesis/partition-*).
+
+    The one implementation of the patterns: schedules resolve them here, and so
+    does every world for a partition op that names only a pattern. ``node``
+    picks the lone node of ``isolate`` (default: a random one).
+    """
     ns = list(nodes)
     rng.shuffle(ns)
     n = len(ns)
@@ -38,7 +44,10 @@ def partition_groups(pattern: str, nodes: Sequence[str],
         half = n // 2
         return [sorted(ns[:half]), sorted(ns[half:])]
     if pattern == "isolate":
-        return [[ns[0]], sorted(ns[1:])]
+        lone = ns[0] if node is None else node
+        if lone not in ns:
+            raise ValueError(f"unknown node {lone!r}")
+        return [[lone], sorted(x for x in ns if x != lone)]
     if pattern == "majority-ring":
         # ring links up to distance d: each node sees about a majority, no two the same
         d = max(1, (n // 2 + 1) // 2)
@@ -51,6 +60,38 @@ def partition_groups(pattern: str, nodes: Sequence[str],
         half = len(rest) // 2
         return [sorted([bridge, *rest[:half]]), sorted([bridge, *rest[half:]])]
     raise ValueError(f"unknown partition pattern {pattern!r}")
+
+
+def cut_links(value: Any, nodes: Sequence[str], rng: random.Random) -> set[tuple[str, str]]:
+    """The directed links a partition op cuts: two nodes talk iff some group holds both.
+
+    ``value`` is ``{"groups": [[node, ...], ...]}`` (groups may overlap: a bridge
+    node sits in both halves, a ring is a list of links) or ``{"pattern": name}``
+    (plus ``"node"`` for isolate), resolved by `partition_groups` with ``rng``.
+    Raises ChaosError naming what is wrong.
+    """
+    if not isinstance(value, dict):
+        raise ChaosError(f"nemesis partition: value must be a dict, got {value!r}")
+    if "groups" in value:
+        groups = value["groups"]
+        if not isinstance(groups, list):
+            raise ChaosError(f"nemesis partition: groups must be a list, got {groups!r}")
+    else:
+        pattern = value.get("pattern")
+        if pattern not in PARTITION_PATTERNS:
+            raise ChaosError(f"nemesis partition: unknown pattern {pattern!r}; "
+                             f"expected one of {PARTITION_PATTERNS} or 'groups'")
+        try:
+            groups = partition_groups(str(pattern), nodes, rng, node=value.get("node"))
+        except ValueError as e:
+            raise ChaosError(f"nemesis partition: {e}") from None
+    allowed: set[tuple[str, str]] = set()
+    for gi, g in enumerate(groups):
+        for n in g:
+            if n not in nodes:
+                raise ChaosError(f"nemesis partition: unknown node {n!r} in group {gi}")
+        allowed.update((a, b) for a in g for b in g)
+    return {(a, b) for a in nodes for b in nodes if a != b and (a, b) not in allowed}
 
 
 def _fault(kind: str, spec: ExperimentSpec, rng: random.Random) -> tuple[str, Any, str, Any]:

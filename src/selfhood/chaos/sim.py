@@ -18,13 +18,11 @@ simulated world:
   rehydrates from the log plus its disk), pause (messages queue, timers stop) /
   resume (the zombie processes its backlog), per-replica clock skew, and
   rebalance (the coordinator moves every partition);
-- **interpreter**: asks the harness's generator for ops, routes client ops
-  through the router, executes nemesis ops, enforces op timeouts and records
-  the history (`checkers.history.Op`, dense indices, time in virtual ns).
-
-Completion conventions: a client op that times out is ``info`` if it could
-have written and ``fail`` if it only reads; nemesis ops are recorded as an
-``info`` invoke and an ``info`` completion (as Jepsen does).
+- **the interpreter's world**: the simulation is a `chaos.interpreter.World`;
+  the one interpreter asks the generator for ops and records the history
+  (time in virtual ns), the client protocol (`chaos.client`) routes them,
+  and this module delivers requests and replies, runs nemesis ops and the
+  op timeouts in virtual time order.
 """
 
 from __future__ import annotations
@@ -32,27 +30,19 @@ from __future__ import annotations
 import gc
 import heapq
 import random
-from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
-from itertools import filterfalse
-from types import MemberDescriptorType
+from dataclasses import dataclass, field
 from typing import Any, Final
 
-from selfhood.chaos.generator import (
-    NEMESIS,
-    Context,
-    Generator,
-    OpRequest,
-    Pending,
-    _drop_nemesis,
-)
+from selfhood.chaos.client import ClientSessions
+from selfhood.chaos.generator import Generator, OpRequest
+from selfhood.chaos.interpreter import Interpreter
+from selfhood.chaos.nemesis import cut_links
 from selfhood.checkers.history import Op
 from selfhood.consistency.model import ModelPort
 from selfhood.consistency.ownership import Coordinator, Grant
 from selfhood.consistency.replica import (
     MODES,
-    UNAVAILABLE,
     Append,
     AppendAck,
     Forward,
@@ -63,13 +53,11 @@ from selfhood.consistency.replica import (
     ReplicaConfig,
     Reply,
     Request,
-    Token,
 )
-from selfhood.consistency.router import POLICIES, Router
+from selfhood.consistency.router import POLICIES
 from selfhood.errors import ChaosError
 from selfhood.events import Event
 from selfhood.spec import LOG_NODE as LOG
-from selfhood.spec import PARTITION_PATTERNS as PATTERNS
 
 MS: Final = 1_000_000
 CLIENT: Final = "client"
@@ -79,83 +67,6 @@ CLIENT: Final = "client"
  _COORD) = range(11)
 _TO_REPLICA: Final = frozenset({_TICK, _REQ, _RECS, _ACK, _GRANT})
 assert max(_TO_REPLICA) == _GRANT < min(_POLL, _APPEND, _REPLY, _INVOKE, _WAKE, _COORD)
-
-
-def _plain_slots(cls: type, names: tuple[str, ...]) -> bool:
-    """True if ``cls`` is a dataclass whose fields are exactly ``names``, each a plain slot."""
-    return (tuple(f.name for f in fields(cls)) == names
-            and not hasattr(cls, "__post_init__")
-            and all(isinstance(cls.__dict__.get(n), MemberDescriptorType) for n in names))
-
-
-# The simulator makes two history ops and two generator contexts per client op.
-# Both are frozen, slotted dataclasses, whose __init__ goes through
-# object.__setattr__ once per field; filling the slots directly makes the same
-# object (same class, same values) in about half the time. Used only while the
-# classes have exactly these fields (else the plain constructors).
-_OP_FIELDS: Final = ("index", "type", "process", "f", "value", "time", "node", "instance",
-                     "error", "extra")
-_CTX_FIELDS: Final = ("time", "free_processes", "all_processes", "rng", "_clients")
-
-if _plain_slots(Op, _OP_FIELDS):
-    (_o_index, _o_type, _o_process, _o_f, _o_value, _o_time, _o_node, _o_instance, _o_error,
-     _o_extra) = (Op.__dict__[n].__set__ for n in _OP_FIELDS)
-
-    def _op(index: int, type_: str, process: Any, f: str, value: Any, time: int,
-            node: str | None = None, instance: str | None = None, error: Any = None,
-            extra: dict[str, Any] | None = None) -> Op:
-        o: Op = object.__new__(Op)
-        _o_index(o, index)
-        _o_type(o, type_)
-        _o_process(o, process)
-        _o_f(o, f)
-        _o_value(o, value)
-        _o_time(o, time)
-        _o_node(o, node)
-        _o_instance(o, instance)
-        _o_error(o, error)
-        _o_extra(o, {} if extra is None else extra)
-        return o
-else:  # pragma: no cover - only if checkers.history.Op changes shape
-    def _op(index: int, type_: str, process: Any, f: str, value: Any, time: int,
-            node: str | None = None, instance: str | None = None, error: Any = None,
-            extra: dict[str, Any] | None = None) -> Op:
-        return Op(index, type_, process, f, value, time, node, instance,  # type: ignore[arg-type]
-                  error, {} if extra is None else extra)
-
-if _plain_slots(Context, _CTX_FIELDS):
-    _c_time, _c_free, _c_all, _c_rng, _c_clients = (Context.__dict__[n].__set__
-                                                    for n in _CTX_FIELDS)
-
-    def _context(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
-                 rng: random.Random) -> Context:
-        c: Context = object.__new__(Context)
-        _c_time(c, time)
-        _c_free(c, free)
-        _c_all(c, procs)
-        _c_rng(c, rng)
-        _c_clients(c, None)
-        return c
-
-    def _context_pair(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
-                      rng: random.Random, cfree: tuple[Any, ...],
-                      cprocs: tuple[Any, ...]) -> Context:
-        """A context with its `clients_only()` memo filled in (``cfree``/``cprocs``
-        are ``free``/``procs`` without the nemesis): every client generator asks
-        for that view, and building it here skips a method call and a dataclass
-        ``__init__`` per context."""
-        c = _context(time, free, procs, rng)
-        _c_clients(c, _context(time, cfree, cprocs, rng))
-        return c
-else:  # pragma: no cover - only if generator.Context changes shape
-    def _context(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
-                 rng: random.Random) -> Context:
-        return Context(time, free, procs, rng)
-
-    def _context_pair(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
-                      rng: random.Random, cfree: tuple[Any, ...],
-                      cprocs: tuple[Any, ...]) -> Context:
-        return Context(time, free, procs, rng)
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,23 +127,6 @@ class SimResult:
     stats: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass(slots=True)
-class _Open:
-    process: Any
-    req: OpRequest
-    replica: str
-    routed: bool
-
-
-def _readonly(req: OpRequest) -> bool:
-    f = req.f
-    if f in ("read-rules", "probe", "final-read"):
-        return True
-    if f == "txn" and isinstance(req.value, list):
-        return all(m[0] == "r" for m in req.value)
-    return False
-
-
 class Simulation:
     """One simulated run; `run_simulation` is the public entry point."""
 
@@ -267,27 +161,16 @@ class Simulation:
         self.skew_ns: dict[str, int] = dict.fromkeys(self.names, 0)
         self.logs: list[list[Event]] = [[] for _ in range(config.shards)]
         self.log_ids: dict[str, tuple[int, int]] = {}
-        self.router = Router(self.names, config.router, down_ms=config.down_ms)
         self.coord = Coordinator(self.names, config.instances, config.shards)
         self.sequential = config.mode != "eventual"
-        # interpreter
-        self.history: list[Op] = []
-        self.procs: list[Any] = [*range(config.concurrency), NEMESIS]
-        self._procs_t: tuple[Any, ...] = tuple(self.procs)
-        self.busy: set[Any] = set()
-        self._pv = 0  # bumped whenever busy/procs change (invalidates the cached Context)
-        self._ctx_cache: Context | None = None
-        # `_procs_t` without the nemesis (for the clients' view), and the tuple it is of
-        self._cprocs_of: tuple[Any, ...] | None = None
-        self._cprocs: tuple[Any, ...] = ()
-        self._ctx_pv = -1
-        self.open: dict[int, _Open] = {}
-        self.timeouts: deque[tuple[int, int]] = deque()
-        self.tokens: dict[Any, Token] = {}
-        self.next_req = 0
-        self.scheduled_invokes = 0
-        self.interesting = False
-        self.gen: Generator | None = None
+        self.timeout_ns = config.op_timeout_ms * MS
+        self.poll_ns = config.poll_ms * MS
+        # the client protocol and the interpreter; the router is the clients'
+        self.clients = ClientSessions(self.names, config.router, down_ms=config.down_ms,
+                                      timeout_ns=self.timeout_ns, margin_ns=self.poll_ns)
+        self.router = self.clients.router
+        self.interp = Interpreter(self, self.clients, concurrency=config.concurrency,
+                                  rng=self.gen_rng)
         self.stats: dict[str, int] = {"messages": 0, "dropped": 0, "timeouts": 0,
                                       "crashes": 0, "restarts": 0, "pauses": 0,
                                       "grants": 0, "failovers_ownership": 0}
@@ -295,8 +178,6 @@ class Simulation:
         self.n_messages = 0
         self.n_dropped = 0
         self.dead_stats: dict[str, int] = {}
-        self.timeout_ns = config.op_timeout_ms * MS
-        self.poll_ns = config.poll_ms * MS
         for i, name in enumerate(self.names):
             self.replicas[name] = self._new_replica(name)
             self._push(self.poll_ns * (i + 1) // len(self.names), _TICK, name, None)
@@ -450,122 +331,16 @@ class Simulation:
         ends = [len(log) for log in self.logs] if p.barrier_id is not None else None
         self._send(LOG, src, _RECS, Records(chunks, ends, p.barrier_id))
 
-    # -- clients ------------------------------------------------------------------------
+    # -- the World the interpreter sees --------------------------------------------------
 
-    def _record(self, op: Op) -> None:
-        self.history.append(op)
-        if self.gen is not None:
-            self.gen = self.gen.update(self._ctx(), op)
-        self.interesting = True
+    def send(self, replica: str, request: Request) -> None:
+        self._send(CLIENT, replica, _REQ, request)
 
-    def _ctx(self) -> Context:
-        """The generator's view; rebuilt only when time or the free processes changed."""
-        c = self._ctx_cache
-        if c is not None and c.time == self.now and self._ctx_pv == self._pv:
-            return c
-        busy = self.busy
-        procs = self._procs_t
-        if procs is not self._cprocs_of:
-            self._cprocs_of, self._cprocs = procs, _drop_nemesis(procs)
-        free = tuple(filterfalse(busy.__contains__, procs)) if busy else procs
-        cprocs = self._cprocs
-        if cprocs is procs:  # no nemesis: the context is its own clients' view
-            c = _context(self.now, free, procs, self.gen_rng)
-        else:
-            c = _context_pair(self.now, free, procs, self.gen_rng,
-                              _drop_nemesis(free) if busy else cprocs, cprocs)
-        self._ctx_cache, self._ctx_pv = c, self._pv
-        return c
+    def call_at(self, t: int, op: OpRequest) -> None:
+        self._push(t, _INVOKE, CLIENT, op)
 
-    def _invoke(self, o: OpRequest) -> None:
-        process = o.process
-        now = self.now
-        if process == NEMESIS:
-            self._record(_op(len(self.history), "info", NEMESIS, o.f, o.value, now))
-            value = self._nemesis(o)
-            self.busy.discard(NEMESIS)
-            self._pv += 1
-            self._record(_op(len(self.history), "info", NEMESIS, o.f, value, self.now))
-            return
-        routed = o.f not in ("probe", "final-read")
-        if routed:
-            replica = self.router.pick(process, now)
-        else:
-            v = o.value
-            target = v.get("replica") if isinstance(v, dict) else None
-            if not isinstance(target, str) or target not in self.incarnation:
-                raise ChaosError(f"{o.f} needs value {{'replica': one of {self.names}}}, "
-                                 f"got {v!r}")
-            replica = target
-        self.next_req += 1
-        rid = self.next_req
-        self.open[rid] = _Open(process, o, replica, routed)
-        if routed:
-            self.router.started(replica)
-        self._record(_op(len(self.history), "invoke", process, o.f, o.value, now, replica,
-                        o.instance))
-        req = Request(rid, o.f, o.value, o.instance, self.tokens.get(process),
-                      now + self.timeout_ns - self.poll_ns, replica)
-        self._send(CLIENT, replica, _REQ, req)
-        self.timeouts.append((now + self.timeout_ns, rid))
-
-    def _complete(self, rid: int, typ: str, value: Any, error: Any,
-                  extra: dict[str, Any] | None) -> None:
-        op = self.open.pop(rid)
-        process = op.process
-        if op.routed:
-            self.router.finished(op.replica)
-        self.busy.discard(process)
-        self._pv += 1
-        if typ == "info":
-            i = self.procs.index(process)
-            self.procs[i] = process + self.cfg.concurrency
-            self._procs_t = tuple(self.procs)
-            self.tokens.pop(process, None)
-        self._record(_op(len(self.history), typ, process, op.req.f, value,
-                        self.now, op.replica, op.req.instance, error, extra or {}))
-
-    def _on_reply(self, src: str, reply: Reply) -> None:
-        op = self.open.get(reply.req_id)
-        if op is None:
-            return  # the client already timed out
-        if op.routed:
-            if reply.type == "fail" and reply.error == UNAVAILABLE:
-                self._failover(op.replica)
-            else:
-                self.router.mark_up(op.replica)
-        if reply.token:
-            # copy on write: requests in flight hold the old token dict
-            cur = self.tokens.get(op.process)
-            tok = None
-            for p, o in reply.token.items():
-                if (tok if tok is not None else cur or {}).get(p, 0) < o:
-                    if tok is None:
-                        tok = dict(cur or {})
-                    tok[p] = o
-            if tok is not None:
-                self.tokens[op.process] = tok
-            elif cur is None:
-                self.tokens[op.process] = {}
-        value = reply.value if reply.type == "ok" else op.req.value
-        self._complete(reply.req_id, reply.type, value, reply.error, reply.extra)
-
-    def _on_timeout(self, rid: int) -> None:
-        op = self.open.get(rid)
-        if op is None:
-            return
-        self.stats["timeouts"] += 1
-        if op.routed:
-            self._failover(op.replica)
-        self._complete(rid, "fail" if _readonly(op.req) else "info", op.req.value, "timeout",
-                       None)
-
-    def _failover(self, replica: str) -> None:
-        """Client-side failover: the router avoids the replica for a while.
-
-        Ownership moves separately, when the coordinator misses heartbeats.
-        """
-        self.router.mark_down(replica, self.now)
+    def nemesis(self, op: OpRequest) -> None:
+        self.interp.nemesis_done(op, self._nemesis(op))
 
     def _live(self) -> list[str]:
         return [r for r in self.names if self.now - self.last_heartbeat[r] <= self.session_ns]
@@ -663,84 +438,31 @@ class Simulation:
 
     def _partition(self, value: Any) -> set[tuple[str, str]]:
         """The set of cut links (both directions) for a partition op."""
-        nodes = list(self.nodes)
-        if not isinstance(value, dict):
-            raise ChaosError(f"nemesis partition: value must be a dict, got {value!r}")
-        cut: set[tuple[str, str]] = set()
-        if "groups" in value:
-            # two nodes can talk iff some group holds both (groups may overlap:
-            # a bridge node sits in both halves, a ring is a list of links)
-            allowed: set[tuple[str, str]] = set()
-            for gi, g in enumerate(value["groups"]):
-                for n in g:
-                    if n not in nodes:
-                        raise ChaosError(f"nemesis partition: unknown node {n!r} in group {gi}")
-                allowed.update((a, b) for a in g for b in g)
-            return {(a, b) for a in nodes for b in nodes if a != b and (a, b) not in allowed}
-        pattern = value.get("pattern")
-        rng = self.nem_rng
-        order = list(nodes)
-        rng.shuffle(order)
-        n = len(order)
-        if pattern == "halves":
-            a_side = set(order[: n // 2])
-            sides = {x: (x in a_side) for x in nodes}
-
-            def ok(a: str, b: str) -> bool:
-                return sides[a] == sides[b]
-        elif pattern == "isolate":
-            lone = value.get("node") or order[0]
-            if lone not in nodes:
-                raise ChaosError(f"nemesis partition: unknown node {lone!r}")
-
-            def ok(a: str, b: str) -> bool:
-                return (a == lone) == (b == lone)
-        elif pattern == "majority-ring":
-            pos = {x: i for i, x in enumerate(order)}
-            reach = (n // 2 + 1) // 2
-
-            def ok(a: str, b: str) -> bool:
-                d = abs(pos[a] - pos[b])
-                return min(d, n - d) <= reach
-        elif pattern == "bridge":
-            half = n // 2
-            left, bridge_node = set(order[:half]), order[half]
-
-            def ok(a: str, b: str) -> bool:
-                if a == bridge_node or b == bridge_node:
-                    return True
-                return (a in left) == (b in left)
-        else:
-            raise ChaosError(f"nemesis partition: unknown pattern {pattern!r}; "
-                             f"expected one of {PATTERNS} or 'groups'")
-        for a in nodes:
-            for b in nodes:
-                if a != b and not ok(a, b):
-                    cut.add((a, b))
-        return cut
+        return cut_links(value, self.nodes, self.nem_rng)
 
     # -- the scheduler ---------------------------------------------------------------------
 
     def _dispatch(self, kind: int, payload: Any) -> None:
         """The rare kinds; `_step_until` delivers replica messages, replies and log calls."""
         if kind == _INVOKE:
-            self.scheduled_invokes -= 1
-            self._invoke(payload)
+            self.interp.invoke_scheduled(payload)
         elif kind == _COORD:
             self._coordinate()
         else:
-            self.interesting = True  # a generator wake-up
+            self.interp.interesting = True  # a generator wake-up
 
-    def _step_until(self, wake: int | None) -> None:
+    def step_until(self, wake: int | None) -> None:
         """Run events until something the generator should see happens (or ``wake``)."""
         heap = self.heap
         pop = heapq.heappop
-        self.interesting = False
-        tq = self.timeouts
-        opened = self.open
+        interp = self.interp
+        tq = interp.timeouts
+        opened = self.clients.open
         incarnation = self.incarnation
         replicas = self.replicas
         paused = self.paused
+        if wake is None and not heap and not tq:
+            raise ChaosError("ops still open with nothing left to run")  # pragma: no cover
         while heap or tq:
             t = heap[0][0] if heap else tq[-1][0] + 1
             if tq and tq[0][0] <= t:
@@ -754,8 +476,8 @@ class Simulation:
                     return
                 tq.popleft()
                 self.now = deadline
-                self._on_timeout(rid)
-                if self.interesting:
+                interp.on_timeout(rid)
+                if interp.interesting:
                     return
                 continue
             if wake is not None and t > wake:
@@ -790,57 +512,21 @@ class Simulation:
                 if outs:
                     self._emit(dst, outs)
             elif kind == _REPLY:
-                self._on_reply(payload[0], payload[1])
+                interp.on_reply(payload[1])
             elif kind == _APPEND:
                 self._log_append(payload[0], payload[1])
             elif kind == _POLL:
                 self._log_poll(payload[0], payload[1])
             else:
                 self._dispatch(kind, payload)
-            if self.interesting:
+            if interp.interesting:
                 return
 
     def run(self, generator: Generator, *, time_limit_s: float | None = None,
             on_progress: Callable[[int, int], None] | None = None) -> SimResult:
-        self.gen = generator
         limit_ns = None if time_limit_s is None else int(time_limit_s * 1e9)
-        last_progress = 0
-        while True:
-            if limit_ns is not None and self.now >= limit_ns:
-                break
-            assert self.gen is not None
-            r = self.gen.op(self._ctx())
-            if r is None:
-                break
-            o, self.gen = r
-            if isinstance(o, Pending):
-                wake = o.wake if o.wake is not None and o.wake > self.now else None
-                if wake is None and not self.open and not self.scheduled_invokes:
-                    if o.wake is None:
-                        raise ChaosError("generator is pending with nothing in flight "
-                                         "(deadlock)")
-                    wake = self.now + 1
-                self._step_until(wake)
-            else:
-                self.busy.add(o.process)
-                self._pv += 1
-                t = o.time if o.time is not None else self.now
-                if t <= self.now:
-                    self._invoke(o)
-                else:
-                    self.scheduled_invokes += 1
-                    self._push(t, _INVOKE, CLIENT, o)
-            if on_progress is not None and len(self.history) - last_progress >= 2000:
-                last_progress = len(self.history)
-                on_progress(last_progress, self.now)
-        # drain: let every outstanding op complete or time out
-        while self.open or self.scheduled_invokes:
-            if not self.heap and not self.timeouts:
-                raise ChaosError("ops still open with nothing left to run")  # pragma: no cover
-            self._step_until(None)
-        if on_progress is not None:
-            on_progress(len(self.history), self.now)
-        return SimResult(self.history, self.final_states(), self.summary_stats())
+        history = self.interp.run(generator, time_limit_ns=limit_ns, on_progress=on_progress)
+        return SimResult(history, self.final_states(), self.summary_stats())
 
     def final_states(self) -> dict[str, dict[str, dict[str, Any]]]:
         out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -857,9 +543,10 @@ class Simulation:
                 for k, v in r.stats.items():
                     agg[k] = agg.get(k, 0) + v
         self.stats["messages"] = self.n_messages
+        self.stats["timeouts"] = self.clients.timeouts
         self.stats["dropped"] = self.n_dropped
         return {**self.stats, "replica": agg, "failovers": self.router.failovers,
-                "virtual_ms": self.now // MS, "ops": len(self.history),
+                "virtual_ms": self.now // MS, "ops": len(self.interp.history),
                 "log_events": sum(len(x) for x in self.logs)}
 
 

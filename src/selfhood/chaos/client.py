@@ -1,0 +1,153 @@
+"""The client side of the replica protocol (pure): routing, session tokens, failover, timeouts.
+
+Every world (the simulator, the cluster of replica processes) runs the same
+client logic, so a verdict cannot differ between them because their clients
+did. A `ClientSessions` turns an op into a `Request` for a replica and a
+replica's `Reply` (or the op's timeout) into the completion to record:
+
+- **routing**: the `Router` picks the replica; probes and final reads name
+  their replica themselves;
+- **session tokens**: each client process keeps the highest offset per
+  partition any reply showed it and sends it with its next request
+  (read-your-writes across replicas); a crashed process starts a new session;
+- **failover**: a reply ``fail``/``unavailable`` or a timeout marks the
+  replica down in the router, so the process's next op goes elsewhere; any
+  other reply marks it up again;
+- **timeouts**: an op times out ``timeout_ns`` after its invoke; the replica
+  gets a relative deadline ``margin_ns`` shorter, so it answers before the
+  client gives up. A timed-out op is ``info`` when it could have written
+  (the effect may have happened) and ``fail`` when it only reads.
+
+Nothing here reads a clock: every call takes ``now`` (ns).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from selfhood.chaos.generator import OpRequest
+from selfhood.consistency.replica import UNAVAILABLE, Reply, Request, Token
+from selfhood.consistency.router import Router
+from selfhood.errors import ChaosError
+
+#: ops sent to the replica named in their value, not routed
+UNROUTED: Final = frozenset({"probe", "final-read"})
+#: the error a timed-out op completes with
+TIMEOUT: Final = "timeout"
+
+
+def readonly(req: OpRequest) -> bool:
+    """True if the op cannot have written (so a timeout may record it ``fail``)."""
+    f = req.f
+    if f in ("read-rules", "probe", "final-read"):
+        return True
+    if f == "txn" and isinstance(req.value, list):
+        return all(m[0] == "r" for m in req.value)
+    return False
+
+
+@dataclass(slots=True)
+class OpenOp:
+    """A client op sent and not yet completed."""
+
+    process: Any
+    req: OpRequest
+    replica: str
+    routed: bool
+
+
+@dataclass(slots=True)
+class Completion:
+    """What to record for a completed op."""
+
+    op: OpenOp
+    type: str
+    value: Any
+    error: Any
+    extra: dict[str, Any] | None
+
+
+class ClientSessions:
+    """The open ops, sessions and router of every client process in one run."""
+
+    def __init__(self, replicas: Sequence[str], policy: str, *, down_ms: int,
+                 timeout_ns: int, margin_ns: int) -> None:
+        self.replicas = tuple(replicas)
+        self.router = Router(self.replicas, policy, down_ms=down_ms)
+        self.timeout_ns = timeout_ns
+        self.request_timeout_ns = timeout_ns - margin_ns
+        self.tokens: dict[Any, Token] = {}
+        self.open: dict[int, OpenOp] = {}
+        self.next_req = 0
+        self.timeouts = 0
+
+    def begin(self, o: OpRequest, now: int) -> tuple[Request, int]:
+        """The request for client op ``o`` and the time it times out at."""
+        process = o.process
+        routed = o.f not in UNROUTED
+        if routed:
+            replica = self.router.pick(process, now)
+        else:
+            v = o.value
+            target = v.get("replica") if isinstance(v, dict) else None
+            if not isinstance(target, str) or target not in self.replicas:
+                raise ChaosError(f"{o.f} needs value {{'replica': one of {self.replicas}}}, "
+                                 f"got {v!r}")
+            replica = target
+        self.next_req += 1
+        rid = self.next_req
+        self.open[rid] = OpenOp(process, o, replica, routed)
+        if routed:
+            self.router.started(replica)
+        req = Request(rid, o.f, o.value, o.instance, self.tokens.get(process),
+                      now + self.request_timeout_ns, replica)
+        return req, now + self.timeout_ns
+
+    def reply(self, reply: Reply, now: int) -> Completion | None:
+        """The completion a reply gives, or None if its op already completed."""
+        op = self.open.get(reply.req_id)
+        if op is None:
+            return None  # the client already timed out
+        if op.routed:
+            if reply.type == "fail" and reply.error == UNAVAILABLE:
+                self.router.mark_down(op.replica, now)
+            else:
+                self.router.mark_up(op.replica)
+        if reply.token:
+            # copy on write: requests in flight hold the old token dict
+            cur = self.tokens.get(op.process)
+            tok = None
+            for p, o in reply.token.items():
+                if (tok if tok is not None else cur or {}).get(p, 0) < o:
+                    if tok is None:
+                        tok = dict(cur or {})
+                    tok[p] = o
+            if tok is not None:
+                self.tokens[op.process] = tok
+            elif cur is None:
+                self.tokens[op.process] = {}
+        value = reply.value if reply.type == "ok" else op.req.value
+        return self._finish(reply.req_id, reply.type, value, reply.error, reply.extra)
+
+    def timeout(self, rid: int, now: int) -> Completion | None:
+        """The completion of op ``rid`` timing out, or None if it already completed."""
+        op = self.open.get(rid)
+        if op is None:
+            return None
+        self.timeouts += 1
+        if op.routed:
+            self.router.mark_down(op.replica, now)
+        return self._finish(rid, "fail" if readonly(op.req) else "info", op.req.value,
+                            TIMEOUT, None)
+
+    def _finish(self, rid: int, typ: str, value: Any, error: Any,
+                extra: dict[str, Any] | None) -> Completion:
+        op = self.open.pop(rid)
+        if op.routed:
+            self.router.finished(op.replica)
+        if typ == "info":
+            # the process is presumed crashed: its successor starts a new session
+            self.tokens.pop(op.process, None)
+        return Completion(op, typ, value, error, extra)
