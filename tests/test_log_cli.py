@@ -134,6 +134,65 @@ def test_missing_log_file_is_a_clear_error(tmp_path: Path,
     assert "no log at" in err and "Traceback" not in err
 
 
+def test_read_only_commands_refuse_what_is_not_a_log_and_write_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import sqlite3
+
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    other = tmp_path / "other.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE notes (x TEXT)")
+    conn.close()
+    proj = tmp_path / "proj.db"
+    with sqlite3.connect(proj) as conn:  # the shape of a projection database
+        conn.execute("CREATE TABLE projection_meta (key TEXT PRIMARY KEY, value TEXT)")
+    conn.close()
+    text = tmp_path / "text.db"
+    text.write_text("hello, not a database at all\n" * 200)
+    for f in (empty, other, proj, text):
+        before = f.read_bytes()
+        for cmd in ("stat", "tail"):
+            code, _out, err = run_cli(["log", cmd, f"sqlite:///{f}"], capsys)
+            assert code == 1, (f, cmd, err)
+            assert err.startswith("error: sqlite log") and "Traceback" not in err
+            assert len(err.strip().splitlines()) == 1, err
+            assert f.read_bytes() == before, (f, cmd)  # no table was created
+    code, _out, err = run_cli(["log", "stat", f"sqlite:///{empty}"], capsys)
+    assert "not a selfhood log" in err
+
+
+def test_bench_with_a_repeated_seed_finds_every_event(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Same seed, same event ids: appends are retries at the original positions."""
+    url = f"sqlite:///{tmp_path}/log.db"
+    args = ["log", "bench", url, "--events", "600", "--instances", "6", "--seed", "9", "--json"]
+    for _ in range(2):
+        code, out, err = run_cli(args, capsys)
+        assert code == 0, err
+        result = json.loads(out)
+        assert result["missing"] == 0 and result["read_back"] == 600, result
+        assert result["order_verified"] is True
+    code, out, _ = run_cli(["log", "stat", url, "--json"], capsys)
+    assert json.loads(out)["events"] == 600  # stored once
+
+
+def test_three_same_seed_writers_each_verify(tmp_path: Path) -> None:
+    from selfhood.eventlog.cli import run_bench
+
+    url = f"sqlite:///{tmp_path}/log.db"
+
+    async def three() -> list[dict[str, Any]]:
+        first = await run_bench(url, 450, 9, batch=50, writers=3, seed=4)  # half there already
+        return [first, *await asyncio.gather(*(run_bench(url, 900, 9, batch=50, writers=3,
+                                                         seed=4) for _ in range(3)))]
+
+    results = asyncio.run(three())
+    for r in results:
+        assert r["missing"] == 0 and r["duplicates"] == 0 and r["misplaced"] == 0, r
+        assert r["order_verified"] is True, r
+
+
 def test_unreachable_kafka_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
     code, _out, err = run_cli(["log", "stat", "kafka://127.0.0.1:1/t"], capsys)
     assert code == 1

@@ -97,12 +97,40 @@ def test_user_errors_are_one_line(log_url: str, tmp_path: Path) -> None:
         (("instance", "list", "--from", f"sqlite:///{tmp_path}/missing.db"), 64,
          "no such file"),
         (("instance", "list", "--from", "ftp://x"), 64, "use kafka://"),
+        (("project", log_url), 64, "Missing option '--into'"),
+        (("project", log_url, "--into", log_url), 64, "the log's own file"),
+        (("projections", "rebuild", log_url, "--from", log_url), 64, "the log's own file"),
+        (("project", "--bogus"), 64, "No such option"),
     ]
     for args, code, msg in cases:
         res = sh(*args, ok=False)
         assert res.returncode == code, (args, res.stderr)
         assert msg in res.stderr, (args, res.stderr)
         assert "Traceback" not in res.stderr
+        assert len(res.stderr.strip().splitlines()) == 1, (args, res.stderr)
+
+
+def test_project_never_writes_into_a_log_or_reads_a_projection_as_one(
+        log_url: str, tmp_path: Path) -> None:
+    log_file = Path(log_url[len("sqlite:///"):])
+    before = log_file.read_bytes()
+    other = tmp_path / "other-log.db"
+
+    async def make_other() -> None:
+        async with SqliteEventLog(other, partitions=1) as log:
+            await log.append_batch(scenario_events(5, 1, seed=1))
+
+    asyncio.run(make_other())
+    other_before = other.read_bytes()
+    res = sh("project", log_url, "--into", f"sqlite:///{other}", ok=False)
+    assert res.returncode == 64 and "is an event log" in res.stderr
+    assert other.read_bytes() == other_before
+    db = f"sqlite:///{tmp_path}/proj.db"
+    sh("project", log_url, "--into", db, "-q")
+    assert log_file.read_bytes() == before  # projecting only reads the log
+    res = sh("project", db, "--into", f"sqlite:///{tmp_path}/p2.db", ok=False)
+    assert res.returncode == 64 and "is a projection database" in res.stderr
+    assert not (tmp_path / "p2.db").exists()
 
 
 def test_follow_projects_new_events_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:

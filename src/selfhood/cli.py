@@ -5,7 +5,7 @@ Subcommands live beside the code they drive and are imported lazily, so
 mistakes become one clear line on stderr and a sysexits-style code, never a
 traceback:
 
-- 64 (EX_USAGE): bad CLI argument or spec
+- 64 (EX_USAGE): bad CLI argument or spec (one line, with the command's --help)
 - 65 (EX_DATAERR): unreadable or malformed input (history, event bytes)
 - 1: any other selfhood error (cluster, log unavailable, ...)
 """
@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> Any:
         click.echo("aborted", err=True)
         sys.exit(130)
     except click.UsageError as exc:
-        exc.show()
+        # one line, like every other user error (click's own output is four)
+        where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        click.echo(f"error: {exc.format_message()}{where}", err=True)
         sys.exit(EX_USAGE)
     except click.ClickException as exc:
         exc.show()

@@ -76,7 +76,8 @@ def _map_sqlite_error(exc: sqlite3.Error, path: str) -> LogError:
 class SqliteEventLog(EventLogBase):
     """EventLog on one SQLite file; safe for concurrent tasks and processes.
 
-    ``create=False`` refuses to create a missing file (read-only tools).
+    ``create=False`` opens read-only (read-only tools): it never creates the
+    file or its tables and refuses a file that is not a selfhood log.
     """
 
     def __init__(self, path: str | Path, *, partitions: int | None = None,
@@ -148,8 +149,11 @@ class SqliteEventLog(EventLogBase):
                 raise LogUnavailable(f"no log at {self.path} (sqlite file does not exist)")
             if not parent.exists():
                 raise LogUnavailable(f"sqlite log {self.path}: directory {parent} does not exist")
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=self._busy_timeout_s)
+            target, uri = self.path, False
+            if not self._create:  # read-only tools: no table, journal or pragma is written
+                target, uri = f"{Path(self.path).absolute().as_uri()}?mode=ro", True
+            conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False,
+                                   timeout=self._busy_timeout_s, uri=uri)
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
             return conn
         except sqlite3.Error as exc:
@@ -157,6 +161,8 @@ class SqliteEventLog(EventLogBase):
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = self._connect()
+        if not self._create:
+            return self._open_existing(conn)
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {self._synchronous}")
@@ -187,6 +193,24 @@ class SqliteEventLog(EventLogBase):
         except BaseException:
             conn.close()
             raise
+
+    def _open_existing(self, conn: sqlite3.Connection) -> sqlite3.Connection:
+        """A read-only open: refuse (never repair) a file that is not a selfhood log."""
+        try:
+            tables = {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            row = None
+            if {"meta", "records"} <= tables:
+                row = conn.execute("SELECT value FROM meta WHERE key = 'partitions'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise _map_sqlite_error(exc, self.path) from None
+        if row is None or not str(row[0]).isdigit():
+            conn.close()
+            raise LogUnavailable(f"sqlite log {self.path}: not a selfhood log "
+                                 f"(no selfhood meta/records tables)")
+        self._partitions = int(row[0])
+        return conn
 
     def _open_reader(self) -> sqlite3.Connection:
         conn = self._connect()

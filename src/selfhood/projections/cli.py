@@ -65,13 +65,32 @@ def _check_log_url(url: str, hint: str) -> None:
         raise click.BadParameter(str(exc), param_hint=hint) from None
     if parsed.scheme == "sqlite" and not Path(parsed.path).exists():
         raise click.BadParameter(f"{url}: no such log file {parsed.path}", param_hint=hint)
+    if parsed.scheme == "sqlite" and source_kind(url) != "log":
+        raise click.BadParameter(f"{url} is a projection database, not an event log",
+                                 param_hint=hint)
 
 
-def _check_db_url(url: str, hint: str) -> None:
+def _check_db_url(url: str, hint: str, log_url: str) -> None:
+    """A projection database URL that is neither the log's own file nor another log."""
     try:
         async_db_url(url)
     except StoreUrlError as exc:
         raise click.BadParameter(str(exc), param_hint=hint) from None
+    db, log = _sqlite_file(url), _sqlite_file(log_url)
+    if db is None:
+        return
+    if log is not None and db.exists() and log.exists() and db.samefile(log):
+        raise click.BadParameter(f"{url} is the log's own file; project into another database",
+                                 param_hint=hint)
+    if db.exists() and source_kind(url) == "log":
+        raise click.BadParameter(f"{url} is an event log, not a projection database",
+                                 param_hint=hint)
+
+
+def _sqlite_file(url: str) -> Path | None:
+    if not url.startswith("sqlite:///"):
+        return None
+    return Path(url.split("?", 1)[0][len("sqlite:///"):])
 
 
 class _Reporter:
@@ -104,7 +123,7 @@ async def _project(log_url: str, db_url: str, mode: Mode, follow: bool, batch: i
     rep = _Reporter(quiet)
     if rebuild:
         await SqlProjectionStore(db_url).drop_database_tables()
-    async with open_log(log_url) as log, SqlProjectionStore(db_url) as store:
+    async with open_log(log_url, create=False) as log, SqlProjectionStore(db_url) as store:
         proj = Projector(log, store, reader=reader, mode=mode, fencing=fencing,
                          snapshots=SnapshotPolicy(snapshot_every), batch=batch)
         stop = asyncio.Event()
@@ -146,7 +165,7 @@ def project(log_url: str, db_url: str, mode: str | None, follow: bool, batch: in
             snapshot_every: int, reader: str, no_fencing: bool, quiet: bool) -> None:
     """Project LOG_URL into the database --into, exactly once, resuming where it stopped."""
     _check_log_url(log_url, "LOG_URL")
-    _check_db_url(db_url, "--into")
+    _check_db_url(db_url, "--into", log_url)
     m: Mode = "eventual" if mode == "eventual" else "sequential"
     prog, n = asyncio.run(_project(log_url, db_url, m, follow, batch, snapshot_every, reader,
                                    not no_fencing, quiet))
@@ -172,7 +191,7 @@ async def _log_instance_ids(log: EventLog) -> list[str]:
 async def _show(instance_id: str, src: str, mode: str | None) -> dict[str, Any]:
     if source_kind(src) == "log":
         m: Mode = "eventual" if mode == "eventual" else "sequential"
-        async with open_log(src) as log:
+        async with open_log(src, create=False) as log:
             st = await replay_instance(log, instance_id, m)
         if st.version == 0 and not st.seen:
             raise ProjectionError(f"no events for instance {instance_id!r} in {src}")
@@ -233,7 +252,7 @@ def show(instance_id: str, src: str, mode: str | None, as_json: bool) -> None:
 
 async def _list(src: str) -> list[str]:
     if source_kind(src) == "log":
-        async with open_log(src) as log:
+        async with open_log(src, create=False) as log:
             return await _log_instance_ids(log)
     async with SqlProjectionStore(src) as store:
         return await store.instance_ids()
@@ -262,8 +281,8 @@ def projections() -> None:
 def rebuild(db_url: str, log_url: str, mode: str | None, batch: int, snapshot_every: int,
             quiet: bool) -> None:
     """Drop every projection table in DB_URL and project --from LOG_URL again."""
-    _check_db_url(db_url, "DB_URL")
     _check_log_url(log_url, "--from")
+    _check_db_url(db_url, "DB_URL", log_url)
     m: Mode = "eventual" if mode == "eventual" else "sequential"
     prog, n = asyncio.run(_project(log_url, db_url, m, False, batch, snapshot_every,
                                    "projector", True, quiet, rebuild=True))
