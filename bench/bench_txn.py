@@ -92,7 +92,7 @@ def generate(n: int, *, clients: int = 10, seed: int = 1) -> list[Op]:
         roll = rng.random()
         outcome = "ok" if roll < 0.97 else ("fail" if roll < 0.985 else "info")
         applied = outcome == "ok" or (outcome == "info" and rng.random() < 0.5)
-        snap = {k: list(v) for k, v in store.items() if any(m[1] == k for m in txn)}
+        snap = {k: list(store[k]) for k in {m[1] for m in txn} if k in store}
         done = []
         for f, k, v in txn:
             if f == "r":

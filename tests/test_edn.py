@@ -36,6 +36,14 @@ def test_scalars_and_collections() -> None:
     ]
 
 
+@pytest.mark.parametrize("tail", ["; {:type :ok, :f :read}", "; {:type :ok, :f :read}\n",
+                                  ";; two\n; comments\n\n"])
+def test_a_comment_on_the_last_line_is_no_data(tail: str) -> None:
+    text = "{:type :invoke, :process 0, :f :write, :value 1}\n" + tail
+    assert parse_edn(text) == [{"type": "invoke", "process": 0, "f": "write", "value": 1}]
+    assert parse_edn(tail) == []
+
+
 def test_special_floats_and_vector_keys() -> None:
     (m,) = parse_edn("{[1 2] ##Inf, :n ##NaN}")
     assert m[(1, 2)] == math.inf

@@ -130,6 +130,35 @@ def test_nonmonotonic_send() -> None:
     assert r.anomaly_types == ["nonmonotonic-send"]
 
 
+def test_sends_of_one_op_landing_out_of_order_are_int_nonmonotonic_send() -> None:
+    inv = [["send", "x", "c"], ["send", "x", "a"]]
+    backwards = H().op(0, "send", inv, "ok", [["send", "x", [3, "c"]], ["send", "x", [1, "a"]]])
+    r = check_kafka(backwards.ops)
+    assert r.valid is False and r.anomaly_types == ["int-nonmonotonic-send"]
+    assert "'c' then 'a'" in r.anomalies["int-nonmonotonic-send"][0]
+    in_order = H().op(0, "send", inv, "ok", [["send", "x", [1, "c"]], ["send", "x", [2, "a"]]])
+    assert check_kafka(in_order.ops).valid is True
+    # another producer's message between them is reported, but allowed (as in Jepsen)
+    apart = (H().op(0, "send", inv, "ok", [["send", "x", [1, "c"]], ["send", "x", [3, "a"]]])
+             .send(1, "x", "b", 2))
+    r = check_kafka(apart.ops)
+    assert r.valid is True and r.anomaly_types == ["int-send-skip"]
+
+
+def test_what_a_failed_poll_saw_is_evidence() -> None:
+    # Jepsen's duplicate-test "aborted txns": the failed poll shows 0 again at offset 11
+    h = (H().op(0, "send", [["send", "x", 0]], "ok", [["send", "x", [1, 0]]])
+         .op(0, "send", [["send", "x", 1]], "fail", [["send", "x", [2, 1]]])
+         .op(1, "poll", [["poll"]], "fail", [["poll", {"x": [[11, 0], [12, 1]]}]]))
+    r = check_kafka(h.ops)
+    assert r.valid is False and "duplicate" in r.anomaly_types
+    # the same poll without the repeat: nothing wrong, and no G1a (the poll failed)
+    h2 = (H().op(0, "send", [["send", "x", 0]], "ok", [["send", "x", [1, 0]]])
+          .op(0, "send", [["send", "x", 1]], "fail", [["send", "x", [2, 1]]])
+          .op(1, "poll", [["poll"]], "fail", [["poll", {"x": [[1, 0], [2, 1]]}]]))
+    assert check_kafka(h2.ops).valid is True
+
+
 def test_jepsen_mop_shape() -> None:
     h = (H().op(0, "send", [["send", 1, 5]], "ok", [["send", 1, [0, 5]]])
          .op(0, "send", [["send", 1, 6]], "ok", [["send", 1, [1, 6]]])

@@ -252,6 +252,14 @@ def test_set_add_and_read() -> None:
     assert both(lost, "set") == (False, False)
 
 
+def test_a_set_read_holding_an_element_twice_is_no_set_state() -> None:
+    ops = history((0, "invoke", "add", 1), (0, "ok", "add", 1),
+                  (1, "invoke", "read", None), (1, "ok", "read", [1, 1]))
+    assert both(ops, "set") == (False, False)
+    once = [*ops[:2], *history((1, "invoke", "read", None), (1, "ok", "read", [1]))]
+    assert both(once, "set") == (True, True)
+
+
 def test_nemesis_ops_are_ignored() -> None:
     ops = history(("nemesis", "info", "start-partition", None),
                   (0, "invoke", "write", 1), (0, "ok", "write", 1),

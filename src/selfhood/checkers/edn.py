@@ -28,7 +28,9 @@ __all__ = ["edn_to_ops", "ops_to_edn", "parse_edn", "read_edn_ops", "write_value
 
 # Skip whitespace, commas and comments, then capture exactly one token. The
 # final alternative catches anything else (an unterminated string, a stray
-# character) so nothing is silently skipped by findall.
+# character) so nothing is silently skipped by findall. The token is optional
+# so that trailing whitespace or a comment on the last line is one empty match
+# (dropped by _tokens) instead of findall retrying inside the comment's text.
 _TOKEN = re.compile(
     r"""(?:[\s,]+|;[^\n]*)*+
     (
@@ -38,7 +40,7 @@ _TOKEN = re.compile(
     | \\(?:newline|space|tab|return|formfeed|backspace|u[0-9A-Fa-f]{4}|.)  # char literal
     | [^\s,()\[\]{}";\\]+                 # atom: number, keyword, symbol
     | [^\s,]                             # anything else: an error
-    )""",
+    )?""",
     re.VERBOSE | re.DOTALL,
 )
 _INT = re.compile(r"[+-]?\d+N?\Z")
@@ -216,13 +218,20 @@ def _parse_tokens(tokens: list[str]) -> tuple[list[Any], list[int]]:
 def _token_line(text: str, token: int) -> int:
     """1-based line of the token with this index (slow path, errors only)."""
     for n, m in enumerate(_TOKEN.finditer(text)):
-        if n == token:
+        if n == token and m.group(1) is not None:
             return text.count("\n", 0, m.start(1)) + 1
     return text.count("\n") + 1
 
 
-def _parse_with_starts(text: str, path: str | None) -> tuple[list[Any], list[int]]:
+def _tokens(text: str) -> list[str]:
     tokens = _TOKEN.findall(text)
+    while tokens and not tokens[-1]:  # only the end of the text matches no token
+        tokens.pop()
+    return tokens
+
+
+def _parse_with_starts(text: str, path: str | None) -> tuple[list[Any], list[int]]:
+    tokens = _tokens(text)
     try:
         return _parse_tokens(tokens)
     except _EdnSyntax as exc:

@@ -17,7 +17,8 @@ makes them so); that is what lets a message name its send. Each finder is a
 separate ``*_cases`` function returning human-readable explanations under
 Jepsen's names: ``lost-write``, ``duplicate``, ``inconsistent-offsets``,
 ``nonmonotonic-poll``, ``poll-skip``, ``int-poll-skip``,
-``int-nonmonotonic-poll``, ``nonmonotonic-send``, ``G1a``, plus
+``int-nonmonotonic-poll``, ``nonmonotonic-send``, ``int-send-skip`` (allowed),
+``int-nonmonotonic-send``, ``G1a``, plus
 ``garbage-read`` (a polled message nobody sent).
 """
 
@@ -38,6 +39,9 @@ __all__ = ["KafkaAnalysis", "analyze", "check_kafka"]
 #: rebalance may move a partition to another consumer mid-stream), as in
 #: Jepsen's `allowed-error-types`
 REBALANCE_ALLOWED = frozenset({"poll-skip", "nonmonotonic-poll"})
+#: reported but never invalid, as in Jepsen: another producer's messages may land
+#: between two sends of one transaction (Kafka does not isolate writes)
+ALWAYS_ALLOWED = frozenset({"int-send-skip"})
 
 Key = Hashable
 Msg = Hashable
@@ -159,12 +163,13 @@ def _kops(ops: Sequence[Op]) -> tuple[list[KOp], list[tuple[Pair, str, list[Key]
             continue
         if f not in ("send", "poll", "txn"):
             continue
-        mops = _mops(f, comp.value) if comp is not None and comp.type != "fail" else []
+        # The completion's value when it has one, even for a failed op: as in Jepsen,
+        # a poll returns committed data whether or not its own transaction commits,
+        # so what a :fail or :info poll saw is evidence about the log.
+        mops = _mops(f, comp.value) if comp is not None and comp is not inv else []
         if not mops:
-            mops = _mops(f, inv.value)
-            if typ == "fail" or typ == "info":
-                # a failed/crashed poll observed nothing we can trust
-                mops = [m for m in mops if m.kind == "send"]
+            # an invocation's polls carry no data; its sends name the messages
+            mops = [m for m in _mops(f, inv.value) if m.kind == "send"]
         kops.append(KOp(pair, typ, f, inv.process, mops))
     return kops, subs
 
@@ -350,11 +355,10 @@ def _rebalanced(kop: KOp) -> set[Key]:
 
 
 def int_poll_cases(a: KafkaAnalysis) -> tuple[list[str], list[str]]:
-    """Within one op, consecutive polled messages of a key that skip or go back."""
+    """Within one op (of any outcome), consecutive polled messages of a key that skip
+    or go back."""
     skips, nonmono = [], []
     for kop in a.kops:
-        if kop.type == "fail":
-            continue
         rebalanced = _rebalanced(kop)
         for k, vs in kop.reads().items():
             if k in rebalanced:
@@ -368,6 +372,29 @@ def int_poll_cases(a: KafkaAnalysis) -> tuple[list[str], list[str]]:
                 elif d < 1:
                     nonmono.append(f"{kop.name()} polled {v1!r} then {v2!r} from key {k!r}, "
                                    f"going {1 - d} step(s) backwards in the log")
+    return skips, nonmono
+
+
+def int_send_cases(a: KafkaAnalysis) -> tuple[list[str], list[str]]:
+    """Within one op, consecutive sends to a key that land apart or out of order.
+
+    Jepsen's int-send-skip (other producers' messages between them: normal, since
+    Kafka does not isolate writes) and int-nonmonotonic-send (the second landed at
+    or before the first).
+    """
+    skips, nonmono = [], []
+    for kop in a.kops:
+        for k, ms in kop.sends().items():
+            vo = a.orders.get(k)
+            for v1, v2 in pairwise(ms):
+                d = _delta(vo, v1, v2)
+                if d > 1:
+                    skips.append(f"{kop.name()} sent {v1!r} then {v2!r} to key {k!r}, and "
+                                 f"{_skipped(vo, v1, v2)!r} landed between them")
+                elif d < 1:
+                    where = "at the same position as" if d == 0 else f"{-d} position(s) before"
+                    nonmono.append(f"{kop.name()} sent {v1!r} then {v2!r} to key {k!r}, but "
+                                   f"the log puts the second {where} the first")
     return skips, nonmono
 
 
@@ -418,7 +445,17 @@ def nonmonotonic_send_cases(a: KafkaAnalysis) -> list[str]:
     """A process's successive sends to one key landing backwards in the log."""
     out = []
     last: dict[Any, dict[Key, tuple[KOp, Msg]]] = defaultdict(dict)
-    for kop in sorted(a.kops, key=lambda x: x.index):
+    events: list[tuple[int, Any]] = [(kop.index, kop) for kop in a.kops]
+    events += [((pair.completion or pair.invoke).index, (pair, typ, keys))
+               for pair, typ, keys in a.subs]
+    for _, kop in sorted(events, key=lambda e: e[0]):
+        if isinstance(kop, tuple):  # assign/subscribe: keep only the keys still held
+            pair, typ, keys = kop
+            if typ in ("ok", "info"):
+                held = set(keys)
+                proc = pair.invoke.process
+                last[proc] = {k: v for k, v in last[proc].items() if k in held}
+            continue
         if kop.type not in ("ok", "info") or kop.f not in ("send", "txn"):
             continue
         for k, ms in kop.sends().items():
@@ -498,6 +535,7 @@ def check_kafka(ops: Sequence[Op]) -> CheckResult:
     result = CheckResult(valid=True)
     skips, nonmono = poll_cases(a)
     int_skips, int_nonmono = int_poll_cases(a)
+    send_skips, send_nonmono = int_send_cases(a)
     found = {
         "inconsistent-offsets": inconsistent_offsets_cases(a),
         "duplicate": duplicate_cases(a),
@@ -509,13 +547,15 @@ def check_kafka(ops: Sequence[Op]) -> CheckResult:
         "int-poll-skip": int_skips,
         "int-nonmonotonic-poll": int_nonmono,
         "nonmonotonic-send": nonmonotonic_send_cases(a),
+        "int-send-skip": send_skips,
+        "int-nonmonotonic-send": send_nonmono,
     }
     for name, cases in found.items():
         for c in cases:
             result.add(name, c)
     subscribed = any(typ in ("ok", "info") and pair.invoke.f == "subscribe"
                      for pair, typ, _ in a.subs)
-    allowed = REBALANCE_ALLOWED if subscribed else frozenset()
+    allowed = ALWAYS_ALLOWED | (REBALANCE_ALLOWED if subscribed else frozenset())
     bad = [n for n in result.anomalies if n not in allowed]
     result.valid = not bad
     if not a.kops:
