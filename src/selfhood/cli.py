@@ -7,6 +7,8 @@ traceback:
 
 - 64 (EX_USAGE): bad CLI argument or spec (one line, with the command's --help)
 - 65 (EX_DATAERR): unreadable or malformed input (history, event bytes)
+- 69 (EX_UNAVAILABLE): the command needs an extra that is not installed
+  (one line naming it, e.g. ``pip install 'selfhood[kafka]'``)
 - 1: any other selfhood error (cluster, log unavailable, ...)
 """
 
@@ -23,6 +25,7 @@ from selfhood.errors import EventDecodeError, HistoryError, SelfhoodError, SpecE
 
 EX_USAGE = 64
 EX_DATAERR = 65
+EX_UNAVAILABLE = 69
 
 #: command name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> Any:
     except click.UsageError as exc:
         # one line, like every other user error (click's own output is four)
         where = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
-        click.echo(f"error: {exc.format_message()}{where}", err=True)
+        click.echo(f"error: {' '.join(exc.format_message().split())}{where}", err=True)
         sys.exit(EX_USAGE)
     except click.ClickException as exc:
         exc.show()
@@ -96,6 +99,14 @@ def main(argv: list[str] | None = None) -> Any:
     except SelfhoodError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
+    except ModuleNotFoundError as exc:
+        from selfhood.extras import missing_extra
+
+        line = missing_extra(exc)
+        if line is None:
+            raise
+        click.echo(f"error: {line}", err=True)
+        sys.exit(EX_UNAVAILABLE)
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)

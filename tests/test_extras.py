@@ -1,0 +1,90 @@
+"""`pip install .` without extras checks every peer history; a missing extra is one line.
+
+A real fresh venv (pip's cache keeps it quick): the core must not need
+aiokafka, SQLAlchemy or asyncpg to check histories, and a command that needs
+one names the extra to install instead of printing a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+
+from selfhood.extras import EXTRA_OF
+
+ROOT = Path(__file__).resolve().parents[1]
+PEERS = ROOT.parent / "shared" / "peers"
+DRIVER = Path(__file__).resolve().parent / "peer_check_driver.py"
+
+
+@pytest.fixture(scope="module")
+def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv with `pip install .` and no extras."""
+    env = tmp_path_factory.mktemp("bare") / "venv"
+    venv.create(env, with_pip=True)
+    py = env / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    str(ROOT)], check=True, capture_output=True, timeout=600)
+    return py
+
+
+def _run(py: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(py), *args], capture_output=True, text=True, timeout=600,
+                          check=False, cwd=DRIVER.parent)
+
+
+def test_the_bare_install_has_no_driver(bare_python: Path) -> None:
+    for module in ("aiokafka", "sqlalchemy", "asyncpg"):
+        p = _run(bare_python, "-c", f"import {module}")
+        assert p.returncode != 0 and "ModuleNotFoundError" in p.stderr, module
+
+
+def test_every_peer_history_checks_the_same_without_extras(bare_python: Path) -> None:
+    p = _run(bare_python, str(DRIVER), str(PEERS), "20")
+    assert p.returncode == 0, p.stderr
+    bare = json.loads(p.stdout)
+    assert bare["drivers_loaded"] == []
+    assert len(bare["results"]) > 300  # porcupine, elle and the suite, every published check
+    for r in bare["results"]:
+        assert r["got"] in (0, 1, 2), r  # a verdict, never a usage, data or missing-extra error
+    # the same checks with every extra installed (this interpreter) give the same verdicts
+    full = _run(Path(sys.executable), str(DRIVER), str(PEERS), "20")
+    assert full.returncode == 0, full.stderr
+    got_full = [(r["path"], r["args"], r["got"]) for r in json.loads(full.stdout)["results"]]
+    assert [(r["path"], r["args"], r["got"]) for r in bare["results"]] == got_full
+    # and the verdicts are the published ones, bar the few the checkers still get wrong
+    agree = sum(r["got"] == r["want"] for r in bare["results"])
+    assert agree >= 0.98 * len(bare["results"])
+
+
+@pytest.mark.parametrize(
+    ("args", "extra"),
+    [
+        (["log", "stat", "kafka://127.0.0.1:1/t"], "kafka"),
+        (["project", "sqlite:///log.db", "--into", "sqlite:///p.db"], "sql"),
+    ],
+)
+def test_a_command_needing_an_extra_names_it_in_one_line(
+        bare_python: Path, tmp_path: Path, args: list[str], extra: str) -> None:
+    (tmp_path / "log.db").write_bytes(b"")
+    p = subprocess.run([str(bare_python), "-m", "selfhood", *args], capture_output=True,
+                       text=True, timeout=120, check=False, cwd=tmp_path)
+    assert p.returncode == 69, p.stderr
+    assert f"pip install 'selfhood[{extra}]'" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and "Traceback" not in p.stderr
+    assert not (tmp_path / "p.db").exists()
+
+
+def test_every_extra_named_exists_in_pyproject() -> None:
+    import tomllib
+
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert set(EXTRA_OF.values()) <= set(extras)
+    assert "selfhood[all]" in extras["dev"]
+    assert {"kafka", "sql", "postgres"} <= set(extras["all"][0][len("selfhood["):-1].split(","))
