@@ -27,10 +27,10 @@ def test_readonly_ops_are_the_reads() -> None:
     assert not readonly(OpRequest("add-rule", "x"))
 
 
-def test_request_carries_session_token_and_a_deadline_before_the_timeout() -> None:
+def test_request_carries_session_token_and_a_relative_timeout_shorter_than_the_op_timeout() -> None:
     c = _sessions()
     req, timeout_at = c.begin(OpRequest("txn", [["append", "k", 1]], process=0), 5)
-    assert timeout_at == 5 + 300 * MS and req.deadline == 5 + 290 * MS and req.token is None
+    assert timeout_at == 5 + 300 * MS and req.timeout_ns == 290 * MS and req.token is None
     done = c.reply(Reply(req.req_id, "ok", [["append", "k", 1]], token={0: 4}), 7)
     assert done is not None and done.type == "ok"
     req2, _ = c.begin(OpRequest("txn", [["r", "k", None]], process=0), 8)

@@ -371,7 +371,7 @@ def test_time_limit_caps_virtual_time() -> None:
 
 def test_incremental_read_cache_matches_the_state_after_reordering_merges() -> None:
     from selfhood.chaos.sim import Simulation
-    from selfhood.consistency.replica import _scalar
+    from selfhood.consistency.replica import scalar
 
     faults = [at(100, "partition", {"pattern": "halves"}), at(500, "heal"),
               at(600, "partition", {"groups": [["r0"], ["r1", "r2", "log"]]}), at(900, "heal")]
@@ -384,7 +384,7 @@ def test_incremental_read_cache_matches_the_state_after_reordering_merges() -> N
         st = rep.states["i0"]
         cached = rep._cache.get(("i0", "transcript", None))
         if cached is not None:
-            assert cached == [_scalar(t.content) for t in st.transcript]
+            assert cached == [scalar(t.content) for t in st.transcript]
             checked += 1
     assert checked >= 2
 

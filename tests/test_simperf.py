@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import uuid
 
 from selfhood.chaos.generator import Context, clients, limit
 from selfhood.chaos.interpreter import _context, _op
@@ -10,8 +11,7 @@ from selfhood.chaos.sim import SimConfig, run_simulation
 from selfhood.chaos.workloads import client_mix
 from selfhood.checkers.formats import ops_to_jsonl
 from selfhood.checkers.history import Op
-from selfhood.consistency.replica import Replica, ReplicaConfig
-from selfhood.events import Case, Hlc, MemoryWritten, TurnAppended, event_id_from, make_event
+from selfhood.events import Case, Hlc, MemoryWritten, TurnAppended, make_event, seeded_event_ids
 from selfhood.projections.crdt import merge_eventual, merge_states
 from selfhood.projections.reducer import apply_sequential
 from selfhood.projections.state import InstanceState, Turn, canonical_bytes, fingerprint
@@ -67,14 +67,15 @@ def test_a_changed_transcript_changes_the_cached_fingerprint() -> None:
     assert fingerprint(st) == fingerprint(st.copy())
 
 
-def test_replica_event_ids_are_event_id_from() -> None:
-    for seed in (0, 1, 3 << 24 | 1 << 16, (1 << 64) - 1, 12345678901234567):
-        r = Replica("r0", ReplicaConfig(), ("i0",), id_seed=seed)
-        for n in range(1, 40):
-            assert r._eid() == event_id_from(seed, n)
-    r = Replica("r0", ReplicaConfig(), ("i0",), id_seed=5)
-    r._n = (1 << 64) + 3  # the counter wraps like event_id_from's mask
-    assert r._eid() == event_id_from(5, (1 << 64) + 4)
+def test_seeded_event_ids_are_the_uuid4s_of_the_seeded_draws() -> None:
+    for seed in (0, "1/r0/0", "1/r4/0", 12345678901234567):
+        ids, rng = seeded_event_ids(seed), random.Random(seed)
+        got = [ids() for _ in range(200)]
+        assert got == [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(200)]
+        assert all(uuid.UUID(x).version == 4 for x in got)
+    # replicas and incarnations draw from their own seeds: no shared ids
+    many = {seeded_event_ids(f"1/r{i}/{inc}")() for i in range(64) for inc in range(4)}
+    assert len(many) == 256
 
 
 def test_slot_built_ops_and_contexts_equal_the_constructed_ones() -> None:

@@ -14,7 +14,8 @@ from selfhood.chaos.nemesis import (
     partition_groups,
     windows_schedule,
 )
-from selfhood.chaos.workloads import experiment_generator, instance_of, is_list_key
+from selfhood.chaos.workloads import experiment_generator
+from selfhood.consistency.keys import instance_of, is_list_key
 from selfhood.spec import DEFAULT_SPEC, PARTITION_PATTERNS, NemesisOp, with_overrides
 
 SPEC = with_overrides(DEFAULT_SPEC, time_limit_s=2.0, quiesce_ms=200, nemesis_interval_ms=300,

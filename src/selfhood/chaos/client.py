@@ -102,7 +102,7 @@ class ClientSessions:
         if routed:
             self.router.started(replica)
         req = Request(rid, o.f, o.value, o.instance, self.tokens.get(process),
-                      now + self.request_timeout_ns, replica)
+                      self.request_timeout_ns, replica)
         return req, now + self.timeout_ns
 
     def reply(self, reply: Reply, now: int) -> Completion | None:

@@ -25,14 +25,19 @@ from selfhood.chaos.workloads import (
     MEMORY_NAMES,
     REGISTER_NAMES,
     experiment_generator,
-    is_list_key,
     is_register_key,
-    mem_key,
 )
 from selfhood.checkers.formats import ops_to_jsonl
 from selfhood.checkers.history import Op, pair_ops, reindex
 from selfhood.checkers.identity import check_identity, percentile, staleness
 from selfhood.checkers.verdict import CheckResult, Validity, combine_validity
+from selfhood.consistency.keys import (
+    cases_key,
+    is_list_key,
+    is_memory_key,
+    mem_key,
+    transcript_key,
+)
 from selfhood.errors import ChaosError
 from selfhood.spec import ExperimentSpec, NemesisOp, to_dict
 
@@ -116,8 +121,7 @@ def _final_mops(op: Op, keep: Callable[[str], bool]) -> list[Any]:
     reads: list[Any] = []
     if inst is None:
         return reads
-    for name in ("transcript", "cases"):
-        k = f"{inst}/{name}"
+    for name, k in (("transcript", transcript_key(inst)), ("cases", cases_key(inst))):
         if keep(k):
             reads.append(["r", k, v.get(name) if op.type == "ok" else None])
     mem = v.get("memory")
@@ -125,7 +129,8 @@ def _final_mops(op: Op, keep: Callable[[str], bool]) -> list[Any]:
         # every known register, written or not: a register the replica lacks reads as nil
         names = set(mem) | {f"{m}/{n}" for m in ("subtask", "tool") for n in MEMORY_NAMES}
         for name in sorted(names):
-            k = f"{inst}/mem/{name}"
+            module, _, record = name.partition("/")
+            k = mem_key(inst, module, record)
             if keep(k):
                 reads.append(["r", k, mem.get(name) if op.type == "ok" else None])
     return reads
@@ -167,7 +172,7 @@ def _register_finals(op: Op) -> list[Op]:
 
 
 def _rw_key(k: str) -> bool:
-    return "/mem/" in k and not is_register_key(k)
+    return is_memory_key(k) and not is_register_key(k)
 
 
 def split_history(history: Sequence[Op]) -> dict[str, list[Op]]:

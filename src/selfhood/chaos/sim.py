@@ -39,13 +39,16 @@ from selfhood.chaos.generator import Generator, OpRequest
 from selfhood.chaos.interpreter import Interpreter
 from selfhood.chaos.nemesis import cut_links
 from selfhood.checkers.history import Op
-from selfhood.consistency.model import ModelPort
+from selfhood.consistency.model import DeterministicModel, ModelPort
 from selfhood.consistency.ownership import Coordinator, Grant
 from selfhood.consistency.replica import (
     MODES,
     Append,
     AppendAck,
+    Chunk,
+    Clock,
     Forward,
+    ModelCall,
     Output,
     Poll,
     Records,
@@ -53,10 +56,11 @@ from selfhood.consistency.replica import (
     ReplicaConfig,
     Reply,
     Request,
+    make_replica,
 )
 from selfhood.consistency.router import POLICIES
 from selfhood.errors import ChaosError
-from selfhood.events import Event
+from selfhood.events import Event, seeded_event_ids
 from selfhood.spec import LOG_NODE as LOG
 
 MS: Final = 1_000_000
@@ -114,8 +118,6 @@ class SimConfig:
             raise ChaosError("SimConfig.loss must be in [0, 1)")
         if self.session_ms <= self.poll_ms:
             raise ChaosError("SimConfig.session_ms must exceed poll_ms (heartbeats are polls)")
-        if self.replicas > 256:
-            raise ChaosError("SimConfig.replicas must be <= 256 (event ids carry 8 bits of it)")
 
 
 @dataclass(slots=True)
@@ -137,14 +139,13 @@ class Simulation:
         self.gen_rng = random.Random(seed)
         self.net_rng = random.Random(seed * 7919 + 1)
         self.nem_rng = random.Random(seed * 104729 + 2)
-        self.model = model
+        self.model: ModelPort = model if model is not None else DeterministicModel()
         self.names = config.replica_names
         self.nodes = (*self.names, LOG)
         self.rcfg = ReplicaConfig(mode=config.mode, shards=config.shards,
                                   sharded_memory=config.sharded_memory,
                                   atomic_memory=config.atomic_memory, fencing=config.fencing,
-                                  lease_ms=config.lease_ms, outbox_ms=config.outbox_ms,
-                                  read_wait_ms=config.op_timeout_ms)
+                                  lease_ms=config.lease_ms, outbox_ms=config.outbox_ms)
         self.now = 0
         self.heap: list[tuple[int, int, int, str, Any, int]] = []
         self.seq = 0
@@ -159,7 +160,8 @@ class Simulation:
         self.disks: dict[str, list[tuple[int, Event]]] = {}
         self.paused: dict[str, list[tuple[int, Any]] | None] = dict.fromkeys(self.names)
         self.skew_ns: dict[str, int] = dict.fromkeys(self.names, 0)
-        self.logs: list[list[Event]] = [[] for _ in range(config.shards)]
+        # per partition, the records (offset, event); the simulated log has no gaps
+        self.logs: list[list[tuple[int, Event]]] = [[] for _ in range(config.shards)]
         self.log_ids: dict[str, tuple[int, int]] = {}
         self.coord = Coordinator(self.names, config.instances, config.shards)
         self.sequential = config.mode != "eventual"
@@ -184,26 +186,24 @@ class Simulation:
         self.last_heartbeat: dict[str, int] = dict.fromkeys(self.names, 0)
         self.session_ns = config.session_ms * MS
         if self.sequential:
+            # grants go to the new owner only; the others learn it from its claim
             for g in self.coord.initial_grants():
-                for name in self.names:
-                    self._on_replica(name, _GRANT, g)
+                self._on_replica(g.owner, _GRANT, g)
             self._push(self.session_ns // 4, _COORD, LOG, None)
 
     # -- plumbing ------------------------------------------------------------------
 
     def _new_replica(self, name: str) -> Replica:
-        idx = self.names.index(name)
-        inc = self.incarnation[name]
-        # The UUID's version nibble overwrites bits 12-15 of the seed half (see
-        # `events.event_id_from`), so those bits must carry nothing: with
-        # ``idx << 10`` replicas r0 and r4 minted the same ids, the log dropped
-        # one replica's events as duplicates and eventual mode never converged.
-        id_seed = (((self.seed & 0xFFFFFFFFFF) << 24) | ((idx & 0xFF) << 16)
-                   | (inc & 0xFFF))
-        r = Replica(name, self.rcfg, self.cfg.instances, id_seed=id_seed, model=self.model)
-        r.clock_offset_ns = self.skew_ns[name]
+        """A fresh incarnation; its event ids are UUIDv4s seeded by (seed, name, incarnation)."""
+        ids = seeded_event_ids(f"{self.seed}/{name}/{self.incarnation[name]}")
+        r = make_replica(name, self.rcfg, self.cfg.instances, new_id=ids)
         r.log_contact = self.now
         return r
+
+    def _clock(self, name: str) -> Clock:
+        """The replica's two clocks: virtual time, and virtual time plus its skew."""
+        now = self.now
+        return Clock(now, now + self.skew_ns[name])
 
     def _push(self, t: int, kind: int, dst: str, payload: Any) -> None:
         self.seq += 1
@@ -240,6 +240,9 @@ class Simulation:
                 dst, kind, payload = LOG, _POLL, (src, o)
             elif t is Append:
                 dst, kind, payload = LOG, _APPEND, (src, o)
+            elif t is ModelCall:
+                self._model_call(src, o)  # type: ignore[arg-type]
+                continue
             else:
                 assert isinstance(o, Forward)
                 dst, kind, payload = o.to, _REQ, o.request
@@ -255,6 +258,16 @@ class Simulation:
             heapq.heappush(heap, (self.now + d, self.seq, kind, dst, payload,
                                   incarnation.get(dst, 0)))
 
+    def _model_call(self, name: str, call: ModelCall) -> None:
+        """The deterministic model answers at once (a model port doing IO lives in a process)."""
+        r = self.replicas[name]
+        if r is None:
+            return
+        text = self.model.reply(call.state, call.digest)
+        outs = r.on_model_reply(call.call_id, text, self._clock(name))
+        if outs:
+            self._emit(name, outs)
+
     def _on_replica(self, name: str, kind: int, payload: Any) -> None:
         r = self.replicas[name]
         if r is None:
@@ -264,7 +277,7 @@ class Simulation:
             if kind != _TICK:
                 q.append((kind, payload))
             return
-        now = self.now
+        now = self._clock(name)
         if kind == _RECS:
             outs = r.on_records(payload, now)
         elif kind == _REQ:
@@ -280,14 +293,15 @@ class Simulation:
 
     # -- the log service ---------------------------------------------------------------
 
-    def _chunks(self, from_offsets: Sequence[tuple[int, int]]
-                ) -> list[tuple[int, int, list[Event]]]:
-        out = []
+    def _chunks(self, from_offsets: Sequence[tuple[int, int]]) -> list[Chunk]:
+        """Up to ``poll_limit`` records per partition from each offset (offset = list index)."""
+        out: list[Chunk] = []
         limit = self.rcfg.poll_limit
         for p, s in from_offsets:
             log = self.logs[p]
             if s < len(log):
-                out.append((p, s, log[s:s + limit]))
+                recs = log[s:s + limit]
+                out.append((p, recs, s + len(recs)))
         return out
 
     def _coordinate(self) -> None:
@@ -319,8 +333,9 @@ class Simulation:
             pos = ids.get(ev.event_id)
             if pos is None:
                 log = self.logs[p]
-                pos = ids[ev.event_id] = (p, len(log))
-                log.append(ev)
+                off = len(log)
+                pos = ids[ev.event_id] = (p, off)
+                log.append((off, ev))
             positions.append(pos)
         recs = Records(self._chunks(list(a.from_offsets.items())))
         self._send(LOG, src, _ACK, AppendAck(a.batch_id, positions, recs))
@@ -389,13 +404,13 @@ class Simulation:
             if self.replicas[r] is None:
                 self.stats["restarts"] += 1
                 self.replicas[r] = fresh = self._new_replica(r)
-                fresh.recover(self.disks.pop(r, []), self.now)
+                fresh.recover(self.disks.pop(r, []), self._clock(r))
                 self._push(self.now + self.poll_ns, _TICK, r, None)
                 if self.sequential:
                     for inst in self.cfg.instances:
-                        g = Grant(inst, self.coord.home[inst], self.coord.owner_of(inst),
-                                  self.coord.epoch_of(inst))
-                        self._on_replica(r, _GRANT, g)
+                        if self.coord.owner_of(inst) == r:
+                            g = Grant(inst, self.coord.home[inst], r, self.coord.epoch_of(inst))
+                            self._on_replica(r, _GRANT, g)
             return o.value
         if f == "pause":
             r = self._replica_arg(o)
@@ -418,17 +433,11 @@ class Simulation:
             for name, ms in o.value.items():
                 if name not in self.incarnation:
                     raise ChaosError(f"nemesis skew: unknown replica {name!r}")
-                self.skew_ns[name] = int(ms * MS)
-                rep = self.replicas[name]
-                if rep is not None:
-                    rep.clock_offset_ns = self.skew_ns[name]
+                self.skew_ns[name] = int(ms * MS)  # the replica's wall clock, from now on
             return o.value
         if f == "unskew":
             for name in self.names:
                 self.skew_ns[name] = 0
-                rep = self.replicas[name]
-                if rep is not None:
-                    rep.clock_offset_ns = 0
             return o.value
         if f == "rebalance":
             if self.sequential:
@@ -463,6 +472,7 @@ class Simulation:
         paused = self.paused
         if wake is None and not heap and not tq:
             raise ChaosError("ops still open with nothing left to run")  # pragma: no cover
+        skew = self.skew_ns
         while heap or tq:
             t = heap[0][0] if heap else tq[-1][0] + 1
             if tq and tq[0][0] <= t:
@@ -499,16 +509,17 @@ class Simulation:
                     if kind != _TICK:
                         q.append((kind, payload))
                     continue
+                now = Clock(t, t + skew[dst])
                 if kind == _RECS:
-                    outs = r.on_records(payload, t)
+                    outs = r.on_records(payload, now)
                 elif kind == _REQ:
-                    outs = r.on_request(payload, t)
+                    outs = r.on_request(payload, now)
                 elif kind == _ACK:
-                    outs = r.on_append_ack(payload, t)
+                    outs = r.on_append_ack(payload, now)
                 elif kind == _TICK:
-                    outs = r.on_tick(t)
+                    outs = r.on_tick(now)
                 else:
-                    outs = r.on_grant(payload, t)
+                    outs = r.on_grant(payload, now)
                 if outs:
                     self._emit(dst, outs)
             elif kind == _REPLY:
@@ -533,7 +544,10 @@ class Simulation:
         for name in self.names:
             r = self.replicas[name]
             if r is not None:
-                out[name] = {i: r.observe(i) for i in self.cfg.instances}
+                views = out[name] = {i: r.observe(i) for i in self.cfg.instances}
+                for i, v in views.items():
+                    if v["reply"] is None:  # the model was not asked about this context
+                        v["reply"] = self.model.reply(r.states[i], v["fingerprint"])
         return out
 
     def summary_stats(self) -> dict[str, Any]:

@@ -43,6 +43,7 @@ from selfhood.chaos.generator import (
     time_limit,
 )
 from selfhood.checkers.history import Op
+from selfhood.consistency.keys import cases_key, mem_key, transcript_key, try_parse_key
 from selfhood.spec import ExperimentSpec, NemesisOp, WorkloadSpec
 
 #: register names per module; small pools so reads and writes collide
@@ -52,35 +53,9 @@ REGISTER_NAMES: Final = ("r0", "r1")
 
 
 def is_register_key(key: str) -> bool:
-    """A key of the single-register history (see `memory_op`)."""
-    return "/mem/tool/r" in key
-
-
-def transcript_key(instance: str) -> str:
-    return f"{instance}/transcript"
-
-
-def cases_key(instance: str) -> str:
-    return f"{instance}/cases"
-
-
-def mem_key(instance: str, module: str, name: str) -> str:
-    return f"{instance}/mem/{module}/{name}"
-
-
-def instance_of(key: str) -> str:
-    """The instance a key belongs to (keys never cross instances)."""
-    return key.split("/", 1)[0]
-
-
-def key_kind(key: str) -> str:
-    """'transcript' | 'cases' | 'mem' (list-append vs register semantics)."""
-    parts = key.split("/")
-    return parts[1] if len(parts) > 1 else ""
-
-
-def is_list_key(key: str) -> bool:
-    return key_kind(key) in ("transcript", "cases")
+    """A key of the single-register history (see `memory_op`): ``mem/tool/r*``."""
+    k = try_parse_key(key)
+    return k is not None and k[1] == "tool" and k[2] is not None and k[2].startswith("r")
 
 
 # (cum_weights, weights_total) per weights tuple: the same floats the properties

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 from selfhood.checkers.history import Op, Pair, pair_ops
+from selfhood.consistency.keys import is_memory_key, is_transcript_key, try_parse_key
 
 T = TypeVar("T")
 
@@ -101,13 +102,8 @@ class IdentityResult:
 
 
 def _key_instance(key: Any) -> str | None:
-    if not isinstance(key, str) or "/" not in key:
-        return None
-    return key.split("/", 1)[0]
-
-
-def _is_transcript(key: Any) -> bool:
-    return isinstance(key, str) and key.endswith("/transcript")
+    k = try_parse_key(key)
+    return None if k is None else k[0]
 
 
 def _mops(value: Any) -> list[Any]:
@@ -128,7 +124,7 @@ def transcript_reads(pairs: Sequence[Pair]) -> list[TranscriptRead]:
             continue
         if c.f == "txn":
             for f, k, v in _mops(c.value):
-                if f == "r" and _is_transcript(k) and isinstance(v, (list, tuple)):
+                if f == "r" and is_transcript_key(k) and isinstance(v, (list, tuple)):
                     inst = _key_instance(k) or ""
                     out.append(TranscriptRead(inst, c.process, _time(p.invoke), _time(c),
                                               tuple(v), c.node, c.index))
@@ -148,7 +144,7 @@ def transcript_acks(pairs: Sequence[Pair]) -> list[Ack]:
         if c is None or c.type != "ok" or c.f != "txn":
             continue
         for f, k, v in _mops(c.value):
-            if f == "append" and _is_transcript(k):
+            if f == "append" and is_transcript_key(k):
                 out.append(Ack(_key_instance(k) or "", c.process, v, _time(c), c.node, c.index))
     return out
 
@@ -295,11 +291,11 @@ def torn_memory_cases(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
     turn_writes: dict[Any, tuple[str, Any]] = {}  # transcript value -> (register key, value)
     for p in pairs:
         mops = _mops(p.invoke.value) if p.invoke.f == "txn" else []
-        appended = [v for f, k, v in mops if f == "append" and _is_transcript(k)]
+        appended = [v for f, k, v in mops if f == "append" and is_transcript_key(k)]
         if not appended:
             continue
         for f, k, v in mops:
-            if f == "w" and isinstance(k, str) and "/mem/subtask/" in k:
+            if f == "w" and is_memory_key(k, "subtask"):
                 writer_turn[v] = appended[0]
                 turn_writes[appended[0]] = (k, v)
     out: list[dict[str, Any]] = []
@@ -316,13 +312,13 @@ def torn_memory_cases(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
                             "turn": turn, "reported": True})
             continue
         mops = _mops(c.value)
-        transcript = next((v for f, k, v in mops if f == "r" and _is_transcript(k)
+        transcript = next((v for f, k, v in mops if f == "r" and is_transcript_key(k)
                            and isinstance(v, (list, tuple))), None)
         if transcript is None:
             continue
         pos = {v: i for i, v in enumerate(transcript)}
         for f, k, x in mops:
-            if f != "r" or not isinstance(k, str) or "/mem/subtask/" not in k:
+            if f != "r" or not is_memory_key(k, "subtask"):
                 continue
             last_turn = None
             for v in reversed(transcript):
