@@ -7,7 +7,7 @@ invoke or a completion. Nothing is mutated, so a schedule can be replayed,
 branched or shrunk, and the same seed gives the same run: all randomness
 comes from ``ctx.rng``, the one seeded ``random.Random`` the interpreter owns.
 
-Contract with the interpreter (see docs/harness-interface.md):
+Contract with the interpreter (docs/run.md, "Inside a run"):
 
 - Ops come back *filled in*: ``process`` is a free process from the context
   and ``time`` is the earliest virtual ns at which to issue (>= ``ctx.time``).
