@@ -16,6 +16,7 @@ EXTRA_OF: Final = {
     "sqlalchemy": "sql",
     "aiosqlite": "sql",
     "asyncpg": "postgres",
+    "aiohttp": "cluster",
 }
 
 

@@ -24,10 +24,13 @@ MODES: Final = ("sequential", "linearizable", "eventual")
 ROUTERS: Final = ("sticky", "round-robin", "least-loaded")
 PARTITION_PATTERNS: Final = ("halves", "isolate", "majority-ring", "bridge")
 #: fault names accepted by `nemesis` (a pattern name means that partition pattern only)
-FAULTS: Final = ("partition", *PARTITION_PATTERNS, "crash", "pause", "skew", "rebalance")
+FAULTS: Final = ("partition", *PARTITION_PATTERNS, "crash", "pause", "skew", "rebalance",
+                  "broker-kill")
 #: nemesis op names accepted in an explicit `schedule`
 NEMESIS_OPS: Final = ("partition", "heal", "crash", "restart", "pause", "resume", "skew",
-                      "unskew", "rebalance")
+                      "unskew", "rebalance", "kill-broker", "restart-broker")
+#: where a run's replicas live: the deterministic simulator, or OS processes over real Kafka
+RUNTIMES: Final = ("sim", "cluster")
 #: name of the log service in partition groups
 LOG_NODE: Final = "log"
 #: upper bound of every duration field in ms (one hour), so no value overflows the clock
@@ -93,6 +96,9 @@ class ExperimentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     net: NetSpec = NetSpec()
     op_timeout_ms: int = 300
     quiesce_ms: int = 1000
+    #: cluster runtime: the replicas' consumer-group session timeout (how long a silent
+    #: owner keeps its partitions); the simulator's coordinator has its own (SimConfig)
+    session_timeout_ms: int = 1000
 
     @property
     def replica_names(self) -> tuple[str, ...]:
@@ -174,7 +180,10 @@ def _schedule_value_error(spec: ExperimentSpec, step: NemesisOp) -> str | None:
         if not isinstance(v, str) or v not in replicas:
             return f"{step.f} takes a replica name ({', '.join(replicas)}), got {v!r}"
         return None
-    if step.f in ("heal", "unskew", "rebalance"):
+    if step.f in ("kill-broker",):
+        return (None if v is None or v == "leader" or (isinstance(v, int) and v >= 1)
+                else f"kill-broker takes 'leader' or a broker id, got {v!r}")
+    if step.f in ("heal", "unskew", "rebalance", "restart-broker"):
         return None if v is None else f"{step.f} takes no value, got {v!r}"
     if step.f == "skew":
         if not isinstance(v, dict) or not v:
@@ -229,8 +238,9 @@ def validate(spec: ExperimentSpec, *, source: str | None = None,
     if not spec.name or not re.fullmatch(r"[A-Za-z0-9_.-]+", spec.name) or spec.name in (".", ".."):
         raise bad("name", f"{spec.name!r} must be one path segment of letters, digits, "
                   "'_', '.', '-' (not '.' or '..')")
-    if spec.runtime != "sim":
-        raise bad("runtime", f"{spec.runtime!r} is not supported (only 'sim')")
+    if spec.runtime not in RUNTIMES:
+        raise bad("runtime", f"unknown runtime {spec.runtime!r} (choose from "
+                  f"{', '.join(RUNTIMES)})")
     if not -(2**63) <= spec.seed < 2**63:
         raise bad("seed", f"{spec.seed} must fit in 64 bits")
     if not spec.modes:
@@ -294,6 +304,9 @@ def validate(spec: ExperimentSpec, *, source: str | None = None,
         raise bad("op_timeout_ms", f"{spec.op_timeout_ms} must be in 1..{MAX_MS}")
     if not 0 <= spec.quiesce_ms <= MAX_MS:
         raise bad("quiesce_ms", f"{spec.quiesce_ms} must be in 0..{MAX_MS}")
+    if not 500 <= spec.session_timeout_ms <= MAX_MS:
+        raise bad("session_timeout_ms", f"{spec.session_timeout_ms} must be in 500..{MAX_MS} "
+                  "(the brokers' group.min.session.timeout.ms is 500)")
     return spec
 
 

@@ -78,6 +78,8 @@ def replicated_settings(brokers: int) -> dict[str, str]:
         "num.partitions": "3",
         "auto.create.topics.enable": "true",
         "group.initial.rebalance.delay.ms": "0",
+        # replicas fail over within their (spec) session timeout, far below Kafka's 6 s floor
+        "group.min.session.timeout.ms": "500",
     }
 
 

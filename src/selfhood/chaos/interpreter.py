@@ -44,8 +44,10 @@ PROGRESS_EVERY: Final = 2000
 class World(Protocol):
     """Where the interpreter's requests go and its time passes (five members)."""
 
-    #: the current time, ns since the start of the run (virtual or monotonic)
-    now: int
+    @property
+    def now(self) -> int:
+        """The current time, ns since the start of the run (virtual or monotonic)."""
+        ...
 
     def send(self, replica: str, request: Request) -> None:
         """Deliver a client request to a replica (its reply comes back via `on_reply`)."""

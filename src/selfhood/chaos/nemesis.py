@@ -114,6 +114,9 @@ def _fault(kind: str, spec: ExperimentSpec, rng: random.Random) -> tuple[str, An
         return "skew", offsets, "unskew", None
     if kind == "rebalance":
         return "rebalance", None, "", None
+    if kind == "broker-kill":
+        # kill -9 of the broker leading partition 0 (the simulated log has no brokers)
+        return "kill-broker", "leader", "restart-broker", None
     raise ValueError(f"unknown fault {kind!r}")
 
 
@@ -170,6 +173,7 @@ def final_heal(schedule: Sequence[NemesisOp], until_ms: float) -> tuple[NemesisO
     crashed: set[str] = set()
     paused: set[str] = set()
     skewed = False
+    brokers_down = False
     for s in sorted(schedule, key=lambda s: s.at_ms):
         if s.at_ms >= until_ms:
             break
@@ -185,9 +189,15 @@ def final_heal(schedule: Sequence[NemesisOp], until_ms: float) -> tuple[NemesisO
             skewed = True
         elif s.f == "unskew":
             skewed = False
+        elif s.f == "kill-broker":
+            brokers_down = True
+        elif s.f == "restart-broker":
+            brokers_down = False
     out = [NemesisOp(at_ms=0, f="heal")]
     out += [NemesisOp(at_ms=0, f="resume", value=r) for r in sorted(paused)]
     out += [NemesisOp(at_ms=0, f="restart", value=r) for r in sorted(crashed)]
     if skewed:
         out.append(NemesisOp(at_ms=0, f="unskew"))
+    if brokers_down:
+        out.append(NemesisOp(at_ms=0, f="restart-broker"))
     return tuple(out)

@@ -19,7 +19,7 @@ from typing import Any
 
 import click
 
-from selfhood.spec import FAULTS, MODES, ROUTERS
+from selfhood.spec import FAULTS, MODES, ROUTERS, RUNTIMES
 
 
 def _progress(quiet: bool) -> Any:
@@ -52,7 +52,8 @@ def build_spec(spec_file: Path | None, **opts: Any) -> Any:
         # a new fault list means a freshly drawn schedule (with_overrides keeps None values)
         spec = msgspec.structs.replace(spec, schedule=None)
     for key in ("seed", "time_limit_s", "concurrency", "shards", "sharded_memory", "router",
-                "name", "replicas", "instances", "rate", "fencing", "atomic_memory"):
+                "name", "replicas", "instances", "rate", "fencing", "atomic_memory", "runtime",
+                "session_timeout_ms"):
         if opts.get(key) is not None:
             changes[key] = opts[key]
     return with_overrides(spec, **changes)
@@ -61,6 +62,14 @@ def build_spec(spec_file: Path | None, **opts: Any) -> Any:
 @click.command("run")
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Experiment spec (.json or .toml); options below override it.")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default=None,
+              help="Where the replicas run: the deterministic simulator (default) or "
+                   "OS processes over the real Kafka cluster in network namespaces "
+                   "(needs root; starts the cluster if it is not running).")
+@click.option("--keep", is_flag=True,
+              help="--runtime cluster: leave the Kafka cluster up after the run.")
+@click.option("--session-timeout-ms", "session_timeout_ms", type=int,
+              help="--runtime cluster: the replicas' consumer-group session timeout.")
 @click.option("--modes", help=f"Comma list of modes ({', '.join(MODES)}).")
 @click.option("--seed", type=int, help="Seed: same seed, same histories.")
 @click.option("--time-limit", "time_limit_s", type=float,
@@ -85,11 +94,13 @@ def build_spec(spec_file: Path | None, **opts: Any) -> Any:
               help="Wall-clock seconds per checker before its verdict is 'unknown'.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def run(spec_file: Path | None, store: Path, check_time_limit: float, quiet: bool,
-        **opts: Any) -> None:
-    """Run an experiment on the deterministic simulator and compare the modes.
+        keep: bool, **opts: Any) -> None:
+    """Run an experiment and compare the modes.
 
     With no arguments: sequential vs eventual, 3 replicas, 4 instances, under
-    partitions and crash/failover, in well under a minute.
+    partitions and crash/failover, on the deterministic simulator in well under
+    a minute. `--runtime cluster` runs the same spec on replica processes over
+    real Kafka under real faults, and leaves the machine as it found it.
     """
     from selfhood.chaos.runner import run_experiment
     from selfhood.chaos.store import prepare_store, save_run
@@ -99,9 +110,11 @@ def run(spec_file: Path | None, store: Path, check_time_limit: float, quiet: boo
     spec = build_spec(spec_file, **opts)
     prepare_store(store, spec.name)  # an unwritable store fails now, not after the run
     progress = _progress(quiet)
-    progress(f"selfhood run {spec.name}: modes {', '.join(spec.modes)}, seed {spec.seed}, "
-             f"{spec.time_limit_s:g} s virtual load, nemesis {', '.join(spec.nemesis) or 'none'}")
-    exp = run_experiment(spec, progress=progress, check_time_limit_s=check_time_limit)
+    progress(f"selfhood run {spec.name} ({spec.runtime}): modes {', '.join(spec.modes)}, "
+             f"seed {spec.seed}, {spec.time_limit_s:g} s load, "
+             f"nemesis {', '.join(spec.nemesis) or 'none'}")
+    exp = run_experiment(spec, progress=progress, check_time_limit_s=check_time_limit,
+                         keep=keep)
     run_dir = save_run(store, exp.spec, exp.results,
                        {m: o.files for m, o in exp.outcomes.items()},
                        extra={"report.md": lambda d: render_markdown(exp.results, run_dir=d)})

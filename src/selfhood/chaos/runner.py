@@ -424,8 +424,12 @@ class Experiment:
 
 
 def run_experiment(spec: ExperimentSpec, *, progress: Progress | None = None,
-                   check_time_limit_s: float | None = 20.0) -> Experiment:
-    """Run and judge every mode of the spec (no files written; see chaos.store)."""
+                   check_time_limit_s: float | None = 20.0, keep: bool = False) -> Experiment:
+    """Run and judge every mode of the spec (no files written; see chaos.store).
+
+    ``spec.runtime`` picks the world: the simulator, or replica processes over
+    real Kafka (`chaos.cluster_world`; ``keep`` leaves its cluster up).
+    """
     try:
         import selfhood.chaos.sim  # noqa: F401
     except ModuleNotFoundError as exc:  # pragma: no cover - only before the sim lands
@@ -434,6 +438,12 @@ def run_experiment(spec: ExperimentSpec, *, progress: Progress | None = None,
     resolved = _with_schedule(spec, schedule)
     outcomes: dict[str, ModeOutcome] = {}
     t_all = time.perf_counter()
+    cluster: dict[str, Any] = {}
+    if spec.runtime == "cluster":
+        from selfhood.chaos.cluster_world.world import run_cluster
+
+        cluster = run_cluster(spec, schedule, final_heal(schedule, spec.time_limit_s * 1000),
+                              keep=keep, progress=progress)
     for mode in spec.modes:
         t0 = time.perf_counter()
 
@@ -441,12 +451,20 @@ def run_experiment(spec: ExperimentSpec, *, progress: Progress | None = None,
             if progress is not None:
                 progress(f"[{mode}] {n} history entries, virtual {vt / 1e9:.1f} s")
 
-        sim = simulate_mode(spec, mode, on_progress=tick)
-        sim_s = time.perf_counter() - t0
-        outcome = judge_mode(spec, mode, sim.history, dict(sim.stats),
+        if spec.runtime == "cluster":
+            res = cluster[mode]
+            history, stats, run_s = res.history, dict(res.stats), res.elapsed_s
+        else:
+            sim = simulate_mode(spec, mode, on_progress=tick)
+            history, stats, run_s = sim.history, dict(sim.stats), time.perf_counter() - t0
+        outcome = judge_mode(spec, mode, history, stats,
                              check_time_limit_s=check_time_limit_s, progress=progress)
-        outcome.summary["elapsed_s"] = {"simulate": round(sim_s, 3),
-                                        "total": round(time.perf_counter() - t0, 3)}
+        if spec.runtime == "cluster":
+            outcome.summary["failover"] = cluster[mode].failover
+            outcome.summary["fingerprints"] = cluster[mode].fingerprints
+        outcome.summary["elapsed_s"] = {"simulate": round(run_s, 3),
+                                        "total": round(time.perf_counter() - t0 + (
+                                            run_s if spec.runtime == "cluster" else 0), 3)}
         outcomes[mode] = outcome
         if progress is not None:
             s = outcome.summary
@@ -455,6 +473,7 @@ def run_experiment(spec: ExperimentSpec, *, progress: Progress | None = None,
                      f"({time.perf_counter() - t0:.1f} s)")
     results = {
         "spec": to_dict(resolved),
+        "runtime": spec.runtime,
         "seed": spec.seed,
         "modes": {m: o.summary for m, o in outcomes.items()},
         "elapsed_s": round(time.perf_counter() - t_all, 3),

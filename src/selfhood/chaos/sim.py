@@ -439,6 +439,11 @@ class Simulation:
             for name in self.names:
                 self.skew_ns[name] = 0
             return o.value
+        if f in ("kill-broker", "restart-broker"):
+            # the simulated log is one service standing for the replicated brokers: losing
+            # one of three is invisible to it (the cluster runtime kills a real one)
+            self.stats["broker_kills"] = self.stats.get("broker_kills", 0) + (f == "kill-broker")
+            return o.value
         if f == "rebalance":
             if self.sequential:
                 self._grant(self.coord.rebalance(self._live() or list(self.names)))

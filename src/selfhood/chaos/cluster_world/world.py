@@ -1,0 +1,803 @@
+"""The cluster world: the one interpreter over replica OS processes under real faults (IO).
+
+`ClusterRuntime` owns the machine's side of a cluster run: the 3-broker
+Kafka cluster in network namespaces (started if it is not running, stopped
+again unless ``keep``), one namespace per replica and one for the client
+process, and the `selfhood replica serve` processes of each mode. A mode
+runs like this:
+
+- a fresh topic and consumer group, so modes never see each other's events;
+- the replicas start (each in its namespace, optionally under libfaketime)
+  and the run waits until every partition has an owner;
+- the interpreter (`chaos.interpreter`) runs in a thread of its own, with a
+  `ClusterWorld` as its world: requests go through the client process to
+  the replicas' HTTP API (docs/replica-api.yaml), replies and finished
+  faults come back through a queue, time is the monotonic clock since the
+  start of the mode;
+- nemesis ops are real: iptables DROP rules between namespaces (the same
+  named patterns as the simulator, `nemesis.cut_links`), ``kill -9`` and a
+  restart, SIGSTOP/SIGCONT, libfaketime skew, ``kill -9`` of a broker and
+  its restart, and a rebalance (one member leaves and rejoins the group);
+- afterwards the failover gap of every replica kill is measured from the
+  history (`failover_gaps`) and the replicas' own claim reports.
+
+Everything started is stopped, and every namespace and rule removed, in a
+``finally`` (so on an error and on Ctrl-C too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import glob
+import heapq
+import itertools
+import json
+import os
+import queue
+import random
+import secrets
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from selfhood.chaos.client import ClientSessions
+from selfhood.chaos.cluster import ClusterConfig, ClusterManager, default_state_dir
+from selfhood.chaos.cluster_world.netns import CLIENT_HOST, REPLICA_HOST0, NodeNetwork
+from selfhood.chaos.generator import Generator, OpRequest
+from selfhood.chaos.interpreter import Interpreter
+from selfhood.chaos.nemesis import cut_links
+from selfhood.checkers.history import Op
+from selfhood.consistency.replica import UNAVAILABLE, Reply, Request
+from selfhood.errors import ChaosError, ClusterError
+from selfhood.spec import LOG_NODE, ExperimentSpec
+
+MS: Final = 1_000_000
+#: the replicas' HTTP port (each replica has its own address)
+REPLICA_PORT: Final = 8470
+#: how long replicas may take to serve and to own every partition
+READY_TIMEOUT_S: Final = 90.0
+#: a restarted replica must print its "listening" line within this
+RESTART_TIMEOUT_S: Final = 30.0
+#: netns clusters of the cluster runtime use this offset from the base port when the
+#: state dir already holds a cluster without namespaces (the test suite's)
+NETNS_PORT_OFFSET: Final = 500
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_msg: str) -> None:
+    pass
+
+
+def faketime_library() -> str | None:
+    """Path of libfaketime (Debian package `libfaketime`), or None."""
+    for pattern in ("/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1",
+                    "/usr/local/lib/faketime/libfaketime.so.1"):
+        found = sorted(glob.glob(pattern))
+        if found:
+            return found[0]
+    return None
+
+
+def uses_skew(spec: ExperimentSpec, schedule: tuple[Any, ...]) -> bool:
+    return any(getattr(s, "f", None) == "skew" for s in schedule) or "skew" in spec.nemesis
+
+
+# --- failover gap (pure) -------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Kill:
+    """One ``kill -9`` of a replica: when, and the instances it owned then."""
+
+    replica: str
+    at_ns: int
+    instances: tuple[str, ...]
+    partitions: tuple[int, ...]
+    gap_ms: float | None = None
+    by: str | None = None
+    replayed: int | None = None
+    replayed_from: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"replica": self.replica, "at_ms": round(self.at_ns / MS, 3),
+                "instances": list(self.instances), "partitions": list(self.partitions),
+                "gap_ms": self.gap_ms, "acknowledged_by": self.by,
+                "replayed": self.replayed, "replayed_from": self.replayed_from}
+
+
+def _writes(value: Any) -> bool:
+    return isinstance(value, list) and any(isinstance(m, list) and m and m[0] != "r"
+                                           for m in value)
+
+
+def failover_gaps(kills: list[Kill], history: list[Op]) -> None:
+    """Fill each kill's gap: kill -9 to the first acknowledged write for one of its instances.
+
+    Only writes invoked after the kill count (an earlier one may have been
+    acknowledged by the old owner before it died).
+    """
+    invoked: dict[Any, Op] = {}
+    for op in history:
+        if op.type == "invoke":
+            invoked[op.process] = op
+            continue
+        inv = invoked.pop(op.process, None)
+        if op.type != "ok" or inv is None or op.f not in ("txn", "add-rule", "revoke-rule"):
+            continue
+        if op.f == "txn" and not _writes(op.value):
+            continue
+        for k in kills:
+            if (k.gap_ms is None and op.instance in k.instances and inv.time is not None
+                    and op.time is not None and inv.time >= k.at_ns):
+                k.gap_ms = round((op.time - k.at_ns) / MS, 3)
+                k.by = op.node
+
+
+def gap_summary(kills: list[Kill], session_timeout_ms: int) -> dict[str, Any]:
+    """p50/p99 of the measured gaps, and the replay figures, for results.json."""
+    from selfhood.checkers.identity import percentile
+
+    gaps = [k.gap_ms for k in kills if k.gap_ms is not None]
+    return {
+        "kills": len(kills),
+        "measured": len(gaps),
+        "p50_ms": round(percentile(gaps, 50), 3) if gaps else None,
+        "p99_ms": round(percentile(gaps, 99), 3) if gaps else None,
+        "session_timeout_ms": session_timeout_ms,
+        "replayed_from": {src: sum(1 for k in kills if k.replayed_from == src)
+                          for src in ("start", "tail")},
+        "replayed_events": sum(k.replayed or 0 for k in kills),
+        "each": [k.to_json() for k in kills],
+    }
+
+
+# --- the world the interpreter sees (its thread) ----------------------------------------
+
+
+class ClusterWorld:
+    """`chaos.interpreter.World` over real processes; lives in the interpreter's thread."""
+
+    def __init__(self, runtime: ClusterRuntime, loop: asyncio.AbstractEventLoop) -> None:
+        self.runtime = runtime
+        self.loop = loop
+        self.t0 = time.monotonic_ns()
+        self.q: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self.heap: list[tuple[int, int, OpRequest]] = []
+        self.seq = itertools.count()
+        self.interp: Interpreter | None = None
+        self.nemesis_pending = 0
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Make the interpreter's thread stop (Ctrl-C or an error on the loop's side)."""
+        self.cancelled = True
+        self.q.put(("cancel",))
+
+    @property
+    def now(self) -> int:
+        return time.monotonic_ns() - self.t0
+
+    def send(self, replica: str, request: Request) -> None:
+        timeout_ms = max(1, (request.deadline - self.now) // MS)
+        self.loop.call_soon_threadsafe(self.runtime.submit, replica, request, timeout_ms, self.q)
+
+    def call_at(self, t: int, op: OpRequest) -> None:
+        heapq.heappush(self.heap, (t, next(self.seq), op))
+
+    def nemesis(self, op: OpRequest) -> None:
+        self.nemesis_pending += 1
+        fut = asyncio.run_coroutine_threadsafe(self.runtime.nemesis(op), self.loop)
+        fut.add_done_callback(lambda f: self.q.put(("nemesis", op, f)))
+
+    def step_until(self, wake: int | None) -> None:
+        interp = self.interp
+        assert interp is not None
+        tq = interp.timeouts
+        opened = interp.clients.open
+        heap = self.heap
+        while True:
+            if self.cancelled:
+                raise ChaosError("cluster run cancelled")
+            now = self.now
+            while tq and tq[0][1] not in opened:
+                tq.popleft()
+            if tq and tq[0][0] <= now:
+                interp.on_timeout(tq.popleft()[1])
+            elif heap and heap[0][0] <= now:
+                interp.invoke_scheduled(heapq.heappop(heap)[2])
+            elif wake is not None and now >= wake:
+                return
+            else:
+                due = [x for x in (tq[0][0] if tq else None, heap[0][0] if heap else None, wake)
+                       if x is not None]
+                if not due and not opened and not self.nemesis_pending:
+                    raise ChaosError("ops still open with nothing left to run")
+                limit = (min(due) - now) / 1e9 if due else 5.0
+                try:
+                    item = self.q.get(timeout=max(0.0, limit))
+                except queue.Empty:
+                    continue
+                self._deliver(item)
+            if interp.interesting:
+                return
+
+    def _deliver(self, item: tuple[Any, ...]) -> None:
+        interp = self.interp
+        assert interp is not None
+        if item[0] == "reply":
+            interp.on_reply(item[1])
+        elif item[0] == "nemesis":
+            _, op, fut = item
+            self.nemesis_pending -= 1
+            interp.nemesis_done(op, fut.result())  # a failed fault ends the run
+
+
+# --- processes -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class ReplicaProc:
+    name: str
+    address: str
+    proc: asyncio.subprocess.Process | None = None
+    drain: asyncio.Task[None] | None = None
+    paused: bool = False
+    faketime_file: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.address}:{REPLICA_PORT}"
+
+
+@dataclass(slots=True)
+class ModeResult:
+    """What one mode on the cluster produced (the simulator's SimResult, for the runner)."""
+
+    history: list[Op]
+    stats: dict[str, Any] = field(default_factory=dict)
+    failover: dict[str, Any] = field(default_factory=dict)
+    fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    topic: str = ""
+    elapsed_s: float = 0.0
+
+
+class ClusterRuntime:
+    """The machine side of a cluster run; `async with` starts and always cleans up."""
+
+    def __init__(self, spec: ExperimentSpec, *, state_dir: Path | None = None,
+                 keep: bool = False, progress: Progress | None = None) -> None:
+        self.spec = spec
+        self.state_dir = (state_dir or default_state_dir()).resolve()
+        self.keep = keep
+        self.say = progress or _quiet
+        self.mgr: ClusterManager | None = None
+        self.cfg: ClusterConfig | None = None
+        self.started_cluster = False
+        self.net: NodeNetwork | None = None
+        self.run_id = secrets.token_hex(3)
+        self.work = self.state_dir / "runs" / self.run_id
+        self.client_proc: asyncio.subprocess.Process | None = None
+        self.client_reader: asyncio.StreamReader | None = None
+        self.client_writer: asyncio.StreamWriter | None = None
+        self.client_task: asyncio.Task[None] | None = None
+        self.waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self.call_ids = itertools.count(1)
+        self.replicas: dict[str, ReplicaProc] = {}
+        self.mode = ""
+        self.topic = ""
+        self.skew = False
+        self.kills: list[Kill] = []
+        self.broker_down: list[int] = []
+        self.nem_rng = random.Random(spec.seed * 104729 + 2)
+        self.counters: dict[str, int] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.session: Any = None  # aiohttp.ClientSession for admin calls from the root ns
+        self.t0 = time.monotonic_ns()  # the running mode's time origin
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def __aenter__(self) -> ClusterRuntime:
+        try:
+            await self.start()
+        except BaseException:
+            await asyncio.shield(self.stop())
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await asyncio.shield(self.stop())
+
+    async def _choose_cluster(self) -> ClusterManager:
+        """This state dir's cluster if it runs in namespaces, else a netns one beside it."""
+        mgr = ClusterManager(self.state_dir)
+        cfg = mgr.load_config()
+        if cfg is not None and not cfg.netns:
+            mgr = ClusterManager(self.state_dir / "netns")
+        return mgr
+
+    async def start(self) -> None:
+        import aiohttp
+
+        if os.geteuid() != 0:
+            raise ClusterError("the cluster runtime needs root (network namespaces, iptables)")
+        self.mgr = mgr = await self._choose_cluster()
+        cfg = mgr.load_config()
+        status = await mgr.status() if cfg is not None else None
+        if cfg is None or status is None or not status.healthy:
+            self.say(f"starting the 3-broker Kafka cluster (--netns) in {mgr.state_dir}")
+            base = None
+            if mgr.state_dir != self.state_dir:
+                from selfhood.chaos.cluster import default_base_port
+
+                base = default_base_port() + NETNS_PORT_OFFSET
+            self.started_cluster = cfg is None
+            await mgr.up(brokers=3, netns=True, base_port=base, progress=self.say)
+        else:
+            self.say(f"using the running Kafka cluster in {mgr.state_dir}")
+        self.cfg = cfg = mgr.load_config()
+        assert cfg is not None
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.net = NodeNetwork(cfg, mgr.state_dir / "runtime-netns.json")
+        await self.net.teardown()  # whatever a crashed earlier run left
+        self.say(f"namespaces for {self.spec.replicas} replicas and the clients")
+        await self.net.add("c", CLIENT_HOST)
+        for i, name in enumerate(self.spec.replica_names):
+            addr = await self.net.add(name, REPLICA_HOST0 + i)
+            self.replicas[name] = ReplicaProc(name, addr)
+        await self._start_client()
+        self.session = aiohttp.ClientSession()
+
+    async def stop(self) -> None:
+        """Stop every process this run started and remove its namespaces; safe twice."""
+        for r in self.replicas.values():
+            await self._kill_replica(r, sig=signal.SIGKILL)
+        if self.client_task is not None:
+            self.client_task.cancel()
+            self.client_task = None
+        if self.client_writer is not None:
+            self.client_writer.close()
+            self.client_writer = None
+        if self.client_proc is not None:
+            await _stop_proc(self.client_proc)
+            self.client_proc = None
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+        for t in list(self.tasks):
+            t.cancel()
+        if self.mgr is not None:
+            for b in self.broker_down:
+                with contextlib.suppress(ClusterError):
+                    await self.mgr.start_broker(b)
+            self.broker_down = []
+        if self.net is not None:
+            await self.net.teardown()
+            self.net = None
+        if self.mgr is not None and self.started_cluster and not self.keep:
+            self.say("stopping the Kafka cluster this run started (--keep leaves it up)")
+            await self.mgr.down()
+            self.started_cluster = False
+
+    async def _start_client(self) -> None:
+        assert self.net is not None
+        sock = self.work / "client.sock"
+        with contextlib.suppress(FileNotFoundError):
+            sock.unlink()
+        self.client_proc = await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", self.net.ns["c"], sys.executable, "-m",
+            "selfhood.chaos.cluster_world.clientproc", str(sock),
+            stdout=asyncio.subprocess.PIPE, stderr=(self.work / "client.log").open("ab"),
+            stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
+        assert self.client_proc.stdout is not None
+        async with asyncio.timeout(30):
+            line = await self.client_proc.stdout.readline()
+        if b"ready" not in line:
+            raise ClusterError(f"the client process did not start (see {self.work}/client.log)")
+        self.client_reader, self.client_writer = await asyncio.open_unix_connection(str(sock))
+        self.client_task = asyncio.create_task(self._client_replies())
+
+    async def _client_replies(self) -> None:
+        assert self.client_reader is not None
+        while line := await self.client_reader.readline():
+            msg = json.loads(line)
+            fut = self.waiting.pop(msg.get("id"), None)
+            if fut is not None and not fut.done():
+                fut.set_result(msg)
+
+    async def call(self, url: str, body: Any, timeout_s: float) -> dict[str, Any]:
+        """One HTTP call from the clients' namespace (through the client process)."""
+        assert self.client_writer is not None
+        cid = next(self.call_ids)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.waiting[cid] = fut
+        self.client_writer.write(json.dumps({"id": cid, "method": "POST", "url": url,
+                                             "body": body, "timeout_s": timeout_s}).encode()
+                                 + b"\n")
+        try:
+            async with asyncio.timeout(timeout_s + 5):
+                return await fut
+        finally:
+            self.waiting.pop(cid, None)
+
+    # -- client ops -----------------------------------------------------------------------
+
+    def submit(self, replica: str, req: Request, timeout_ms: int,
+               out: queue.SimpleQueue[tuple[Any, ...]]) -> None:
+        """Send a client request (called on the loop by the interpreter's thread)."""
+        t = asyncio.get_running_loop().create_task(self._op(replica, req, timeout_ms, out))
+        self.tasks.add(t)
+        t.add_done_callback(self.tasks.discard)
+
+    async def _op(self, replica: str, req: Request, timeout_ms: int,
+                  out: queue.SimpleQueue[tuple[Any, ...]]) -> None:
+        body = {"req_id": req.req_id, "f": req.f, "value": req.value, "instance": req.instance,
+                "token": None if req.token is None else {str(p): o for p, o in req.token.items()},
+                "timeout_ms": timeout_ms}
+        url = f"{self.replicas[replica].url}/v1/ops"
+        msg = await self.call(url, body, timeout_ms / 1000 + 1.0)
+        reply = _reply_of(req.req_id, msg)
+        if reply is not None:
+            out.put(("reply", reply))
+
+    # -- replicas -------------------------------------------------------------------------
+
+    def _replica_argv(self, r: ReplicaProc) -> list[str]:
+        spec, cfg, net = self.spec, self.cfg, self.net
+        assert cfg is not None and net is not None
+        argv = ["ip", "netns", "exec", net.ns[r.name], sys.executable, "-m", "selfhood",
+                "replica", "serve", "--node", r.name, "--listen", f"{r.address}:{REPLICA_PORT}",
+                "--bootstrap", cfg.bootstrap, "--topic", self.topic, "--mode", self.mode,
+                "--shards", str(spec.shards), "--instances", str(spec.instances),
+                "--sharded-memory" if spec.sharded_memory else "--no-sharded-memory",
+                "--atomic-memory" if spec.atomic_memory else "--no-atomic-memory",
+                "--fencing" if spec.fencing else "--no-fencing",
+                "--data-dir", str(self.work / self.mode / r.name),
+                "--session-timeout-ms", str(spec.session_timeout_ms)]
+        for other in self.replicas.values():
+            if other.name != r.name:
+                argv += ["--peer", f"{other.name}={other.url}"]
+        return argv
+
+    def _replica_env(self, r: ReplicaProc) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("PYTHONBREAKPOINT", None)
+        if self.skew:
+            lib = faketime_library()
+            if lib is None:
+                raise ClusterError("skew needs libfaketime (`apt-get install faketime`)")
+            r.faketime_file = self.work / self.mode / f"{r.name}.faketime"
+            if not r.faketime_file.exists():
+                r.faketime_file.write_text("+0\n")
+            env.update(LD_PRELOAD=lib, FAKETIME_TIMESTAMP_FILE=str(r.faketime_file),
+                       FAKETIME_NO_CACHE="1", DONT_FAKE_MONOTONIC="1")
+        return env
+
+    async def _spawn(self, r: ReplicaProc, limit: float) -> None:
+        (self.work / self.mode / r.name).mkdir(parents=True, exist_ok=True)
+        log = (self.work / self.mode / f"{r.name}.log").open("ab")
+        r.proc = await asyncio.create_subprocess_exec(
+            *self._replica_argv(r), env=self._replica_env(r), stdout=asyncio.subprocess.PIPE,
+            stderr=log, stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
+        r.paused = False
+        assert r.proc.stdout is not None
+        out = r.proc.stdout
+        try:
+            async with asyncio.timeout(limit):
+                while True:
+                    line = await out.readline()
+                    if not line:
+                        raise ClusterError(f"replica {r.name} exited while starting; see "
+                                           f"{self.work / self.mode / r.name}.log")
+                    log.write(line)
+                    if b"listening on" in line:
+                        break
+        except TimeoutError:
+            raise ClusterError(f"replica {r.name} did not serve within {limit:.0f} s") from None
+
+        async def drain() -> None:
+            while line := await out.readline():
+                log.write(line)
+            log.close()
+
+        r.drain = asyncio.create_task(drain())
+
+    async def _kill_replica(self, r: ReplicaProc, *, sig: signal.Signals) -> None:
+        p = r.proc
+        if p is None:
+            return
+        if p.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                if r.paused and sig != signal.SIGKILL:
+                    p.send_signal(signal.SIGCONT)
+                p.send_signal(sig)
+            try:
+                async with asyncio.timeout(10):
+                    await p.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    p.kill()
+                await p.wait()
+        if r.drain is not None:
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(r.drain, 5)
+        r.proc = None
+        r.drain = None
+        r.paused = False
+
+    async def status(self, r: ReplicaProc, timeout_s: float = 1.0) -> dict[str, Any] | None:
+        """GET /v1/status from the root namespace (admin, not a client op)."""
+        return await self._admin("GET", f"{r.url}/v1/status", timeout_s)
+
+    async def _admin(self, method: str, url: str, timeout_s: float) -> dict[str, Any] | None:
+        import aiohttp
+
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self.session.request(method, url) as resp:
+                    body = await resp.json(content_type=None)
+                    return body if isinstance(body, dict) else None
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError):
+            return None
+
+    async def _wait_owned(self, limit: float) -> None:
+        """Until every partition has an active owner (sequential) or every replica answers."""
+        deadline = time.monotonic() + limit
+        want = set(range(self.spec.shards))
+        while True:
+            sts = [await self.status(r) for r in self.replicas.values()]
+            if all(s is not None for s in sts):
+                owned = {o["partition"] for s in sts if s is not None
+                         for o in s.get("owned", []) if o.get("active")}
+                if self.mode == "eventual" or want <= owned:
+                    return
+            if time.monotonic() > deadline:
+                raise ClusterError(f"partitions {sorted(want)} not all owned within {limit:.0f} s "
+                                   f"(replica logs in {self.work / self.mode})")
+            await asyncio.sleep(0.2)
+
+    # -- one mode ------------------------------------------------------------------------
+
+    async def run_mode(self, mode: str, generator: Generator,
+                       on_progress: Callable[[int, int], None] | None = None) -> ModeResult:
+        spec = self.spec
+        self.mode = mode
+        self.topic = f"selfhood-run-{self.run_id}-{mode}"
+        self.kills = []
+        self.counters = {"crashes": 0, "restarts": 0, "pauses": 0, "partitions": 0,
+                         "skews": 0, "rebalances": 0, "broker_kills": 0}
+        (self.work / mode).mkdir(parents=True, exist_ok=True)
+        self.say(f"[{mode}] starting {spec.replicas} replicas on topic {self.topic}")
+        t0 = time.monotonic()
+        await asyncio.gather(*(self._spawn(r, READY_TIMEOUT_S) for r in self.replicas.values()))
+        await self._wait_owned(READY_TIMEOUT_S)
+        self.say(f"[{mode}] replicas ready in {time.monotonic() - t0:.1f} s; running the load")
+        loop = asyncio.get_running_loop()
+        world = ClusterWorld(self, loop)
+        self.t0 = world.t0
+        clients = ClientSessions(spec.replica_names, spec.router, down_ms=1000,
+                                 timeout_ns=spec.op_timeout_ms * MS, margin_ns=10 * MS)
+        interp = Interpreter(world, clients, concurrency=spec.concurrency,
+                             rng=random.Random(spec.seed))
+        world.interp = interp
+        try:
+            history = await asyncio.to_thread(interp.run, generator, on_progress=on_progress)
+        except BaseException:
+            world.cancel()  # the interpreter's thread stops at its next step
+            raise
+        statuses = {r.name: await self.status(r, 3.0) for r in self.replicas.values()}
+        fingerprints = {}
+        for r in self.replicas.values():
+            fp: dict[str, Any] = {}
+            for inst in spec.instance_names:
+                got = await self._admin("GET", f"{r.url}/v1/instances/{inst}/fingerprint", 2.0)
+                if got is not None:
+                    fp[inst] = got
+            fingerprints[r.name] = fp
+        failover_gaps(self.kills, history)
+        _claims_of_kills(self.kills, statuses)
+        for r in self.replicas.values():
+            await self._kill_replica(r, sig=signal.SIGTERM)
+        await self._restart_brokers()
+        stats = {**self.counters, "timeouts": clients.timeouts,
+                 "failovers": clients.router.failovers, "ops": len(history),
+                 "wall_ms": world.now // MS,
+                 "replica": {n: (s or {}).get("stats") for n, s in statuses.items()}}
+        return ModeResult(history, stats, gap_summary(self.kills, spec.session_timeout_ms),
+                          fingerprints, self.topic, round(time.monotonic() - t0, 3))
+
+    async def _restart_brokers(self) -> None:
+        assert self.mgr is not None
+        while self.broker_down:
+            b = self.broker_down.pop()
+            await self.mgr.start_broker(b)
+
+    # -- nemesis --------------------------------------------------------------------------
+
+    def _replica_arg(self, op: OpRequest) -> ReplicaProc:
+        v = op.value
+        if isinstance(v, dict):
+            v = v.get("replica", v.get("node"))
+        if v not in self.replicas:
+            raise ChaosError(f"nemesis {op.f}: unknown replica {op.value!r}; "
+                             f"replicas are {list(self.replicas)}")
+        return self.replicas[str(v)]
+
+    async def nemesis(self, op: OpRequest) -> Any:
+        """Inflict one fault; the value recorded as its completion."""
+        f, v = op.f, op.value
+        net = self.net
+        assert net is not None
+        if f == "partition":
+            nodes = (*self.replicas, LOG_NODE)
+            cut = cut_links(v, nodes, self.nem_rng)
+            for a, b in sorted(cut):
+                if a == LOG_NODE or (b != LOG_NODE and b < a):
+                    continue  # each rule pair drops both directions
+                peers = net.broker_addresses() if b == LOG_NODE else [net.addr[b]]
+                await net.cut(a, peers)
+            self.counters["partitions"] += 1
+            return {**(v if isinstance(v, dict) else {}),
+                    "cut": sorted([a, b] for a, b in cut if a < b)}
+        if f == "heal":
+            await net.heal()
+            return v
+        if f == "crash":
+            r = self._replica_arg(op)
+            if r.proc is not None:
+                st = await self.status(r, 0.5)
+                owned = [o for o in (st or {}).get("owned", []) if o.get("active")]
+                self.kills.append(Kill(
+                    r.name, time.monotonic_ns() - self.t0,
+                    tuple(sorted(i for o in owned for i in o.get("instances", []))),
+                    tuple(sorted(o["partition"] for o in owned))))
+                self.counters["crashes"] += 1
+                await self._kill_replica(r, sig=signal.SIGKILL)
+            return v
+        if f == "restart":
+            r = self._replica_arg(op)
+            if r.proc is None:
+                self.counters["restarts"] += 1
+                await self._spawn(r, RESTART_TIMEOUT_S)
+            return v
+        if f == "pause":
+            r = self._replica_arg(op)
+            if r.proc is not None and not r.paused:
+                r.proc.send_signal(signal.SIGSTOP)
+                r.paused = True
+                self.counters["pauses"] += 1
+            return v
+        if f == "resume":
+            r = self._replica_arg(op)
+            if r.proc is not None and r.paused:
+                r.proc.send_signal(signal.SIGCONT)
+                r.paused = False
+            return v
+        if f in ("skew", "unskew"):
+            offsets = v if f == "skew" else dict.fromkeys(self.replicas, 0)
+            if not isinstance(offsets, dict):
+                raise ChaosError(f"nemesis skew: value must be {{replica: offset_ms}}, got {v!r}")
+            for name, ms in offsets.items():
+                if name not in self.replicas:
+                    raise ChaosError(f"nemesis skew: unknown replica {name!r}")
+                ft = self.replicas[name].faketime_file
+                if ft is not None:
+                    ft.write_text(f"{float(ms) / 1000:+.3f}\n")
+            self.counters["skews"] += f == "skew"
+            return v
+        if f == "rebalance":
+            live = [r for r in self.replicas.values() if r.proc is not None and not r.paused]
+            target = live[self.nem_rng.randrange(len(live))] if live else None
+            if target is not None:
+                await self._admin("POST", f"{target.url}/v1/admin/rebalance", 5.0)
+                self.counters["rebalances"] += 1
+            return {"replica": None if target is None else target.name}
+        if f == "kill-broker":
+            assert self.mgr is not None and self.cfg is not None
+            node = await self._broker_arg(v)
+            await self.mgr.kill_broker(node)
+            self.broker_down.append(node)
+            self.counters["broker_kills"] += 1
+            return {"broker": node, "asked": v}
+        if f == "restart-broker":
+            await self._restart_brokers()
+            return v
+        raise ChaosError(f"unknown nemesis op {f!r}")
+
+    async def _broker_arg(self, v: Any) -> int:
+        """A broker id, or ``"leader"``: the leader of the topic's partition 0."""
+        assert self.cfg is not None
+        if v in (None, "leader"):
+            return await partition_leader(self.cfg.bootstrap, self.topic, 0)
+        if isinstance(v, int) and v in self.cfg.node_ids:
+            return v
+        raise ChaosError(f"nemesis kill-broker: {v!r} is not 'leader' or one of "
+                         f"{self.cfg.node_ids}")
+
+
+def _reply_of(req_id: int, msg: dict[str, Any]) -> Reply | None:
+    """The client process's answer as a core Reply (None: no answer, the op times out)."""
+    err = msg.get("error")
+    if err == "refused":
+        return Reply(req_id, "fail", None, UNAVAILABLE)  # never reached a replica
+    if err is not None:
+        return None
+    body = msg.get("body")
+    status = msg.get("status")
+    if status == 200 and isinstance(body, dict) and body.get("type") in ("ok", "fail", "info"):
+        tok = body.get("token")
+        token = ({int(p): int(o) for p, o in tok.items()} if isinstance(tok, dict) else None)
+        extra = body.get("extra")
+        return Reply(req_id, body["type"], body.get("value"), body.get("error"), token,
+                     extra if isinstance(extra, dict) else None)
+    if isinstance(status, int) and 400 <= status < 500:
+        detail = body.get("detail") if isinstance(body, dict) else None
+        return Reply(req_id, "fail", None, f"http {status}: {detail}")  # refused as invalid
+    return Reply(req_id, "info", None, f"http {status}")  # may or may not have happened
+
+
+def _claims_of_kills(kills: list[Kill], statuses: dict[str, dict[str, Any] | None]) -> None:
+    """Each kill's takeover claim: the replay figures of the new owner's claim."""
+    for k in kills:
+        for name, st in statuses.items():
+            if name == k.replica or st is None:
+                continue
+            for c in st.get("claims", []):
+                if c.get("partition") in k.partitions and c.get("replayed") is not None:
+                    k.replayed = int(c["replayed"])
+                    k.replayed_from = c.get("replayed_from")
+                    break
+
+
+async def partition_leader(bootstrap: str, topic: str, partition: int) -> int:
+    """The broker id leading ``topic``'s ``partition`` now."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await c.start()
+    try:
+        async with asyncio.timeout(10):
+            await c.partitions_for_topic(topic)
+            leader = c._client.cluster.leader_for_partition(TopicPartition(topic, partition))
+    finally:
+        await c.stop()
+    if leader is None or leader < 0:
+        raise ClusterError(f"no leader for {topic}[{partition}]")
+    return int(leader)
+
+
+async def _stop_proc(p: asyncio.subprocess.Process) -> None:
+    if p.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            p.terminate()
+        try:
+            async with asyncio.timeout(5):
+                await p.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                p.kill()
+            await p.wait()
+
+
+
+def run_cluster(spec: ExperimentSpec, schedule: tuple[Any, ...], heal: tuple[Any, ...], *,
+                keep: bool = False, state_dir: Path | None = None,
+                progress: Progress | None = None) -> dict[str, ModeResult]:
+    """Run every mode of ``spec`` on one cluster (started if needed, always cleaned up)."""
+    from selfhood.chaos.workloads import experiment_generator
+
+    async def main() -> dict[str, ModeResult]:
+        rt = ClusterRuntime(spec, state_dir=state_dir, keep=keep, progress=progress)
+        rt.skew = uses_skew(spec, schedule)
+        out: dict[str, ModeResult] = {}
+        async with rt:
+            for mode in spec.modes:
+                out[mode] = await rt.run_mode(mode, experiment_generator(spec, schedule, heal))
+        return out
+
+    return asyncio.run(main())
