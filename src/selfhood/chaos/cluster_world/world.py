@@ -184,7 +184,7 @@ class ClusterWorld:
         return time.monotonic_ns() - self.t0
 
     def send(self, replica: str, request: Request) -> None:
-        timeout_ms = max(1, (request.deadline - self.now) // MS)
+        timeout_ms = max(1, request.timeout_ns // MS)
         self.loop.call_soon_threadsafe(self.runtime.submit, replica, request, timeout_ms, self.q)
 
     def call_at(self, t: int, op: OpRequest) -> None:
