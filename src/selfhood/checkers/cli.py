@@ -20,9 +20,13 @@ from selfhood.checkers.api import (
     CONSISTENCY,
     EXTRA_CONSISTENCY,
     MODELS,
+    KeyOrder,
+    ModelOptions,
     check_history,
+    check_options,
     resolve_consistency,
 )
+from selfhood.checkers.linear import FAIL_RULES, NIL_READS
 from selfhood.checkers.verdict import CheckResult
 from selfhood.errors import CheckerError, HistoryError, SpecError
 
@@ -77,6 +81,41 @@ def render_human(result: CheckResult, *, path: str, model: str, consistency: lis
     return "\n".join(lines)
 
 
+#: formats whose `:fail` means "certainly did not happen", with nothing observed (Jepsen's
+#: definition, which Knossos applies by dropping them); others observe a cas mismatch
+_DROPS_FAILS = ("edn", "json")
+
+
+def default_fail_rule(path: str, fmt: str) -> str:
+    """The --fail default for this file: "drop" for Jepsen's EDN, else "observe"."""
+    if fmt == "auto":
+        from selfhood.checkers.formats import detect_format
+
+        try:
+            with open(path, encoding="utf-8", errors="replace") as fh:
+                head = fh.read(1 << 16)
+            fmt = detect_format(head, path=path)
+        except (OSError, HistoryError):
+            return "observe"  # reading the history reports the problem
+    return "drop" if fmt in _DROPS_FAILS else "observe"
+
+
+def parse_value(text: str) -> Any:
+    """An --initial-value: EDN (Jepsen's notation) first, then JSON."""
+    from selfhood.checkers.edn import parse_edn
+
+    try:
+        forms = parse_edn(text)
+        if len(forms) == 1:
+            return forms[0]
+    except HistoryError:
+        pass
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise SpecError(f"--initial-value {text!r} is not one EDN or JSON value") from None
+
+
 @click.command("check")
 @click.argument("history", metavar="HISTORY")
 @click.option("--model", "model", required=True, type=click.Choice(MODELS),
@@ -84,16 +123,37 @@ def render_human(result: CheckResult, *, path: str, model: str, consistency: lis
 @click.option("--consistency", "consistency", multiple=True, metavar="C",
               help="Consistency model to check (repeatable): "
                    + " | ".join(CONSISTENCY)
-                   + ". Default: strict-serializable for txn models, linearizable for "
-                     "single-object models. Also accepted: " + ", ".join(EXTRA_CONSISTENCY)
+                   + ". Default: strict-serializable for txn models, linearizable for the "
+                     "search models, none for counter, bank, long-fork, queue and kafka. "
+                     "Also accepted: " + ", ".join(EXTRA_CONSISTENCY)
                    + ".")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
               help="History format.")
 @click.option("--time-limit", "time_limit", type=float, default=None, metavar="S",
               help="Seconds before a search gives up and reports unknown.")
+@click.option("--initial-value", "initial", default=None, metavar="V",
+              help="State before any op, an EDN or JSON value (e.g. 0, nil, [1 2], "
+                   "{0 10 1 10} for bank). Default: the model's own (nil for registers).")
+@click.option("--fail", "fail_rule", type=click.Choice(FAIL_RULES), default=None,
+              help="How to read :fail ops: drop every one (Jepsen, Knossos) or observe a "
+                   "cas fail without an error as a compare mismatch (Porcupine's etcd logs). "
+                   "Default: drop for EDN, observe for JSON lines and Jepsen logs.")
+@click.option("--nil-read", "nil_read", type=click.Choice(NIL_READS), default="value",
+              show_default=True,
+              help="An ok read of nil is the value nil, or (any) an unknown value legal in "
+                   "every state, as Knossos's register models read it.")
+@click.option("--linearizable-keys", is_flag=True,
+              help="rw-register: assume each key is linearizable (Elle's linearizable-keys?).")
+@click.option("--sequential-keys", is_flag=True,
+              help="rw-register: assume each key is sequentially consistent "
+                   "(Elle's sequential-keys?).")
+@click.option("--wfr-keys", is_flag=True,
+              help="rw-register: assume writes follow reads within a txn (Elle's wfr-keys?).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def check(history: str, model: str, consistency: tuple[str, ...],
-          fmt: str, time_limit: float | None, as_json: bool) -> None:
+          fmt: str, time_limit: float | None, initial: str | None, fail_rule: str | None,
+          nil_read: str, linearizable_keys: bool, sequential_keys: bool, wfr_keys: bool,
+          as_json: bool) -> None:
     """Check HISTORY (JSON lines, Jepsen EDN or a Jepsen log) against a consistency model.
 
     Exit status: 0 valid, 1 invalid, 2 unknown, 64 usage error, 65 unreadable
@@ -105,10 +165,16 @@ def check(history: str, model: str, consistency: tuple[str, ...],
         raise SpecError(f"--time-limit must be a positive number of seconds, got {time_limit}")
     cs_in = [c.strip() for item in consistency for c in item.split(",") if c.strip()]
     cs = resolve_consistency(model, cs_in or None)  # usage errors before any reading
+    key_order = KeyOrder(linearizable_keys, sequential_keys, wfr_keys)
+    options = ModelOptions.make(
+        initial=None if initial is None else parse_value(initial), has_initial=initial is not None,
+        fail=fail_rule or default_fail_rule(history, fmt), nil_read=nil_read)
+    check_options(model, options, key_order)
     started = time.monotonic()
     ops = read_history(history, fmt)
     try:
-        result = check_history(ops, model=model, consistency=cs, time_limit_s=time_limit)
+        result = check_history(ops, model=model, consistency=cs, time_limit_s=time_limit,
+                               options=options, key_order=key_order)
     except (HistoryError, SpecError):
         raise
     except CheckerError as exc:

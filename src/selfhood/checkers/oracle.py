@@ -6,10 +6,14 @@ correct by construction and shares no code with the searches it judges.
 Exponential: keep histories to about eight ops or five transactions.
 
 - `brute_linearizable` (linearizable | sequential) for register,
-  cas-register, kv and set histories, with lin's documented semantics:
-  `fail` ops have no effect, except a cas `fail` without an error, which is
-  an observed compare mismatch; `info` and dangling ops may take effect at
-  any point after their invocation, or never; their outputs are unknown.
+  cas-register, kv, set, mutex and multi-register histories, and for
+  Jepsen's counter, bank (transfers never overdraw) and an unordered queue
+  (`dequeue`/`drain` remove what they return), with lin's
+  documented semantics: `fail` ops have no effect, except (fail rule
+  "observe") a cas `fail` without an error, which is an observed compare
+  mismatch; `info` and dangling ops may take effect at any point after their
+  invocation, or never; their outputs are unknown. `initial`, `fail_rule`
+  and `nil_read` mirror the model options.
 - `brute_serializable` (serializable | strict-serializable) for list-append
   and rw-register transactions: some subset of the indeterminate
   transactions plus every ok one, in some order (respecting real time for
@@ -39,7 +43,8 @@ def _fz(x: Any) -> Hashable:
 class _Event:
     """One op: invoked at `inv`, returned at `ret` (None = maybe never), and its effect.
 
-    `kind` is read | write | append | add | cas | cas-maybe | cas-mismatch.
+    `kind` is read | write | append | add | cas | cas-maybe | cas-mismatch |
+    acquire | release | txn (`a`: its micro-ops).
     """
 
     inv: int
@@ -53,7 +58,38 @@ class _Event:
 
 def _apply(e: _Event, s: dict[Hashable, Any], init: Any) -> dict[Hashable, Any] | None:
     """The sequential model: the next state, or None if the op cannot happen here."""
+    if e.kind == "txn":
+        for f, k, v in e.a:
+            if f == "r":
+                if s.get(k, init) != v:
+                    return None
+            else:
+                s = {**s, k: v}
+        return s
     cur = s.get(e.key, init)
+    if e.kind == "incr":
+        return {**s, e.key: cur + e.a}
+    if e.kind == "enqueue":
+        return {**s, e.key: tuple(sorted((*cur, e.a), key=repr))}
+    if e.kind == "dequeue":
+        if e.a not in cur:
+            return None
+        rest = list(cur)
+        rest.remove(e.a)
+        return {**s, e.key: tuple(rest)}
+    if e.kind == "drain":
+        return {**s, e.key: ()} if tuple(sorted(e.a, key=repr)) == cur else None
+    if e.kind == "transfer":
+        frm, to, amount = e.a
+        bal = dict(cur)
+        if bal[frm] < amount:
+            return None  # a bank refuses a transfer that would overdraw
+        bal[frm] -= amount
+        bal[to] += amount
+        return {**s, e.key: tuple(sorted(bal.items()))}
+    if e.kind in ("acquire", "release"):
+        want = e.kind == "release"  # acquire needs it free, release held
+        return {**s, e.key: not want} if bool(cur) == want else None
     if e.kind == "read":
         return s if cur == e.a else None
     if e.kind == "write":
@@ -79,7 +115,7 @@ def _key_and(op: Op, value: Any, keyed: bool) -> tuple[Hashable, Any]:
     return None, value
 
 
-def _events(ops: Sequence[Op], model: str) -> list[_Event]:
+def _events(ops: Sequence[Op], model: str, fail_rule: str, nil_read: str) -> list[_Event]:
     out: list[_Event] = []
     client = [o for o in ops if o.process != "nemesis"]
     where = {id(o): n for n, o in enumerate(client)}
@@ -91,10 +127,45 @@ def _events(ops: Sequence[Op], model: str) -> list[_Event]:
         failed = comp is not None and comp.type == "fail" and not timed_out
         ret = None if unknown or comp is None else where[id(comp)]
         f, keyed, at = inv.f, model == "kv", where[id(inv)]
+        if failed and (fail_rule == "drop" or f != "cas"):
+            continue
+        if f == "txn":
+            src = comp.value if comp is not None and not unknown else inv.value
+            mops = tuple(("r" if m[0] in ("r", "read") else "w", _fz(m[1]), _fz(m[2]))
+                         for m in src
+                         if not (m[0] in ("r", "read")
+                                 and (unknown or (m[2] is None and nil_read == "any"))))
+            out.append(_Event(at, ret, inv.process, "txn", None, mops))
+            continue
+        if f in ("acquire", "release"):
+            out.append(_Event(at, ret, inv.process, f, _key_and(inv, None, False)[0]))
+            continue
+        if model == "counter" and f == "add":
+            out.append(_Event(at, ret, inv.process, "incr", None, inv.value))
+            continue
+        if model == "queue":
+            if f == "enqueue":
+                out.append(_Event(at, ret, inv.process, "enqueue", None, _fz(inv.value)))
+            elif not unknown and comp is not None and comp.value is not None:
+                got: Any = _fz(comp.value)
+                out.append(_Event(at, ret, inv.process, str(f), None,
+                                  tuple(got) if f == "drain" else got))
+            continue
+        if model == "bank":
+            if f == "transfer":
+                v = inv.value
+                out.append(_Event(at, ret, inv.process, "transfer", None,
+                                  (str(v["from"]), str(v["to"]), v["amount"])))
+            elif not unknown and comp is not None:
+                out.append(_Event(at, ret, inv.process, "read", None,
+                                  tuple(sorted((str(k), b) for k, b in comp.value.items()))))
+            continue
         if f in ("read", "get"):
             if unknown or failed or comp is None:
                 continue
             k, v = _key_and(inv, comp.value, keyed)
+            if v is None and nil_read == "any" and model in ("register", "cas-register"):
+                continue
             if model == "kv" and v is None:
                 v = ""
             want = frozenset(_fz(x) for x in (v or [])) if model == "set" else _fz(v)
@@ -121,11 +192,17 @@ def _events(ops: Sequence[Op], model: str) -> list[_Event]:
     return out
 
 
-def brute_linearizable(ops: Sequence[Op], model: str, consistency: str = "linearizable"
-                       ) -> bool:
+def brute_linearizable(ops: Sequence[Op], model: str, consistency: str = "linearizable",
+                       *, initial: Any = None, has_initial: bool = False,
+                       fail_rule: str = "observe", nil_read: str = "value") -> bool:
     """Is there an order of the ops, allowed by `consistency`, that the model accepts?"""
-    init: Any = {"kv": "", "set": frozenset()}.get(model)
-    evs = _events(ops, model)
+    init: Any = {"kv": "", "set": frozenset(), "mutex": False, "counter": 0,
+                 "queue": ()}.get(model)
+    if has_initial:
+        init = frozenset(initial) if model == "set" else _fz(initial)
+        if model == "bank":
+            init = tuple(sorted((str(k), b) for k, b in initial.items()))
+    evs = _events(ops, model, fail_rule, nil_read)
     n = len(evs)
     must = [e.ret is not None for e in evs]
     # before[i]: events that must be placed before i may be

@@ -38,11 +38,12 @@ MODEL_IMPLIES: Mapping[str, tuple[str, ...]] = {
     "monotonic-atomic-view": ("read-committed",),
     "monotonic-view": ("read-committed",),
     "monotonic-snapshot-read": ("read-committed",),
-    "parallel-snapshot-isolation": ("causal-cerone", "ROLA"),
+    "parallel-snapshot-isolation": ("causal-cerone", "ROLA", "update-atomic"),
     "prefix": ("causal-cerone",),
     "read-atomic": ("monotonic-atomic-view",),
     "repeatable-read": ("cursor-stability", "monotonic-atomic-view"),
     "ROLA": ("read-atomic",),
+    "update-atomic": ("read-atomic",),
     "session-serializable": ("1SR",),
     "snapshot-isolation": ("forward-consistent-view", "monotonic-atomic-view",
                            "monotonic-snapshot-read", "parallel-snapshot-isolation", "prefix"),
@@ -67,6 +68,9 @@ MODEL_IMPLIES: Mapping[str, tuple[str, ...]] = {
 MODEL_ALIASES: Mapping[str, str] = {
     "PL-1": "read-uncommitted", "PL-2": "read-committed", "PL-2.99": "repeatable-read",
     "PL-3": "serializable", "conflict-serializable": "serializable",
+    "PL-CS": "cursor-stability", "PL-FCV": "forward-consistent-view",
+    "PL-MSR": "monotonic-snapshot-read", "PL-2L": "monotonic-view",
+    "PL-2+": "consistent-view", "PL-3U": "update-serializable",
     "PL-SI": "snapshot-isolation", "PL-SS": "strict-serializable",
     "strong-serializable": "strict-serializable",
     "strong-session-PL-1": "strong-session-read-uncommitted",
@@ -144,15 +148,15 @@ ANOMALY_IMPLIES: Mapping[str, tuple[str, ...]] = {
     "write-skew": ("G2",),
 }
 
-#: the consistency models `check_txn` accepts (the CLI's list for txn models)
-TXN_MODELS: tuple[str, ...] = (
-    "read-uncommitted", "read-committed", "repeatable-read", "snapshot-isolation",
-    "serializable", "strong-session-serializable", "strict-serializable",
-    "strong-session-snapshot-isolation", "strong-snapshot-isolation",
-    "strong-session-read-uncommitted", "strong-session-read-committed",
-    "strong-read-uncommitted", "strong-read-committed", "cursor-stability",
-    "monotonic-atomic-view", "read-atomic", "update-serializable", "consistent-view",
-)
+#: models of the lattice that are not transactional (single-object and session)
+SINGLE_OBJECT: frozenset[str] = frozenset({
+    "linearizable", "sequential", "causal", "PRAM", "monotonic-reads", "monotonic-writes",
+    "read-your-writes", "writes-follow-reads"})
+
+
+def _all_names() -> set[str]:
+    return (set(MODEL_IMPLIES) | {b for bs in MODEL_IMPLIES.values() for b in bs}
+            | set(DIRECT_PROHIBITED))
 
 
 def _walk(start: Iterable[str], edges: Mapping[str, Iterable[str]]) -> set[str]:
@@ -183,8 +187,7 @@ _PROHIBITED_BY = _reverse(DIRECT_PROHIBITED)
 def canonical_model(name: str) -> str:
     """Friendly name for a model; raises SpecError for names we do not know."""
     name = MODEL_ALIASES.get(name, name)
-    known = set(MODEL_IMPLIES) | set(_MODEL_IMPLIED_BY) | set(DIRECT_PROHIBITED)
-    if name not in known:
+    if name not in _all_names():
         raise SpecError(f"unknown consistency model {name!r}; known: {', '.join(TXN_MODELS)}")
     return name
 
@@ -221,3 +224,16 @@ def weakest_models(models: Iterable[str]) -> list[str]:
         if not (below & (ms - {m})):
             out.append(m)
     return sorted(out)
+
+
+def _checkable() -> tuple[str, ...]:
+    """Every transactional model of the lattice that prohibits some anomaly (the
+    rest, such as view-serializable or 1SR, prohibit nothing a graph can show)."""
+    return tuple(sorted(n for n in _all_names() - SINGLE_OBJECT if prohibited_anomalies([n])))
+
+
+#: the consistency models `check_txn` accepts (the CLI's list for txn models); aliases
+#: (MODEL_ALIASES) are accepted too
+TXN_MODELS: tuple[str, ...] = _checkable()
+#: lattice models a transactional checker cannot falsify: no anomaly is prohibited
+UNCHECKABLE: tuple[str, ...] = tuple(sorted(_all_names() - SINGLE_OBJECT - set(TXN_MODELS)))
