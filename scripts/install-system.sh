@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # System packages the real path needs, from Debian: PostgreSQL server,
 # iptables and iproute2 (network namespaces), Java 17 + Maven (Kafka jars),
-# python3-venv (.venv), setpriv/useradd (PostgreSQL runs unprivileged).
+# python3-venv (.venv), setpriv/useradd (PostgreSQL runs unprivileged),
+# faketime (libfaketime: skewed replica clocks).
 # Installs only what is missing; safe to run again.
 set -euo pipefail
 need=()
@@ -13,6 +14,8 @@ if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then need+=(postgresql
 command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 command -v useradd >/dev/null 2>&1 || need+=(passwd)
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
+# libfaketime: the cluster runtime's clock skew (`selfhood run --runtime cluster`)
+ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need+=(faketime)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}"
   if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi

@@ -72,3 +72,14 @@ def test_broker_kill_is_a_fault_both_runtimes_accept() -> None:
     res = simulate_mode(spec, "sequential")
     assert res.stats["broker_kills"] >= 1
     assert any(o.f == "kill-broker" for o in res.history)
+
+
+def test_the_table_reports_the_failover_gap_of_cluster_runs_only() -> None:
+    from selfhood.report.render import failover_lines
+
+    k = Kill("r0", 0, ("i1",), (1,), gap_ms=812.5, by="r1", replayed=40, replayed_from="tail")
+    cluster = {"modes": {"sequential": {"failover": gap_summary([k], 1000)}}}
+    (line,) = failover_lines(cluster)
+    assert "sequential: p50 812.5 ms, p99 812.5 ms over 1/1 kills" in line
+    assert "session timeout 1000 ms" in line and "40 events" in line
+    assert failover_lines({"modes": {"sequential": {"valid": True}}}) == []

@@ -76,7 +76,24 @@ def render_table(results: dict[str, Any]) -> str:
             parts = [(cell[k] if k < len(cell) else "").ljust(w)
                      for cell, w in zip(r, widths, strict=True)]
             out.append("  ".join(parts).rstrip())
-    return "\n".join(out) + "\n"
+    return "\n".join(out + failover_lines(results)) + "\n"
+
+
+def failover_lines(results: dict[str, Any]) -> list[str]:
+    """Cluster runs: each mode's failover gap (replica kill -9 to the first acked write)."""
+    out = []
+    for mode, m in results.get("modes", {}).items():
+        f = m.get("failover")
+        if not isinstance(f, dict) or not f.get("kills"):
+            continue
+        rf = f.get("replayed_from", {})
+        p50, p99 = f.get("p50_ms"), f.get("p99_ms")
+        out.append(f"failover gap {mode}: p50 {'-' if p50 is None else f'{p50:g}'} ms, "
+                   f"p99 {'-' if p99 is None else f'{p99:g}'} ms over {f.get('measured')}/"
+                   f"{f.get('kills')} kills (session timeout {f.get('session_timeout_ms')} ms; "
+                   f"new owners replayed {f.get('replayed_events')} events, "
+                   f"{rf.get('start', 0)} from the start, {rf.get('tail', 0)} from their tail)")
+    return out
 
 
 def _md_table(results: dict[str, Any]) -> str:
@@ -103,6 +120,7 @@ def render_markdown(results: dict[str, Any], *, run_dir: str | Path | None = Non
         f" ({len(spec.get('schedule') or [])} scheduled nemesis ops).",
         "",
         _md_table(results),
+        *[f"- {line}" for line in failover_lines(results)],
         "- **valid**: the mode judged against its own promise. **anomalies**: counted against "
         "the common reference (strong-session-serializable for transactions, sequential for "
         "registers), so rows compare.",

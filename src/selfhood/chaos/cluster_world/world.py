@@ -88,6 +88,25 @@ def uses_skew(spec: ExperimentSpec, schedule: tuple[Any, ...]) -> bool:
     return any(getattr(s, "f", None) == "skew" for s in schedule) or "skew" in spec.nemesis
 
 
+def runtime_manager(state_dir: Path) -> ClusterManager:
+    """The cluster a cluster run uses: the state dir's own if it runs in namespaces (or
+    none is there yet), else a netns cluster in ``<state_dir>/netns`` beside it."""
+    mgr = ClusterManager(state_dir)
+    cfg = mgr.load_config()
+    if cfg is not None and not cfg.netns:
+        mgr = ClusterManager(state_dir / "netns")
+    return mgr
+
+
+def runtime_base_port(mgr: ClusterManager, state_dir: Path) -> int | None:
+    """Ports beside a cluster without namespaces are offset, so PostgreSQL's cannot clash."""
+    if mgr.state_dir == state_dir.resolve():
+        return None
+    from selfhood.chaos.cluster import default_base_port
+
+    return default_base_port() + NETNS_PORT_OFFSET
+
+
 # --- failover gap (pure) -------------------------------------------------------------
 
 
@@ -313,31 +332,19 @@ class ClusterRuntime:
     async def __aexit__(self, *exc: object) -> None:
         await asyncio.shield(self.stop())
 
-    async def _choose_cluster(self) -> ClusterManager:
-        """This state dir's cluster if it runs in namespaces, else a netns one beside it."""
-        mgr = ClusterManager(self.state_dir)
-        cfg = mgr.load_config()
-        if cfg is not None and not cfg.netns:
-            mgr = ClusterManager(self.state_dir / "netns")
-        return mgr
-
     async def start(self) -> None:
         import aiohttp
 
         if os.geteuid() != 0:
             raise ClusterError("the cluster runtime needs root (network namespaces, iptables)")
-        self.mgr = mgr = await self._choose_cluster()
+        self.mgr = mgr = runtime_manager(self.state_dir)
         cfg = mgr.load_config()
         status = await mgr.status() if cfg is not None else None
         if cfg is None or status is None or not status.healthy:
             self.say(f"starting the 3-broker Kafka cluster (--netns) in {mgr.state_dir}")
-            base = None
-            if mgr.state_dir != self.state_dir:
-                from selfhood.chaos.cluster import default_base_port
-
-                base = default_base_port() + NETNS_PORT_OFFSET
             self.started_cluster = cfg is None
-            await mgr.up(brokers=3, netns=True, base_port=base, progress=self.say)
+            await mgr.up(brokers=3, netns=True, base_port=runtime_base_port(mgr, self.state_dir),
+                         progress=self.say)
         else:
             self.say(f"using the running Kafka cluster in {mgr.state_dir}")
         self.cfg = cfg = mgr.load_config()
