@@ -59,6 +59,9 @@ class TestKafkaEventLog(EventLogContract):
     def open_log(self) -> KafkaEventLog:
         return KafkaEventLog(self.bootstrap, self.topic, request_timeout_s=20.0)
 
+    def log_url(self) -> str:
+        return f"kafka://{self.bootstrap}/{self.topic}"
+
     @contextlib.asynccontextmanager
     async def disrupted(self, log: KafkaEventLog, partition: int) -> AsyncIterator[list[Event]]:
         leader = await log.leader_of(partition)

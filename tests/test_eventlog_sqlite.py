@@ -72,6 +72,9 @@ class TestSqliteEventLog(EventLogContract):
     def open_log(self) -> SqliteEventLog:
         return SqliteEventLog(self.path)
 
+    def log_url(self) -> str:
+        return f"sqlite:///{self.path}"
+
     @contextlib.asynccontextmanager
     async def disrupted(self, log: SqliteEventLog, partition: int) -> AsyncIterator[list[Event]]:
         """Another writer process appends to the same instance and is SIGKILLed after its acks."""
@@ -154,7 +157,7 @@ async def test_reader_in_another_process_sees_commits(tmp_path: Path) -> None:
         await asyncio.sleep(0.1)
         pos = await writer.append(turn("t", 0))
         got = await asyncio.wait_for(waiting, 10.0)
-        assert [e.position for e in got] == [pos]
+        assert [e.position for e in got.entries] == [pos]
 
 
 async def test_many_concurrent_tasks_group_commit(tmp_path: Path) -> None:

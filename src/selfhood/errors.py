@@ -62,6 +62,10 @@ class LogUnavailable(LogError, ConnectionError):
     """The log cannot be reached right now (broker down, partition)."""
 
 
+class LogWriteAborted(LogUnavailable):
+    """An atomic append was aborted: certainly none of its entries is in the log."""
+
+
 class LogTimeout(LogError, TimeoutError):
     """A bounded wait on the log ran out; the outcome of a write is unknown."""
 

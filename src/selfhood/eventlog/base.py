@@ -2,7 +2,15 @@
 
 The log is partitioned; an instance's events all go to one partition (keyed by
 instance id), so each instance has one total order. Positions are
-(partition, offset) with offsets strictly increasing within a partition.
+(partition, offset) with offsets strictly increasing within a partition, but
+not necessarily contiguous: Kafka's transaction markers and the records of
+aborted transactions take offsets no reader ever sees. So every read returns
+the records with their own offsets plus `LogBatch.next_offset`, the position
+to resume from, and no reader computes "last offset + 1" itself.
+
+`append_atomic` writes entries to several partitions all-or-none (a Kafka
+transaction read ``read_committed``; one SQLite transaction): a reader sees
+every entry of the call or none of them.
 
 Adapters follow aiokafka's lifecycle: constructors do no IO, `start()` and
 `stop()` are explicit (stop is safe twice), and `async with` calls both.
@@ -51,6 +59,19 @@ class LogEntry(msgspec.Struct, frozen=True, gc=False):
         return self.event is None
 
 
+class LogBatch(msgspec.Struct, frozen=True, gc=False):
+    """What one `EventLog.read` returns: entries in offset order, and where to go on.
+
+    ``next_offset`` is past every entry *and* every offset the log skipped
+    (transaction markers, aborted records), so a reader resumes there. A batch
+    with no entries but ``next_offset`` beyond the asked offset is progress
+    over a gap; one that did not move means nothing arrived in time.
+    """
+
+    entries: list[LogEntry]
+    next_offset: int
+
+
 @runtime_checkable
 class EventLog(Protocol):
     """Append-only, partitioned event log."""
@@ -64,14 +85,29 @@ class EventLog(Protocol):
         ...
 
     async def append_batch(self, events: Sequence[Event]) -> list[LogPosition]:
-        """Append several events; positions are returned in input order."""
+        """Append several events; positions are returned in input order.
+
+        Not atomic: after a failure some of them may be in the log.
+        """
+        ...
+
+    async def append_atomic(self, entries: Sequence[tuple[int, Event]]) -> list[LogPosition]:
+        """Append (partition, event) pairs all-or-none; positions in input order.
+
+        The partition is the caller's (sharded memory puts an instance's
+        memory events on another partition than its transcript). Readers see
+        all entries or none, also across a crash of the writer or a broker.
+        A retry of the same entries through the same adapter does not write
+        them twice. `LogTimeout` means the outcome is unknown.
+        """
         ...
 
     async def read(self, partition: int, from_offset: int, *, limit: int = 1000,
-                   timeout_s: float = 1.0) -> list[LogEntry]:
-        """Up to `limit` entries of one partition starting at `from_offset`.
+                   timeout_s: float = 1.0) -> LogBatch:
+        """Up to `limit` entries of one partition at or after `from_offset`.
 
-        Returns an empty list if nothing arrives within `timeout_s`.
+        Waits up to `timeout_s` for something to arrive; the batch is then
+        empty and its ``next_offset`` says where to resume (see `LogBatch`).
         """
         ...
 
@@ -97,22 +133,24 @@ async def scan(log: EventLog, partition: int, from_offset: int = 0, *,
     """Every entry of one partition from `from_offset` up to `until` (exclusive).
 
     `until` defaults to the partition's end when the scan starts, so a replay
-    terminates even while writers keep appending. A read that stays empty for
-    `timeout_s` ends the scan early (Kafka: a gap such as a transaction marker
-    at the end). Used by replay/rehydrate, `log tail` and `log bench`.
+    terminates even while writers keep appending. Gaps (transaction markers,
+    aborted records) are stepped over through `LogBatch.next_offset`; a read
+    that makes no progress for `timeout_s` ends the scan early (a record
+    below `until` that never becomes readable). Used by replay/rehydrate,
+    `log tail` and `log bench`.
     """
     if until is None:
         until = (await log.end_offsets()).get(partition, 0)
     offset = from_offset
     while offset < until:
-        entries = await log.read(partition, offset, limit=batch, timeout_s=timeout_s)
-        if not entries:
-            return
-        for entry in entries:
+        got = await log.read(partition, offset, limit=batch, timeout_s=timeout_s)
+        for entry in got.entries:
             if entry.position.offset >= until:
                 return
             yield entry
-        offset = entries[-1].position.offset + 1
+        if got.next_offset <= offset:
+            return
+        offset = got.next_offset
 
 
 class EventLogBase:

@@ -18,10 +18,20 @@ Why it looks like this:
   the attempt is never abandoned half way). A retry through another adapter
   or process, or after the cache evicted the id, can be written twice; that
   is why ``event_id`` is the idempotency key every reducer checks.
+- `append_atomic` of more than one entry is a Kafka transaction on a second,
+  transactional producer (a plain producer cannot send outside one). Its
+  ``transactional_id`` is the writer's own (a replica passes its node name):
+  starting with it fences the previous incarnation's producer and aborts a
+  transaction it left open, so a restarted writer never waits for a zombie.
+  One transaction at a time per adapter; a retry of the same entries joins
+  the attempt in flight. An abort that is certain is `LogWriteAborted` (none
+  written); an unknown outcome is `LogTimeout`.
 - Consumer: no group, no auto-commit, manual assign + seek, and
   ``read_committed`` so records of aborted transactions never reach a
-  reducer. Readers keep their own positions (projections store them with
-  the state they produce).
+  reducer. Offsets then have gaps (commit markers, aborted records): each
+  read returns the consumer's position as `LogBatch.next_offset`. Readers
+  keep their own positions (projections store them with the state they
+  produce).
 - Every wait is bounded, and every aiokafka error is mapped to
   `selfhood.errors` (LogUnavailable, LogTimeout, LogClosed, LogError);
   driver exceptions never leak past this module.
@@ -55,13 +65,16 @@ from selfhood.errors import (
     LogError,
     LogTimeout,
     LogUnavailable,
+    LogWriteAborted,
 )
-from selfhood.eventlog.base import EventLogBase, LogEntry, LogPosition
+from selfhood.eventlog.base import EventLogBase, LogBatch, LogEntry, LogPosition
 from selfhood.eventlog.partitioning import partition_for
 from selfhood.events import Event, decode, encode
 
 DEFAULT_PARTITIONS: Final = 8
 _TOPIC_ALREADY_EXISTS: Final = 36
+#: A read waits in slices this long, so a fetch that only steps over a gap returns.
+_GAP_POLL_S: Final = 0.05
 
 
 def _mapped(exc: BaseException, what: str) -> LogError:
@@ -94,7 +107,9 @@ class KafkaEventLog(EventLogBase):
                  replication: int | None = None, request_timeout_s: float = 30.0,
                  append_timeout_s: float = 60.0, linger_ms: int = 0,
                  max_batch_bytes: int = 256 * 1024, dedup_cache: int = 200_000,
-                 client_id: str | None = None, create: bool = True) -> None:
+                 client_id: str | None = None, create: bool = True,
+                 transactional_id: str | None = None,
+                 transaction_timeout_s: float = 10.0) -> None:
         self.bootstrap = bootstrap
         self.topic = topic
         self._want_partitions = partitions
@@ -106,7 +121,12 @@ class KafkaEventLog(EventLogBase):
         self._dedup_max = dedup_cache
         self._client_id = client_id or f"selfhood-{uuid.uuid4().hex[:8]}"
         self._create = create
+        self._transactional_id = transactional_id
+        self._transaction_timeout_s = transaction_timeout_s
         self._producer: Any = None
+        self._txn_producer: Any = None
+        self._txn_lock = asyncio.Lock()
+        self._inflight_txn: dict[tuple[str, ...], asyncio.Task[list[LogPosition]]] = {}
         self._consumer: Any = None
         self._partitions: list[int] = []
         self._tps: dict[int, TopicPartition] = {}
@@ -197,12 +217,39 @@ class KafkaEventLog(EventLogBase):
             for p, tp in self._tps.items():
                 consumer.seek(tp, 0)
                 self._next_read[p] = 0
+        if self._transactional_id is not None:
+            await self._transactional()  # fence the previous incarnation now, not later
+
+    async def _transactional(self) -> Any:
+        """The transactional producer, started on first use (or by start() if named)."""
+        if self._txn_producer is not None:
+            return self._txn_producer
+        txn_id = self._transactional_id or f"{self._client_id}-txn"
+        producer = aiokafka.AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, client_id=f"{self._client_id}-txn",
+            transactional_id=txn_id, enable_idempotence=True, acks="all",
+            transaction_timeout_ms=int(self._transaction_timeout_s * 1000),
+            linger_ms=0, max_batch_size=self._max_batch_bytes,
+            request_timeout_ms=int(self._request_timeout_s * 1000),
+            retry_backoff_ms=100, metadata_max_age_ms=30_000)
+        try:
+            with _driver_errors(f"start transactional producer {txn_id} on {self.bootstrap}"):
+                async with asyncio.timeout(self._request_timeout_s * 2):
+                    await producer.start()  # InitProducerId: fences the old incarnation
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await producer.stop()
+            raise
+        self._txn_producer = producer
+        return producer
 
     async def stop(self) -> None:
         """Flush pending appends and close both clients; safe to call twice."""
-        producer, consumer = self._producer, self._consumer
-        self._producer = self._consumer = None
-        for client in (producer, consumer):
+        producer, consumer, txn = self._producer, self._consumer, self._txn_producer
+        self._producer = self._consumer = self._txn_producer = None
+        for task in list(self._inflight_txn.values()):
+            task.cancel()
+        for client in (producer, txn, consumer):
             if client is not None:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(self._request_timeout_s):
@@ -225,7 +272,7 @@ class KafkaEventLog(EventLogBase):
         return partition_for(instance_id, len(self._partitions))
 
     async def append(self, event: Event) -> LogPosition:
-        return (await self.append_batch([event]))[0]
+        return (await self._send_all([(None, event)]))[0]
 
     async def append_batch(self, events: Sequence[Event]) -> list[LogPosition]:
         """Send all, then wait for every ack; positions in input order.
@@ -233,10 +280,118 @@ class KafkaEventLog(EventLogBase):
         Events already acknowledged (or in flight) through this adapter are
         not sent again: their first position is returned.
         """
+        return await self._send_all([(None, e) for e in events])
+
+    async def append_atomic(self, entries: Sequence[tuple[int, Event]]) -> list[LogPosition]:
+        """All-or-none across partitions: one entry is a plain append, more a transaction."""
+        self._require_producer()
+        for part, _event in entries:
+            if part not in self._tps:
+                raise LogError(f"kafka topic {self.topic} has no partition {part}")
+        if len(entries) <= 1:
+            return await self._send_all(list(entries))
+        ids = tuple(e.event_id for _p, e in entries)
+        known = [self._acked.get(eid) for eid in ids]
+        if all(k is not None for k in known):
+            return [k for k in known if k is not None]
+        task = self._inflight_txn.get(ids)
+        if task is None:
+            task = asyncio.create_task(self._transaction(list(entries)),
+                                       name=f"kafka-txn {self.topic}")
+            self._inflight_txn[ids] = task
+            task.add_done_callback(functools.partial(self._txn_done, ids))
+        # Shielded like plain appends: a caller's timeout leaves the attempt running
+        # (it is bounded itself), so a retry joins it rather than writing twice.
+        with _driver_errors(f"atomic append to {self.topic}"):
+            async with asyncio.timeout(self._append_timeout_s):
+                return await asyncio.shield(task)
+
+    def _txn_done(self, ids: tuple[str, ...], task: asyncio.Task[list[LogPosition]]) -> None:
+        if self._inflight_txn.get(ids) is task:
+            del self._inflight_txn[ids]
+        if not task.cancelled():
+            task.exception()  # retrieved: whoever awaits it still gets it raised
+
+    async def _transaction(self, entries: list[tuple[int, Event]]) -> list[LogPosition]:
+        """Begin, send every entry, commit; on any failure abort, or drop the producer."""
+        what = f"atomic append to {self.topic}"
+        async with self._txn_lock:
+            producer = await self._transactional()
+            committing = False
+            try:
+                with _driver_errors(what):
+                    async with asyncio.timeout(self._append_timeout_s):
+                        await producer.begin_transaction()
+                        sends = [await producer.send(self.topic, value=encode(e),
+                                                     key=e.instance_id.encode(), partition=p)
+                                 for p, e in entries]
+                        mds = await asyncio.gather(*sends)
+                        committing = True
+                        await producer.commit_transaction()
+            except BaseException as exc:
+                aborted = not committing and await self._abort(producer)
+                if not aborted:
+                    await self._drop_transactional(producer)
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                if aborted:
+                    raise LogWriteAborted(f"kafka {what}: transaction aborted, nothing "
+                                          f"written ({_mapped(exc, what)})") from None
+                if isinstance(exc, LogError) and not isinstance(exc, LogTimeout):
+                    raise LogTimeout(f"{exc}; the transaction's outcome is unknown") from None
+                raise
+        positions = [LogPosition(md.partition, md.offset) for md in mds]
+        for (_p, e), pos in zip(entries, positions, strict=True):
+            self._remember(e.event_id, pos)
+        await self._until_visible(positions)
+        return positions
+
+    async def _until_visible(self, positions: list[LogPosition]) -> None:
+        """Wait (bounded) until read_committed readers can see `positions`.
+
+        The commit returns once the coordinator logged it; the markers that
+        make the records readable reach the partitions a moment later. Waiting
+        here means a writer that reads after an atomic append sees its own
+        entries, as after a plain append. The commit stands either way.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return
+        need: dict[int, int] = {}
+        for pos in positions:
+            need[pos.partition] = max(need.get(pos.partition, -1), pos.offset)
+        tps = [self._tps[p] for p in need]
+        with contextlib.suppress(TimeoutError, KafkaError, OSError):
+            async with asyncio.timeout(self._request_timeout_s):
+                while True:
+                    ends = await consumer.end_offsets(tps)
+                    if all(ends[tp] > need[tp.partition] for tp in tps):
+                        return
+                    await asyncio.sleep(0.002)
+
+    async def _abort(self, producer: Any) -> bool:
+        """Abort the open transaction; False if that could not be done for sure."""
+        try:
+            async with asyncio.timeout(self._request_timeout_s):
+                await producer.abort_transaction()
+            return True
+        except Exception:
+            return False
+
+    async def _drop_transactional(self, producer: Any) -> None:
+        """Forget a producer in an unknown state; the next one (same id) fences it."""
+        if self._txn_producer is producer:
+            self._txn_producer = None
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self._request_timeout_s):
+                await producer.stop()
+
+    async def _send_all(self, items: Sequence[tuple[int | None, Event]]) -> list[LogPosition]:
+        """Plain (idempotent, non-transactional) sends; partition None = the instance's own."""
         producer = self._require_producer()
         loop = asyncio.get_running_loop()
         waits: list[asyncio.Future[LogPosition]] = []
-        for event in events:
+        for part, event in items:
             eid = event.event_id
             known = self._acked.get(eid)
             if known is not None:
@@ -251,7 +406,7 @@ class KafkaEventLog(EventLogBase):
             with _driver_errors(f"append to {self.topic}"):
                 send = await producer.send(
                     self.topic, value=encode(event), key=event.instance_id.encode(),
-                    partition=self.partition_of(event.instance_id))
+                    partition=self.partition_of(event.instance_id) if part is None else part)
             fut: asyncio.Future[LogPosition] = loop.create_future()
             self._inflight[eid] = fut
             send.add_done_callback(functools.partial(self._settle, eid, fut))
@@ -305,7 +460,7 @@ class KafkaEventLog(EventLogBase):
     # -- reads --------------------------------------------------------------
 
     async def read(self, partition: int, from_offset: int, *, limit: int = 1000,
-                   timeout_s: float = 1.0) -> list[LogEntry]:
+                   timeout_s: float = 1.0) -> LogBatch:
         consumer = self._consumer
         if consumer is None:
             raise LogClosed(f"kafka log {self.topic} is not started")
@@ -317,14 +472,26 @@ class KafkaEventLog(EventLogBase):
                 if self._next_read.get(partition) != from_offset:
                     consumer.seek(tp, max(from_offset, 0))
                     self._next_read[partition] = from_offset
-                batch = await consumer.getmany(tp, timeout_ms=int(max(timeout_s, 0) * 1000),
-                                               max_records=limit)
+                # The fetch position moves past the records *and* past any markers or
+                # aborted records a fetch skipped; it is known locally (set by the seek
+                # or the fetch). getmany would wait out its whole timeout on a fetch
+                # that held only such a gap, so wait in slices and stop on progress.
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + max(timeout_s, 0.0)
+                while True:
+                    wait = max(0.0, min(deadline - loop.time(), _GAP_POLL_S))
+                    batch = await consumer.getmany(tp, timeout_ms=int(wait * 1000),
+                                                   max_records=limit)
+                    position = int(await consumer.position(tp))
+                    if batch or position != from_offset or loop.time() >= deadline:
+                        break
         records = batch.get(tp, [])
         out: list[LogEntry] = []
-        if records and records[0].offset < from_offset:
+        if (records and records[0].offset < from_offset) or position < from_offset:
             # Seeking past the end resets to the earliest offset (auto_offset_reset);
             # never hand back records before the asked offset, and seek again next time.
             records = [r for r in records if r.offset >= from_offset]
+            position = records[-1].offset + 1 if records else from_offset
             self._next_read[partition] = -1
         for rec in records:
             raw: bytes = rec.value if rec.value is not None else b""
@@ -334,9 +501,9 @@ class KafkaEventLog(EventLogBase):
                                                      offset=rec.offset)))
             except EventDecodeError as exc:
                 out.append(LogEntry(pos, raw, None, exc.with_traceback(None)))
-        if out:
-            self._next_read[partition] = out[-1].position.offset + 1
-        return out
+        if self._next_read[partition] != -1:
+            self._next_read[partition] = position
+        return LogBatch(out, position)
 
     async def end_offsets(self) -> dict[int, int]:
         consumer = self._consumer

@@ -11,6 +11,8 @@ Why it looks like this:
   inside that lock, so they stay dense and strictly increasing per partition.
 - `event_id` has a unique index: a retried append returns the original
   position instead of writing a duplicate, across processes and reopens.
+- `append_atomic` needs nothing more: every request's records go in one
+  transaction (group commit only puts several requests in the same one).
 - Reads fetch big batches on their own connection and thread and decode with
   msgspec, because replay speed bounds how fast an instance rehydrates.
 - The partition count is stored in the file, so every opener agrees on where
@@ -36,7 +38,7 @@ from selfhood.errors import (
     LogUnavailable,
     LogUrlError,
 )
-from selfhood.eventlog.base import EventLogBase, LogEntry, LogPosition
+from selfhood.eventlog.base import EventLogBase, LogBatch, LogEntry, LogPosition
 from selfhood.eventlog.partitioning import partition_for
 from selfhood.events import Event, decode, encode
 
@@ -53,8 +55,9 @@ _SCHEMA: Final = (
 )
 
 
-# One write request: (event_id or None for raw, instance_id, bytes) per record.
-_Record = tuple[str | None, str, bytes]
+# One write request: (event_id or None for raw, instance_id, bytes, partition or None
+# for the instance's own) per record.
+_Record = tuple[str | None, str, bytes, int | None]
 
 
 class _WriteRequest:
@@ -229,16 +232,28 @@ class SqliteEventLog(EventLogBase):
         return partition_for(instance_id, self._partitions)
 
     async def append(self, event: Event) -> LogPosition:
-        return (await self._submit([(event.event_id, event.instance_id, encode(event))]))[0]
+        return (await self._submit([(event.event_id, event.instance_id, encode(event),
+                                     None)]))[0]
 
     async def append_batch(self, events: Sequence[Event]) -> list[LogPosition]:
         if not events:
             return []
-        return await self._submit([(e.event_id, e.instance_id, encode(e)) for e in events])
+        return await self._submit([(e.event_id, e.instance_id, encode(e), None)
+                                   for e in events])
+
+    async def append_atomic(self, entries: Sequence[tuple[int, Event]]) -> list[LogPosition]:
+        """All-or-none across partitions: the request's records share one transaction."""
+        if not entries:
+            return []
+        if self._queue is not None:
+            for part, _event in entries:
+                self._check_partition(part)
+        return await self._submit([(e.event_id, e.instance_id, encode(e), part)
+                                   for part, e in entries])
 
     async def append_raw(self, instance_id: str, data: bytes) -> LogPosition:
         """Append bytes as they are (for tests and tools that need a corrupt record)."""
-        return (await self._submit([(None, instance_id, bytes(data))]))[0]
+        return (await self._submit([(None, instance_id, bytes(data), None)]))[0]
 
     async def _submit(self, records: list[_Record]) -> list[LogPosition]:
         if self._queue is None or self._writer is None or self._writer.done():
@@ -304,7 +319,7 @@ class SqliteEventLog(EventLogBase):
         try:
             # Inside BEGIN IMMEDIATE no other writer can run, so one lookup of the
             # batch's event ids is exact; new records then go in with executemany.
-            ids = [eid for records in groups for eid, _i, _d in records if eid is not None]
+            ids = [r[0] for records in groups for r in records if r[0] is not None]
             known: dict[str, LogPosition] = {}
             for i in range(0, len(ids), 500):
                 chunk = ids[i:i + 500]
@@ -318,13 +333,13 @@ class SqliteEventLog(EventLogBase):
             out: list[list[LogPosition]] = []
             for records in groups:
                 positions: list[LogPosition] = []
-                for event_id, instance_id, data in records:
+                for event_id, instance_id, data, given in records:
                     if event_id is not None:
                         old = known.get(event_id)
                         if old is not None:  # already in the log: a retry, not a new event
                             positions.append(old)
                             continue
-                    part = partition_for(instance_id, n)
+                    part = partition_for(instance_id, n) if given is None else given
                     end = ends.get(part)
                     if end is None:
                         row = conn.execute(
@@ -353,7 +368,7 @@ class SqliteEventLog(EventLogBase):
     # -- reads --------------------------------------------------------------
 
     async def read(self, partition: int, from_offset: int, *, limit: int = 1000,
-                   timeout_s: float = 1.0) -> list[LogEntry]:
+                   timeout_s: float = 1.0) -> LogBatch:
         """A batch of entries; polls every 20 ms, up to `timeout_s`, while nothing is there."""
         if self._rexec is None:
             raise LogClosed(f"sqlite log {self.path} is not started")
@@ -368,7 +383,8 @@ class SqliteEventLog(EventLogBase):
                     self._rexec, self._read_sync, partition, max(from_offset, 0), limit)
             remaining = deadline - time.monotonic()
             if entries or remaining <= 0:
-                return entries
+                nxt = entries[-1].position.offset + 1 if entries else max(from_offset, 0)
+                return LogBatch(entries, nxt)
             await asyncio.sleep(min(0.02, remaining))
 
     def _read_sync(self, partition: int, from_offset: int, limit: int) -> list[LogEntry]:

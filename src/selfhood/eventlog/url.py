@@ -89,11 +89,15 @@ def parse_log_url(url: str) -> LogUrl:
     raise LogUrlError(f"log URL {url!r}: unknown scheme {scheme!r} (use sqlite or kafka)")
 
 
-def open_log(url: str, *, create: bool = True) -> SqliteEventLog | KafkaEventLog:
+def open_log(url: str, *, create: bool = True,
+             writer: str | None = None) -> SqliteEventLog | KafkaEventLog:
     """An adapter for `url`, not yet started (use ``async with open_log(url) as log``).
 
     With ``create=False`` a missing log (sqlite file, Kafka topic) is a
-    `LogUnavailable` on start() instead of being created.
+    `LogUnavailable` on start() instead of being created. ``writer`` names a
+    writer that keeps its name across restarts (a replica's node name): on
+    Kafka it is the transactional id, so a restarted writer fences the
+    transactions its previous incarnation left open. SQLite needs no name.
     """
     parsed = parse_log_url(url)
     if parsed.scheme == "sqlite":
@@ -103,4 +107,6 @@ def open_log(url: str, *, create: bool = True) -> SqliteEventLog | KafkaEventLog
     from selfhood.eventlog.kafka import KafkaEventLog
 
     return KafkaEventLog(",".join(parsed.bootstrap), parsed.topic,
-                         partitions=parsed.partitions, create=create)
+                         partitions=parsed.partitions, create=create,
+                         transactional_id=(None if writer is None
+                                           else f"selfhood-{parsed.topic}-{writer}"))

@@ -26,7 +26,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 
 from selfhood.errors import PoisonEvent, SnapshotVersionMismatch
-from selfhood.eventlog.base import EventLog, LogEntry, LogPosition
+from selfhood.eventlog.base import EventLog, LogBatch, LogEntry, LogPosition
 from selfhood.eventlog.sqlite import SqliteEventLog
 from selfhood.events import Event, MemoryWritten, RuleAdded, RuleRevoked
 from selfhood.projections.crdt import merge_eventual
@@ -115,11 +115,9 @@ class Projector:
                 continue
             offset = start
             while offset < upto:
-                entries = await self.log.read(part, offset, limit=self.batch,
-                                              timeout_s=max(self.read_timeout_s, 2.0))
-                if not entries:
-                    break
-                for entry in entries:
+                got = await self.log.read(part, offset, limit=self.batch,
+                                          timeout_s=max(self.read_timeout_s, 2.0))
+                for entry in got.entries:
                     if entry.position.offset >= upto:
                         break
                     ev = entry.event
@@ -133,7 +131,9 @@ class Projector:
                         self._apply(entry)
                     except PoisonEvent:
                         continue
-                offset = entries[-1].position.offset + 1
+                if got.next_offset <= offset:
+                    break  # nothing readable in time below `upto`
+                offset = got.next_offset
         self.progress.rehydrated_instances = len(self.states)
         self._ready = True
 
@@ -262,17 +262,19 @@ class Projector:
         """
         if not self._ready:
             await self.rehydrate()
-        entries = await self.log.read(part, self.positions.get(part, 0), limit=self.batch,
-                                      timeout_s=self.read_timeout_s if timeout_s is None
-                                      else timeout_s)
-        if entries:
-            await self._project_batch(part, entries)
-        return len(entries)
+        got = await self.log.read(part, self.positions.get(part, 0), limit=self.batch,
+                                  timeout_s=self.read_timeout_s if timeout_s is None
+                                  else timeout_s)
+        if got.entries:
+            await self._project_batch(part, got)
+        elif got.next_offset > self.positions.get(part, 0):
+            self.positions[part] = got.next_offset  # stepped over a gap; nothing to commit
+        return len(got.entries)
 
-    async def _project_batch(self, part: int, entries: list[LogEntry]) -> None:
+    async def _project_batch(self, part: int, got: LogBatch) -> None:
         changes = Changes()
-        dirty = self._fold_batch(part, entries, changes)
-        changes.tracking[part] = entries[-1].position.offset + 1
+        dirty = self._fold_batch(part, got.entries, changes)
+        changes.tracking[part] = got.next_offset
         self._finish(dirty, changes, snapshot_all=False)
         await self._commit(changes)
 
@@ -285,20 +287,24 @@ class Projector:
         """
         offset = self.positions.get(part, 0)
         loop = asyncio.get_running_loop()
-        nxt: asyncio.Task[list[LogEntry]] | None = loop.create_task(
+        nxt: asyncio.Task[LogBatch] | None = loop.create_task(
             self.log.read(part, offset, limit=self.batch, timeout_s=self.read_timeout_s))
         try:
             while nxt is not None:
-                entries = await nxt
+                got = await nxt
                 nxt = None
-                if not entries:
-                    return  # nothing within the timeout: a gap (e.g. Kafka txn marker)
-                following = entries[-1].position.offset + 1
+                following = got.next_offset
+                if following <= offset:
+                    return  # nothing readable within the timeout
                 if following < end:
                     nxt = loop.create_task(self.log.read(part, following, limit=self.batch,
                                                          timeout_s=self.read_timeout_s))
-                await self._project_batch(part, entries)
-                self.progress.lag -= len(entries)
+                if got.entries:
+                    await self._project_batch(part, got)
+                else:
+                    self.positions[part] = following  # a gap only: nothing to commit
+                self.progress.lag -= following - offset
+                offset = following
                 if on_progress is not None:
                     on_progress(self.progress)
         finally:
@@ -409,10 +415,8 @@ async def replay_log(log: EventLog, *, instance_id: str | None = None,
     for part in parts:
         offset, end = 0, ends.get(part, 0)
         while offset < end:
-            entries = await log.read(part, offset, limit=batch, timeout_s=timeout_s)
-            if not entries:
-                break
-            for entry in entries:
+            got = await log.read(part, offset, limit=batch, timeout_s=timeout_s)
+            for entry in got.entries:
                 ev_ = entry.event
                 if ev_ is None or entry.position.offset >= end:
                     continue
@@ -429,7 +433,9 @@ async def replay_log(log: EventLog, *, instance_id: str | None = None,
                         apply_sequential(st, ev_, entry.position, fencing=fencing)
                 except PoisonEvent:
                     continue
-            offset = entries[-1].position.offset + 1
+            if got.next_offset <= offset:
+                break  # nothing readable in time below `end`
+            offset = got.next_offset
     return states
 
 
