@@ -127,3 +127,23 @@ def test_an_acked_eventual_write_survives_a_crash_within_the_outbox_window() -> 
     for inst, v in acked:
         for node, view in finals[inst].items():
             assert v in view["transcript"], (inst, v, node)
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(("mode", "seed", "nemesis"), [
+    ("eventual", 1, ("crash",)), ("eventual", 6, None), ("eventual", 8, None)])
+def test_a_world_with_every_replica_down_still_lets_virtual_time_pass(
+        mode: str, seed: int, nemesis: tuple[str, ...] | None) -> None:
+    """Issue 11: ``selfhood run --replicas 1`` spun at 100 % CPU once its replica crashed.
+
+    With the only eventual replica down nothing is scheduled (no ticks, no
+    coordinator), and the scheduler returned without moving virtual time to
+    the generator's wake-up, so the interpreter asked again at the same time
+    forever. The run must finish, with the crash's client ops timed out.
+    """
+    spec = ExperimentSpec(seed=seed, modes=(mode,), replicas=1,
+                          **({"nemesis": nemesis} if nemesis else {}))
+    res = _simulate(spec, mode)
+    assert any(o.f == "crash" for o in res.history)
+    assert any(o.f == "restart" for o in res.history)
+    assert max(o.time or 0 for o in res.history) >= spec.time_limit_s * 1e9

@@ -537,6 +537,10 @@ class Simulation:
                 self._dispatch(kind, payload)
             if interp.interesting:
                 return
+        # nothing left to run (every replica down, no op open): time still passes
+        # until the generator's wake-up, else it would ask again at the same time forever
+        if wake is not None:
+            self.now = max(self.now, wake)
 
     def run(self, generator: Generator, *, time_limit_s: float | None = None,
             on_progress: Callable[[int, int], None] | None = None) -> SimResult:
