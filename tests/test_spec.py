@@ -150,8 +150,16 @@ def test_good_schedule_values_are_accepted() -> None:
                                                  "groups": [["r0", "r1"], ["r1", "r2", "log"]]}},
         {"at_ms": 3, "f": "heal"}, {"at_ms": 4, "f": "skew", "value": {"r2": -250.5}},
         {"at_ms": 5, "f": "unskew"}, {"at_ms": 6, "f": "pause", "value": "r0"},
-        {"at_ms": 7, "f": "resume", "value": "r0"}, {"at_ms": 8, "f": "rebalance"}]})
-    assert spec.schedule is not None and len(spec.schedule) == 8
+        {"at_ms": 7, "f": "resume", "value": "r0"}, {"at_ms": 8, "f": "rebalance"},
+        {"at_ms": 9, "f": "partition", "value": {"pattern": "majority-ring"}},
+        {"at_ms": 10, "f": "crash", "value": "r2"}, {"at_ms": 11, "f": "restart", "value": "r2"}],
+        "time_limit_s": 0.5, "modes": ["eventual"]})
+    assert spec.schedule is not None and len(spec.schedule) == 11
+    # what validation accepts, the simulator runs (no ChaosError at run time)
+    from selfhood.chaos.runner import simulate_mode
+
+    history = simulate_mode(spec, "eventual").history
+    assert sum(op.process == "nemesis" for op in history) >= 2 * 11
 
 
 def test_canonical_sorts_keys_recursively() -> None:
