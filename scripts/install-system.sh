@@ -2,7 +2,8 @@
 # System packages the real path needs, from Debian: PostgreSQL server,
 # iptables and iproute2 (network namespaces), Java 17 + Maven (Kafka jars),
 # python3-venv (.venv), setpriv/useradd (PostgreSQL runs unprivileged),
-# faketime (libfaketime: skewed replica clocks).
+# faketime (libfaketime: skewed replica clocks), chromium (report tests,
+# driven by Playwright).
 # Installs only what is missing; safe to run again.
 set -euo pipefail
 need=()
@@ -16,6 +17,8 @@ command -v useradd >/dev/null 2>&1 || need+=(passwd)
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || need+=(python3-venv)
 # libfaketime: the cluster runtime's clock skew (`selfhood run --runtime cluster`)
 ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || need+=(faketime)
+# the report's browser tests drive Debian's chromium through Playwright (no browser download)
+[ -x /usr/bin/chromium ] || need+=(chromium)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing system packages: ${need[*]}"
   if [ "$(id -u)" != 0 ]; then SUDO=sudo; else SUDO=; fi

@@ -6,7 +6,7 @@ mistakes become one clear line on stderr and a sysexits-style code, never a
 traceback:
 
 - 64 (EX_USAGE): bad CLI argument or spec (one line, with the command's --help)
-- 65 (EX_DATAERR): unreadable or malformed input (history, event bytes)
+- 65 (EX_DATAERR): unreadable or malformed input (history, event bytes, results.json)
 - 69 (EX_UNAVAILABLE): the command needs an extra that is not installed
   (one line naming it, e.g. ``pip install 'selfhood[kafka]'``)
 - 1: any other selfhood error (cluster, log unavailable, ...)
@@ -21,7 +21,13 @@ from typing import Any
 import click
 
 from selfhood import __version__
-from selfhood.errors import EventDecodeError, HistoryError, SelfhoodError, SpecError
+from selfhood.errors import (
+    EventDecodeError,
+    HistoryError,
+    ResultsError,
+    SelfhoodError,
+    SpecError,
+)
 
 EX_USAGE = 64
 EX_DATAERR = 65
@@ -38,6 +44,9 @@ COMMANDS: dict[str, str] = {
     "run": "selfhood.chaos.run_cli:run",
     "hunt": "selfhood.chaos.run_cli:hunt",
     "report": "selfhood.report.cli:report",
+    "compare": "selfhood.report.cli:compare",
+    "serve": "selfhood.report.serve:serve",
+    "study": "selfhood.report.study:study",
 }
 
 
@@ -90,7 +99,7 @@ def main(argv: list[str] | None = None) -> Any:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (HistoryError, EventDecodeError) as exc:
+    except (HistoryError, EventDecodeError, ResultsError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EX_DATAERR)
     except SpecError as exc:

@@ -143,3 +143,14 @@ class PortInUse(ClusterError, OSError):
 
 class ClusterUnhealthy(ClusterError, TimeoutError):
     """The cluster did not become healthy within its time limit."""
+
+
+# --- reports -------------------------------------------------------------------
+
+
+class ReportError(SelfhoodError):
+    """Root of report / run-browser errors."""
+
+
+class ResultsError(ReportError, ValueError):
+    """A stored results.json (or sweep.json) is damaged; the message names the file and field."""

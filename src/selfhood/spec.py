@@ -77,6 +77,8 @@ class ExperimentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     name: str = "default"
     runtime: str = "sim"
     seed: int = 1
+    #: a sweep: run the experiment once per seed (`seed` is then ignored); see docs/run.md
+    seeds: tuple[int, ...] | None = None
     modes: tuple[str, ...] = ("sequential", "eventual")
     time_limit_s: float = 5.0
     concurrency: int = 6
@@ -243,6 +245,12 @@ def validate(spec: ExperimentSpec, *, source: str | None = None,
                   f"{', '.join(RUNTIMES)})")
     if not -(2**63) <= spec.seed < 2**63:
         raise bad("seed", f"{spec.seed} must fit in 64 bits")
+    if spec.seeds is not None:
+        if not 1 <= len(spec.seeds) <= 1000 or len(set(spec.seeds)) != len(spec.seeds):
+            raise bad("seeds", "must list 1..1000 distinct seeds")
+        for i, s in enumerate(spec.seeds):
+            if not -(2**63) <= s < 2**63:
+                raise bad(f"seeds.{i}", f"{s} must fit in 64 bits")
     if not spec.modes:
         raise bad("modes", "at least one mode is required")
     for i, m in enumerate(spec.modes):

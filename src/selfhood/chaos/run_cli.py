@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import msgspec
 
 from selfhood.spec import FAULTS, MODES, ROUTERS, RUNTIMES
 
@@ -92,24 +93,44 @@ def build_spec(spec_file: Path | None, **opts: Any) -> Any:
               help="Store root directory (checked writable before the run).")
 @click.option("--check-time-limit", type=float, default=20.0, show_default=True,
               help="Wall-clock seconds per checker before its verdict is 'unknown'.")
+@click.option("--seeds", "seeds_text",
+              help="Sweep: run once per seed (1-20, 1,3,5) in parallel; report means and "
+                   "95 % intervals.")
+@click.option("--expect", help="Exit 0/1/2 by these expectations instead of the verdicts, "
+                               "e.g. 'sequential valid, eventual converges'.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def run(spec_file: Path | None, store: Path, check_time_limit: float, quiet: bool,
-        keep: bool, **opts: Any) -> None:
+        keep: bool, seeds_text: str | None, expect: str | None, **opts: Any) -> None:
     """Run an experiment and compare the modes.
 
     With no arguments: sequential vs eventual, 3 replicas, 4 instances, under
     partitions and crash/failover, on the deterministic simulator in well under
     a minute. `--runtime cluster` runs the same spec on replica processes over
     real Kafka under real faults, and leaves the machine as it found it.
+    Writes report.md and report.html into the run directory.
+
+    Exit status, like Jepsen's: 1 when any mode broke its own promise, 2
+    when a verdict is unknown (and none broke), 0 otherwise. With --expect,
+    0 when every expectation holds (in every seed), 1 when one fails, 2 when
+    one is undecided.
     """
+    from selfhood.chaos.expect import parse_expect
     from selfhood.chaos.runner import run_experiment
     from selfhood.chaos.store import prepare_store, save_run
     from selfhood.report.render import render_markdown, render_table
 
     _positive("--check-time-limit", check_time_limit)
     spec = build_spec(spec_file, **opts)
+    if seeds_text is not None:
+        from selfhood.chaos.sweep import parse_seeds
+
+        spec = msgspec.structs.replace(spec, seeds=parse_seeds(seeds_text))
+    expectations = parse_expect(expect, spec.modes) if expect is not None else None
     prepare_store(store, spec.name)  # an unwritable store fails now, not after the run
     progress = _progress(quiet)
+    if spec.seeds is not None:
+        runs = _sweep(spec, store, check_time_limit, progress, keep=keep)
+        sys.exit(_exit_code(runs, expectations))
     progress(f"selfhood run {spec.name} ({spec.runtime}): modes {', '.join(spec.modes)}, "
              f"seed {spec.seed}, {spec.time_limit_s:g} s load, "
              f"nemesis {', '.join(spec.nemesis) or 'none'}")
@@ -118,8 +139,57 @@ def run(spec_file: Path | None, store: Path, check_time_limit: float, quiet: boo
     run_dir = save_run(store, exp.spec, exp.results,
                        {m: o.files for m, o in exp.outcomes.items()},
                        extra={"report.md": lambda d: render_markdown(exp.results, run_dir=d)})
+    from selfhood.report.html import write_report_html
+
+    html = write_report_html(run_dir)
     click.echo(render_table(exp.results), nl=False)
-    click.echo(f"store: {run_dir}  (latest: {store / 'latest'})")
+    click.echo(f"store: {run_dir}  (latest: {store / 'latest'}); report: {html}")
+    sys.exit(_exit_code([exp.results], expectations))
+
+
+def _sweep(spec: Any, store: Path, check_time_limit: float, progress: Any, *,
+           keep: bool = False) -> list[Any]:
+    """`run` with seeds: every seed in parallel into one sweep directory; prints the means."""
+    from selfhood.chaos.store import publish
+    from selfhood.chaos.sweep import run_seeds, workers_for
+    from selfhood.report.html import write_report_html
+    from selfhood.report.sweep import load_sample, render_sweep_table, write_sweep_report
+
+    seeds = spec.seeds
+    progress(f"selfhood run {spec.name}: sweep of {len(seeds)} seeds over "
+             f"{workers_for(len(seeds), spec.runtime)} workers ({spec.runtime}), "
+             f"modes {', '.join(spec.modes)}, {spec.time_limit_s:g} s load each, "
+             f"nemesis {', '.join(spec.nemesis) or 'none'}")
+    done: dict[str, Any] = {}
+
+    def fill(d: Path) -> None:
+        done.update(run_seeds(spec, seeds, d, check_time_limit_s=check_time_limit,
+                              after_run=write_report_html, keep=keep, progress=progress))
+
+    sweep_dir = publish(store, spec.name, fill)
+    html = write_sweep_report(sweep_dir)
+    click.echo(render_sweep_table(load_sample(sweep_dir)), nl=False)
+    click.echo(f"store: {sweep_dir}  (latest: {store / 'latest'}); report: {html}")
+    return list(done["runs"].values())
+
+
+def _exit_code(runs: list[Any], expectations: Any) -> int:
+    """Jepsen-like exit status from the verdicts, or from --expect when given."""
+    from selfhood.chaos.expect import check_expectations, verdict_exit
+
+    if expectations is None:
+        code = verdict_exit(runs)
+        if code:
+            bad = sorted({m for r in runs for m, v in r["modes"].items()
+                          if v.get("valid") is not True})
+            click.echo(f"exit {code}: {', '.join(bad)} "
+                       f"{'broke its promise' if code == 1 else 'has an unknown verdict'}"
+                       f"{'' if len(runs) == 1 else ' in at least one seed'}", err=True)
+        return code
+    code, lines = check_expectations(expectations, runs)
+    for line in lines:
+        click.echo(line, err=True)
+    return code
 
 
 @click.command("hunt")

@@ -92,28 +92,31 @@ def write_json(path: Path, obj: Any) -> None:
                     encoding="utf-8")
 
 
-def save_run(store_root: str | Path, spec: ExperimentSpec, results: dict[str, Any],
-             mode_files: Mapping[str, Mapping[str, str]], *,
-             extra: Mapping[str, Render] | None = None) -> Path:
-    """Write a finished run and publish it; returns the run directory.
+def write_run_files(run_dir: Path, spec: ExperimentSpec, results: dict[str, Any],
+                    mode_files: Mapping[str, Mapping[str, str]]) -> None:
+    """Every file of one run into `run_dir` (which exists): spec, per-mode files, results."""
+    (run_dir / "spec.json").write_text(dumps(spec), encoding="utf-8")
+    for mode, files in mode_files.items():
+        mdir = run_dir / mode
+        mdir.mkdir()
+        for fname, text in files.items():
+            (mdir / fname).write_text(text, encoding="utf-8")
+        write_json(mdir / "results.json", results["modes"][mode])
+    write_json(run_dir / "results.json", results)
 
-    `results["modes"][mode]` is written as `<mode>/results.json` beside that
-    mode's `mode_files`; each `extra` file is rendered for the final
-    directory's path. Nothing is visible until every file is written.
+
+def publish(store_root: str | Path, name: str, fill: Callable[[Path], None], *,
+            extra: Mapping[str, Render] | None = None) -> Path:
+    """Fill a hidden directory, publish it as `store_root/name/<timestamp>`, point `latest`.
+
+    Nothing is visible until `fill` returns; a failure or Ctrl-C leaves nothing.
     """
     root = Path(store_root)
-    base = prepare_store(root, spec.name)
+    base = prepare_store(root, name)
     tmp: Path | None = None
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{_timestamp()}.", suffix=".partial", dir=base))
-        (tmp / "spec.json").write_text(dumps(spec), encoding="utf-8")
-        for mode, files in mode_files.items():
-            mdir = tmp / mode
-            mdir.mkdir()
-            for fname, text in files.items():
-                (mdir / fname).write_text(text, encoding="utf-8")
-            write_json(mdir / "results.json", results["modes"][mode])
-        write_json(tmp / "results.json", results)
+        fill(tmp)
         run_dir = _publish(tmp, base, extra or {})
         tmp = None
         point_latest(root, run_dir)
@@ -123,3 +126,16 @@ def save_run(store_root: str | Path, spec: ExperimentSpec, results: dict[str, An
         if tmp is not None:  # failed or interrupted (Ctrl-C): leave no partial run
             shutil.rmtree(tmp, ignore_errors=True)
     return run_dir
+
+
+def save_run(store_root: str | Path, spec: ExperimentSpec, results: dict[str, Any],
+             mode_files: Mapping[str, Mapping[str, str]], *,
+             extra: Mapping[str, Render] | None = None) -> Path:
+    """Write a finished run and publish it; returns the run directory.
+
+    `results["modes"][mode]` is written as `<mode>/results.json` beside that
+    mode's `mode_files`; each `extra` file is rendered for the final
+    directory's path. Nothing is visible until every file is written.
+    """
+    return publish(store_root, spec.name,
+                   lambda d: write_run_files(d, spec, results, mode_files), extra=extra)

@@ -338,8 +338,9 @@ def torn_memory_cases(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
     return out
 
 
-def staleness(history: Sequence[Op], pairs: Sequence[Pair] | None = None) -> dict[str, Any]:
-    """How far behind transcript reads were: acked turns missing (k) and for how long (t).
+def staleness_samples(history: Sequence[Op],
+                      pairs: Sequence[Pair] | None = None) -> list[tuple[int, int, float]]:
+    """Per non-final transcript read: (invoke time ns, k, t ms), in read order.
 
     k counts turns acknowledged before the read began that it does not show;
     t is how long before the read the oldest of them was acknowledged.
@@ -349,8 +350,7 @@ def staleness(history: Sequence[Op], pairs: Sequence[Pair] | None = None) -> dic
     acks_by_inst: dict[str, list[Ack]] = defaultdict(list)
     for a in sorted(transcript_acks(pairs), key=lambda a: a.time):
         acks_by_inst[a.instance].append(a)
-    ks: list[int] = []
-    ts: list[float] = []
+    out: list[tuple[int, int, float]] = []
     for r in reads:
         acks = acks_by_inst.get(r.instance, [])
         have = set(r.value)
@@ -364,16 +364,23 @@ def staleness(history: Sequence[Op], pairs: Sequence[Pair] | None = None) -> dic
             if a.value in have:
                 present += 1
         k = n_before - present
-        ks.append(k)
         t = 0.0
         if k:
             for a in acks[:n_before]:
                 if a.value not in have:
                     t = (r.invoke_time - a.time) / 1e6
                     break
-        ts.append(t)
+        out.append((r.invoke_time, k, t))
+    return out
+
+
+def staleness(history: Sequence[Op], pairs: Sequence[Pair] | None = None) -> dict[str, Any]:
+    """How far behind transcript reads were: acked turns missing (k) and for how long (t)."""
+    samples = staleness_samples(history, pairs)
+    ks = [k for _, k, _ in samples]
+    ts = [t for _, _, t in samples]
     return {"k_max": max(ks, default=0), "t_p99_ms": round(percentile(ts, 99), 3),
-            "reads": len(reads), "stale_reads": sum(1 for k in ks if k)}
+            "reads": len(samples), "stale_reads": sum(1 for k in ks if k)}
 
 
 def nearest_rank(s: Sequence[T], q: float) -> T:

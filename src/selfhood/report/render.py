@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-COLUMNS = ("mode", "valid", "avail", "p50 ms", "p99 ms", "anomalies (vs reference)",
-           "stale k/t99ms", "converge ms", "identity")
+COLUMNS = ("mode", "valid", "same instance", "avail", "p50 ms", "p99 ms",
+           "anomalies (vs reference)", "stale k/t99ms", "converge ms", "identity")
 
 
 def _valid(v: Any) -> str:
@@ -30,6 +30,18 @@ def _identity(i: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def same_instance_cell(m: dict[str, Any]) -> str:
+    """The table's same-instance column from a results.json mode entry (no history needed)."""
+    ident: dict[str, Any] = m["identity"] if isinstance(m.get("identity"), dict) else {}
+    problems = [f"{ident[k]} {label}" for k, label in (
+        ("forks", "forks"), ("forgotten_acks", "forgotten"), ("revived_rules", "revived"),
+        ("torn_memory", "torn")) if ident.get(k)]
+    if ident.get("fingerprints_agree", 0) != ident.get("instances", 0):
+        problems.append(f"{ident.get('instances', 0) - ident.get('fingerprints_agree', 0)} "
+                        "diverged")
+    return "yes" if not problems else "no: " + ", ".join(problems)
+
+
 def rows(results: dict[str, Any]) -> list[list[str]]:
     out = []
     for mode, m in results.get("modes", {}).items():
@@ -38,7 +50,8 @@ def rows(results: dict[str, Any]) -> list[list[str]]:
         ident = m.get("identity", {})
         conv = ident.get("convergence_ms")
         out.append([
-            mode, _valid(m.get("valid")), f"{m.get('availability', 0):.3f}",
+            mode, _valid(m.get("valid")), same_instance_cell(m),
+            f"{m.get('availability', 0):.3f}",
             f"{lat.get('p50', 0):.1f}", f"{lat.get('p99', 0):.1f}",
             _anomalies(m.get("anomalies", {})),
             f"{st.get('k_max', 0)}/{st.get('t_p99_ms', 0):.0f}",
@@ -126,6 +139,8 @@ def render_markdown(results: dict[str, Any], *, run_dir: str | Path | None = Non
         "registers), so rows compare.",
         "- **stale k/t99ms**: most acknowledged turns a read missed, and the p99 of how long "
         "the oldest missed one had been acknowledged.",
+        "- **same instance**: yes when no instance forked, forgot an acknowledged turn, revived "
+        "a revoked rule or tore its memory, and every replica ends with the same fingerprint.",
         "- **identity**: instances whose replicas end with equal fingerprints; forks "
         "(a transcript read incompatible with a later one); forgotten acknowledged turns; revived "
         "revoked rules; torn memory (a turn visible without its memory write).",
