@@ -71,6 +71,8 @@ def test_toml_spec_with_schedule(tmp_path: Path) -> None:
         ({"schedule": [{"at_ms": 5, "f": "skew", "value": {"r0": 1e300}}]}, "schedule.0.value"),
         ({"schedule": [{"at_ms": 10**12, "f": "heal"}]}, "schedule.0.at_ms"),
         ({"schedule": [{"at_ms": 5, "f": "heal", "value": 3}]}, "schedule.0.value"),
+        ({"schedule": [{"at_ms": 5, "f": "kill-broker", "value": True}]}, "schedule.0.value"),
+        ({"schedule": [{"at_ms": 5, "f": "kill-broker", "value": 10**30}]}, "schedule.0.value"),
         # every number is bounded; nan and infinities are refused
         ({"net": {"delay_ms_max": 1e308}}, "net.delay_ms_max"),
         ({"net": {"delay_ms_max": float("nan")}}, "net.delay_ms_max"),

@@ -183,8 +183,9 @@ def _schedule_value_error(spec: ExperimentSpec, step: NemesisOp) -> str | None:
             return f"{step.f} takes a replica name ({', '.join(replicas)}), got {v!r}"
         return None
     if step.f in ("kill-broker",):
-        return (None if v is None or v == "leader" or (isinstance(v, int) and v >= 1)
-                else f"kill-broker takes 'leader' or a broker id, got {v!r}")
+        broker_id = isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 64
+        return (None if v is None or v == "leader" or broker_id
+                else f"kill-broker takes 'leader' or a broker id in 1..64, got {v!r}")
     if step.f in ("heal", "unskew", "rebalance", "restart-broker"):
         return None if v is None else f"{step.f} takes no value, got {v!r}"
     if step.f == "skew":
