@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,14 @@ from selfhood.errors import ClusterError
 #: host part of the client namespace's address; replica i is at 100 + i
 CLIENT_HOST = 99
 REPLICA_HOST0 = 100
+
+
+def cmdline(pid: int) -> str:
+    """A process's command line, or "" if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
 
 
 class NodeNetwork:
@@ -111,9 +121,19 @@ class NodeNetwork:
             rec["iptables"] = []
             self.record.write_text(json.dumps(rec, indent=1) + "\n")
 
+    def note_process(self, pid: int, marker: str) -> None:
+        """Record a process this run started, so a later teardown can stop it after a crash."""
+        self._note("processes", [pid, marker])
+
     async def teardown(self) -> None:
-        """Remove every rule, namespace and veth in the record (this run's or a crashed one's)."""
+        """Remove every process, rule, namespace and veth in the record (this run's or a
+        crashed one's); a recorded process is killed only if its command line still
+        holds its marker (the pid was not reused)."""
         rec = self._load()
+        for pid, marker in rec.get("processes", []):
+            if marker in cmdline(pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         for ns, *args in rec.get("iptables", []):
             if _netns_exists(ns):
                 with contextlib.suppress(ClusterError):

@@ -281,7 +281,7 @@ class ModeResult:
     history: list[Op]
     stats: dict[str, Any] = field(default_factory=dict)
     failover: dict[str, Any] = field(default_factory=dict)
-    fingerprints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fingerprints: dict[str, Any] = field(default_factory=dict)
     topic: str = ""
     elapsed_s: float = 0.0
 
@@ -401,6 +401,8 @@ class ClusterRuntime:
             "selfhood.chaos.cluster_world.clientproc", str(sock),
             stdout=asyncio.subprocess.PIPE, stderr=(self.work / "client.log").open("ab"),
             stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
+        assert self.net is not None
+        self.net.note_process(self.client_proc.pid, str(sock))
         assert self.client_proc.stdout is not None
         async with asyncio.timeout(30):
             line = await self.client_proc.stdout.readline()
@@ -492,6 +494,8 @@ class ClusterRuntime:
             *self._replica_argv(r), env=self._replica_env(r), stdout=asyncio.subprocess.PIPE,
             stderr=log, stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
         r.paused = False
+        assert self.net is not None
+        self.net.note_process(r.proc.pid, f"--topic {self.topic} ")
         assert r.proc.stdout is not None
         out = r.proc.stdout
         try:
@@ -606,6 +610,12 @@ class ClusterRuntime:
                 if got is not None:
                     fp[inst] = got
             fingerprints[r.name] = fp
+        assert self.cfg is not None
+        try:
+            projection: dict[str, Any] | None = await project_topic(
+                self.cfg, self.topic, mode, spec.instance_names, fencing=spec.fencing)
+        except Exception as exc:  # reported, not fatal: the verdicts rest on the history
+            projection = {"error": repr(exc)}
         failover_gaps(self.kills, history)
         _claims_of_kills(self.kills, statuses)
         for r in self.replicas.values():
@@ -616,7 +626,9 @@ class ClusterRuntime:
                  "wall_ms": world.now // MS,
                  "replica": {n: (s or {}).get("stats") for n, s in statuses.items()}}
         return ModeResult(history, stats, gap_summary(self.kills, spec.session_timeout_ms),
-                          fingerprints, self.topic, round(time.monotonic() - t0, 3))
+                          {"projection": projection,
+                           "instances": fingerprint_table(fingerprints, projection)},
+                          self.topic, round(time.monotonic() - t0, 3))
 
     async def _restart_brokers(self) -> None:
         assert self.mgr is not None
@@ -761,6 +773,60 @@ def _claims_of_kills(kills: list[Kill], statuses: dict[str, dict[str, Any] | Non
                     break
 
 
+async def project_topic(cfg: ClusterConfig, topic: str, mode: str,
+                        instances: tuple[str, ...], *, fencing: bool = True) -> dict[str, Any]:
+    """Project the mode's topic into a fresh PostgreSQL database; each instance's fingerprint.
+
+    The projection reads the log the replicas wrote (not the replicas), so its
+    fingerprints next to the replicas' say whether what they serve is what the
+    log holds. The database is left for inspection (it goes with the cluster).
+    """
+    import asyncpg
+
+    from selfhood.eventlog.url import open_log
+    from selfhood.projections.projector import Projector
+    from selfhood.projections.snapshot import SnapshotPolicy
+    from selfhood.projections.state import Mode
+    from selfhood.projections.store import SqlProjectionStore
+
+    db = topic.replace("-", "_")
+    admin = await asyncpg.connect(cfg.database_url)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db}"')
+        await admin.execute(f'CREATE DATABASE "{db}"')
+    finally:
+        await admin.close()
+    db_url = cfg.database_url.rsplit("/", 1)[0] + f"/{db}"
+    log_url = f"kafka://{cfg.bootstrap}/{topic}"
+    reducer: Mode = "eventual" if mode == "eventual" else "sequential"
+    async with open_log(log_url, create=False) as log, SqlProjectionStore(db_url) as store:
+        proj = Projector(log, store, reader="projector", mode=reducer, fencing=fencing,
+                         snapshots=SnapshotPolicy(1000), batch=2000)
+        prog = await proj.run(follow=False)
+        fps: dict[str, str | None] = {}
+        for inst in instances:
+            got = await store.load_instance(inst)
+            fps[inst] = None if got is None else got[1]
+    return {"database_url": db_url, "log_url": log_url, "events": prog.events,
+            "command": f"selfhood project {log_url} --into {db_url} --mode {reducer}"
+                       + ("" if fencing else " --no-fencing"),
+            "fingerprints": fps}
+
+
+def fingerprint_table(replicas: dict[str, dict[str, Any]],
+                      projection: dict[str, Any] | None) -> dict[str, Any]:
+    """Per instance: every replica's final fingerprint next to the projection's."""
+    out: dict[str, Any] = {}
+    proj = (projection or {}).get("fingerprints", {})
+    insts = sorted({i for fp in replicas.values() for i in fp} | set(proj))
+    for inst in insts:
+        row = {name: (fp.get(inst) or {}).get("fingerprint") for name, fp in replicas.items()}
+        p = proj.get(inst)
+        out[inst] = {"replicas": row, "projection": p,
+                     "agree": p is not None and all(v == p for v in row.values())}
+    return out
+
+
 async def partition_leader(bootstrap: str, topic: str, partition: int) -> int:
     """The broker id leading ``topic``'s ``partition`` now."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -799,6 +865,10 @@ def run_cluster(spec: ExperimentSpec, schedule: tuple[Any, ...], heal: tuple[Any
     from selfhood.chaos.workloads import experiment_generator
 
     async def main() -> dict[str, ModeResult]:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        loop.add_signal_handler(signal.SIGTERM, task.cancel)  # clean up as on Ctrl-C
         rt = ClusterRuntime(spec, state_dir=state_dir, keep=keep, progress=progress)
         rt.skew = uses_skew(spec, schedule)
         out: dict[str, ModeResult] = {}
