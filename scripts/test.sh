@@ -15,6 +15,8 @@ export SELFHOOD_STATE_DIR="${SELFHOOD_STATE_DIR:-$PWD/.selfhood}"
 cleanup() {
   echo "== cluster down"
   selfhood cluster down || true
+  # the netns cluster the cluster-runtime tests start beside it (tests/test_cluster_runtime.py)
+  SELFHOOD_STATE_DIR="$SELFHOOD_STATE_DIR/netns" selfhood cluster down >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -22,6 +24,7 @@ trap 'exit 130' INT TERM
 # start clean (a previous run may have been killed), then pick a port block
 # that is free: another checkout's cluster may hold the default one
 selfhood cluster down >/dev/null 2>&1 || true
+SELFHOOD_STATE_DIR="$SELFHOOD_STATE_DIR/netns" selfhood cluster down >/dev/null 2>&1 || true
 if [ -z "${SELFHOOD_BASE_PORT:-}" ]; then
   SELFHOOD_BASE_PORT="$(python - <<'PY'
 from selfhood.chaos.cluster import DEFAULT_BASE_PORT, port_free
