@@ -71,11 +71,23 @@ def test_every_peer_history_checks_the_same_without_extras(bare_python: Path) ->
     assert agree >= 0.98 * len(bare["results"])
 
 
+def test_the_bare_install_runs_the_simulator(bare_python: Path, tmp_path: Path) -> None:
+    """`selfhood run` works without extras: report.md is written, report.html is named."""
+    p = subprocess.run([str(bare_python), "-m", "selfhood", "run", "-q", "--time-limit", "1",
+                        "--modes", "sequential"], capture_output=True, text=True, timeout=300,
+                       check=False, cwd=tmp_path)
+    assert p.returncode in (0, 1, 2) and "Traceback" not in p.stderr, p.stderr
+    assert (tmp_path / "store" / "latest" / "report.md").is_file()
+    assert "pip install 'selfhood[report]'" in p.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "extra"),
     [
         (["log", "stat", "kafka://127.0.0.1:1/t"], "kafka"),
         (["project", "sqlite:///log.db", "--into", "sqlite:///p.db"], "sql"),
+        # a sweep's report is HTML: refused before any seed runs
+        (["run", "--seeds", "1-2", "--time-limit", "1", "--store", "p.db"], "report"),
     ],
 )
 def test_a_command_needing_an_extra_names_it_in_one_line(

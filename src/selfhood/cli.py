@@ -28,6 +28,7 @@ from selfhood.errors import (
     SelfhoodError,
     SpecError,
 )
+from selfhood.extras import MissingExtra, missing_extra
 
 EX_USAGE = 64
 EX_DATAERR = 65
@@ -105,12 +106,13 @@ def main(argv: list[str] | None = None) -> Any:
     except SpecError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EX_USAGE)
+    except MissingExtra as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EX_UNAVAILABLE)
     except SelfhoodError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except ModuleNotFoundError as exc:
-        from selfhood.extras import missing_extra
-
         line = missing_extra(exc)
         if line is None:
             raise

@@ -117,6 +117,7 @@ def run(spec_file: Path | None, store: Path, check_time_limit: float, quiet: boo
     from selfhood.chaos.expect import parse_expect
     from selfhood.chaos.runner import run_experiment
     from selfhood.chaos.store import prepare_store, save_run
+    from selfhood.extras import installed, require
     from selfhood.report.render import render_markdown, render_table
 
     _positive("--check-time-limit", check_time_limit)
@@ -126,6 +127,8 @@ def run(spec_file: Path | None, store: Path, check_time_limit: float, quiet: boo
 
         spec = msgspec.structs.replace(spec, seeds=parse_seeds(seeds_text))
     expectations = parse_expect(expect, spec.modes) if expect is not None else None
+    if spec.seeds is not None:
+        require("report")  # a sweep's report is HTML: say so before the runs, not after
     prepare_store(store, spec.name)  # an unwritable store fails now, not after the run
     progress = _progress(quiet)
     if spec.seeds is not None:
@@ -139,11 +142,13 @@ def run(spec_file: Path | None, store: Path, check_time_limit: float, quiet: boo
     run_dir = save_run(store, exp.spec, exp.results,
                        {m: o.files for m, o in exp.outcomes.items()},
                        extra={"report.md": lambda d: render_markdown(exp.results, run_dir=d)})
-    from selfhood.report.html import write_report_html
+    report = f"{run_dir / 'report.md'} (report.html needs pip install 'selfhood[report]')"
+    if installed("report"):
+        from selfhood.report.html import write_report_html
 
-    html = write_report_html(run_dir)
+        report = str(write_report_html(run_dir))
     click.echo(render_table(exp.results), nl=False)
-    click.echo(f"store: {run_dir}  (latest: {store / 'latest'}); report: {html}")
+    click.echo(f"store: {run_dir}  (latest: {store / 'latest'}); report: {report}")
     sys.exit(_exit_code([exp.results], expectations))
 
 
