@@ -83,3 +83,21 @@ def test_the_table_reports_the_failover_gap_of_cluster_runs_only() -> None:
     assert "sequential: p50 812.5 ms, p99 812.5 ms over 1/1 kills" in line
     assert "session timeout 1000 ms" in line and "40 events" in line
     assert failover_lines({"modes": {"sequential": {"valid": True}}}) == []
+
+
+def test_report_puts_projection_fingerprints_next_to_the_replicas() -> None:
+    from selfhood.chaos.cluster_world.world import fingerprint_table
+    from selfhood.report.render import fingerprint_lines
+
+    reps = {"r0": {"i0": {"fingerprint": "aa" * 32}}, "r1": {"i0": {"fingerprint": "bb" * 32}},
+            "r2": {"i0": {"fingerprint": "aa" * 32}}}
+    proj = {"fingerprints": {"i0": "aa" * 32}, "command": "selfhood project kafka://x/t"}
+    table = fingerprint_table(reps, proj)
+    assert table["i0"]["agree"] is False  # r1 differs
+    table_ok = fingerprint_table({"r0": reps["r0"]}, proj)
+    assert table_ok["i0"]["agree"] is True
+    lines = fingerprint_lines({"fingerprints": {"projection": proj, "instances": table}})
+    assert "`selfhood project kafka://x/t`" in lines[0]
+    assert any(line.startswith("| i0 | aaaaaaaaaaaa | bbbbbbbbbbbb |") and "**no**" in line
+               for line in lines)
+    assert fingerprint_lines({"valid": True}) == []

@@ -92,6 +92,28 @@ def render_table(results: dict[str, Any]) -> str:
     return "\n".join(out + failover_lines(results)) + "\n"
 
 
+def fingerprint_lines(m: dict[str, Any]) -> list[str]:
+    """Cluster runs: each instance's final fingerprint on every replica and in the
+    PostgreSQL projection of the run's log (the command that rebuilds it, too)."""
+    fp = m.get("fingerprints")
+    if not isinstance(fp, dict) or not isinstance(fp.get("instances"), dict):
+        return []
+    proj = fp.get("projection") or {}
+    rows = fp["instances"]
+    names = sorted({r for row in rows.values() for r in row.get("replicas", {})})
+    out = ["Final fingerprints (first 12 hex digits): replicas and the projection of the log"
+           + (f" (`{proj['command']}`)" if proj.get("command") else
+              f" (projection failed: {proj.get('error')})" if proj.get("error") else ""),
+           "", "| instance | " + " | ".join(names) + " | projection | agree |",
+           "|" + "---|" * (len(names) + 3)]
+    for inst, row in sorted(rows.items()):
+        cells = [str(row["replicas"].get(n) or "-")[:12] for n in names]
+        out.append(f"| {inst} | " + " | ".join(cells)
+                   + f" | {str(row.get('projection') or '-')[:12]} | "
+                   + ("yes" if row.get("agree") else "**no**") + " |")
+    return [*out, ""]
+
+
 def failover_lines(results: dict[str, Any]) -> list[str]:
     """Cluster runs: each mode's failover gap (replica kill -9 to the first acked write)."""
     out = []
@@ -159,6 +181,7 @@ def render_markdown(results: dict[str, Any], *, run_dir: str | Path | None = Non
         for c in m.get("checks", []):
             lines.append(f"{c['command']}    # {c['purpose']}: {_valid(c['valid'])}")
         lines += ["```", ""]
+        lines += fingerprint_lines(m)
         cases = m.get("identity_cases") or {}
         for kind, examples in cases.items():
             if examples:
