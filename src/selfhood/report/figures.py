@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any, Final
 
@@ -118,7 +118,8 @@ def staleness_svg(samples: Sequence[tuple[int, int, float]], windows: Sequence[F
     return _svg(fig)
 
 
-def bars_svg(groups: Sequence[str], series: dict[str, Sequence[tuple[float, float, float]]],
+def bars_svg(groups: Sequence[str],
+             series: Mapping[str, Sequence[tuple[float, float, float]]],
              ylabel: str, title: str) -> str:
     """Grouped bars with 95 % intervals: series name -> (mean, lo, hi) per group."""
     plt = _plt()
