@@ -47,7 +47,7 @@ COMMANDS: dict[str, str] = {
     "report": "selfhood.report.cli:report",
     "compare": "selfhood.report.cli:compare",
     "serve": "selfhood.report.serve:serve",
-    "study": "selfhood.report.study:study",
+    "study": "selfhood.chaos.study_cli:study",
 }
 
 
