@@ -225,3 +225,58 @@ def test_sweep_prints_intervals_and_compares(tmp_path: Path) -> None:
     assert "availability" in c.stdout and "too few runs for an interval" in c.stdout
     assert selfhood("compare", str(sweep_dir), str(tmp_path / "nowhere"),
                     cwd=tmp_path).returncode == 65
+
+
+def test_stuck_linearization_drawn_per_key(tmp_path: Path) -> None:
+    """A register that reads a value overwritten before the read began: not linearizable.
+    The report draws, per failing key, the longest partial linearization (Porcupine)."""
+    from selfhood.report.html import write_report_html
+
+    ops: list[dict[str, Any]] = []
+
+    def op(typ: str, p: int, f: str, value: Any, ms: int) -> None:
+        ops.append({"index": len(ops), "time": ms * 1_000_000, "type": typ, "process": p,
+                    "f": f, "value": value, "node": "r0"})
+
+    for key in ("i0/mem/tool/r0", "<i>k</i>"):
+        op("invoke", 0, "write", [key, 1], 0)
+        op("ok", 0, "write", [key, 1], 1)
+        op("invoke", 1, "write", [key, 2], 2)
+        op("ok", 1, "write", [key, 2], 3)
+        op("invoke", 2, "read", [key, None], 4)
+        op("ok", 2, "read", [key, 1], 5)
+    ok_key = "i0/mem/tool/r1"
+    op("invoke", 0, "write", [ok_key, 7], 6)
+    op("ok", 0, "write", [ok_key, 7], 7)
+    d = tmp_path / "run"
+    (d / "linearizable").mkdir(parents=True)
+    (d / "linearizable" / "register.jsonl").write_text(
+        "".join(json.dumps(o) + "\n" for o in ops))
+    check = {"file": "register.jsonl", "model": "register", "consistency": "linearizable",
+             "purpose": "promise", "valid": False,
+             "command": "selfhood check store/latest/linearizable/register.jsonl "
+                        "--model register --consistency linearizable"}
+    mode = {"valid": False, "availability": 1.0, "latency_ms": {"p50": 1.0, "p99": 1.0},
+            "anomalies": {"nonlinearizable": 1}, "staleness": {"k_max": 0, "t_p99_ms": 0.0},
+            "identity": {"instances": 1, "fingerprints_agree": 1, "converged": True,
+                         "convergence_ms": 0.0}, "checks": [check]}
+    (d / "results.json").write_text(json.dumps({"spec": {}, "seed": 1,
+                                                "modes": {"linearizable": mode}}))
+    html = write_report_html(d).read_text()
+    assert html.count('<svg class="linearization"') == 2
+    assert "key i0/mem/tool/r0: longest partial linearizable order places" in html
+    assert "key &lt;i&gt;k&lt;/i&gt;" in html and "<i>k" not in html
+    assert "i0/mem/tool/r1" not in html.split('class="check"', 1)[1].split("Reproduce", 1)[0]
+    assert "selfhood check linearizable/register.jsonl --model register" in html
+
+
+def test_report_rebuilds_a_sweep(tmp_path: Path) -> None:
+    p = selfhood("run", "-q", "--seeds", "1-2", "--time-limit", "1", cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    d = (tmp_path / "store" / "latest").resolve()
+    (d / "report.html").unlink()
+    (d / "sweep.md").unlink()
+    r = selfhood("report", str(d), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert 'id="sweep-summary"' in (d / "report.html").read_text()
+    assert "seeds 1, 2" in (d / "sweep.md").read_text()

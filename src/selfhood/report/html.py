@@ -93,6 +93,14 @@ def _mode_view(run: RunData, mode: str, m: dict[str, Any], check_time_limit_s: f
                       "valid": valid_text(c.get("valid")), "file": c.get("file"),
                       "consistency": c.get("consistency")} for c in m.get("checks", [])],
     }
+    views: list[CheckView] = []
+    for c in m.get("checks", []):
+        if c.get("valid") is True:
+            continue
+        cv = explain_check(c, run.derived(mode, str(c["file"])), check_time_limit_s)
+        cv.command = _command(c, mode)
+        views.append(cv)
+    view["checks"] = [_check_ctx(cv, mode, expected) for cv in views]
     history = run.histories.get(mode)
     if history is None:
         return view
@@ -108,14 +116,6 @@ def _mode_view(run: RunData, mode: str, m: dict[str, Any], check_time_limit_s: f
                                           f"{mode}: staleness of transcript reads")),
     }
     view["identity"] = identity_panel(history, spec, expected)
-    views: list[CheckView] = []
-    for c in m.get("checks", []):
-        if c.get("valid") is True:
-            continue
-        cv = explain_check(c, run.derived(mode, str(c["file"])), check_time_limit_s)
-        cv.command = _command(c, mode)
-        views.append(cv)
-    view["checks"] = [_check_ctx(cv, mode, expected) for cv in views]
     return view
 
 
