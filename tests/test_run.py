@@ -49,8 +49,13 @@ def test_store_layout_and_results_contract(default_run: tuple[Path, float, str])
     cwd, _, _ = default_run
     latest = cwd / "store" / "latest"
     assert latest.is_symlink() and latest.resolve().parent.name == "default"
-    for f in ("spec.json", "results.json", "report.md"):
+    for f in ("spec.json", "results.json", "report.md", "report.html"):
         assert (latest / f).is_file()
+    # the reports were written before the run was published, for its published name
+    shown = "/".join(latest.resolve().parts[-2:])
+    for f in ("report.md", "report.html"):
+        text = (latest / f).read_text()
+        assert shown in text and ".partial" not in text, f
     res = json.loads((latest / "results.json").read_text())
     assert set(res) >= {"spec", "seed", "modes"} and res["seed"] == 1
     assert res["spec"] == json.loads((latest / "spec.json").read_text())

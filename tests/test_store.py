@@ -18,9 +18,10 @@ FILES = {"eventual": {"history.jsonl": "{}\n"}}
 def test_save_run_publishes_a_complete_directory(tmp_path: Path) -> None:
     seen: list[Path] = []
 
-    def report(d: Path) -> str:
+    def report(written: Path, d: Path) -> str:
         seen.append(d)
         assert not d.exists()  # rendered before the directory becomes visible
+        assert (written / "results.json").is_file()  # from the files written so far
         return "# report\n"
 
     run_dir = save_run(tmp_path, DEFAULT_SPEC, RESULTS, FILES, extra={"report.md": report})
@@ -36,7 +37,7 @@ def test_save_run_publishes_a_complete_directory(tmp_path: Path) -> None:
 
 
 def test_an_interrupted_save_leaves_no_partial_run(tmp_path: Path) -> None:
-    def interrupted(d: Path) -> str:
+    def interrupted(written: Path, d: Path) -> str:
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):

@@ -116,7 +116,7 @@ def run(spec_file: Path | None, store: Path, check_time_limit: float, quiet: boo
     """
     from selfhood.chaos.expect import parse_expect
     from selfhood.chaos.runner import run_experiment
-    from selfhood.chaos.store import prepare_store, save_run
+    from selfhood.chaos.store import Render, prepare_store, save_run
     from selfhood.extras import installed, require
     from selfhood.report.render import render_markdown, render_table
 
@@ -139,14 +139,18 @@ def run(spec_file: Path | None, store: Path, check_time_limit: float, quiet: boo
              f"nemesis {', '.join(spec.nemesis) or 'none'}")
     exp = run_experiment(spec, progress=progress, check_time_limit_s=check_time_limit,
                          keep=keep)
-    run_dir = save_run(store, exp.spec, exp.results,
-                       {m: o.files for m, o in exp.outcomes.items()},
-                       extra={"report.md": lambda d: render_markdown(exp.results, run_dir=d)})
-    report = f"{run_dir / 'report.md'} (report.html needs pip install 'selfhood[report]')"
+    # the reports are written into the hidden run directory, so a run is published whole
+    extra: dict[str, Render] = {
+        "report.md": lambda _tmp, final: render_markdown(exp.results, run_dir=final)}
     if installed("report"):
-        from selfhood.report.html import write_report_html
+        from selfhood.report.html import render_run_html
+        from selfhood.report.results import load_run
 
-        report = str(write_report_html(run_dir))
+        extra["report.html"] = lambda tmp, final: render_run_html(load_run(tmp), shown_as=final)
+    run_dir = save_run(store, exp.spec, exp.results,
+                       {m: o.files for m, o in exp.outcomes.items()}, extra=extra)
+    report = (str(run_dir / "report.html") if "report.html" in extra else
+              f"{run_dir / 'report.md'} (report.html needs pip install 'selfhood[report]')")
     click.echo(render_table(exp.results), nl=False)
     click.echo(f"store: {run_dir}  (latest: {store / 'latest'}); report: {report}")
     sys.exit(_exit_code([exp.results], expectations))

@@ -33,8 +33,9 @@ from typing import Any
 from selfhood.errors import ChaosError, SpecError
 from selfhood.spec import ExperimentSpec, dumps
 
-#: renders an extra file's text for the final run directory (e.g. report.md)
-Render = Callable[[Path], str]
+#: renders an extra file's text (e.g. report.md, report.html) from the directory written so
+#: far (still hidden) for the name it will be published under
+Render = Callable[[Path, Path], str]
 
 
 def _timestamp() -> str:
@@ -67,7 +68,7 @@ def _publish(tmp: Path, base: Path, extra: Mapping[str, Render]) -> Path:
         if final.exists():
             continue
         for fname, render in extra.items():  # extras see the name they will have
-            (tmp / fname).write_text(render(final), encoding="utf-8")
+            (tmp / fname).write_text(render(tmp, final), encoding="utf-8")
         try:
             os.rename(tmp, final)  # onto a free name (a published run is never empty)
         except OSError as exc:
@@ -134,8 +135,8 @@ def save_run(store_root: str | Path, spec: ExperimentSpec, results: dict[str, An
     """Write a finished run and publish it; returns the run directory.
 
     `results["modes"][mode]` is written as `<mode>/results.json` beside that
-    mode's `mode_files`; each `extra` file is rendered for the final
-    directory's path. Nothing is visible until every file is written.
+    mode's `mode_files`; each `extra` file is rendered from those files for
+    the final directory's name. Nothing is visible until every file is written.
     """
     return publish(store_root, spec.name,
                    lambda d: write_run_files(d, spec, results, mode_files), extra=extra)

@@ -149,15 +149,17 @@ def render_page(template: str, **ctx: Any) -> str:
     return str(_env().get_template(template).render(**ctx))
 
 
-def render_run_html(run: RunData, *, check_time_limit_s: float = 10.0) -> str:
-    """The whole report.html of one run."""
+def render_run_html(run: RunData, *, check_time_limit_s: float = 10.0,
+                    shown_as: Path | None = None) -> str:
+    """The whole report.html of one run (`shown_as`: the run directory's published name)."""
     results = run.results
     spec = run.spec
     modes = [_mode_view(run, str(mode), m, check_time_limit_s)
              for mode, m in results["modes"].items()]
     return str(_env().get_template("report.html.j2").render(
         title=f"selfhood run {spec.get('name', '?')} (seed {results.get('seed')})",
-        run_dir="/".join(run.run_dir.resolve().parts[-2:]), results=results, spec=spec, modes=modes,
+        run_dir="/".join((shown_as or run.run_dir).resolve().parts[-2:]), results=results,
+        spec=spec, modes=modes,
         spec_json=json.dumps(spec, indent=2, sort_keys=True),
         schedule=[s for s in spec.get("schedule") or [] if isinstance(s, dict)],
     ))
