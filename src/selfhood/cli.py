@@ -24,6 +24,7 @@ from selfhood import __version__
 from selfhood.errors import (
     EventDecodeError,
     HistoryError,
+    OutboxCorrupt,
     ResultsError,
     SelfhoodError,
     SpecError,
@@ -48,6 +49,7 @@ COMMANDS: dict[str, str] = {
     "compare": "selfhood.report.cli:compare",
     "serve": "selfhood.report.serve:serve",
     "study": "selfhood.chaos.study_cli:study",
+    "replica": "selfhood.replica.cli:replica",
 }
 
 
@@ -100,7 +102,7 @@ def main(argv: list[str] | None = None) -> Any:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (HistoryError, EventDecodeError, ResultsError) as exc:
+    except (HistoryError, EventDecodeError, ResultsError, OutboxCorrupt) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EX_DATAERR)
     except SpecError as exc:

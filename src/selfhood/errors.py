@@ -154,3 +154,18 @@ class ReportError(SelfhoodError):
 
 class ResultsError(ReportError, ValueError):
     """A stored results.json (or sweep.json) is damaged; the message names the file and field."""
+
+
+# --- replica processes -------------------------------------------------------------
+
+
+class ReplicaError(SelfhoodError):
+    """Root of `selfhood replica serve` errors (one replica OS process)."""
+
+
+class ReplicaOptionError(ReplicaError, SpecError):
+    """A bad replica option, environment variable or config file field (exit 64)."""
+
+
+class OutboxCorrupt(ReplicaError, ValueError):
+    """The durable outbox file on local disk does not decode; names the file (exit 65)."""

@@ -1,0 +1,400 @@
+"""Replica OS processes on the real 3-broker cluster: `selfhood replica serve`.
+
+Each test spawns real replica processes (the CLI, as the cluster world
+does), talks to them over the documented HTTP API (every response is
+validated against docs/replica-api.yaml) and injects real faults: kill -9,
+SIGSTOP/SIGCONT, leaving the consumer group. Every process is stopped by
+its pid in a fixture finalizer, also when the test fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from replica_api import ApiClient
+from selfhood.eventlog.partitioning import partition_for
+
+pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
+
+SHARDS = 2
+INSTANCES = 4
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Replicas:
+    """Replica processes of one test: one topic, one group, one port each."""
+
+    def __init__(self, tmp: Path, bootstrap: str, *, mode: str = "sequential",
+                 names: tuple[str, ...] = ("r0", "r1", "r2"), session_timeout_ms: int = 1000,
+                 extra: tuple[str, ...] = ()) -> None:
+        self.tmp = tmp
+        self.bootstrap = bootstrap
+        self.topic = f"test-replica-{uuid.uuid4().hex[:10]}"
+        self.mode = mode
+        self.names = names
+        self.ports = {n: free_port() for n in names}
+        self.session_timeout_ms = session_timeout_ms
+        self.extra = extra
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.paused: set[str] = set()
+        self.session: aiohttp.ClientSession | None = None
+        self.incarnation: dict[str, int] = dict.fromkeys(names, 0)
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def argv(self, name: str, extra: tuple[str, ...] = ()) -> list[str]:
+        argv = [sys.executable, "-m", "selfhood", "replica", "serve", "--node", name,
+                "--listen", f"127.0.0.1:{self.ports[name]}", "--bootstrap", self.bootstrap,
+                "--topic", self.topic, "--mode", self.mode, "--shards", str(SHARDS),
+                "--instances", str(INSTANCES), "--data-dir", str(self.tmp / name),
+                "--session-timeout-ms", str(self.session_timeout_ms), *self.extra, *extra]
+        for peer in self.names:
+            if peer != name:
+                argv += ["--peer", f"{peer}={self.url(peer)}"]
+        return argv
+
+    def start(self, name: str, extra: tuple[str, ...] = ()) -> None:
+        self.incarnation[name] += 1
+        log = self.tmp / f"{name}.{self.incarnation[name]}.log"
+        with log.open("wb") as out:
+            self.procs[name] = subprocess.Popen(self.argv(name, extra), stdout=out,
+                                                stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL)
+
+    def api(self, name: str) -> ApiClient:
+        assert self.session is not None
+        return ApiClient(self.session, self.url(name))
+
+    async def wait_serving(self, name: str, limit: float = 30.0) -> None:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            proc = self.procs[name]
+            if proc.poll() is not None:
+                raise AssertionError(f"{name} exited with {proc.returncode}:\n"
+                                     f"{self.output(name)}")
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                status, _ = await self.api(name).call("GET", "/v1/health", timeout_s=2)
+                if status == 200:
+                    return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"{name} did not serve within {limit} s:\n{self.output(name)}")
+
+    def output(self, name: str) -> str:
+        logs = sorted(self.tmp.glob(f"{name}.*.log"))
+        return "\n".join(p.read_text(errors="replace")[-3000:] for p in logs)
+
+    def signal(self, name: str, sig: signal.Signals) -> None:
+        proc = self.procs[name]
+        os.kill(proc.pid, sig)
+        if sig == signal.SIGSTOP:
+            self.paused.add(name)
+        elif sig == signal.SIGCONT:
+            self.paused.discard(name)
+        elif sig == signal.SIGKILL:
+            proc.wait(10)
+
+    def stop_all(self) -> None:
+        """SIGCONT what is paused, SIGTERM, then SIGKILL what is left (by pid)."""
+        for name, proc in self.procs.items():
+            if proc.poll() is None:
+                if name in self.paused:
+                    os.kill(proc.pid, signal.SIGCONT)
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+    async def settled(self, names: tuple[str, ...], limit: float = 30.0) -> None:
+        """Wait until the group is stable: one generation, every partition owned once, active."""
+        deadline = time.monotonic() + limit
+        seen: Any = None
+        while time.monotonic() < deadline:
+            sts = [await self.api(n).status() for n in names]
+            gens = {st["group"]["generation"] for st in sts}
+            owned = sorted(o["partition"] for st in sts for o in st["owned"] if o["active"])
+            seen = (gens, owned)
+            if len(gens) == 1 and None not in gens and owned == list(range(SHARDS)):
+                return
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"the group of {names} did not settle within {limit} s: {seen}")
+
+    async def owner_of(self, instance: str, among: tuple[str, ...] | None = None,
+                       limit: float = 20.0) -> tuple[str, int]:
+        """The replica whose claim on the instance's partition is active, and its epoch."""
+        p = partition_for(instance, SHARDS)
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            for name in among or self.names:
+                with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                    st = await self.api(name).status()
+                    for o in st["owned"]:
+                        if o["partition"] == p and o["active"]:
+                            return name, int(o["epoch"])
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"no replica among {among or self.names} owns {instance} "
+                             f"(partition {p}) within {limit} s")
+
+
+@pytest.fixture
+def replicas_factory(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Any]:
+    made: list[Replicas] = []
+
+    def make(**kw: Any) -> Replicas:
+        r = Replicas(tmp_path / f"set{len(made)}", kafka_bootstrap, **kw)
+        r.tmp.mkdir(parents=True)
+        made.append(r)
+        return r
+
+    try:
+        yield make
+    finally:
+        for r in made:
+            r.stop_all()
+
+
+@contextlib.asynccontextmanager
+async def running(r: Replicas, names: tuple[str, ...] | None = None) -> AsyncIterator[Replicas]:
+    async with aiohttp.ClientSession() as session:
+        r.session = session
+        for name in names or r.names:
+            r.start(name)
+        await asyncio.gather(*(r.wait_serving(n) for n in names or r.names))
+        if r.mode != "eventual":
+            await r.settled(names or r.names)
+        try:
+            yield r
+        finally:
+            r.session = None
+
+
+def _append(inst: str, value: int) -> list[list[Any]]:
+    return [["append", f"{inst}/transcript", value], ["r", f"{inst}/transcript", None]]
+
+
+async def test_writes_are_acknowledged_and_readable_from_another_replica(
+        replicas_factory: Any) -> None:
+    r = replicas_factory()
+    async with running(r):
+        owners = {i: await r.owner_of(i) for i in ("i0", "i1", "i2", "i3")}
+        assert len({o for o, _ in owners.values()}) >= 2, owners  # spread over members
+        for k, inst in enumerate(("i0", "i1", "i2", "i3")):
+            owner = owners[inst][0]
+            other = next(n for n in r.names if n != owner)
+            third = next(n for n in r.names if n not in (owner, other))
+            # a write sent to a non-owner is forwarded to the owner and acknowledged
+            res = await r.api(other).op("txn", _append(inst, 100 + k), inst, req_id=k)
+            assert res["type"] == "ok", res
+            assert res["req_id"] == k
+            assert res["value"][1][2][-1] == 100 + k
+            # the session token makes the third replica wait until it has the write
+            read = await r.api(third).op("txn", [["r", f"{inst}/transcript", None]], inst,
+                                         token=res["token"])
+            assert read["type"] == "ok", read
+            assert read["value"][0][2] == [100 + k]
+            # governance through the owner, read back elsewhere
+            res = await r.api(owner).op("add-rule", k, inst)
+            assert res["type"] == "ok", res
+            rules = await r.api(third).op("read-rules", None, inst, token=res["token"])
+            assert rules["value"] == [k], rules
+        # after catching up, every replica holds the same instance
+        fps = []
+        for name in r.names:
+            final = await r.api(name).op("final-read", {"replica": name}, "i0")
+            assert final["type"] == "ok" and final["value"]["transcript"] == [100]
+            status, fp = await r.api(name).call("GET", "/v1/instances/i0/fingerprint")
+            assert status == 200
+            fps.append(fp["fingerprint"])
+        assert len(set(fps)) == 1, fps
+        # malformed requests get a 400 naming the field; unknown paths a JSON 404
+        status, err = await r.api("r0").call("POST", "/v1/ops", {"f": "txn", "value": 3},
+                                             check_request=False)
+        assert status == 400 and err["detail"].startswith("value"), err
+        status, err = await r.api("r0").call("POST", "/v1/ops",
+                                             {"f": "txn", "value": [], "timeout_ms": 0},
+                                             check_request=False)
+        assert status == 400, err
+        st = await r.api("r0").status()
+        assert st["mode"] == "sequential" and st["group"]["generation"] is not None
+
+
+async def test_kill_9_of_the_owner_moves_ownership_and_loses_no_acknowledged_write(
+        replicas_factory: Any) -> None:
+    r = replicas_factory(session_timeout_ms=1000)
+    async with running(r):
+        owner, epoch = await r.owner_of("i0")
+        survivors = tuple(n for n in r.names if n != owner)
+        acked: list[int] = []
+        for v in range(1, 21):
+            res = await r.api(survivors[v % 2]).op("txn", _append("i0", v), "i0")
+            assert res["type"] == "ok", res
+            acked.append(v)
+        r.signal(owner, signal.SIGKILL)
+        killed = time.monotonic()
+        first_ok = None
+        v = 100
+        while time.monotonic() - killed < 30:
+            v += 1
+            res = await r.api(survivors[0]).op("txn", _append("i0", v), "i0",
+                                               timeout_ms=1000)
+            if res["type"] == "ok":
+                acked.append(v)
+                first_ok = time.monotonic() - killed
+                break
+            # before the takeover: refused (owner unreachable) or unknown, never ok
+            assert res["type"] in ("fail", "info"), res
+            if res["type"] == "info":
+                acked.append(-v)  # may or may not be in the log
+            await asyncio.sleep(0.05)
+        assert first_ok is not None, "no write was acknowledged after the owner died"
+        new_owner, new_epoch = await r.owner_of("i0", survivors)
+        assert new_epoch > epoch
+        # every acknowledged write is there, once, in acknowledgement order, on both survivors
+        views = []
+        for name in survivors:
+            final = await r.api(name).op("final-read", {"replica": name}, "i0")
+            assert final["type"] == "ok", final
+            views.append(final["value"]["transcript"])
+        assert views[0] == views[1]
+        sure = [a for a in acked if a > 0]
+        assert [x for x in views[0] if x in sure] == sure
+        st = await r.api(new_owner).status()
+        p = partition_for("i0", SHARDS)
+        claim = [c for c in st["claims"] if c["partition"] == p and c["epoch"] == new_epoch]
+        assert claim and claim[0]["claim_ms"] is not None and claim[0]["replayed"] is not None
+        # the takeover waited for the group to notice (session timeout), not much longer
+        assert first_ok < r.session_timeout_ms / 1000 + 10, first_ok
+
+
+async def _zombie_writes(fencing: bool, replicas_factory: Any) -> dict[str, Any]:
+    """Pause the owner past the session timeout, let another take over, resume it."""
+    extra = () if fencing else ("--no-fencing",)
+    r = replicas_factory(session_timeout_ms=1000, extra=extra)
+    async with running(r):
+        zombie, epoch = await r.owner_of("i0")
+        others = tuple(n for n in r.names if n != zombie)
+        res = await r.api(others[0]).op("txn", _append("i0", 1), "i0")
+        assert res["type"] == "ok", res
+        r.signal(zombie, signal.SIGSTOP)
+        new_owner, new_epoch = await r.owner_of("i0", others, limit=30)
+        assert new_epoch > epoch
+        # (through the new owner: a replica that has not applied its claim yet would
+        # still forward to the paused one, and that outcome is unknown until it wakes)
+        res = await r.api(new_owner).op("txn", _append("i0", 2), "i0")
+        assert res["type"] == "ok", res
+        # clients still talking to the zombie: their requests wait in its sockets
+        sends = [asyncio.create_task(r.api(zombie).op("txn", _append("i0", 1000 + k), "i0",
+                                                      timeout_ms=5000))
+                 for k in range(8)]
+        await asyncio.sleep(0.5)
+        r.signal(zombie, signal.SIGCONT)
+        replies = await asyncio.gather(*sends)
+        finals = {}
+        for name in r.names:
+            final = await r.api(name).op("final-read", {"replica": name}, "i0",
+                                         timeout_ms=5000)
+            assert final["type"] == "ok", final
+            finals[name] = final["value"]["transcript"]
+        stats = {name: (await r.api(name).status())["stats"] for name in r.names}
+        return {"replies": replies, "finals": finals, "stats": stats, "zombie": zombie,
+                "new_owner": new_owner}
+
+
+async def test_a_paused_owner_is_fenced_by_every_reducer_after_the_takeover(
+        replicas_factory: Any) -> None:
+    out = await _zombie_writes(True, replicas_factory)
+    replies = out["replies"]
+    fenced = [x for x in replies if x["type"] == "fail" and x["error"] == "fenced"]
+    assert fenced, replies
+    # no replica holds a fenced write, and all agree
+    views = list(out["finals"].values())
+    assert all(v == views[0] for v in views), out["finals"]
+    ok_values = {x["value"][0][2] for x in replies if x["type"] == "ok"}
+    for v in range(1000, 1008):
+        assert (v in views[0]) == (v in ok_values), (v, replies, views[0])
+    assert 1 in views[0] and 2 in views[0]
+    for name, st in out["stats"].items():
+        assert st["core_fenced"] >= len(fenced), (name, st)
+        assert st["core_stale_epoch_applied"] == 0, (name, st)
+
+
+async def test_without_fencing_the_paused_owner_writes_get_in(replicas_factory: Any) -> None:
+    out = await _zombie_writes(False, replicas_factory)
+    replies = out["replies"]
+    stale = [x for x in replies if x["type"] == "ok"]
+    assert stale, replies
+    assert not [x for x in replies if x["error"] == "fenced"], replies
+    for name, st in out["stats"].items():
+        assert st["core_stale_epoch_applied"] >= 1, (name, st)
+        assert st["core_fenced"] == 0, (name, st)
+
+
+async def test_eventual_kill_9_then_restart_ships_the_acknowledged_outbox(
+        replicas_factory: Any) -> None:
+    # a long outbox interval: after the first shipment, writes stay local until the kill
+    r = replicas_factory(mode="eventual", names=("r0", "r1"),
+                         extra=("--outbox-ms", "600000"))
+    async with running(r):
+        first = await r.api("r0").op("txn", _append("i1", 1), "i1")
+        assert first["type"] == "ok", first
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            seen = await r.api("r1").op("final-read", {"replica": "r1"}, "i1")
+            if seen["value"]["transcript"] == [1]:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the first eventual write never reached r1")
+        acked = [1]
+        for v in range(2, 12):
+            res = await r.api("r0").op("txn", _append("i1", v), "i1")
+            assert res["type"] == "ok" and res["value"][1][2][-1] == v, res
+            acked.append(v)
+        st = await r.api("r0").status()
+        assert st["outbox"]["pending"] == 10 and st["outbox"]["durable"] == 10, st["outbox"]
+        await asyncio.sleep(0.5)
+        seen = await r.api("r1").op("final-read", {"replica": "r1"}, "i1")
+        assert seen["value"]["transcript"] == [1], "the outbox shipped before the kill"
+        r.signal("r0", signal.SIGKILL)
+        r.start("r0", ("--outbox-ms", "50"))
+        await r.wait_serving("r0")
+        st = await r.api("r0").status()
+        assert st["outbox"]["recovered"] == 10, st["outbox"]
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            seen = await r.api("r1").op("final-read", {"replica": "r1"}, "i1")
+            if sorted(seen["value"]["transcript"]) == acked:
+                break
+            await asyncio.sleep(0.1)
+        assert sorted(seen["value"]["transcript"]) == acked, seen
+        # and the restarted replica converges to the same instance (it rebuilds from the log)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            back = await r.api("r0").op("final-read", {"replica": "r0"}, "i1")
+            if back["value"]["fingerprint"] == seen["value"]["fingerprint"]:
+                break
+            await asyncio.sleep(0.1)
+        assert back["value"]["transcript"] == seen["value"]["transcript"], back
