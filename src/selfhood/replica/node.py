@@ -7,9 +7,10 @@ loop thread, so the core is never entered twice at once:
 output               what the node does
   Reply              resolves the waiting HTTP request (eventual: after the outbox fsync)
   Forward            POSTs the request to the owner's /v1/forward and relays its answer
-  Append             appends to the log (one partition: idempotent producer;
-                     several: the log's atomic append), then acks the core
+  Append             appends to the log, all or none (one entry: the idempotent
+                     producer; more: a Kafka transaction), then acks the core
   Poll               wakes the poller (a barrier id asks it for the log end too)
+  ModelCall          asks the model port (the deterministic model by default)
 
 inputs: `on_request` (HTTP), `on_records` (the poller: the log end, then
 every partition behind it), `on_append_ack`, `on_grant` (the consumer group
@@ -36,29 +37,34 @@ import asyncio
 import contextlib
 import logging
 import os
-import secrets
 import time
+import uuid
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
 
+from selfhood.consistency.model import DeterministicModel, ModelPort
 from selfhood.consistency.ownership import Grant, home_partition
 from selfhood.consistency.replica import (
     UNAVAILABLE,
     Append,
     AppendAck,
+    Chunk,
+    Clock,
+    EventualReplica,
     Forward,
+    ModelCall,
     Output,
     Poll,
     Records,
-    Replica,
     ReplicaConfig,
     Reply,
     Request,
+    make_replica,
 )
-from selfhood.errors import LogError, ReplicaError
+from selfhood.errors import LogError
 from selfhood.eventlog.kafka import KafkaEventLog
 from selfhood.events import Event
 from selfhood.replica.config import ReplicaOptions
@@ -112,19 +118,23 @@ class ReplicaNode:
                                  sharded_memory=opts.sharded_memory,
                                  atomic_memory=opts.atomic_memory, fencing=opts.fencing,
                                  lease_ms=opts.lease_ms, outbox_ms=opts.outbox_ms)
-        self.core = Replica(self.name, self.cfg, opts.instances,
-                            id_seed=secrets.randbits(64))
+        # event ids: random UUIDs, unique across restarts of this replica
+        self.core = make_replica(self.name, self.cfg, opts.instances,
+                                 new_id=lambda: str(uuid.uuid4()))
+        self.model: ModelPort = DeterministicModel()
         self.known: set[str] = set(opts.instances)
         self.log = KafkaEventLog(opts.bootstrap, opts.topic, partitions=opts.shards,
                                  request_timeout_s=10.0, append_timeout_s=30.0,
-                                 client_id=f"selfhood-replica-{self.name}")
+                                 client_id=f"selfhood-replica-{self.name}",
+                                 # fences this node's previous incarnation's transactions
+                                 transactional_id=f"{opts.topic}.{self.name}")
         self.membership = GroupMembership(
             bootstrap=opts.bootstrap, topic=opts.topic, group=opts.group_id, node=self.name,
             session_timeout_ms=opts.session_timeout_ms, on_assigned=self._on_assigned,
             on_revoked=self._on_revoked)
         self.outbox = DurableOutbox(opts.data_dir) if self.eventual else None
         self.pending: dict[int, asyncio.Future[Reply]] = {}
-        self.ops: dict[int, OpBody] = {}
+        self.ops: dict[int, tuple[OpBody, int]] = {}  # with its arrival (monotonic ns)
         self._rid = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._loops: list[asyncio.Task[None]] = []
@@ -155,9 +165,10 @@ class ReplicaNode:
     # -- clocks -------------------------------------------------------------------------
 
     @staticmethod
-    def now() -> int:
-        """The core's clock: wall time in ns (its HLC is wall-clock based)."""
-        return time.time_ns()
+    def now() -> Clock:
+        """The core's two clocks: monotonic for leases and waits, wall for the HLC
+        (libfaketime skews only the wall clock)."""
+        return Clock(time.monotonic_ns(), time.time_ns())
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -170,7 +181,7 @@ class ReplicaNode:
             entries = await asyncio.to_thread(self.outbox.load)
         await self.log.start()
         now = self.now()
-        self.core.log_contact = now
+        self.core.log_contact = now.mono
         if entries:
             self.recovered = len(entries)
             self.core.recover(entries, now)
@@ -225,10 +236,11 @@ class ReplicaNode:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Reply] = loop.create_future()
         self.pending[rid] = fut
-        self.ops[rid] = op
+        self.ops[rid] = (op, now.mono)
         timeout_ns = op.timeout_ms * _MS
-        deadline = now + max(timeout_ns - self.opts.poll_ms * _MS, timeout_ns // 2)
-        req = Request(rid, op.f, op.value, op.instance, op.token, deadline,
+        # the core gives up a poll interval early, so its own answer beats ours
+        core_timeout = max(timeout_ns - self.opts.poll_ms * _MS, timeout_ns // 2)
+        req = Request(rid, op.f, op.value, op.instance, op.token, core_timeout,
                       op.origin or self.name, op.hops)
         try:
             if op.instance is not None:
@@ -268,23 +280,18 @@ class ReplicaNode:
                 self._spawn(self._append(o), "append")
             elif isinstance(o, Forward):
                 self._spawn(self._forward(o), "forward")
+            elif isinstance(o, ModelCall):
+                # the deterministic model answers at once; a model port doing IO
+                # would copy what it needs from o.state and answer from a task
+                text = self.model.reply(o.state, o.digest)
+                self._feed(self.core.on_model_reply(o.call_id, text, self.now()))
 
     # -- the log ----------------------------------------------------------------------
 
     async def _append(self, a: Append) -> None:
         self.stats["appends"] += 1
-        parts = {p for p, _ in a.entries}
         try:
-            if len(parts) > 1 or any(p != self.log.partition_of(e.instance_id)
-                                     for p, e in a.entries):
-                atomic = getattr(self.log, "append_atomic", None)
-                if atomic is None:
-                    raise ReplicaError("this log cannot append to a partition other than "
-                                       "the instance's own (sharded memory needs "
-                                       "append_atomic)")
-                positions = await atomic(a.entries)
-            else:
-                positions = await self.log.append_batch([e for _, e in a.entries])
+            positions = await self.log.append_atomic(a.entries)
         except LogError as exc:
             self.stats["append_errors"] += 1
             log.warning("%s: append failed: %s", self.name, exc)
@@ -319,26 +326,28 @@ class ReplicaNode:
         core = self.core
         shards = self.opts.shards
         self.ends = [ends.get(p, 0) for p in range(shards)]
-        chunks: list[tuple[int, int, list[Event]]] = []
+        chunks: list[Chunk] = []
         for p in range(shards):
             off = core.next_offset[p]
             if off >= self.ends[p]:
                 continue
             try:
-                entries = await self.log.read(p, off, limit=self.cfg.poll_limit,
-                                              timeout_s=0.05)
+                batch = await self.log.read(p, off, limit=self.cfg.poll_limit,
+                                            timeout_s=0.05)
             except LogError as exc:
                 self.stats["poll_errors"] += 1
                 log.debug("%s: read of partition %d failed: %r", self.name, p, exc)
                 continue
-            events: list[Event] = []
-            for e in entries:
-                if e.event is None:
+            recs: list[tuple[int, Event]] = []
+            for e in batch.entries:
+                if e.event is None:  # a dead letter: a gap like any other (its error logged)
                     self.stats["dead_letters"] += 1
-                    break
-                events.append(e.event)
-            if events:
-                chunks.append((p, entries[0].position.offset, events))
+                    log.warning("%s: dead letter at %d:%d: %s", self.name, p,
+                                e.position.offset, e.error)
+                    continue
+                recs.append((e.position.offset, e.event))
+            if recs or batch.next_offset > off:
+                chunks.append((p, recs, batch.next_offset))
         now = self.now()
         if barriers:
             for k, b in enumerate(barriers):
@@ -361,9 +370,10 @@ class ReplicaNode:
 
     async def _forward(self, fw: Forward) -> None:
         req = fw.request
-        op = self.ops.get(req.req_id)
-        if op is None:
+        held = self.ops.get(req.req_id)
+        if held is None:
             return  # the client is gone
+        op, arrived = held
         self.stats["forwards_sent"] += 1
         url = self.opts.peers.get(fw.to)
         ro = read_only(op.f, op.value)
@@ -371,7 +381,7 @@ class ReplicaNode:
             self._resolve(Reply(req.req_id, "fail", None, UNAVAILABLE,
                                 extra={"detail": f"no address for owner {fw.to}"}))
             return
-        remaining_ms = max(1, (req.deadline - self.now()) // _MS)
+        remaining_ms = max(1, (arrived + op.timeout_ms * _MS - time.monotonic_ns()) // _MS)
         body = forward_body(op, self.name, int(remaining_ms))
         try:
             async with self._session.post(
@@ -496,7 +506,8 @@ class ReplicaNode:
 
     def _note_outbox(self) -> None:
         """Did the core's outbox change? Growth must reach the disk before any reply."""
-        ob = self.core.outbox
+        core = self.core
+        ob = core.outbox if isinstance(core, EventualReplica) else []
         sig = (len(ob), ob[0][1].event_id if ob else "", ob[-1][1].event_id if ob else "")
         if sig == self._outbox_sig:
             return
@@ -537,6 +548,8 @@ class ReplicaNode:
     def fingerprint(self, instance: str) -> dict[str, Any]:
         self._know(instance)
         obs = self.core.observe(instance)
+        if obs["reply"] is None:
+            obs["reply"] = self.model.reply(self.core.states[instance], obs["fingerprint"])
         parts = sorted({self.core.home[instance], self.core.mem[instance]})
         token = {str(p): self.core.next_offset[p] for p in parts}
         return {"instance": instance, "replica": self.name,
@@ -556,7 +569,8 @@ class ReplicaNode:
                           "instances": insts})
         outbox = None
         if self.outbox is not None:
-            outbox = {"pending": len(core.outbox), "durable": self.outbox.last_size,
+            pending = len(core.outbox) if isinstance(core, EventualReplica) else 0
+            outbox = {"pending": pending, "durable": self.outbox.last_size,
                       "path": str(self.outbox.path), "recovered": self.recovered,
                       "writes": self.outbox.writes}
         m = self.membership
