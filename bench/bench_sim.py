@@ -90,8 +90,7 @@ def main() -> None:
         return sum(1 for o in h if o.type == "invoke")
 
     def sim(mode: str, with_faults: bool) -> Callable[[], int]:
-        cfg = SimConfig(mode=mode, instances=spec.instance_names, replicas=spec.replicas,
-                        shards=spec.shards, concurrency=spec.concurrency)
+        cfg = SimConfig.from_spec(spec, mode)
 
         def run() -> int:
             gen = load(spec, n_ops)

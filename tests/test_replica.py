@@ -76,6 +76,8 @@ def pump(r: Replica, log: FakeLog, outs: Sequence[Output], now: int) -> list[Rep
 
 
 def seq_replica(name: str = "r0", **kw: Any) -> Replica:
+    kw.setdefault("shards", 1)
+    kw.setdefault("outbox_ms", 0)
     return make_replica(name, ReplicaConfig(mode=kw.pop("mode", "sequential"), **kw), ("i0",),
                         new_id=seeded_event_ids(name))
 

@@ -66,9 +66,13 @@ def experiment(faults: list[OpRequest], load_ms: int, *, gap_ms: int = 2,
     )
 
 
+def simcfg(**fields: Any) -> SimConfig:
+    return SimConfig().with_overrides(**fields)
+
+
 def run(mode: str, gen: Generator, seed: int = 7, **cfg: Any) -> SimResult:
-    base = SimConfig(mode=mode, replicas=3, shards=2, instances=("i0",), concurrency=4)
-    return run_simulation(replace(base, **cfg), gen, seed=seed)
+    base = simcfg(mode=mode, replicas=3, shards=2, instances=("i0",), concurrency=4)
+    return run_simulation(base.with_overrides(**cfg), gen, seed=seed)
 
 
 def completions(res: SimResult) -> list[Op]:
@@ -346,7 +350,7 @@ def test_harness_workload_runs_in_every_mode_with_every_fault() -> None:
     for mode in ("sequential", "linearizable", "eventual"):
         gen = nemesis_and_clients(seq(*faults), time_limit(
             1300 * MS, stagger(2 * MS, workloads.client_mix(spec))))
-        res = run_simulation(SimConfig(mode=mode, instances=spec.instance_names,
+        res = run_simulation(simcfg(mode=mode, instances=spec.instance_names,
                                        sharded_memory=True), gen, seed=1)
         oks = [o for o in completions(res) if o.type == "ok"]
         assert len(oks) > 200
@@ -365,7 +369,7 @@ def test_bad_nemesis_and_config_are_typed_errors() -> None:
 
 def test_time_limit_caps_virtual_time() -> None:
     gen = clients(stagger(5 * MS, Fn(turns_and_reads())))
-    res = run_simulation(SimConfig(instances=("i0",)), gen, seed=1, time_limit_s=0.5)
+    res = run_simulation(simcfg(instances=("i0",)), gen, seed=1, time_limit_s=0.5)
     assert res.history and max(o.time or 0 for o in res.history) <= 0.5 * SECOND + 400 * MS
 
 
@@ -375,7 +379,7 @@ def test_incremental_read_cache_matches_the_state_after_reordering_merges() -> N
 
     faults = [at(100, "partition", {"pattern": "halves"}), at(500, "heal"),
               at(600, "partition", {"groups": [["r0"], ["r1", "r2", "log"]]}), at(900, "heal")]
-    sim = Simulation(SimConfig(mode="eventual", instances=("i0",), concurrency=4,
+    sim = Simulation(simcfg(mode="eventual", instances=("i0",), concurrency=4,
                                router="round-robin"), seed=5)
     sim.run(experiment(faults, 1000, read_share=0.3))
     checked = 0
@@ -412,7 +416,8 @@ def test_history_does_not_depend_on_the_interpreters_hash_seed() -> None:
         "from selfhood.checkers.formats import ops_to_jsonl\n"
         "from selfhood.spec import ExperimentSpec\n"
         "spec = ExperimentSpec()\n"
-        "cfg = SimConfig(mode='eventual', instances=spec.instance_names, sharded_memory=True,"
+        "cfg = SimConfig().with_overrides(mode='eventual', instances=spec.instance_names,"
+        " sharded_memory=True,"
         " atomic_memory=False, loss=0.02)\n"
         "res = run_simulation(cfg, clients(limit(600, stagger(MS, client_mix(spec)))), seed=9)\n"
         "print(hashlib.sha256(ops_to_jsonl(res.history).encode()).hexdigest())\n"
@@ -440,7 +445,7 @@ def test_sequential_with_sharded_memory_still_converges_through_failovers(atomic
                        for r in REPLICAS for i in spec.instance_names))
     gen = phases(nemesis_and_clients(seq(*faults), load), nemesis(OpRequest("heal")),
                  time_limit(300 * MS, stagger(50 * MS, Fn(turns_and_reads(1.0)))), finals_gen)
-    res = run_simulation(SimConfig(mode="sequential", instances=spec.instance_names,
+    res = run_simulation(simcfg(mode="sequential", instances=spec.instance_names,
                                    sharded_memory=True, atomic_memory=atomic), gen, seed=2)
     assert res.stats["failovers_ownership"] >= 1
     by_instance: dict[str, dict[str, Any]] = {}

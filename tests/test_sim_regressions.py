@@ -114,7 +114,7 @@ def test_an_acked_eventual_write_survives_a_crash_within_the_outbox_window() -> 
     crash_ns = next(o.time for o in res.history
                     if o.process == "nemesis" and o.f == "crash" and o.type == "info")
     assert crash_ns is not None
-    window_ns = runner.sim_config(spec, "eventual").outbox_ms * 1_000_000
+    window_ns = runner.sim_config(spec, "eventual").replica.outbox_ms * 1_000_000
     # turns r0 acknowledged within the outbox window before it crashed: unshipped
     acked: list[tuple[str, Any]] = [
         (o.instance or "", v) for o in res.history

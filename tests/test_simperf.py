@@ -92,7 +92,7 @@ def test_slot_built_ops_and_contexts_equal_the_constructed_ones() -> None:
 def test_same_seed_same_history_across_modes() -> None:
     spec = ExperimentSpec()
     for mode in ("sequential", "eventual"):
-        cfg = SimConfig(mode=mode, instances=spec.instance_names, concurrency=4)
+        cfg = SimConfig().with_overrides(mode=mode, instances=spec.instance_names, concurrency=4)
         a = run_simulation(cfg, clients(limit(400, client_mix(spec))), seed=5)
         b = run_simulation(cfg, clients(limit(400, client_mix(spec))), seed=5)
         assert ops_to_jsonl(a.history) == ops_to_jsonl(b.history)

@@ -18,10 +18,14 @@ from typing import Any, Final
 
 import msgspec
 
+from selfhood.consistency.config import DEFAULT_REPLICA, ReplicaConfig
+from selfhood.consistency.config import MODES as _MODES
+from selfhood.consistency.router import POLICIES
 from selfhood.errors import SpecError
 
-MODES: Final = ("sequential", "linearizable", "eventual")
-ROUTERS: Final = ("sticky", "round-robin", "least-loaded")
+#: the modes and router policies have their homes beside their implementations
+MODES: Final = _MODES
+ROUTERS: Final = POLICIES
 PARTITION_PATTERNS: Final = ("halves", "isolate", "majority-ring", "bridge")
 #: fault names accepted by `nemesis` (a pattern name means that partition pattern only)
 FAULTS: Final = ("partition", *PARTITION_PATTERNS, "crash", "pause", "skew", "rebalance",
@@ -84,11 +88,11 @@ class ExperimentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     concurrency: int = 6
     rate: float = 200.0
     replicas: int = 3
-    shards: int = 2
+    shards: int = DEFAULT_REPLICA.shards
     instances: int = 4
-    sharded_memory: bool = False
-    atomic_memory: bool = True
-    fencing: bool = True
+    sharded_memory: bool = DEFAULT_REPLICA.sharded_memory
+    atomic_memory: bool = DEFAULT_REPLICA.atomic_memory
+    fencing: bool = DEFAULT_REPLICA.fencing
     router: str = "sticky"
     workload: WorkloadSpec = WorkloadSpec()
     nemesis: tuple[str, ...] = ("partition", "crash")
@@ -109,6 +113,11 @@ class ExperimentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     @property
     def instance_names(self) -> tuple[str, ...]:
         return tuple(f"i{i}" for i in range(self.instances))
+
+    def replica_config(self, mode: str) -> ReplicaConfig:
+        """The replicas' configuration for one mode of this experiment (both runtimes)."""
+        return ReplicaConfig(mode=mode, shards=self.shards, sharded_memory=self.sharded_memory,
+                             atomic_memory=self.atomic_memory, fencing=self.fencing)
 
 
 DEFAULT_SPEC: Final = ExperimentSpec()

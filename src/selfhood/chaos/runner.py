@@ -80,13 +80,7 @@ def sim_config(spec: ExperimentSpec, mode: str) -> Any:
     """The simulated deployment for one mode."""
     from selfhood.chaos.sim import SimConfig
 
-    return SimConfig(
-        mode=mode, replicas=spec.replicas, shards=spec.shards, instances=spec.instance_names,
-        sharded_memory=spec.sharded_memory, atomic_memory=spec.atomic_memory,
-        fencing=spec.fencing, router=spec.router, concurrency=spec.concurrency,
-        delay_ms_min=spec.net.delay_ms_min, delay_ms_max=spec.net.delay_ms_max,
-        loss=spec.net.loss, op_timeout_ms=spec.op_timeout_ms,
-    )
+    return SimConfig.from_spec(spec, mode)
 
 
 def schedule_of(spec: ExperimentSpec) -> tuple[NemesisOp, ...]:

@@ -31,14 +31,17 @@ import gc
 import heapq
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Final
+
+import msgspec
 
 from selfhood.chaos.client import ClientSessions
 from selfhood.chaos.generator import Generator, OpRequest
 from selfhood.chaos.interpreter import Interpreter
 from selfhood.chaos.nemesis import cut_links
 from selfhood.checkers.history import Op
+from selfhood.consistency.config import DEFAULT_REPLICA
 from selfhood.consistency.model import DeterministicModel, ModelPort
 from selfhood.consistency.ownership import Coordinator, Grant
 from selfhood.consistency.replica import (
@@ -61,6 +64,7 @@ from selfhood.consistency.replica import (
 from selfhood.consistency.router import POLICIES
 from selfhood.errors import ChaosError
 from selfhood.events import Event, seeded_event_ids
+from selfhood.spec import DEFAULT_SPEC, ExperimentSpec, NetSpec
 from selfhood.spec import LOG_NODE as LOG
 
 MS: Final = 1_000_000
@@ -75,26 +79,59 @@ assert max(_TO_REPLICA) == _GRANT < min(_POLL, _APPEND, _REPLY, _INVOKE, _WAKE, 
 
 @dataclass(frozen=True, slots=True)
 class SimConfig:
-    """The simulated deployment (plain data; harness builds it from the spec)."""
+    """The simulated deployment: the replicas' own configuration, the network, and what
+    only the simulator has (plain data; `from_spec` builds it from an experiment).
 
-    mode: str = "sequential"
+    Replica fields (mode, shards, sharded memory, fencing, lease, outbox) live in
+    ``replica`` and network fields in ``net``, stated once there;
+    `with_overrides` sets any of them by name.
+    """
+
+    replica: ReplicaConfig = DEFAULT_REPLICA
+    net: NetSpec = DEFAULT_SPEC.net
     replicas: int = 3
-    shards: int = 2
     instances: tuple[str, ...] = ("i0",)
-    sharded_memory: bool = False
-    atomic_memory: bool = True
-    fencing: bool = True
     router: str = "sticky"
     concurrency: int = 6
-    delay_ms_min: float = 0.5
-    delay_ms_max: float = 3.0
-    loss: float = 0.0
     op_timeout_ms: int = 300
+    #: replica tick: poll the log, ship the outbox
     poll_ms: int = 10
-    lease_ms: int = 150
+    #: router: how long a replica that failed a client is avoided
     down_ms: int = 1000
+    #: coordinator: heartbeat silence before a replica's partitions move
     session_ms: int = 200
-    outbox_ms: int = 50
+
+    @classmethod
+    def from_spec(cls, spec: ExperimentSpec, mode: str) -> SimConfig:
+        """The simulated deployment for one mode of an experiment."""
+        return cls(replica=spec.replica_config(mode), net=spec.net,
+                   replicas=spec.replicas, instances=spec.instance_names, router=spec.router,
+                   concurrency=spec.concurrency, op_timeout_ms=spec.op_timeout_ms)
+
+    def with_overrides(self, **changes: Any) -> SimConfig:
+        """A variant: each name is a field of SimConfig, its ReplicaConfig or its NetSpec."""
+        own: dict[str, Any] = {}
+        rep: dict[str, Any] = {}
+        net: dict[str, Any] = {}
+        for k, v in changes.items():
+            if k in _SIM_FIELDS:
+                own[k] = v
+            elif k in _REPLICA_FIELDS:
+                rep[k] = v
+            elif k in NetSpec.__struct_fields__:
+                net[k] = v
+            else:
+                raise ChaosError(f"SimConfig has no field {k!r}")
+        return replace(self, replica=replace(self.replica, **rep),
+                       net=msgspec.structs.replace(self.net, **net), **own)
+
+    @property
+    def mode(self) -> str:
+        return self.replica.mode
+
+    @property
+    def shards(self) -> int:
+        return self.replica.shards
 
     @property
     def replica_names(self) -> tuple[str, ...]:
@@ -106,18 +143,23 @@ class SimConfig:
             raise ChaosError(f"SimConfig.mode: {self.mode!r} is not one of {MODES}")
         if self.router not in POLICIES:
             raise ChaosError(f"SimConfig.router: {self.router!r} is not one of {POLICIES}")
-        for name in ("replicas", "shards", "concurrency", "op_timeout_ms", "poll_ms",
-                     "session_ms"):
+        for name in ("replicas", "concurrency", "op_timeout_ms", "poll_ms", "session_ms"):
             if getattr(self, name) < 1:
                 raise ChaosError(f"SimConfig.{name} must be >= 1")
+        if self.shards < 1:
+            raise ChaosError("SimConfig.shards must be >= 1")
         if not self.instances:
             raise ChaosError("SimConfig.instances must not be empty")
-        if not 0 <= self.delay_ms_min <= self.delay_ms_max:
+        if not 0 <= self.net.delay_ms_min <= self.net.delay_ms_max:
             raise ChaosError("SimConfig.delay_ms_min/max: need 0 <= min <= max")
-        if not 0.0 <= self.loss < 1.0:
+        if not 0.0 <= self.net.loss < 1.0:
             raise ChaosError("SimConfig.loss must be in [0, 1)")
         if self.session_ms <= self.poll_ms:
             raise ChaosError("SimConfig.session_ms must exceed poll_ms (heartbeats are polls)")
+
+
+_SIM_FIELDS: Final = frozenset(f.name for f in fields(SimConfig))
+_REPLICA_FIELDS: Final = frozenset(f.name for f in fields(ReplicaConfig))
 
 
 @dataclass(slots=True)
@@ -142,17 +184,14 @@ class Simulation:
         self.model: ModelPort = model if model is not None else DeterministicModel()
         self.names = config.replica_names
         self.nodes = (*self.names, LOG)
-        self.rcfg = ReplicaConfig(mode=config.mode, shards=config.shards,
-                                  sharded_memory=config.sharded_memory,
-                                  atomic_memory=config.atomic_memory, fencing=config.fencing,
-                                  lease_ms=config.lease_ms, outbox_ms=config.outbox_ms)
+        self.rcfg = config.replica
         self.now = 0
         self.heap: list[tuple[int, int, int, str, Any, int]] = []
         self.seq = 0
-        self.dmin = int(config.delay_ms_min * MS)
-        self.dmax = max(self.dmin, int(config.delay_ms_max * MS))
+        self.dmin = int(config.net.delay_ms_min * MS)
+        self.dmax = max(self.dmin, int(config.net.delay_ms_max * MS))
         self.dspan = self.dmax - self.dmin + 1
-        self.loss = config.loss
+        self.loss = config.net.loss
         self.blocked: set[tuple[str, str]] = set()
         self.incarnation: dict[str, int] = dict.fromkeys(self.names, 0)
         self.replicas: dict[str, Replica | None] = {}

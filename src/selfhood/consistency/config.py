@@ -1,17 +1,19 @@
-"""The consistency modes and a replica's configuration: their one home (pure, no imports).
+"""The consistency modes and a replica's configuration: their one home (pure).
 
-`selfhood.spec` validates experiments against `MODES`; the replica core, the
-simulator and replica processes all read a `ReplicaConfig`.
+`selfhood.spec` validates experiments against `MODES` and takes its replica
+defaults from `ReplicaConfig`; the replica core, the simulator (`SimConfig`
+holds one) and replica processes all read a `ReplicaConfig` made from the
+spec by `ExperimentSpec.replica_config`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 ConsistencyMode = Literal["sequential", "linearizable", "eventual"]
 #: the experiment's independent variable (docs/consistency.md)
-MODES: Final[tuple[str, ...]] = ("sequential", "linearizable", "eventual")
+MODES: Final[tuple[str, ...]] = get_args(ConsistencyMode)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,11 +30,15 @@ class ReplicaConfig:
     """
 
     mode: str = "sequential"
-    shards: int = 1
+    shards: int = 2
     sharded_memory: bool = False
     atomic_memory: bool = True
     fencing: bool = True
     lease_ms: int = 150
     write_wait_ms: int = 1000
     poll_limit: int = 2000
-    outbox_ms: int = 0
+    outbox_ms: int = 50
+
+
+#: the defaults, for `selfhood.spec` (one statement of each)
+DEFAULT_REPLICA: Final = ReplicaConfig()

@@ -18,12 +18,13 @@ somewhere and time out honestly rather than vanish.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Final, Literal
+from typing import Final, Literal, get_args
 
 from selfhood.errors import ConsistencyError
 
 RouterPolicy = Literal["sticky", "round-robin", "least-loaded"]
-POLICIES: Final[tuple[str, ...]] = ("sticky", "round-robin", "least-loaded")
+#: the router policies (their one home; `selfhood.spec` validates against it)
+POLICIES: Final[tuple[str, ...]] = get_args(RouterPolicy)
 _MS: Final = 1_000_000
 
 
