@@ -73,8 +73,8 @@ def test_jsonl_reader_tolerates_absent_keys() -> None:
     ('{"type": "invoke"}\n{"type": "ok", \n', 2, "invalid JSON"),
     ('{"type": "invoke"}\n\n[1, 2]\n', 3, "expected a JSON object"),
     ('{"type": "done"}\n', 1, "'type' must be one of"),
-    ('{"type": "ok", "index": "7"}\n', 1, "'index' must be an integer"),
-    ('{"type": "ok", "time": "noon"}\n', 1, "'time' must be an integer"),
+    ('{"type": "ok", "index": "7"}\n', 1, "'index' must be a non-negative integer"),
+    ('{"type": "ok", "time": "noon"}\n', 1, "'time' must be a finite number"),
 ])
 def test_malformed_jsonl_names_the_line(text: str, line: int, message: str) -> None:
     with pytest.raises(HistoryError, match=message) as err:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from selfhood.checkers.history import Op
 from selfhood.checkers.kafka_log import check_kafka
+from selfhood.errors import HistoryError
 
 
 class H:
@@ -303,6 +305,25 @@ def test_realtime_lag() -> None:
     assert check_kafka(fresh.ops).details["kafka"]["realtime_lag_ns"]["max"] == 0
 
 
-def test_no_log_ops_is_unknown() -> None:
-    r = check_kafka(H().op(0, "write", 1, "ok", 1).ops)
+def test_a_history_of_other_ops_does_not_fit() -> None:
+    with pytest.raises(HistoryError, match="no op is a Kafka send") as err:
+        check_kafka(H().op(0, "write", 1, "ok", 1).ops)
+    assert err.value.op_index == 0
+    r = check_kafka(H().op(0, "crash", None, "info", None).ops)  # Jepsen's, not a client op
     assert r.valid == "unknown" and r.unknown_reasons
+
+
+@pytest.mark.parametrize(("f", "inv", "comp", "fragment"), [
+    ("txn", [["append", "x", 1]], [["append", "x", 1]], "Kafka txn's value"),
+    ("send", 5, 5, "Kafka send's value"),
+    ("send", [["send", "x"]], [["send", "x"]], "no [:send key message]"),
+    ("poll", None, [["poll", [1, 2]]], "a poll's result must map"),
+    ("poll", None, {"x": [[0]]}, "not an [offset message] pair"),
+    ("assign", 3, 3, "takes a list of keys"),
+])
+def test_ops_that_are_no_kafka_ops_are_errors(f: str, inv: Any, comp: Any,
+                                              fragment: str) -> None:
+    h = H().send(0, "x", 0, 0).op(1, f, inv, "ok", comp)
+    with pytest.raises(HistoryError, match=re.escape(fragment)) as err:
+        check_kafka(h.ops)
+    assert err.value.op_index == 3

@@ -111,15 +111,22 @@ class HistoryError(CheckerError, ValueError):
     """A history file is malformed; the message names the line."""
 
     def __init__(self, message: str, *, line: int | None = None,
-                 path: str | None = None) -> None:
+                 path: str | None = None, op_index: int | None = None) -> None:
         where = ""
         if path is not None:
             where += f"{path}:"
         if line is not None:
             where += f"{line}:"
         super().__init__(f"{where} {message}" if where else message)
+        self.message = message
         self.line = line
         self.path = path
+        #: the op it is about, when raised on parsed ops (the reader maps it to a line)
+        self.op_index = op_index
+
+
+class CheckTimeout(CheckerError, TimeoutError):
+    """The time limit ran out before a verdict (while reading or building): unknown."""
 
 
 # --- chaos / infrastructure ------------------------------------------------------

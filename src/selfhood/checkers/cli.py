@@ -26,12 +26,13 @@ from selfhood.checkers.api import (
     check_options,
     resolve_consistency,
 )
+from selfhood.checkers.formats import FORMATS
+from selfhood.checkers.history import paused_gc
 from selfhood.checkers.linear import FAIL_RULES, NIL_READS
 from selfhood.checkers.verdict import CheckResult
-from selfhood.errors import CheckerError, HistoryError, SpecError
+from selfhood.errors import CheckerError, CheckTimeout, HistoryError, SpecError
 
 EXIT_VALID, EXIT_INVALID, EXIT_UNKNOWN = 0, 1, 2
-FORMATS = ("auto", "jsonl", "edn", "jepsen-log")
 
 
 def _exit_code(valid: Any) -> int:
@@ -86,17 +87,9 @@ def render_human(result: CheckResult, *, path: str, model: str, consistency: lis
 _DROPS_FAILS = ("edn", "json")
 
 
-def default_fail_rule(path: str, fmt: str) -> str:
-    """The --fail default for this file: "drop" for Jepsen's EDN, else "observe"."""
-    if fmt == "auto":
-        from selfhood.checkers.formats import detect_format
-
-        try:
-            with open(path, encoding="utf-8", errors="replace") as fh:
-                head = fh.read(1 << 16)
-            fmt = detect_format(head, path=path)
-        except (OSError, HistoryError):
-            return "observe"  # reading the history reports the problem
+def default_fail_rule(fmt: str) -> str:
+    """The --fail default for a history read in `fmt`: "drop" for Jepsen's EDN and
+    elle-cli's JSON, else "observe"."""
     return "drop" if fmt in _DROPS_FAILS else "observe"
 
 
@@ -128,9 +121,11 @@ def parse_value(text: str) -> Any:
                      "Also accepted: " + ", ".join(EXTRA_CONSISTENCY)
                    + ".")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
-              help="History format.")
+              help="History format: jsonl (ours), json (elle-cli's array of ops), edn, "
+                   "jepsen-log.")
 @click.option("--time-limit", "time_limit", type=float, default=None, metavar="S",
-              help="Seconds before a search gives up and reports unknown.")
+              help="Seconds for the whole check (reading, graph building, search) before "
+                   "it gives up and reports unknown.")
 @click.option("--initial-value", "initial", default=None, metavar="V",
               help="State before any op, an EDN or JSON value (e.g. 0, nil, [1 2], "
                    "{0 10 1 10} for bank). Default: the model's own (nil for registers).")
@@ -154,38 +149,59 @@ def check(history: str, model: str, consistency: tuple[str, ...],
           fmt: str, time_limit: float | None, initial: str | None, fail_rule: str | None,
           nil_read: str, linearizable_keys: bool, sequential_keys: bool, wfr_keys: bool,
           as_json: bool) -> None:
-    """Check HISTORY (JSON lines, Jepsen EDN or a Jepsen log) against a consistency model.
+    """Check HISTORY (JSON lines, elle-cli JSON, Jepsen EDN or a Jepsen log) against a
+    consistency model.
 
-    Exit status: 0 valid, 1 invalid, 2 unknown, 64 usage error, 65 unreadable
-    or malformed history.
+    Exit status: 0 valid, 1 invalid, 2 unknown (time limit, or nothing to check),
+    64 usage error, 65 unreadable or malformed history (path:line: and what is wrong).
     """
-    from selfhood.checkers.formats import read_history
+    from selfhood.checkers.formats import load_history
 
     if time_limit is not None and not time_limit > 0:
         raise SpecError(f"--time-limit must be a positive number of seconds, got {time_limit}")
     cs_in = [c.strip() for item in consistency for c in item.split(",") if c.strip()]
     cs = resolve_consistency(model, cs_in or None)  # usage errors before any reading
     key_order = KeyOrder(linearizable_keys, sequential_keys, wfr_keys)
-    options = ModelOptions.make(
-        initial=None if initial is None else parse_value(initial), has_initial=initial is not None,
-        fail=fail_rule or default_fail_rule(history, fmt), nil_read=nil_read)
-    check_options(model, options, key_order)
+
+    def model_options(fail: str) -> ModelOptions:
+        return ModelOptions.make(
+            initial=None if initial is None else parse_value(initial),
+            has_initial=initial is not None, fail=fail, nil_read=nil_read)
+
+    check_options(model, model_options(fail_rule or "observe"), key_order)
     started = time.monotonic()
-    ops = read_history(history, fmt)
-    try:
-        result = check_history(ops, model=model, consistency=cs, time_limit_s=time_limit,
-                               options=options, key_order=key_order)
-    except (HistoryError, SpecError):
-        raise
-    except CheckerError as exc:
-        # the file parsed, but its ops do not fit the model (e.g. a :cas in a kv history)
-        raise HistoryError(f"history does not fit model {model}: {exc}", path=history) from None
+    deadline = None if time_limit is None else started + time_limit
+    n_ops = 0
+    with paused_gc():
+        try:
+            parsed = load_history(history, fmt, deadline=deadline)
+            n_ops = len(parsed.ops)
+            options = model_options(fail_rule or default_fail_rule(parsed.format))
+            left = None if deadline is None else max(deadline - time.monotonic(), 1e-3)
+            result = check_history(parsed.ops, model=model, consistency=cs, time_limit_s=left,
+                                   options=options, key_order=key_order)
+        except CheckTimeout as exc:
+            result = CheckResult(valid="unknown", unknown_reasons=[str(exc)])
+        except HistoryError as exc:
+            if exc.path is not None:
+                raise
+            # the file parsed, but an op does not fit the model (e.g. a :cas in a kv history)
+            line = None if exc.op_index is None else parsed.line_of_index(exc.op_index)
+            raise HistoryError(f"history does not fit model {model}: {exc.message}",
+                               path=history, line=line) from None
+        except SpecError:
+            raise
+        except CheckerError as exc:
+            raise HistoryError(f"history does not fit model {model}: {exc}",
+                               path=history) from None
+        except RecursionError:
+            raise HistoryError("values nest too deeply to check", path=history) from None
     elapsed = time.monotonic() - started
     if as_json:
-        click.echo(json.dumps(to_json(result, model=model, consistency=cs, ops=len(ops),
+        click.echo(json.dumps(to_json(result, model=model, consistency=cs, ops=n_ops,
                                       elapsed_s=elapsed), default=str))
     else:
         click.echo(render_human(result, path=history, model=model, consistency=cs,
-                                ops=len(ops), elapsed_s=elapsed))
+                                ops=n_ops, elapsed_s=elapsed))
     # sys.exit, not ctx.exit: non-standalone click would turn ctx.exit into a return value
     sys.exit(_exit_code(result.valid))

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
-from selfhood.checkers.history import Op, OpType
-from selfhood.errors import HistoryError
+from selfhood.checkers.history import Op, op_from_fields
+from selfhood.errors import CheckTimeout, HistoryError
 
 __all__ = ["edn_to_ops", "ops_to_edn", "parse_edn", "read_edn_ops", "write_value"]
 
@@ -53,6 +55,10 @@ _CHARS = {"newline": "\n", "space": " ", "tab": "\t", "return": "\r", "formfeed"
           "backspace": "\b"}
 _CLOSERS = {"(": ")", "[": "]", "{": "}", "#{": "}"}
 _DISCARD = object()  # marker on the stack for #_
+#: no history nests deeper; checkers walk values recursively
+MAX_DEPTH = 100
+#: Python's own limit for int() of a decimal string is 4300 digits
+_MAX_DIGITS = 4000
 _SPECIAL = frozenset('"()[]{}#\\')  # first characters that are not plain atoms
 
 
@@ -85,6 +91,9 @@ def _atom(tok: str, i: int) -> Any:
         return tok[1:]
     if c.isdigit() or (c in "+-" and len(tok) > 1 and tok[1].isdigit()):
         if _INT.match(tok):
+            if len(tok) > _MAX_DIGITS:
+                raise _EdnSyntax(f"integer literal of {len(tok)} digits (at most "
+                                 f"{_MAX_DIGITS})", i)
             return int(tok.rstrip("N"))
         if _FLOAT.match(tok):
             return float(tok.rstrip("M"))
@@ -178,6 +187,8 @@ def _parse_tokens(tokens: list[str]) -> tuple[list[Any], list[int]]:
             body = tok[1:-1]
             emit(_unescape(body, i) if "\\" in body else body, i)
         elif tok in _CLOSERS:
+            if len(stack) >= MAX_DEPTH:
+                raise _EdnSyntax(f"forms nest deeper than {MAX_DEPTH} levels", i)
             stack.append((tok, [], i))
         elif c in ")]}":
             if not stack:
@@ -194,7 +205,10 @@ def _parse_tokens(tokens: list[str]) -> tuple[list[Any], list[int]]:
             if tok == "#_":
                 pending.append((_DISCARD, len(stack), i))
             elif tok.startswith("##"):
-                emit({"##Inf": math.inf, "##-Inf": -math.inf, "##NaN": math.nan}.get(tok, tok), i)
+                if tok not in ("##Inf", "##-Inf"):
+                    raise _EdnSyntax(f"{tok} is no usable value (NaN equals nothing, not even "
+                                     "itself)" if tok == "##NaN" else f"unknown {tok}", i)
+                emit(math.inf if tok == "##Inf" else -math.inf, i)
             else:
                 pending.append((tok, len(stack), i))
         elif c == "\\":
@@ -245,10 +259,6 @@ def parse_edn(text: str, *, path: str | None = None) -> list[Any]:
 
 # --- EDN forms -> history ops ------------------------------------------------
 
-_TYPES: frozenset[str] = frozenset({"invoke", "ok", "fail", "info"})
-_KNOWN = frozenset({"index", "type", "process", "f", "value", "time", "node", "instance",
-                    "error"})
-
 
 def _txn_value(value: Any) -> Any:
     """Micro-ops as [f, k, v] lists (tuples from sets/keys become lists too)."""
@@ -257,79 +267,105 @@ def _txn_value(value: Any) -> Any:
     return value
 
 
-def _op_from_map(form: Any, position: int, where: str, line: int | None,
-                 path: str | None) -> Op:
-    if not isinstance(form, dict):
-        raise HistoryError(f"{where}: expected an op map, got {type(form).__name__}",
-                           line=line, path=path)
-    typ = form.get("type")
-    if typ not in _TYPES:
-        raise HistoryError(f"{where}: :type must be one of :invoke :ok :fail :info, got {typ!r}",
-                           line=line, path=path)
-    index = form.get("index", position)
-    if not isinstance(index, int) or isinstance(index, bool):
-        raise HistoryError(f"{where}: :index must be an integer, got {index!r}",
-                           line=line, path=path)
-    time = form.get("time")
-    if time is not None and (not isinstance(time, int) or isinstance(time, bool)):
-        if isinstance(time, float):
-            time = int(time)
+def _op(form: Any, position: int) -> Op:
+    """One op map -> Op (history.op_from_fields validates; HistoryError has no line)."""
+    if type(form) is not dict:
+        raise HistoryError(f"expected an op map, got {type(form).__name__}")
+    op = op_from_fields(form, position)
+    value = op.value
+    if (op.f == "txn" or op.f is None) and isinstance(value, list) and value and all(
+            isinstance(m, list | tuple) and len(m) == 3 for m in value) and any(
+            type(m) is tuple for m in value):
+        op = replace(op, value=_txn_value(value))
+    return op
+
+
+def _flat(forms: Sequence[Any]) -> list[Any]:
+    """Top-level op maps, or the op maps of top-level vectors, in order."""
+    if all(type(f) is dict for f in forms):
+        return list(forms)
+    flat: list[Any] = []
+    for form in forms:
+        if isinstance(form, list):
+            flat.extend(form)
         else:
-            raise HistoryError(f"{where}: :time must be an integer, got {time!r}",
-                               line=line, path=path)
-    f = form.get("f")
-    value = form.get("value")
-    if f == "txn" or (f is None and isinstance(value, list) and value
-                      and all(isinstance(m, list | tuple) and len(m) == 3 for m in value)):
-        value = _txn_value(value)
-    extra = {str(k): v for k, v in form.items() if k not in _KNOWN}
-    node = form.get("node")
-    instance = form.get("instance")
-    op_type: OpType = typ
-    return Op(
-        index=index, type=op_type, process=form.get("process"),
-        f=None if f is None else str(f), value=value, time=time,
-        node=None if node is None else str(node),
-        instance=None if instance is None else str(instance),
-        error=form.get("error"), extra=extra,
-    )
+            flat.append(form)
+    return flat
 
 
 def edn_to_ops(forms: Sequence[Any], *, path: str | None = None,
                lines: Sequence[int] | None = None) -> list[Op]:
-    """Turn parsed EDN forms (op maps, or one vector of them) into Ops.
+    """Turn parsed EDN forms (op maps, or vectors of them) into Ops.
 
     Missing keys are tolerated: index defaults to the position in the file,
-    everything but :type may be absent. `lines` (one per form) lets errors
-    name a line; without it they name the form's position.
+    everything but :type may be absent. `lines` (one per op) lets errors name a
+    line; without it they name the op's position.
     """
-    flat: list[tuple[Any, int | None]] = []
-    for n, form in enumerate(forms):
-        line = lines[n] if lines is not None and n < len(lines) else None
-        if isinstance(form, list):
-            flat.extend((x, line) for x in form)
-        else:
-            flat.append((form, line))
     ops = []
-    for pos, (form, line) in enumerate(flat):
-        where = f"op {pos}" if line is None else "op"
-        ops.append(_op_from_map(form, pos, where, line, path))
+    for pos, form in enumerate(_flat(forms)):
+        try:
+            ops.append(_op(form, pos))
+        except HistoryError as exc:
+            line = lines[pos] if lines is not None and pos < len(lines) else None
+            where = "" if line is not None else f"op {pos}: "
+            raise HistoryError(where + exc.message, line=line, path=path) from None
     return ops
+
+
+def _op_lines(text: str) -> list[int]:
+    """The line each op starts on: top-level maps, or elements of top-level vectors.
+
+    The slow path (a second tokenizing pass with positions), run only when an
+    error has to name a line.
+    """
+    out: list[int] = []
+    depth = 0
+    vector_at_top = False
+    pending_tag = False
+    for m in _TOKEN.finditer(text):
+        tok = m.group(1)
+        if not tok:
+            continue
+        starts_form = not pending_tag
+        pending_tag = tok[0] == "#" and tok not in ("#{",) and not tok.startswith("##")
+        if starts_form and ((depth == 0 and tok != "[") or (depth == 1 and vector_at_top)):
+            if tok not in (")", "]", "}"):
+                out.append(text.count("\n", 0, m.start(1)) + 1)
+        if tok in _CLOSERS:
+            if depth == 0:
+                vector_at_top = tok == "["
+            depth += 1
+        elif tok in (")", "]", "}"):
+            depth -= 1
+    return out
+
+
+def edn_history(text: str, *, path: str | None = None, deadline: float | None = None
+                ) -> tuple[list[Op], Callable[[int], int | None]]:
+    """Parse an EDN history: its ops, and a way from an op's position to its line."""
+    forms, _ = _parse_with_starts(text, path)
+    if deadline is not None and time.monotonic() > deadline:
+        raise CheckTimeout("the time limit ran out while reading the EDN history")
+    lines: list[int] = []
+
+    def line_of(pos: int) -> int | None:
+        if not lines:
+            lines.extend(_op_lines(text))
+        return lines[pos] if pos < len(lines) else None
+
+    flat = _flat(forms)
+    ops = []
+    for pos, form in enumerate(flat):
+        try:
+            ops.append(_op(form, pos))
+        except HistoryError as exc:
+            raise HistoryError(exc.message, line=line_of(pos), path=path) from None
+    return ops, line_of
 
 
 def read_edn_ops(text: str, *, path: str | None = None) -> list[Op]:
     """Parse an EDN history and convert it, naming the line of any bad op."""
-    forms, starts = _parse_with_starts(text, path)
-    try:
-        return edn_to_ops(forms, path=path)
-    except HistoryError:
-        # Slow path: recompute lines only to name the offending form.
-        offsets = {}
-        wanted = set(starts)
-        for n, m in enumerate(_TOKEN.finditer(text)):
-            if n in wanted:
-                offsets[n] = text.count("\n", 0, m.start(1)) + 1
-        return edn_to_ops(forms, path=path, lines=[offsets[s] for s in starts])
+    return edn_history(text, path=path)[0]
 
 
 # --- writer -------------------------------------------------------------------

@@ -8,34 +8,44 @@ raises `HistoryError` naming the line, never a traceback. Parsing is pure
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
-from collections.abc import Iterable, Sequence
+import stat
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from selfhood.checkers.history import Op, OpType
-from selfhood.errors import HistoryError
+import msgspec
+
+from selfhood.checkers.edn import edn_history, ops_to_edn, parse_edn
+from selfhood.checkers.history import Op, OpType, check_well_formed, op_from_fields
+from selfhood.errors import CheckTimeout, HistoryError
 
 __all__ = [
     "FORMATS",
+    "ParsedHistory",
     "detect_format",
+    "load_history",
     "op_from_json",
     "op_to_json",
     "ops_to_jsonl",
     "parse_history",
     "parse_jepsen_log",
     "parse_jsonl",
+    "parse_text",
     "read_history",
+    "read_text",
+    "well_formed",
     "write_edn",
     "write_jsonl",
 ]
 
-Format = Literal["auto", "jsonl", "edn", "jepsen-log"]
-FORMATS: tuple[str, ...] = ("auto", "jsonl", "edn", "jepsen-log")
-
-_TYPES = frozenset({"invoke", "ok", "fail", "info"})
-_KNOWN = ("index", "type", "process", "f", "value", "time", "node", "instance", "error")
+Format = Literal["auto", "jsonl", "json", "edn", "jepsen-log"]
+#: jsonl: ours, one op object per line; json: elle-cli's, one array of op objects
+FORMATS: tuple[str, ...] = ("auto", "jsonl", "json", "edn", "jepsen-log")
 
 # `INFO  jepsen.util - 3	:invoke	:cas	[3 0]`: process, type, f, then the value
 # (anything, possibly containing spaces). Tabs or spaces may separate columns.
@@ -46,55 +56,109 @@ _INT = re.compile(r"-?\d+\Z")
 _PAIR = re.compile(r"\[(-?\d+)[\s,]+(-?\d+)\]\Z")
 
 
-# --- JSON lines ---------------------------------------------------------------
+# --- JSON lines and JSON arrays ---------------------------------------------------------
+
+_json_decode = msgspec.json.Decoder().decode
+
+
+def _json_error(exc: Exception) -> str:
+    if isinstance(exc, RecursionError):
+        return "invalid JSON: values nest too deeply"
+    msg = str(exc)
+    if msg.startswith("JSON is malformed: "):
+        msg = msg[len("JSON is malformed: "):]
+    return f"invalid JSON: {msg}"
 
 
 def op_from_json(obj: Any, position: int, *, line: int | None = None,
                  path: str | None = None) -> Op:
-    """One decoded JSON object -> Op; missing keys are tolerated, wrong types are not."""
-    if not isinstance(obj, dict):
+    """One decoded JSON object -> Op (history.op_from_fields names what is wrong)."""
+    if type(obj) is not dict:
         raise HistoryError(f"expected a JSON object, got {type(obj).__name__}",
                            line=line, path=path)
-    typ = obj.get("type")
-    if typ not in _TYPES:
-        raise HistoryError(f"'type' must be one of invoke/ok/fail/info, got {typ!r}",
-                           line=line, path=path)
-    index = obj.get("index", position)
-    if not isinstance(index, int) or isinstance(index, bool):
-        raise HistoryError(f"'index' must be an integer, got {index!r}", line=line, path=path)
-    time = obj.get("time")
-    if time is not None:
-        if isinstance(time, float):
-            time = int(time)
-        elif not isinstance(time, int) or isinstance(time, bool):
-            raise HistoryError(f"'time' must be an integer (ns), got {time!r}",
-                               line=line, path=path)
-    f = obj.get("f")
-    node = obj.get("node")
-    instance = obj.get("instance")
-    op_type: OpType = typ
-    extra = {k: v for k, v in obj.items() if k not in _KNOWN}
-    return Op(index=index, type=op_type, process=obj.get("process"),
-              f=None if f is None else str(f), value=obj.get("value"), time=time,
-              node=None if node is None else str(node),
-              instance=None if instance is None else str(instance),
-              error=obj.get("error"), extra=extra)
+    try:
+        return op_from_fields(obj, position)
+    except HistoryError as exc:
+        raise HistoryError(exc.message, line=line, path=path) from None
+
+
+def _jsonl_ops(text: str, path: str | None,
+               deadline: float | None) -> tuple[list[Op], list[int]]:
+    ops: list[Op] = []
+    lines: list[int] = []
+    decode = _json_decode
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line or line.isspace():
+            continue
+        try:
+            obj = decode(line)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            raise HistoryError(_json_error(exc), line=n, path=path) from None
+        if type(obj) is dict:
+            try:
+                ops.append(op_from_fields(obj, len(ops)))
+            except HistoryError as exc:
+                raise HistoryError(exc.message, line=n, path=path) from None
+        else:
+            op_from_json(obj, len(ops), line=n, path=path)  # raises
+        lines.append(n)
+        if deadline is not None and not n & 0x3FFF and time.monotonic() > deadline:
+            raise CheckTimeout(f"the time limit ran out while reading line {n}")
+    return ops, lines
 
 
 def parse_jsonl(text: str, *, path: str | None = None) -> list[Op]:
     """Our own format: one JSON op object per line; blank lines are skipped."""
+    return _jsonl_ops(text, path, None)[0]
+
+
+def _json_array_ops(text: str, path: str | None) -> tuple[list[Op], Callable[[int], int | None]]:
+    """elle-cli's JSON: one array of op objects (keywords written as strings)."""
+    try:
+        doc = _json_decode(text)
+    except (msgspec.DecodeError, RecursionError) as exc:
+        line = None
+        m = re.search(r"\(byte (\d+)\)", str(exc))
+        if m:
+            line = text.encode()[: int(m.group(1))].count(b"\n") + 1
+        raise HistoryError(_json_error(exc), line=line, path=path) from None
+    if type(doc) is not list:
+        raise HistoryError(f"expected a JSON array of op objects, got {type(doc).__name__}",
+                           line=1, path=path)
+    starts: list[int] | None = None
+
+    def line_of(pos: int) -> int | None:
+        nonlocal starts
+        if starts is None:
+            starts = _json_array_element_lines(text)
+        return starts[pos] if pos < len(starts) else None
+
     ops: list[Op] = []
-    loads = json.loads
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
+    for pos, obj in enumerate(doc):
         try:
-            obj = loads(line)
-        except json.JSONDecodeError as exc:
-            raise HistoryError(f"invalid JSON: {exc.msg} (column {exc.colno})",
-                               line=n, path=path) from None
-        ops.append(op_from_json(obj, len(ops), line=n, path=path))
-    return ops
+            if type(obj) is not dict:
+                raise HistoryError(f"expected a JSON object, got {type(obj).__name__}")
+            ops.append(op_from_fields(obj, pos))
+        except HistoryError as exc:
+            raise HistoryError(exc.message, line=line_of(pos), path=path) from None
+    return ops, line_of
+
+
+def _json_array_element_lines(text: str) -> list[int]:
+    """Line of each element of a JSON array (slow path: only to name a line)."""
+    dec = json.JSONDecoder()
+    out: list[int] = []
+    i = text.index("[") + 1
+    ws = re.compile(r"[\s,]*")
+    while True:
+        i = ws.match(text, i).end()  # type: ignore[union-attr]
+        if i >= len(text) or text[i] == "]":
+            return out
+        out.append(text.count("\n", 0, i) + 1)
+        try:
+            _, i = dec.raw_decode(text, i)
+        except ValueError:
+            return out
 
 
 def _jsonable(x: Any) -> Any:
@@ -141,8 +205,6 @@ def _log_value(raw: str, line: int, path: str | None) -> Any:
     m = _PAIR.match(raw)
     if m:
         return [int(m.group(1)), int(m.group(2))]
-    from selfhood.checkers.edn import parse_edn
-
     try:
         forms = parse_edn(raw, path=path)
     except HistoryError as exc:
@@ -155,7 +217,8 @@ def _log_value(raw: str, line: int, path: str | None) -> Any:
 def parse_jepsen_log(text: str, *, path: str | None = None) -> list[Op]:
     """Op lines of a Jepsen log (`INFO  jepsen.util - 3	:invoke	:cas	[3 0]`).
 
-    Every other line (startup chatter, stack traces) is ignored. A keyword in
+    Every other line (startup chatter, stack traces) is ignored, but a file with
+    text and no op line at all is an error, not an empty history. A keyword in
     the value column of a fail/info line (`:timed-out`) is the error, not a
     value, as Jepsen's etcd test logged it.
     """
@@ -177,6 +240,16 @@ def parse_jepsen_log(text: str, *, path: str | None = None) -> list[Op]:
         op_type: OpType = typ  # type: ignore[assignment]
         ops.append(Op(index=len(ops), type=op_type, process=process, f=f, value=value,
                       error=error, extra={"line": n}))
+    if not ops and text.strip():
+        try:
+            seen = detect_format(text)
+        except HistoryError:
+            seen = ""
+        hint = {"jsonl": "; it looks like JSON lines (--format jsonl)",
+                "json": "; it looks like a JSON array (--format json)",
+                "edn": "; it looks like EDN (--format edn)"}.get(seen, "")
+        raise HistoryError("no Jepsen log op line ('INFO jepsen.util - <process> :<type> "
+                           f":<f> <value>') in the file{hint}", line=1, path=path)
     return ops
 
 
@@ -185,69 +258,141 @@ def parse_jepsen_log(text: str, *, path: str | None = None) -> list[Op]:
 
 def parse_edn_history(text: str, *, path: str | None = None) -> list[Op]:
     """Jepsen EDN history via elle's reader (one map per line or one vector)."""
-    from selfhood.checkers.edn import read_edn_ops
-
-    return read_edn_ops(text, path=path)
+    return edn_history(text, path=path)[0]
 
 
 # --- detection and dispatch ----------------------------------------------------------
 
+_JSON_ARRAY = re.compile(r"\[\s*(?:\{\s*\"|\])")
+_JSON_OBJECT = re.compile(r"\{\s*(?:\"|\})")
+
 
 def detect_format(text: str, *, path: str | None = None) -> str:
-    """Guess "jsonl", "edn" or "jepsen-log" from the first meaningful line.
+    """Guess "jsonl", "json", "edn" or "jepsen-log" from the first meaningful line.
 
-    A blank file is an empty JSONL history (a run that recorded nothing).
+    A blank file is an empty JSONL history (a run that recorded nothing). When
+    nothing fits, the error quotes what the first line holds.
     """
     if not text.strip():
         return "jsonl"
-    for line in text.splitlines():
+    first = 0
+    for n, line in enumerate(text.splitlines(), start=1):
         s = line.strip()
         if not s:
             continue
+        first = first or n
         if s.startswith(";"):
             return "edn"
         if "jepsen.util" in s and _LOG_OP.match(s):
             return "jepsen-log"
         if s.startswith("{"):
-            try:
-                json.loads(s)
-            except json.JSONDecodeError:
-                return "edn"
-            return "jsonl"
-        if s.startswith(("[", "(", "#")):
+            return "jsonl" if _JSON_OBJECT.match(text, text.index("{")) else "edn"
+        if s.startswith("["):
+            return "json" if _JSON_ARRAY.match(text, text.index("[")) else "edn"
+        if s.startswith(("(", "#")):
             return "edn"
-        break
-    if "jepsen.util" in text:
-        return "jepsen-log"
-    raise HistoryError("cannot tell the history format (not JSON lines, EDN or a Jepsen log)",
-                       line=1, path=path)
+        if "jepsen.util" in text:
+            return "jepsen-log"
+        raise HistoryError(
+            f"cannot tell the history format: the first line starts with {s[:40]!r}, which "
+            "begins none of JSON lines ('{\"type\": ...}'), a JSON array ('[{\"type\": "
+            "...}]'), EDN ('{:type ...}', '[', ';') or a Jepsen log ('INFO jepsen.util - ...')",
+            line=n, path=path)
+    return "jsonl"  # pragma: no cover - a non-blank text has a non-blank line
 
 
-def parse_history(text: str, fmt: str = "auto", *, path: str | None = None) -> list[Op]:
-    """Parse history text in `fmt` ("auto" detects it)."""
+@dataclass(frozen=True, slots=True)
+class ParsedHistory:
+    """Ops read from a file, with the way back from an op to its line."""
+
+    ops: list[Op]
+    format: str
+    line_of: Callable[[int], int | None]  # position in ops -> line (None: unknown)
+
+    def line_of_index(self, index: int) -> int | None:
+        """The line of the op with this index (ops' indices increase: bisect)."""
+        ops = self.ops
+        pos = bisect.bisect_left(ops, index, key=lambda op: op.index)
+        if pos < len(ops) and ops[pos].index == index:
+            return self.line_of(pos)
+        return next((self.line_of(i) for i, op in enumerate(ops) if op.index == index), None)
+
+
+def parse_text(text: str, fmt: str = "auto", *, path: str | None = None,
+               deadline: float | None = None) -> ParsedHistory:
+    """Parse history text in `fmt` ("auto" detects it); op fields validated, no more."""
     if fmt == "auto":
         fmt = detect_format(text, path=path)
     if fmt == "jsonl":
-        return parse_jsonl(text, path=path)
+        ops, lines = _jsonl_ops(text, path, deadline)
+        return ParsedHistory(ops, fmt, lambda pos: lines[pos] if pos < len(lines) else None)
+    if fmt == "json":
+        ops, line_of = _json_array_ops(text, path)
+        return ParsedHistory(ops, fmt, line_of)
     if fmt == "edn":
-        return parse_edn_history(text, path=path)
+        ops, line_of = edn_history(text, path=path, deadline=deadline)
+        return ParsedHistory(ops, fmt, line_of)
     if fmt == "jepsen-log":
-        return parse_jepsen_log(text, path=path)
+        ops = parse_jepsen_log(text, path=path)
+        return ParsedHistory(ops, fmt, lambda pos: ops[pos].extra.get("line")
+                             if pos < len(ops) else None)
     raise HistoryError(f"unknown history format {fmt!r}; expected one of {', '.join(FORMATS)}",
                        path=path)
 
 
-def read_history(path: str | Path, fmt: str = "auto") -> list[Op]:
-    """Read a history file; malformed content raises HistoryError naming the line."""
+def parse_history(text: str, fmt: str = "auto", *, path: str | None = None) -> list[Op]:
+    """Parse history text in `fmt` ("auto" detects it); op fields are validated."""
+    return parse_text(text, fmt, path=path).ops
+
+
+def well_formed(parsed: ParsedHistory, *, path: str | None = None) -> ParsedHistory:
+    """`history.check_well_formed` with the lines of the file in every message."""
+
+    def where(pos: int) -> str:
+        line = parsed.line_of(pos)
+        return f"op {pos}" if line is None else f"line {line}"
+
+    try:
+        check_well_formed(parsed.ops, where)
+    except HistoryError as exc:
+        pos = getattr(exc, "position", None)
+        line = None if pos is None else parsed.line_of(pos)
+        raise HistoryError(exc.message, line=line, path=path) from None
+    return parsed
+
+
+def read_text(path: str | Path) -> str:
+    """A history file's text: a regular UTF-8 file, or HistoryError."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        line = p.read_bytes()[: exc.start].count(b"\n") + 1
-        raise HistoryError("not UTF-8 text", line=line, path=str(p)) from None
+        st = p.stat()
+        if not stat.S_ISREG(st.st_mode):
+            kind = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+            raise HistoryError(f"cannot read history: {kind}", path=str(p))
+        data = p.read_bytes()
     except OSError as exc:
         raise HistoryError(f"cannot read history: {exc.strerror}", path=str(p)) from None
-    return parse_history(text, fmt, path=str(p))
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise HistoryError("not UTF-8 text", line=line, path=str(p)) from None
+
+
+def load_history(path: str | Path, fmt: str = "auto", *,
+                 deadline: float | None = None) -> ParsedHistory:
+    """Read, parse and check a history file (see `well_formed`); errors name the line.
+
+    `deadline` (time.monotonic) bounds the parsing: past it, CheckTimeout.
+    """
+    text = read_text(path)
+    parsed = parse_text(text, fmt, path=str(path), deadline=deadline)
+    return well_formed(parsed, path=str(path))
+
+
+def read_history(path: str | Path, fmt: str = "auto") -> list[Op]:
+    """Read a well-formed history file; malformed content raises HistoryError naming the line."""
+    return load_history(path, fmt).ops
 
 
 def write_jsonl(ops: Sequence[Op], path: str | Path) -> None:
@@ -257,6 +402,4 @@ def write_jsonl(ops: Sequence[Op], path: str | Path) -> None:
 
 def write_edn(ops: Sequence[Op], path: str | Path) -> None:
     """Write a history as EDN, one op map per line, for Elle / Knossos / Porcupine."""
-    from selfhood.checkers.edn import ops_to_edn
-
     Path(path).write_text(ops_to_edn(ops), encoding="utf-8")

@@ -30,8 +30,9 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Any
 
-from selfhood.checkers.history import Op, Pair, pair_ops
+from selfhood.checkers.history import NEMESIS, Op, Pair, pair_ops
 from selfhood.checkers.verdict import CheckResult
+from selfhood.errors import HistoryError
 
 __all__ = ["KafkaAnalysis", "analyze", "check_kafka"]
 
@@ -45,6 +46,8 @@ ALWAYS_ALLOWED = frozenset({"int-send-skip"})
 
 Key = Hashable
 Msg = Hashable
+#: Jepsen's Kafka ops that are neither client reads nor writes
+_OTHER_FS = frozenset({"crash", "debug-topic-partitions"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,16 +117,22 @@ def _send_mop(k: Any, v: Any) -> Mop:
     return Mop("send", _key(k), None, _h(v))
 
 
+class _Shape(Exception):
+    """Internal: a value that is no Kafka send/poll (turned into HistoryError)."""
+
+
 def _poll_mop(v: Any) -> Mop:
+    if not isinstance(v, dict):
+        raise _Shape(f"a poll's result must map keys to [[offset message] ...], got {v!r}")
     polled: dict[Key, list[tuple[int | None, Msg]]] = {}
-    if isinstance(v, dict):
-        for k, pairs in v.items():
-            lst: list[tuple[int | None, Msg]] = []
-            for p in pairs or []:
-                if isinstance(p, list | tuple) and len(p) == 2:
-                    off = p[0] if isinstance(p[0], int) else None
-                    lst.append((off, _h(p[1])))
-            polled[_key(k)] = lst
+    for k, pairs in v.items():
+        lst: list[tuple[int | None, Msg]] = []
+        for p in pairs or []:
+            if not (isinstance(p, list | tuple) and len(p) == 2
+                    and (p[0] is None or type(p[0]) is int)):
+                raise _Shape(f"polled {p!r} from key {k!r}, not an [offset message] pair")
+            lst.append((p[0], _h(p[1])))
+        polled[_key(k)] = lst
     return Mop("poll", polled=polled)
 
 
@@ -133,20 +142,35 @@ def _is_mop_list(value: Any) -> bool:
                     and m[0] in ("send", "poll") for m in value))
 
 
-def _mops(f: str, value: Any) -> list[Mop]:
-    if _is_mop_list(value):
-        out = []
-        for m in value:
-            if m[0] == "send" and len(m) >= 3:
-                out.append(_send_mop(m[1], m[2]))
-            elif m[0] == "poll" and len(m) >= 2:
-                out.append(_poll_mop(m[1]))
-        return out
-    if f == "send" and isinstance(value, list | tuple) and len(value) == 2:
-        return [_send_mop(value[0], value[1])]
-    if f == "poll" and isinstance(value, dict):
-        return [_poll_mop(value)]
-    return []
+def _mops(f: str, value: Any, op: Op) -> list[Mop]:
+    """The micro-ops of a send/poll/txn value, or HistoryError naming the op."""
+    try:
+        if _is_mop_list(value):
+            out = []
+            for m in value:
+                if m[0] == "send":
+                    if len(m) != 3:
+                        raise _Shape(f"micro-op {m!r} is no [:send key message]")
+                    out.append(_send_mop(m[1], m[2]))
+                elif len(m) == 2:
+                    out.append(_poll_mop(m[1]))
+                elif len(m) != 1:  # [:poll] is an invocation's
+                    raise _Shape(f"micro-op {m!r} is no [:poll] or [:poll {{key pairs}}]")
+            return out
+        if f == "send" and isinstance(value, list | tuple) and len(value) == 2:
+            return [_send_mop(value[0], value[1])]
+        if f == "poll" and isinstance(value, dict):
+            return [_poll_mop(value)]
+        if value is None or (f == "poll" and value == []):
+            return []
+        want = {"send": "[key message], or [[:send key message] ...]",
+                "poll": "{key [[offset message] ...]}, or [[:poll {...}] ...]",
+                "txn": "[[:send key message] [:poll {...}] ...]"}[f]
+        raise _Shape(f"a Kafka {f}'s value is {want}; got {value!r}")
+    except _Shape as exc:
+        text = str(exc)
+        text = text if len(text) <= 160 else text[:157] + "..."
+        raise HistoryError(f"op {op.index}: {text}", op_index=op.index) from None
 
 
 def _kops(ops: Sequence[Op]) -> tuple[list[KOp], list[tuple[Pair, str, list[Key]]]]:
@@ -159,6 +183,10 @@ def _kops(ops: Sequence[Op]) -> tuple[list[KOp], list[tuple[Pair, str, list[Key]
         typ = "info" if comp is None else comp.type
         if f in ("assign", "subscribe"):
             keys = (comp.value if comp is not None and comp.value is not None else inv.value)
+            if not isinstance(keys, list | tuple | None):
+                where = comp if comp is not None else inv
+                raise HistoryError(f"op {where.index}: {f} takes a list of keys, got {keys!r}",
+                                   op_index=where.index)
             subs.append((pair, typ, [_key(k) for k in (keys or [])]))
             continue
         if f not in ("send", "poll", "txn"):
@@ -166,11 +194,16 @@ def _kops(ops: Sequence[Op]) -> tuple[list[KOp], list[tuple[Pair, str, list[Key]
         # The completion's value when it has one, even for a failed op: as in Jepsen,
         # a poll returns committed data whether or not its own transaction commits,
         # so what a :fail or :info poll saw is evidence about the log.
-        mops = _mops(f, comp.value) if comp is not None and comp is not inv else []
+        mops = _mops(f, comp.value, comp) if comp is not None and comp is not inv else []
         if not mops:
             # an invocation's polls carry no data; its sends name the messages
-            mops = [m for m in _mops(f, inv.value) if m.kind == "send"]
+            mops = [m for m in _mops(f, inv.value, inv) if m.kind == "send"]
         kops.append(KOp(pair, typ, f, inv.process, mops))
+    if not kops and not subs:
+        other = next((op for op in ops if op.process != NEMESIS and op.f not in _OTHER_FS), None)
+        if other is not None:
+            raise HistoryError(f"op {other.index}: no op is a Kafka send, poll, txn, assign or "
+                               f"subscribe (this one is {other.f!r})", op_index=other.index)
     return kops, subs
 
 

@@ -57,10 +57,35 @@ def hashable(x: Any) -> Any:
     return x
 
 
+def _scalar(x: Any, op: Op, m: Any) -> Any:
+    """A key or value usable as a dict key (lists become tuples), or HistoryError."""
+    if type(x) is int or type(x) is str or x is None:
+        return x
+    if type(x) is list:
+        t = tuple(x)
+        try:
+            hash(t)
+            return t
+        except TypeError:
+            x = hashable(x)
+    if isinstance(x, dict | set) or not _hashes(x):
+        raise HistoryError(f"op {op.index}: micro-op {_short(m)} holds a map or set; keys and "
+                           "values must be scalars (reads: lists of them)", op_index=op.index)
+    return x
+
+
+def _hashes(x: Any) -> bool:
+    try:
+        hash(x)
+    except TypeError:
+        return False
+    return True
+
+
 def _mops(value: Any, op: Op, reads_known: bool) -> list[Mop]:
     if not isinstance(value, list | tuple):
         raise HistoryError(f"op {op.index}: a transaction value must be a list of "
-                           f"[f k v] micro-ops, got {value!r}")
+                           f"[f k v] micro-ops, got {_short(value)}", op_index=op.index)
     out: list[Mop] = []
     for m in value:
         try:
@@ -68,16 +93,18 @@ def _mops(value: Any, op: Op, reads_known: bool) -> list[Mop]:
         except (TypeError, ValueError):
             f = None
         if type(f) is not str or isinstance(m, str | dict):
-            raise HistoryError(f"op {op.index}: malformed micro-op {m!r} (want [f k v])")
+            raise HistoryError(f"op {op.index}: malformed micro-op {_short(m)} (want [f k v])",
+                               op_index=op.index)
         if f == "r" and not reads_known:
             v = None
         # normalize once here so analyses can hash keys and values directly
-        if type(k) is list:
-            k = hashable(k)
-        if type(v) is list:
-            v = hashable(v)
-        out.append((f, k, v))
+        out.append((f, _scalar(k, op, m), _scalar(v, op, m)))
     return out
+
+
+def _short(x: Any) -> str:
+    text = repr(x)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def transactions(ops: Sequence[Op]) -> list[Txn]:
