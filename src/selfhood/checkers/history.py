@@ -114,7 +114,7 @@ def op_from_fields(m: dict[Any, Any], position: int) -> Op:
     `process` is an integer or a name; `f` a name. Other keys go to `extra`.
     """
     typ = m.get("type")
-    if typ not in _TYPES:
+    if type(typ) is not str or typ not in _TYPES:
         raise HistoryError(f"'type' must be one of invoke, ok, fail, info; got {typ!r}")
     index = m.get("index", position)
     if type(index) is not int or index < 0:
