@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from selfhood.errors import HistoryError
 
@@ -134,7 +134,7 @@ def op_from_fields(m: dict[Any, Any], position: int) -> Op:
     instance = m.get("instance")
     extra = {} if _FIELDS.issuperset(m) else {
         str(k): v for k, v in m.items() if k not in _FIELDS}
-    return Op(index, typ, process, f, m.get("value"), time,
+    return Op(index, cast(OpType, typ), process, f, m.get("value"), time,
               None if node is None else str(node),
               None if instance is None else str(instance), m.get("error"), extra)
 
