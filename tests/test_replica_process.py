@@ -398,3 +398,32 @@ async def test_eventual_kill_9_then_restart_ships_the_acknowledged_outbox(
                 break
             await asyncio.sleep(0.1)
         assert back["value"]["transcript"] == seen["value"]["transcript"], back
+
+
+async def test_rebalance_moves_the_partitions_of_the_member_that_leaves_and_rejoins(
+        replicas_factory: Any) -> None:
+    r = replicas_factory(mode="linearizable")
+    async with running(r):
+        owner, epoch = await r.owner_of("i0")
+        others = tuple(n for n in r.names if n != owner)
+        # a two-write txn: both events in one append (a Kafka transaction)
+        txn = [["append", "i0/transcript", 1], ["w", "i0/mem/subtask/k0", 7],
+               ["r", "i0/mem/subtask/k0", None]]
+        res = await r.api(others[0]).op("txn", txn, "i0")
+        assert res["type"] == "ok" and res["value"][2][2] == 7, res
+        status, left = await r.api(owner).call("POST", "/v1/admin/rebalance")
+        assert status == 200 and partition_for("i0", SHARDS) in left["left"], left
+        # an idle member that stayed claims a newer epoch; the one that left rejoins
+        _, new_epoch = await r.owner_of("i0", others)
+        assert new_epoch > epoch
+        await r.settled(r.names)
+        res = await r.api(owner).op("txn", _append("i0", 2), "i0", timeout_ms=3000)
+        assert res["type"] == "ok", res
+        # linearizable reads see every acknowledged write, from any replica, without a token
+        for name in r.names:
+            read = await r.api(name).op("txn", [["r", "i0/transcript", None],
+                                                ["r", "i0/mem/subtask/k0", None]], "i0")
+            assert read["type"] == "ok" and read["value"] == [
+                ["r", "i0/transcript", [1, 2]], ["r", "i0/mem/subtask/k0", 7]], read
+        st = await r.api(owner).status()
+        assert st["group"]["rebalances"] >= 2 and any(c["revoked"] for c in st["claims"])

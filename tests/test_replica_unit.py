@@ -183,6 +183,12 @@ def test_placement_gives_a_contested_partition_to_the_later_generation() -> None
     assert out == {"a": [], "b": [1], "c": [0]}
 
 
+def test_placement_prefers_members_that_stayed_over_one_that_rejoins() -> None:
+    # r1 left and rejoined as a new member (no generation); r2 stayed, idle
+    members = {"a": Member("r0", (1,), 2), "b": Member("r1"), "c": Member("r2", (), 2)}
+    assert assign(members, range(2)) == {"a": [1], "b": [], "c": [0]}
+
+
 @given(st.dictionaries(st.text("abc", min_size=1, max_size=3),
                        st.lists(st.integers(0, 9), max_size=6), min_size=1, max_size=5),
        st.integers(0, 10))

@@ -192,6 +192,7 @@ class GroupMembership:
                 async with asyncio.timeout(10):
                     await consumer.stop()
         parts, self.assigned, self.previous = self.assigned, [], []
+        self.generation = None  # rejoining is as a new member
         await self.on_revoked(parts, final=True)
 
     async def rejoin(self) -> None:

@@ -60,14 +60,19 @@ def assign(members: Mapping[str, Member], partitions: Sequence[int]) -> dict[str
             if p in valid and p not in taken and len(out[m]) < cap:
                 out[m].append(p)
                 taken.add(p)
+    def load(m: str) -> tuple[int, int, int]:
+        # ties go to members that were in the group before over ones (re)joining,
+        # so a member that leaves and rejoins does not get its partitions straight back
+        return len(out[m]), -members[m].generation, order.index(m)
+
     for p in parts:
         if p not in taken:
-            least = min(order, key=lambda m: (len(out[m]), order.index(m)))
+            least = min(order, key=load)
             out[least].append(p)
             taken.add(p)
     while True:
         most = max(order, key=lambda m: (len(out[m]), -order.index(m)))
-        least = min(order, key=lambda m: (len(out[m]), order.index(m)))
+        least = min(order, key=load)
         if len(out[most]) - len(out[least]) <= 1:
             break
         out[most].sort()
