@@ -427,3 +427,16 @@ async def test_rebalance_moves_the_partitions_of_the_member_that_leaves_and_rejo
                 ["r", "i0/transcript", [1, 2]], ["r", "i0/mem/subtask/k0", 7]], read
         st = await r.api(owner).status()
         assert st["group"]["rebalances"] >= 2 and any(c["revoked"] for c in st["claims"])
+
+
+def test_a_session_timeout_the_brokers_refuse_stops_the_process_with_one_line(
+        tmp_path: Path, kafka_bootstrap: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "selfhood", "replica", "serve", "--node", "r0",
+         "--listen", f"127.0.0.1:{free_port()}", "--bootstrap", kafka_bootstrap,
+         "--topic", f"test-replica-{uuid.uuid4().hex[:10]}", "--session-timeout-ms", "100",
+         "--data-dir", str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(
+        "error: the brokers refuse session timeout 100 ms"), proc.stderr
+    assert "Traceback" not in proc.stderr

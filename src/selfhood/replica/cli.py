@@ -76,7 +76,8 @@ def serve(config: Path | None, verbose: bool, **values: Any) -> None:
     opts = resolve_options(values, os.environ, config)
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
                         format=f"%(asctime)s {opts.node} %(levelname)s %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.ERROR)
+    # the driver logs every refused connection while brokers move; our own lines say enough
+    logging.getLogger("aiokafka").setLevel(logging.DEBUG if verbose else logging.CRITICAL)
     require("cluster")  # aiohttp, aiokafka: one line and exit 69 if missing
     from selfhood.replica.http import serve as run
 

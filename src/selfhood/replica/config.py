@@ -230,7 +230,7 @@ def resolve_options(cli: Mapping[str, Any], env: Mapping[str, str],
     if sharded.value and shards.value < 2:
         raise _bad(sharded.where, "sharded memory needs shards >= 2")
     session = get("session_timeout_ms", "session-timeout-ms", DEFAULT_SESSION_TIMEOUT_MS,
-                  getattr(spec, "session_timeout_ms", None))
+                  spec.session_timeout_ms if spec else None)
     _int_range(session, 100, 3_600_000)
     poll = get("poll_ms", "poll-ms", 20)
     _int_range(poll, 1, 10_000)

@@ -138,7 +138,15 @@ async def serve(opts: ReplicaOptions) -> None:
         sys.stdout.write(f"selfhood replica {opts.node} ({opts.mode}) listening on "
                          f"http://{host}:{port}\n")
         sys.stdout.flush()
-        await stop.wait()
+        stopped = asyncio.create_task(stop.wait())
+        failed = asyncio.create_task(node.membership.failed.wait())
+        try:
+            await asyncio.wait({stopped, failed}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            failed.cancel()
+        if node.membership.fatal is not None:
+            raise ReplicaError(node.membership.fatal)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)

@@ -30,7 +30,12 @@ from aiokafka.coordinator.protocol import (
     ConsumerProtocolMemberAssignment,
     ConsumerProtocolMemberMetadata,
 )
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    GroupAuthorizationFailedError,
+    InconsistentGroupProtocolError,
+    InvalidSessionTimeoutError,
+    KafkaError,
+)
 
 from selfhood.errors import ReplicaError
 from selfhood.replica.placement import Member, assign
@@ -122,6 +127,9 @@ class GroupMembership:
         self.generation: int | None = None
         self.rebalances = 0
         self.error: str | None = None
+        #: set when the group refuses this member for good (the process must stop)
+        self.fatal: str | None = None
+        self.failed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._assignor = _assignor_for(node, self._owned_view)
 
@@ -167,16 +175,21 @@ class GroupMembership:
                 self.error = None
             except asyncio.CancelledError:
                 raise
+            except InvalidSessionTimeoutError:
+                self._fail(f"the brokers refuse session timeout {self.session_timeout_ms} ms "
+                           f"for group {self.group} (their group.min/max.session.timeout.ms)")
+                return
+            except (GroupAuthorizationFailedError, InconsistentGroupProtocolError) as exc:
+                self._fail(f"the brokers refuse this member of group {self.group}: {exc!r}")
+                return
             except KafkaError as exc:
                 self.error = repr(exc)
-                msg = str(exc)
-                if "InvalidSessionTimeout" in type(exc).__name__ or "session" in msg.lower():
-                    log.error("group %s refused session timeout %d ms (the brokers' "
-                              "group.min/max.session.timeout.ms): %r", self.group,
-                              self.session_timeout_ms, exc)
-                else:
-                    log.warning("group %s: %r", self.group, exc)
+                log.warning("group %s: %r", self.group, exc)
                 await asyncio.sleep(0.2)
+
+    def _fail(self, message: str) -> None:
+        self.error = self.fatal = message
+        self.failed.set()
 
     async def stop(self) -> None:
         """Leave the group (the coordinator rebalances at once); safe twice."""

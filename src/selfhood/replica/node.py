@@ -127,7 +127,12 @@ class ReplicaNode:
                                  request_timeout_s=10.0, append_timeout_s=30.0,
                                  client_id=f"selfhood-replica-{self.name}",
                                  # fences this node's previous incarnation's transactions
-                                 transactional_id=f"{opts.topic}.{self.name}")
+                                 transactional_id=f"{opts.topic}.{self.name}",
+                                 # a paused owner's open transaction holds back every
+                                 # read_committed reader of its partitions until the
+                                 # coordinator aborts it: keep that near the session timeout
+                                 transaction_timeout_s=max(1.0, 2 * opts.session_timeout_ms
+                                                           / 1000))
         self.membership = GroupMembership(
             bootstrap=opts.bootstrap, topic=opts.topic, group=opts.group_id, node=self.name,
             session_timeout_ms=opts.session_timeout_ms, on_assigned=self._on_assigned,
