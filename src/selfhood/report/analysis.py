@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from selfhood.checkers.history import Op, pair_ops
+from selfhood.consistency.keys import is_transcript_key
 
 #: nemesis ops that end a fault window, and the fault each one ends
 HEALS: Final = {"heal": ("partition",), "restart": ("crash",), "resume": ("pause",),
@@ -173,8 +174,8 @@ def _transcript_of(op: Op) -> list[Any] | None:
         return list(t) if isinstance(t, list) else None
     if isinstance(op.value, list):
         for m in op.value:
-            if (isinstance(m, list) and len(m) == 3 and m[0] == "r" and isinstance(m[1], str)
-                    and m[1].endswith("/transcript") and isinstance(m[2], list)):
+            if (isinstance(m, list) and len(m) == 3 and m[0] == "r"
+                    and is_transcript_key(m[1]) and isinstance(m[2], list)):
                 return list(m[2])
     return None
 
