@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -197,6 +200,19 @@ def test_unreachable_kafka_is_a_clear_error(capsys: pytest.CaptureFixture[str]) 
     code, _out, err = run_cli(["log", "stat", "kafka://127.0.0.1:1/t"], capsys)
     assert code == 1
     assert err.startswith("error: kafka") and "Traceback" not in err
+
+
+def test_unreachable_kafka_is_one_line_from_the_real_command(tmp_path: Path) -> None:
+    """As a user sees it (a process of its own): no aiokafka log line, no exception repr."""
+    for args in (["log", "stat", "kafka://127.0.0.1:1/t"],
+                 ["log", "bench", "kafka://127.0.0.1:1/t", "--events", "10"]):
+        done = subprocess.run([sys.executable, "-m", "selfhood", *args], capture_output=True,
+                              text=True, timeout=120, cwd=tmp_path,
+                              env={k: v for k, v in os.environ.items()
+                                   if k != "SELFHOOD_DRIVER_LOGS"})
+        assert done.returncode == 1, done.stderr
+        assert done.stderr.strip().splitlines() == [
+            "error: kafka connect to 127.0.0.1:1: no broker reachable"], done.stderr
 
 
 @pytest.mark.kafka

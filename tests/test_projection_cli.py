@@ -101,12 +101,14 @@ def test_user_errors_are_one_line(log_url: str, tmp_path: Path) -> None:
         (("project", log_url, "--into", log_url), 64, "the log's own file"),
         (("projections", "rebuild", log_url, "--from", log_url), 64, "the log's own file"),
         (("project", "--bogus"), 64, "No such option"),
+        (("project", log_url, "--into", f"sqlite:///{tmp_path}/no-dir/x.db"), 1,
+         f"directory {tmp_path}/no-dir does not exist"),
     ]
     for args, code, msg in cases:
         res = sh(*args, ok=False)
         assert res.returncode == code, (args, res.stderr)
         assert msg in res.stderr, (args, res.stderr)
-        assert "Traceback" not in res.stderr
+        assert "Traceback" not in res.stderr and "OperationalError" not in res.stderr
         assert len(res.stderr.strip().splitlines()) == 1, (args, res.stderr)
 
 

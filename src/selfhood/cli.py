@@ -15,6 +15,8 @@ traceback:
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import sys
 from typing import Any
 
@@ -87,6 +89,10 @@ def cli() -> None:
 
 def main(argv: list[str] | None = None) -> Any:
     """Entry point: run the CLI and turn user errors into clear exit codes."""
+    if not os.environ.get("SELFHOOD_DRIVER_LOGS"):
+        # aiokafka logs every refused connection on its own; the adapter maps each
+        # failure to one typed error, which is what a user should see (once)
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         return cli.main(args=argv, prog_name="selfhood", standalone_mode=False)
     except click.exceptions.Exit as exc:

@@ -52,6 +52,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import (
     ConsumerStoppedError,
     IllegalStateError,
+    KafkaConnectionError,
     KafkaError,
     KafkaTimeoutError,
     ProducerClosed,
@@ -77,15 +78,26 @@ _TOPIC_ALREADY_EXISTS: Final = 36
 _GAP_POLL_S: Final = 0.05
 
 
+def _describe(exc: BaseException) -> str:
+    """A driver failure in words: no repr, no nested address tuples."""
+    if isinstance(exc, KafkaConnectionError):
+        return "no broker reachable"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    text = " ".join(str(exc).split())
+    name = type(exc).__name__
+    return f"{name}: {text}" if text and text != name else name
+
+
 def _mapped(exc: BaseException, what: str) -> LogError:
-    """The project's error for an aiokafka (or socket) failure."""
+    """The project's error for an aiokafka (or socket) failure, as one clear line."""
     if isinstance(exc, LogError):
         return exc
     if isinstance(exc, KafkaTimeoutError | RequestTimedOutError | TimeoutError):
-        return LogTimeout(f"kafka {what}: timed out ({exc!r}); outcome unknown")
+        return LogTimeout(f"kafka {what}: timed out; outcome unknown")
     if isinstance(exc, ProducerClosed | IllegalStateError | ConsumerStoppedError):
-        return LogClosed(f"kafka {what}: {exc!r}")
-    return LogUnavailable(f"kafka {what}: {exc!r}")
+        return LogClosed(f"kafka {what}: {_describe(exc)}")
+    return LogUnavailable(f"kafka {what}: {_describe(exc)}")
 
 
 @contextlib.contextmanager

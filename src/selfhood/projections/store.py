@@ -23,6 +23,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import (
@@ -291,6 +292,10 @@ class SqlProjectionStore:
         if self._engine is not None:
             return
         if self.backend == "sqlite":
+            path = Path(make_url(self.async_url).database or "")
+            if not path.parent.is_dir():
+                raise ProjectionError(f"projection store {self.url}: directory "
+                                      f"{path.parent} does not exist")
             engine = create_async_engine(self.async_url, echo=self._echo, poolclass=NullPool)
 
             @event.listens_for(engine.sync_engine, "connect")
