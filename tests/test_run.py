@@ -155,7 +155,8 @@ def test_same_seed_same_history_sha256(tmp_path: Path) -> None:
 def test_spec_file_and_replay(tmp_path: Path) -> None:
     spec = tmp_path / "exp.toml"
     spec.write_text('name = "tiny"\nseed = 3\nmodes = ["linearizable"]\ntime_limit_s = 1.5\n'
-                    'nemesis = ["pause"]\nnemesis_interval_ms = 400\n')
+                    # partition and skew values are maps: their keys must replay in one order
+                    'nemesis = ["pause", "halves", "skew"]\nnemesis_interval_ms = 300\n')
     p = selfhood("run", "--spec", str(spec), "--store", "st", "-q", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     latest = tmp_path / "st" / "latest"
