@@ -71,6 +71,20 @@ def test_every_peer_history_checks_the_same_without_extras(bare_python: Path) ->
     assert agree >= 0.98 * len(bare["results"])
 
 
+def test_the_bare_install_lists_every_command(bare_python: Path, tmp_path: Path) -> None:
+    """`selfhood --help` works without extras; a command whose extra is missing says which."""
+    from selfhood.cli import COMMANDS
+
+    p = subprocess.run([str(bare_python), "-m", "selfhood", "--help"], capture_output=True,
+                       text=True, timeout=120, check=False, cwd=tmp_path)
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    listed = {line.split()[0] for line in p.stdout.split("Commands:")[1].splitlines()
+              if line.strip()}
+    assert listed == set(COMMANDS)
+    project = next(line for line in p.stdout.splitlines() if line.strip().startswith("project"))
+    assert "selfhood[sql]" in project
+
+
 def test_the_bare_install_runs_the_simulator(bare_python: Path, tmp_path: Path) -> None:
     """`selfhood run` works without extras: report.md is written, report.html is named."""
     p = subprocess.run([str(bare_python), "-m", "selfhood", "run", "-q", "--time-limit", "1",

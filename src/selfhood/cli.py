@@ -71,9 +71,25 @@ class LazyGroup(click.Group):
         except ModuleNotFoundError as exc:
             if exc.name is not None and exc.name.startswith("selfhood"):
                 return None  # not built yet
-            raise
+            line = missing_extra(exc)
+            if line is None:
+                raise
+            return _needs_extra(cmd_name, line)
         cmd = getattr(module, attr, None)
         return cmd if isinstance(cmd, click.Command) else None
+
+
+def _needs_extra(name: str, line: str) -> click.Command:
+    """A stand-in for a command whose extra is missing: listed by --help, exit 69 when run."""
+
+    def fail(args: tuple[str, ...]) -> None:
+        raise MissingExtra(line)
+
+    return click.Command(
+        name, callback=fail, help=f"Not available: {line}.",
+        short_help=f"(needs {line.split(': ', 1)[-1]})",
+        params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
+        context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
