@@ -34,10 +34,11 @@ twice are skipped and listed in details.
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from selfhood.checkers.history import Op, Pair, freeze, pair_ops
 from selfhood.checkers.verdict import CheckResult
@@ -193,6 +194,28 @@ VC = dict[Any, int]  # writer process -> session sequence number
 _Why = tuple[str, int, "_Write | None"]  # (own|read|mw|wfr, op index, write read)
 _Floor = tuple[int, _Why, VC]  # (writer's seq, why, what the reader knew was older then)
 _Floors = dict[Hashable, dict[str, dict[Any, _Floor]]]
+class _Deps(NamedTuple):
+    """What a reader owes one writer q: the ordinals of q's writes it read, each the
+    first to raise the bound (monotonic-writes, see _mw_floors), the why of each,
+    and how far into q's read log its writes-follow-reads floors are applied."""
+
+    bounds: list[int]
+    whys: list[_Why]
+    wfr_at: list[int]  # one mutable position
+
+
+_MwBounds = dict[Any, _Deps]  # writer -> what the reader owes it
+_EMPTY: VC = {}
+
+
+class _Seen(NamedTuple):
+    """A list read, scanned once (see _Checker.scan)."""
+
+    obs: list[_Write]
+    last_any: dict[Any, _Write]
+    last_acked: dict[Any, _Write]
+    in_order: bool
+_NONE: dict[Any, _Floor] = {}
 
 
 @dataclass(slots=True)
@@ -204,8 +227,6 @@ class _Write:
     seq: int | None  # per (process, key) among acknowledged writes; None for info
     ordinal: int  # position in the writer's session
     older: VC = field(default_factory=dict)
-    mw_deps: dict[Hashable, int] = field(default_factory=dict)
-    wfr_deps: dict[Hashable, tuple[Any, int]] = field(default_factory=dict)
 
 
 def _describe(w: _Write) -> str:
@@ -226,6 +247,14 @@ class _Checker:
         self.skipped: set[Hashable] = set()
         self.result = CheckResult(valid=True)
         self.reads_checked = 0
+        # (writer, key) -> ordinals and seqs of its acknowledged writes to the key, in
+        # session order: what it had written before a write w (monotonic-writes) is the
+        # last one with ordinal < w.ordinal. Per writer, (ordinal, key, (writer, seq))
+        # of the newest version each of its reads saw (writes-follow-reads); what it
+        # had read before w is the last entry per key with ordinal < w.ordinal.
+        self.own_writes: dict[tuple[Any, Hashable], tuple[list[int], list[int]]] = {}
+        self.wfr_log: dict[Any, list[tuple[int, Hashable, tuple[Any, int]]]] = \
+            defaultdict(list)
 
     # pass 0: name every write ------------------------------------------------
     def collect_writes(self) -> None:
@@ -254,6 +283,32 @@ class _Checker:
                     self.by_seq[(m.key, s.process, seq)] = w
         self.skipped |= dup
 
+    def scan(self, m: Mop) -> _Seen:
+        """One pass over a read: the writes it shows, each writer's last one (and last
+        acknowledged one), and whether each writer's appends are 1..n in order."""
+        writes = self.writes
+        key = m.key
+        obs: list[_Write] = []
+        last_any: dict[Any, _Write] = {}
+        last_acked: dict[Any, _Write] = {}
+        nxt: dict[Any, int] = {}
+        in_order = True
+        for v in m.value:
+            w = writes.get((key, v))
+            if w is None:
+                continue
+            obs.append(w)
+            q = w.process
+            last_any[q] = w
+            seq = w.seq
+            if seq is not None:
+                last_acked[q] = w
+                if in_order:
+                    if seq != nxt.get(q, 1):
+                        in_order = False
+                    nxt[q] = seq + 1
+        return _Seen(obs, last_any, last_acked, in_order)
+
     def observed(self, m: Mop) -> list[_Write]:
         if m.kind == "r":
             w = self.writes.get((m.key, m.value))
@@ -262,28 +317,22 @@ class _Checker:
 
     # pass 1: what each writer knew when it wrote ---------------------------------
     def annotate_writes(self) -> None:
-        """older(w) for register writes; per write, the writer's own latest writes
-        (monotonic-writes deps) and the latest version it had read of each key
-        (writes-follow-reads deps). Dep maps are shared until they change."""
+        """older(w) for register writes, and the writers' records (own_writes, wfr_log) from
+        which each write's monotonic-writes and writes-follow-reads deps are read."""
         own: dict[Any, dict[Hashable, int]] = defaultdict(dict)
         seen: dict[Any, dict[Hashable, VC]] = defaultdict(dict)
-        last: dict[Any, dict[Hashable, tuple[Any, int]]] = defaultdict(dict)
-        mw_snap: dict[Any, dict[Hashable, int]] = {}
-        wfr_snap: dict[Any, dict[Hashable, tuple[Any, int]]] = {}
+        ordinals: dict[Any, int] = defaultdict(int)
         for s in self.sops:
             if s.type == "fail":
                 continue
             p = s.process
-            if p not in mw_snap:
-                mw_snap[p] = dict(own[p])
-            if p not in wfr_snap:
-                wfr_snap[p] = dict(last[p])
+            ordinals[p] += 1
+            ordinal = ordinals[p]
             for m in s.mops:
                 if m.kind in ("w", "a"):
                     w = self.writes[(m.key, m.value)]
                     if w.sop is not s:
                         continue
-                    w.mw_deps, w.wfr_deps = mw_snap[p], wfr_snap[p]
                     if m.kind == "w":
                         older = dict(seen[p].get(m.key, {}))
                         if own[p].get(m.key):
@@ -318,13 +367,15 @@ class _Checker:
                                 break
                     newest = next((w for w in reversed(obs) if w.seq is not None), None)
                     if newest is not None:
-                        last[p][m.key] = (newest.process, newest.seq or 0)
-                        wfr_snap.pop(p, None)
+                        self.wfr_log[p].append((ordinal, m.key,
+                                                (newest.process, newest.seq or 0)))
                 elif m.kind in ("w", "a"):
                     w = self.writes[(m.key, m.value)]
                     if w.seq is not None:
                         own[p][m.key] = w.seq
-                        mw_snap.pop(p, None)
+                        ords, seqs = self.own_writes.setdefault((p, m.key), ([], []))
+                        ords.append(ordinal)
+                        seqs.append(w.seq)
 
     # pass 2: check every read against the process's floors -------------------------
     def violated(self, m: Mop, floor: _Write, known: VC, contents: frozenset[Any]) -> int:
@@ -350,32 +401,58 @@ class _Checker:
         # floors[p][key][guarantee][writer] = (seq, why, reader's knowledge then)
         floors: dict[Any, _Floors] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
         know: dict[Any, dict[Hashable, VC]] = defaultdict(lambda: defaultdict(dict))
-        applied: dict[Any, dict[Any, int]] = defaultdict(dict)
+        # monotonic-writes floors, kept as bounds: mw[p][q] = ordinals of q's writes that
+        # p read, each the first to raise the bound, and why; p must reflect each of q's
+        # own writes with an ordinal below the last bound (see _mw_floors)
+        mw: dict[Any, _MwBounds] = defaultdict(dict)
         for s in self.sops:
             if s.type != "ok":
                 continue
             p = s.process
             passed = []
-            obs_cache: dict[int, list[_Write]] = {}
+            obs_cache: dict[int, _Seen] = {}
             for m in s.mops:
                 # a read after the txn's own write still owes every earlier floor
                 if m.kind not in ("r", "l") or m.key in self.skipped:
                     continue
                 self.reads_checked += 1
-                flagged = self.check_one(s, m, floors[p][m.key])
+                flagged = self.check_one(s, m, floors[p][m.key], mw[p])
                 if flagged is None:
                     passed.append(m)
                 if m.kind == "l":
-                    self.within_read(s, m, obs_cache.setdefault(id(m), self.observed(m)),
-                                     flagged)
-            self.raise_floors(s, floors[p], know[p], applied[p], obs_cache)
+                    seen = obs_cache[id(m)] = self.scan(m)
+                    if not seen.in_order:
+                        self.within_read(s, m, seen.obs, flagged)
+            self.raise_floors(s, floors[p], know[p], mw[p], obs_cache)
             obs_cache.clear()
             # one transaction's reads are one snapshot: what it observed on one
             # key (via monotonic-writes / writes-follow-reads) binds its other reads
             for m in passed:
-                self.check_one(s, m, floors[p][m.key], (MW, WFR))
+                self.check_one(s, m, floors[p][m.key], mw[p], (MW, WFR))
 
-    def check_one(self, s: SOp, m: Mop, fl: dict[str, dict[Any, _Floor]],
+    def _floors(self, g: str, fl: dict[str, dict[Any, _Floor]], mw: _MwBounds,
+                key: Hashable) -> Iterable[tuple[Any, _Floor]]:
+        """The reader's floors on `key` for guarantee g: (writer, (seq, why, known))."""
+        if g != MW:
+            return fl.get(g, {}).items()
+        return self._mw_floors(mw, key)
+
+    def _mw_floors(self, mw: _MwBounds, key: Hashable) -> list[tuple[Any, _Floor]]:
+        """Per writer q the reader has read: q's last own write to `key` below the
+        bound, and the read that first raised the bound above it (its why)."""
+        out = []
+        own_writes = self.own_writes
+        for q, (bounds, whys, _) in mw.items():
+            own = own_writes.get((q, key))
+            if own is None:
+                continue
+            ords, seqs = own
+            i = bisect_left(ords, bounds[-1]) - 1
+            if i >= 0:
+                out.append((q, (seqs[i], whys[bisect_right(bounds, ords[i])], _EMPTY)))
+        return out
+
+    def check_one(self, s: SOp, m: Mop, fl: dict[str, dict[Any, _Floor]], mw: _MwBounds,
                   guarantees: Sequence[str] | None = None) -> str | None:
         """Report the first floor read `m` violates; the guarantee reported, if any.
 
@@ -390,7 +467,8 @@ class _Checker:
         if m.kind == "l":  # the common, hot case: membership only
             by_seq, key = self.by_seq, m.key
             for g in gs:
-                for writer, (seq, why, _) in fl.get(g, {}).items():
+                floors = self._mw_floors(mw, key) if g == MW else fl.get(g, _NONE).items()
+                for writer, (seq, why, _) in floors:
                     floor = by_seq.get((key, writer, seq))
                     if floor is not None and floor.value not in contents:
                         self.result.add(g, f"process {s.process!r} read {key!r}={shown!r} "
@@ -400,7 +478,7 @@ class _Checker:
                         return g
             return None
         for g in gs:
-            for writer, (seq, why, known) in fl.get(g, {}).items():
+            for writer, (seq, why, known) in self._floors(g, fl, mw, m.key):
                 floor = self.by_seq.get((m.key, writer, seq))
                 if floor is None:
                     continue
@@ -422,7 +500,8 @@ class _Checker:
         return g
 
     def within_read(self, s: SOp, m: Mop, obs: list[_Write], flagged: str | None) -> None:
-        """A list read showing a writer's later append without (or before) an earlier one."""
+        """A list read showing a writer's later append without (or before) an earlier one
+        (called only when scan found a writer's appends not 1..n in order)."""
         pos: dict[Any, list[int]] = defaultdict(list)
         for w in obs:
             if w.seq is not None:
@@ -448,40 +527,46 @@ class _Checker:
                                     f"out of the order it made them")
 
     def raise_floors(self, s: SOp, fl: _Floors, know: dict[Hashable, VC],
-                     applied: dict[Any, int], obs_cache: dict[int, list[_Write]]) -> None:
+                     mw: _MwBounds,
+                     obs_cache: dict[int, _Seen]) -> None:
         """Raise process s.process's floors after its op s (ok) completed.
 
-        `applied[q]` is the session position of the latest write by q whose
-        deps were already applied: a writer's deps only grow, so older ones
-        are skipped.
+        `mw[q]` (a _Deps) holds the session positions of the writes by q whose
+        deps were already applied and how far into q's read log that took us.
+        Deps only grow and floors keep the maximum, so a monotonic-writes
+        bound moves up by one entry, and only read-log entries past that
+        position and before the new write can raise a writes-follow-reads
+        floor: each entry is read once per reader, and the cost is linear in
+        the history rather than in history x keys.
         """
         empty: VC = {}
-
-        def bump(key: Hashable, g: str, writer: Any, seq: int, why: _Why,
-                 known: VC = empty) -> None:
-            cur = fl[key][g].get(writer)
-            if cur is None or cur[0] < seq:
-                fl[key][g][writer] = (seq, why, known)
-
+        p = s.process
         latest: dict[Any, _Write] = {}
         before = {m.key: dict(know.get(m.key, empty)) for m in s.mops if m.kind in ("r", "l")}
         for m in s.mops:
             if m.kind in ("w", "a"):
                 w = self.writes[(m.key, m.value)]
                 if w.seq is not None:
-                    bump(m.key, RYW, s.process, w.seq, ("own", s.index, None))
-                    know[m.key][s.process] = max(know[m.key].get(s.process, 0), w.seq)
+                    own = fl[m.key][RYW]
+                    cur = own.get(p)
+                    if cur is None or cur[0] < w.seq:
+                        own[p] = (w.seq, ("own", s.index, None), empty)
+                    know[m.key][p] = max(know[m.key].get(p, 0), w.seq)
             elif m.kind in ("r", "l"):
-                obs = obs_cache.get(id(m))
-                if obs is None:
+                seen = obs_cache.get(id(m))
+                if seen is None:
                     obs = self.observed(m)
+                    last_any = {w.process: w for w in obs}
+                    last_acked = {w.process: w for w in obs if w.seq is not None}
+                else:
+                    last_any, last_acked = seen.last_any, seen.last_acked
                 # per writer, its last element in the read: its newest write unless the read
                 # is out of order (then reported above), where a lower floor stays sound
-                last_any = {w.process: w for w in obs}
-                last_acked = {w.process: w for w in obs if w.seq is not None}
                 for q, w in last_any.items():
-                    if q != s.process and (q not in latest or latest[q].ordinal < w.ordinal):
-                        latest[q] = w
+                    if q != p:
+                        lq = latest.get(q)
+                        if lq is None or lq.ordinal < w.ordinal:
+                            latest[q] = w
                 kb = before.get(m.key, empty)
                 kn = know[m.key]
                 mr = fl[m.key][MR]
@@ -493,14 +578,43 @@ class _Checker:
                         mr[writer] = (seq, why, kb)
                     if kn.get(writer, 0) < seq:
                         kn[writer] = seq
+        wfr_log = self.wfr_log
         for q, w in latest.items():
-            if applied.get(q, 0) >= w.ordinal:
+            o = w.ordinal
+            st = mw.get(q)
+            if st is None:
+                st = mw[q] = _Deps([], [], [0])
+            elif st.bounds[-1] >= o:
                 continue
-            applied[q] = w.ordinal
-            for key, seq in w.mw_deps.items():
-                bump(key, MW, q, seq, ("mw", s.index, w))
-            for key, (writer, seq) in w.wfr_deps.items():
-                bump(key, WFR, writer, seq, ("wfr", s.index, w))
+            st.bounds.append(o)
+            st.whys.append(("mw", s.index, w))
+            log = wfr_log.get(q)
+            at = st.wfr_at[0]
+            if log is None or at >= len(log) or log[at][0] >= o:
+                continue  # nothing new that q had read
+            wfr_new, st.wfr_at[0] = _since(log, at, o)
+            why = ("wfr", s.index, w)
+            for key, (writer, wseq) in wfr_new.items():
+                d = fl[key][WFR]
+                cur = d.get(writer)
+                if cur is None or cur[0] < wseq:
+                    d[writer] = (wseq, why, empty)
+
+
+_V = Any
+
+
+def _since(log: list[tuple[int, Hashable, _V]], at: int, before: int
+           ) -> tuple[dict[Hashable, _V], int]:
+    """The last value per key among log[at:] entries with ordinal < before, and the
+    position reached."""
+    out: dict[Hashable, _V] = {}
+    n = len(log)
+    while at < n and log[at][0] < before:
+        _, key, v = log[at]
+        out[key] = v
+        at += 1
+    return out, at
 
 
 def _why(why: _Why) -> str:
