@@ -220,6 +220,18 @@ async def test_writes_are_acknowledged_and_readable_from_another_replica(
             assert res["type"] == "ok", res
             rules = await r.api(third).op("read-rules", None, inst, token=res["token"])
             assert rules["value"] == [k], rules
+        # the replica-to-replica endpoint, called as a peer would
+        owner = owners["i1"][0]
+        other = next(n for n in r.names if n != owner)
+        status, res = await r.api(owner).call("POST", "/v1/forward", {
+            "f": "txn", "instance": "i1", "value": _append("i1", 55), "from": other,
+            "hops": 1, "timeout_ms": 2000})
+        assert status == 200 and res["type"] == "ok", res
+        # an instance nobody declared is claimed by its partition's owner on first use
+        p = partition_for("zz", SHARDS)
+        zz_owner = next(o for i, (o, _) in owners.items() if partition_for(i, SHARDS) == p)
+        res = await r.api(zz_owner).op("txn", _append("zz", 1), "zz")
+        assert res["type"] == "ok", res
         # after catching up, every replica holds the same instance
         fps = []
         for name in r.names:

@@ -152,7 +152,8 @@ class GroupMembership:
             bootstrap_servers=self.bootstrap, group_id=self.group,
             client_id=f"selfhood-replica-{self.node}-{uuid.uuid4().hex[:6]}",
             enable_auto_commit=False, session_timeout_ms=session,
-            heartbeat_interval_ms=max(50, session // 4),
+            # survivors learn of a rebalance at their next heartbeat: keep it short
+            heartbeat_interval_ms=max(50, session // 8),
             rebalance_timeout_ms=max(session, 5000), max_poll_interval_ms=3_600_000,
             partition_assignment_strategy=(self._assignor,), retry_backoff_ms=50,
             metadata_max_age_ms=30_000)
