@@ -315,13 +315,13 @@ def _register_compile(allow_cas: bool) -> Compile:
             if v is None and opts.nil_read == "any":
                 return None  # Knossos: a nil read says nothing about the state
             v = _freeze(v)
-            return Effect(key, _read_step(v), f"read → {_show(v)}", ("eq", v), observer=True)
+            return Effect(key, _read_step(v), f"read → {_show(v)}", ("eq", v), (), _NO, True)
         if f == "write":
             if pair.failed:
                 return None
             key, v = _split_key(inv, inv.value, "key" not in inv.extra and _is_pair(inv.value))
             v = _freeze(v)
-            return Effect(key, _write_step(v), f"write {_show(v)}", produces=(v,))
+            return Effect(key, _write_step(v), f"write {_show(v)}", None, (v,), _NO, False)
         if f == "cas" and allow_cas:
             val = inv.value
             keyed = "key" not in inv.extra and _is_pair(val) and _is_pair(val[1])
@@ -331,14 +331,14 @@ def _register_compile(allow_cas: bool) -> Compile:
             a, b = _freeze(ab[0]), _freeze(ab[1])
             if indeterminate:
                 return Effect(key, _cas_maybe_step(a, b), f"cas {_show(a)}→{_show(b)} → ?",
-                              produces=(b,))
+                              None, (b,), _NO, False)
             if pair.failed:
                 if _dropped_fail(pair, opts):
                     return None  # no effect; under "observe" and with no error, seen below
                 return Effect(key, _cas_mismatch_step(a), f"cas {_show(a)}→{_show(b)} → fail",
-                              ("ne", a), observer=True)
+                              ("ne", a), (), _NO, True)
             return Effect(key, _cas_ok_step(a, b), f"cas {_show(a)}→{_show(b)} → ok",
-                          produces=(b,))
+                          None, (b,), _NO, False)
         raise CheckerError(f"op {inv.index}: the {name} model has no operation {f!r}")
     return compile_op
 
@@ -356,7 +356,7 @@ def _kv_compile(pair: Pair, indeterminate: bool, opts: ModelOptions, ctx: Any) -
         key, v = _split_key(inv, raw, keyed_val)
         v = "" if v is None else v
         return Effect(key, _read_step(v), f"get({_show(key)}) → {_show(v)}", ("eq", v),
-                      observer=True)
+                      (), _NO, True)
     if f in ("put", "write", "append"):
         if pair.failed:
             return None
@@ -364,8 +364,9 @@ def _kv_compile(pair: Pair, indeterminate: bool, opts: ModelOptions, ctx: Any) -
         if not isinstance(v, str):
             v = "" if v is None else str(v)
         if f == "append":
-            return Effect(key, _append_step(v), f"append({_show(key)}, {_show(v)})")
-        return Effect(key, _write_step(v), f"{f}({_show(key)}, {_show(v)})", reset_to=v)
+            return Effect(key, _append_step(v), f"append({_show(key)}, {_show(v)})", None, (),
+                          _NO, False)
+        return Effect(key, _write_step(v), f"{f}({_show(key)}, {_show(v)})", None, (), v, False)
     raise CheckerError(f"op {inv.index}: the kv model has no operation {f!r}")
 
 
@@ -544,25 +545,27 @@ def _prepare(ops: Sequence[Op], model: Model, opts: ModelOptions
     pos = {id(op): n for n, op in enumerate(client)}
     pairs = pair_ops(client)
     ctx = model.scan(pairs)
+    compile_op = model.compile
     out: list[_Prepared] = []
     for pair in pairs:
         comp = pair.completion
         indeterminate = pair.indeterminate or _timed_out(comp)
         if indeterminate and comp is not None and comp.type == "fail":
             pair = Pair(pair.invoke, None)  # a timed-out fail is unknown, not a failure
-        eff = model.compile(pair, indeterminate, opts, ctx)
+        eff = compile_op(pair, indeterminate, opts, ctx)
         if eff is None:
             continue
+        key, step, desc, obs, produces, reset_to, observer = eff
         inv = pair.invoke
         call = pos[id(inv)]
         ret = _INF if indeterminate or comp is None else pos[id(comp)]
         line = inv.extra.get("line")
         where = f", line {line}" if isinstance(line, int) else ""
         tag = " (indeterminate)" if indeterminate else ""
-        out.append(_Prepared(call, ret, eff.step, eff.key, inv.process, inv.index,
-                             f"op {inv.index} (process {inv.process}{where}): {eff.desc}{tag}",
-                             eff.observer, eff.obs, eff.reset_to is not _NO,
-                             None if eff.reset_to is _NO else eff.reset_to, eff.produces))
+        resets = reset_to is not _NO
+        out.append(_Prepared(call, ret, step, key, inv.process, inv.index,
+                             f"op {inv.index} (process {inv.process}{where}): {desc}{tag}",
+                             observer, obs, resets, reset_to if resets else None, produces))
     return out, model.init(opts, ctx)
 
 
