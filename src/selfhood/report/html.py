@@ -144,6 +144,12 @@ def _env() -> Any:
         autoescape=True, undefined=jinja2.ChainableUndefined, trim_blocks=True, lstrip_blocks=True)
 
 
+def _display_dir(d: Path) -> str:
+    """`<name>/<timestamp>` under the store; a sweep's seed before publishing: `seed-<n>`."""
+    parts = d.resolve().parts[-2:]
+    return parts[-1] if parts[0].startswith(".") else "/".join(parts)
+
+
 def render_page(template: str, **ctx: Any) -> str:
     """Render one of the package's templates (autoescaped; pass SVG as Markup)."""
     return str(_env().get_template(template).render(**ctx))
@@ -158,8 +164,7 @@ def render_run_html(run: RunData, *, check_time_limit_s: float = 10.0,
              for mode, m in results["modes"].items()]
     return str(_env().get_template("report.html.j2").render(
         title=f"selfhood run {spec.get('name', '?')} (seed {results.get('seed')})",
-        run_dir="/".join((shown_as or run.run_dir).resolve().parts[-2:]), results=results,
-        spec=spec, modes=modes,
+        run_dir=_display_dir(shown_as or run.run_dir), results=results, spec=spec, modes=modes,
         spec_json=json.dumps(spec, indent=2, sort_keys=True),
         schedule=[s for s in spec.get("schedule") or [] if isinstance(s, dict)],
     ))
