@@ -10,7 +10,7 @@ import click
 @click.command("report")
 @click.argument("run_dir", default="store/latest", required=False,
                 type=click.Path(file_okay=False, path_type=Path))
-@click.option("--check-time-limit", type=float, default=10.0, show_default=True,
+@click.option("--check-time-limit", type=float, default=20.0, show_default=True,
               help="Seconds per re-check when the report explains a failing verdict.")
 def report(run_dir: Path, check_time_limit: float) -> None:
     """Rebuild RUN_DIR/report.md and RUN_DIR/report.html and print the table.

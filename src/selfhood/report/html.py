@@ -155,7 +155,7 @@ def render_page(template: str, **ctx: Any) -> str:
     return str(_env().get_template(template).render(**ctx))
 
 
-def render_run_html(run: RunData, *, check_time_limit_s: float = 10.0,
+def render_run_html(run: RunData, *, check_time_limit_s: float = 20.0,
                     shown_as: Path | None = None) -> str:
     """The whole report.html of one run (`shown_as`: the run directory's published name)."""
     results = run.results
@@ -170,7 +170,7 @@ def render_run_html(run: RunData, *, check_time_limit_s: float = 10.0,
     ))
 
 
-def write_report_html(run_dir: str | Path, *, check_time_limit_s: float = 10.0) -> Path:
+def write_report_html(run_dir: str | Path, *, check_time_limit_s: float = 20.0) -> Path:
     """Build RUN_DIR/report.html from the run directory; returns its path."""
     d = Path(run_dir)
     run = load_run(d)
