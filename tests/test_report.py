@@ -243,16 +243,17 @@ def test_stuck_linearization_drawn_per_key(tmp_path: Path) -> None:
         ops.append({"index": len(ops), "time": ms * 1_000_000, "type": typ, "process": p,
                     "f": f, "value": value, "node": "r0"})
 
-    for key in ("i0/mem/tool/r0", "<i>k</i>"):
-        op("invoke", 0, "write", [key, 1], 0)
-        op("ok", 0, "write", [key, 1], 1)
-        op("invoke", 1, "write", [key, 2], 2)
-        op("ok", 1, "write", [key, 2], 3)
-        op("invoke", 2, "read", [key, None], 4)
-        op("ok", 2, "read", [key, 1], 5)
+    for n, key in enumerate(("i0/mem/tool/r0", "<i>k</i>")):
+        t = 10 * n
+        op("invoke", 0, "write", [key, 1], t)
+        op("ok", 0, "write", [key, 1], t + 1)
+        op("invoke", 1, "write", [key, 2], t + 2)
+        op("ok", 1, "write", [key, 2], t + 3)
+        op("invoke", 2, "read", [key, None], t + 4)
+        op("ok", 2, "read", [key, 1], t + 5)
     ok_key = "i0/mem/tool/r1"
-    op("invoke", 0, "write", [ok_key, 7], 6)
-    op("ok", 0, "write", [ok_key, 7], 7)
+    op("invoke", 0, "write", [ok_key, 7], 26)
+    op("ok", 0, "write", [ok_key, 7], 27)
     d = tmp_path / "run"
     (d / "linearizable").mkdir(parents=True)
     (d / "linearizable" / "register.jsonl").write_text(

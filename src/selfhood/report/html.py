@@ -97,7 +97,10 @@ def _mode_view(run: RunData, mode: str, m: dict[str, Any], check_time_limit_s: f
     for c in m.get("checks", []):
         if c.get("valid") is True:
             continue
-        cv = explain_check(c, run.derived(mode, str(c["file"])), check_time_limit_s)
+        ops, why_not = run.derived(mode, str(c["file"]))
+        cv = explain_check(c, ops, check_time_limit_s)
+        if why_not is not None:
+            cv.note = why_not
         cv.command = _command(c, mode)
         views.append(cv)
     view["checks"] = [_check_ctx(cv, mode, expected) for cv in views]

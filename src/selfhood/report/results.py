@@ -25,17 +25,17 @@ class RunData:
         spec = self.results.get("spec")
         return spec if isinstance(spec, dict) else {}
 
-    def derived(self, mode: str, file: str) -> list[Op] | None:
-        """A derived history (list-append.jsonl, ...) of a mode, or None if absent/damaged."""
+    def derived(self, mode: str, file: str) -> tuple[list[Op] | None, str | None]:
+        """A derived history of a mode (list-append.jsonl, ...), or None and why not."""
         from selfhood.checkers.formats import read_history
 
         p = self.run_dir / mode / file
         if not p.is_file():
-            return None
+            return None, f"{p.name} is missing from the run directory; counts only"
         try:
-            return read_history(p, "jsonl")
-        except HistoryError:
-            return None
+            return read_history(p, "jsonl"), None
+        except HistoryError as exc:
+            return None, f"cannot re-check: {exc}"
 
 
 def load_run(run_dir: Path) -> RunData:
