@@ -15,7 +15,11 @@ Embedded: SqliteEventLog append and read (decode included) against raw
 sqlite3 inserting/selecting the same bytes in one transaction (the floor the
 adapter's bookkeeping, group commit and decoding sit on).
 
-    python bench/bench_eventlog.py [--events 100000] [--reps 3] [--no-kafka] [--json out]
+Medians are printed with the spread (min..max over the reps): on a shared box the
+Java tool's own figure moves a lot from run to run.
+
+    python bench/bench_eventlog.py [--events 100000] [--reps 5] [--no-kafka | --no-embedded]
+                                   [--json out]
 """
 
 from __future__ import annotations
@@ -45,6 +49,11 @@ from selfhood.events import encode
 REPO = Path(__file__).resolve().parents[1]
 #: Both producers get the same per-partition batch limit (KafkaEventLog's default).
 BATCH_BYTES = 256 * 1024
+
+
+def spread(xs: list[float], digits: int = 0) -> str:
+    """min..max of the reps, for the printed table and the JSON."""
+    return f"{min(xs):.{digits}f}..{max(xs):.{digits}f}"
 
 
 def say(msg: str) -> None:
@@ -137,6 +146,13 @@ async def bench_kafka(n: int, reps: int) -> dict[str, Any]:
         "append_ratio": med(o_app) / med(j_app), "read_ratio": med(o_read) / med(j_read),
         "samples": {"java_append": j_app, "java_read": j_read,
                     "ours_append": o_app, "ours_read": o_read},
+        "spread": {
+            "java_append": spread(j_app), "java_read": spread(j_read),
+            "ours_append": spread(o_app), "ours_read": spread(o_read),
+            # per rep: ours / Java of the same rep (side by side, same load)
+            "append_ratio": spread([o / j for o, j in zip(o_app, j_app, strict=True)], 2),
+            "read_ratio": spread([o / j for o, j in zip(o_read, j_read, strict=True)], 2),
+        },
     }
 
 
@@ -207,30 +223,39 @@ async def bench_sqlite(n: int, reps: int) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=100_000)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--no-kafka", action="store_true", help="only the embedded log")
+    ap.add_argument("--no-embedded", action="store_true", help="only Kafka")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
-    out: dict[str, Any] = {"embedded": asyncio.run(bench_sqlite(args.events, args.reps))}
+    if args.no_kafka and args.no_embedded:
+        ap.error("--no-kafka and --no-embedded leave nothing to measure")
+    out: dict[str, Any] = {}
+    if not args.no_embedded:
+        out["embedded"] = asyncio.run(bench_sqlite(args.events, args.reps))
     if not args.no_kafka:
         out["kafka"] = asyncio.run(bench_kafka(args.events, args.reps))
 
-    e = out["embedded"]
-    print(f"\nembedded SQLite log, {e['events']} events, median of {e['reps']}")
-    print(f"  append  SqliteEventLog {e['ours_append_eps']:>10.0f}/s   raw sqlite3 "
-          f"{e['raw_insert_eps']:>10.0f}/s   ratio {e['append_ratio']:.2f}")
-    print(f"  read    SqliteEventLog {e['ours_read_eps']:>10.0f}/s   raw sqlite3 "
-          f"{e['raw_select_eps']:>10.0f}/s   ratio {e['read_ratio']:.2f}  (ours decodes)")
-    print(f"  replay  SqliteEventLog {e['ours_read_cpu_eps']:>10.0f} events per CPU-second "
-          f"(holds on a loaded box; projections need >= 200000/s)")
+    if "embedded" in out:
+        e = out["embedded"]
+        print(f"\nembedded SQLite log, {e['events']} events, median of {e['reps']}")
+        print(f"  append  SqliteEventLog {e['ours_append_eps']:>10.0f}/s   raw sqlite3 "
+              f"{e['raw_insert_eps']:>10.0f}/s   ratio {e['append_ratio']:.2f}")
+        print(f"  read    SqliteEventLog {e['ours_read_eps']:>10.0f}/s   raw sqlite3 "
+              f"{e['raw_select_eps']:>10.0f}/s   ratio {e['read_ratio']:.2f}  (ours decodes)")
+        print(f"  replay  SqliteEventLog {e['ours_read_cpu_eps']:>10.0f} events per CPU-second "
+              f"(holds on a loaded box; projections need >= 200000/s)")
     if "kafka" in out:
         k = out["kafka"]
+        sp = k["spread"]
         print(f"\nKafka, 3 brokers, acks=all, {k['records']} records of {k['record_size']} B, "
-              f"median of {k['reps']}")
-        print(f"  append  KafkaEventLog {k['ours_append_eps']:>10.0f}/s   ProducerPerformance "
-              f"{k['java_append_eps']:>10.0f}/s   ratio {k['append_ratio']:.2f}")
-        print(f"  read    KafkaEventLog {k['ours_read_eps']:>10.0f}/s   ConsumerPerformance "
-              f"{k['java_read_eps']:>10.0f}/s   ratio {k['read_ratio']:.2f}")
+              f"median of {k['reps']} (min..max)")
+        print(f"  append  KafkaEventLog {k['ours_append_eps']:>8.0f}/s ({sp['ours_append']})  "
+              f"ProducerPerformance {k['java_append_eps']:>8.0f}/s ({sp['java_append']})  "
+              f"ratio {k['append_ratio']:.2f} ({sp['append_ratio']})")
+        print(f"  read    KafkaEventLog {k['ours_read_eps']:>8.0f}/s ({sp['ours_read']})  "
+              f"ConsumerPerformance {k['java_read_eps']:>8.0f}/s ({sp['java_read']})  "
+              f"ratio {k['read_ratio']:.2f} ({sp['read_ratio']})")
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
 

@@ -49,6 +49,7 @@ from typing import Any, Final
 
 import aiokafka
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.consumer.fetcher import PartitionRecords
 from aiokafka.errors import (
     ConsumerStoppedError,
     IllegalStateError,
@@ -76,6 +77,29 @@ DEFAULT_PARTITIONS: Final = 8
 _TOPIC_ALREADY_EXISTS: Final = 36
 #: A read waits in slices this long, so a fetch that only steps over a gap returns.
 _GAP_POLL_S: Final = 0.05
+
+
+def _raw_value(value: bytes) -> bytes:
+    """Marks a consumer whose records are read as (offset, value) pairs (see below)."""
+    return value
+
+
+_consumer_record = PartitionRecords._consumer_record
+
+
+def _offset_and_value(self: Any, tp: TopicPartition, record: Any) -> Any:
+    """Replay speed bounds failover: skip aiokafka's 11-field ConsumerRecord per record.
+
+    Only for consumers made with ``value_deserializer=_raw_value`` (ours);
+    every other aiokafka consumer in the process gets its records unchanged.
+    The read_committed filtering, positions and fetching stay aiokafka's.
+    """
+    if self._value_deserializer is _raw_value:
+        return (record.offset, record.value)
+    return _consumer_record(self, tp, record)
+
+
+PartitionRecords._consumer_record = _offset_and_value
 
 
 def _describe(exc: BaseException) -> str:
@@ -219,6 +243,7 @@ class KafkaEventLog(EventLogBase):
         consumer = aiokafka.AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, client_id=f"{self._client_id}-reader",
             group_id=None, enable_auto_commit=False, isolation_level="read_committed",
+            value_deserializer=_raw_value,
             auto_offset_reset="earliest", request_timeout_ms=timeout_ms,
             fetch_max_wait_ms=100, max_partition_fetch_bytes=4 * 1024 * 1024,
             retry_backoff_ms=100, metadata_max_age_ms=30_000)
@@ -497,22 +522,22 @@ class KafkaEventLog(EventLogBase):
                     position = int(await consumer.position(tp))
                     if batch or position != from_offset or loop.time() >= deadline:
                         break
-        records = batch.get(tp, [])
+        records: list[tuple[int, bytes | None]] = batch.get(tp, [])
         out: list[LogEntry] = []
-        if (records and records[0].offset < from_offset) or position < from_offset:
+        if (records and records[0][0] < from_offset) or position < from_offset:
             # Seeking past the end resets to the earliest offset (auto_offset_reset);
             # never hand back records before the asked offset, and seek again next time.
-            records = [r for r in records if r.offset >= from_offset]
-            position = records[-1].offset + 1 if records else from_offset
+            records = [r for r in records if r[0] >= from_offset]
+            position = records[-1][0] + 1 if records else from_offset
             self._next_read[partition] = -1
-        for rec in records:
-            raw: bytes = rec.value if rec.value is not None else b""
-            pos = LogPosition(partition, rec.offset)
+        append = out.append
+        for off, value in records:
+            raw = value if value is not None else b""
+            pos = LogPosition(partition, off)
             try:
-                out.append(LogEntry(pos, raw, decode(raw, partition=partition,
-                                                     offset=rec.offset)))
+                append(LogEntry(pos, raw, decode(raw, partition=partition, offset=off)))
             except EventDecodeError as exc:
-                out.append(LogEntry(pos, raw, None, exc.with_traceback(None)))
+                append(LogEntry(pos, raw, None, exc.with_traceback(None)))
         if self._next_read[partition] != -1:
             self._next_read[partition] = position
         return LogBatch(out, position)

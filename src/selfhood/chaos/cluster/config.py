@@ -45,6 +45,10 @@ def replicated_settings(brokers: int) -> dict[str, str]:
         "group.initial.rebalance.delay.ms": "0",
         # replicas fail over within their (spec) session timeout, far below Kafka's 6 s floor
         "group.min.session.timeout.ms": "500",
+        # a writer killed mid-transaction and not restarted holds read_committed readers
+        # of its partitions until its transaction times out; look for those every second
+        # (default 10 s), so the wait is about the writer's transaction timeout
+        "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
     }
 
 
