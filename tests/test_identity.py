@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from selfhood.checkers.history import Op
-from selfhood.checkers.identity import check_identity, percentile, staleness
+from selfhood.checkers.identity import check_identity, staleness
+from selfhood.checkers.measures import percentile
 
 T = "i0/transcript"
 SUB = "i0/mem/subtask/k0"

@@ -29,7 +29,8 @@ from selfhood.chaos.workloads import (
 )
 from selfhood.checkers.formats import ops_to_jsonl
 from selfhood.checkers.history import Op, pair_ops, reindex
-from selfhood.checkers.identity import check_identity, percentile, staleness
+from selfhood.checkers.identity import check_identity, staleness
+from selfhood.checkers.measures import percentile
 from selfhood.checkers.verdict import CheckResult, Validity, combine_validity
 from selfhood.consistency.keys import (
     cases_key,

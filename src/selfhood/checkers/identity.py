@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from typing import Any, Final
 
 from selfhood.checkers.history import Op, Pair, pair_ops
+from selfhood.checkers.measures import percentile
 from selfhood.consistency.keys import is_memory_key, is_transcript_key, try_parse_key
-
-T = TypeVar("T")
 
 #: example cases kept per anomaly kind (counts are exact; examples are capped)
 MAX_CASES: Final = 20
@@ -381,17 +380,6 @@ def staleness(history: Sequence[Op], pairs: Sequence[Pair] | None = None) -> dic
     ts = [t for _, _, t in samples]
     return {"k_max": max(ks, default=0), "t_p99_ms": round(percentile(ts, 99), 3),
             "reads": len(samples), "stale_reads": sum(1 for k in ks if k)}
-
-
-def nearest_rank(s: Sequence[T], q: float) -> T:
-    """The q-th percentile (nearest rank) of an already sorted, non-empty sample."""
-    return s[max(1, math.ceil(q / 100 * len(s))) - 1]
-
-
-def percentile(xs: Iterable[float], q: float) -> float:
-    """Nearest-rank percentile (0 for no data)."""
-    s = sorted(xs)
-    return float(nearest_rank(s, q)) if s else 0.0
 
 
 def check_identity(history: Sequence[Op], *, instances: Sequence[str] | None = None,

@@ -596,7 +596,7 @@ def check_kafka(ops: Sequence[Op]) -> CheckResult:
         result.unknown_reasons.append("no send/poll/txn ops: nothing to check as a Kafka log")
     lags = realtime_lag(a)
     worst = max(lags, key=lambda x: x["lag"], default=None)
-    from selfhood.checkers.staleness import distribution
+    from selfhood.checkers.measures import distribution
 
     result.details["kafka"] = {
         "realtime_lag_ns": distribution([x["lag"] for x in lags]),

@@ -33,23 +33,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfhood.checkers.history import Op, freeze, is_final, pair_ops
-from selfhood.checkers.identity import nearest_rank
+from selfhood.checkers.measures import distribution
 from selfhood.checkers.session import SOp, session_ops
 from selfhood.checkers.verdict import CheckResult
 
-__all__ = ["check_convergence", "check_staleness", "distribution"]
+__all__ = ["check_convergence", "check_staleness"]
 
 TXN_MODELS = ("list-append", "rw-register")
-
-
-def distribution(xs: Sequence[float]) -> dict[str, float]:
-    """p50/p90/p99/max (nearest rank) and mean of a sample; zeros when empty."""
-    if not xs:
-        return {"n": 0, "p50": 0, "p90": 0, "p99": 0, "max": 0, "mean": 0.0}
-    s = sorted(xs)
-    return {"n": len(s), "p50": nearest_rank(s, 50), "p90": nearest_rank(s, 90),
-            "p99": nearest_rank(s, 99),
-            "max": s[-1], "mean": sum(s) / len(s)}
 
 
 @dataclass(frozen=True, slots=True)

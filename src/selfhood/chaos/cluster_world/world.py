@@ -160,7 +160,7 @@ def failover_gaps(kills: list[Kill], history: list[Op]) -> None:
 
 def gap_summary(kills: list[Kill], session_timeout_ms: int) -> dict[str, Any]:
     """p50/p99 of the measured gaps, and the replay figures, for results.json."""
-    from selfhood.checkers.identity import percentile
+    from selfhood.checkers.measures import percentile
 
     gaps = [k.gap_ms for k in kills if k.gap_ms is not None]
     return {
