@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import glob
 import heapq
 import itertools
 import json
@@ -47,6 +46,7 @@ from typing import Any, Final
 
 from selfhood.chaos.client import ClientSessions
 from selfhood.chaos.cluster import ClusterConfig, ClusterManager, default_state_dir
+from selfhood.chaos.cluster.processes import faketime_env, faketime_library, write_offset
 from selfhood.chaos.cluster_world.netns import CLIENT_HOST, REPLICA_HOST0, NodeNetwork
 from selfhood.chaos.generator import Generator, OpRequest
 from selfhood.chaos.interpreter import Interpreter
@@ -72,16 +72,6 @@ Progress = Callable[[str], None]
 
 def _quiet(_msg: str) -> None:
     pass
-
-
-def faketime_library() -> str | None:
-    """Path of libfaketime (Debian package `libfaketime`), or None."""
-    for pattern in ("/usr/lib/*/faketime/libfaketime.so.1", "/usr/lib/faketime/libfaketime.so.1",
-                    "/usr/local/lib/faketime/libfaketime.so.1"):
-        found = sorted(glob.glob(pattern))
-        if found:
-            return found[0]
-    return None
 
 
 def uses_skew(spec: ExperimentSpec, schedule: tuple[Any, ...]) -> bool:
@@ -482,9 +472,8 @@ class ClusterRuntime:
                 raise ClusterError("skew needs libfaketime (`apt-get install faketime`)")
             r.faketime_file = self.work / self.mode / f"{r.name}.faketime"
             if not r.faketime_file.exists():
-                r.faketime_file.write_text("+0\n")
-            env.update(LD_PRELOAD=lib, FAKETIME_TIMESTAMP_FILE=str(r.faketime_file),
-                       FAKETIME_NO_CACHE="1", DONT_FAKE_MONOTONIC="1")
+                write_offset(r.faketime_file, 0.0)
+            env.update(faketime_env(lib, r.faketime_file))
         return env
 
     async def _spawn(self, r: ReplicaProc, limit: float) -> None:
@@ -706,7 +695,7 @@ class ClusterRuntime:
                     raise ChaosError(f"nemesis skew: unknown replica {name!r}")
                 ft = self.replicas[name].faketime_file
                 if ft is not None:
-                    ft.write_text(f"{float(ms) / 1000:+.3f}\n")
+                    write_offset(ft, float(ms) / 1000)  # atomic: libfaketime rereads it
             self.counters["skews"] += f == "skew"
             return v
         if f == "rebalance":
