@@ -6,7 +6,6 @@ import json
 import re
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +87,8 @@ def test_quick_study_cites_its_sweeps(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_default_study_finishes_in_ten_minutes(tmp_path: Path) -> None:
-    t0 = time.monotonic()
+def test_default_study_cites_its_sweeps(tmp_path: Path) -> None:
+    """The default study (seeds 1-5); its time is measured in bench/bench_report.py --study."""
     p = _run("study", "-q", cwd=tmp_path)
-    elapsed = time.monotonic() - t0
     assert p.returncode == 0, p.stderr
     _check_study(tmp_path, p.stdout)
-    print(f"selfhood study (seeds 1-5): {elapsed:.0f} s")
-    assert elapsed < 600
