@@ -7,6 +7,11 @@ to two references measured in the same run on the same ops:
 - parse: reading the history back from EDN text (what any checker pays first);
 - build: transactions + version orders + ww/wr/rw edges, without cycle search.
 
+For the generated histories it also times the whole of `selfhood check` once the
+file is in memory (parse, well-formedness checks, build, check), from JSON lines
+(what a run writes) and from EDN. Everything runs with the cyclic garbage
+collector paused, as `selfhood check` runs (history.paused_gc).
+
 Generated histories mimic Jepsen's list-append workload: a few concurrent
 clients, 1-4 micro-ops per txn, keys retired after 32 appends, each txn
 applied atomically to a serial store at its completion (so it is valid), with
@@ -43,8 +48,8 @@ from selfhood.checkers.edn import ops_to_edn, read_edn_ops
 from selfhood.checkers.elle.graph import PROCESS, DepGraph, _Product, _reach_hits, find_cycle
 from selfhood.checkers.elle.history import transactions
 from selfhood.checkers.elle.list_append import ListAppendAnalysis
-from selfhood.checkers.formats import parse_jsonl
-from selfhood.checkers.history import Op
+from selfhood.checkers.formats import ops_to_jsonl, parse_jsonl, parse_text, well_formed
+from selfhood.checkers.history import Op, paused_gc
 from selfhood.checkers.txn import _specs, check_txn
 
 HUGE = Path(__file__).resolve().parents[2] / "shared" / "peers" / "elle" / "huge-scc.edn"
@@ -124,15 +129,16 @@ def median_time(fn: Callable[[], Any], reps: int) -> tuple[float, float, Any]:
 
 def bench(label: str, ops: list[Op], reps: int, limit: float | None,
           consistency: str = "strict-serializable",
-          parse: Callable[[], Any] | None = None) -> None:
+          parse: Callable[[], Any] | None = None, end_to_end: bool = False) -> None:
+    text = ops_to_edn(ops)
     if parse is None:
-        text = ops_to_edn(ops)
         parse = lambda: read_edn_ops(text)  # noqa: E731
-    w_parse, c_parse, _ = median_time(parse, reps)
-    w_build, c_build, _ = median_time(lambda: ListAppendAnalysis(transactions(ops)), reps)
-    w_check, c_check, r = median_time(
-        lambda: check_txn(ops, workload="list-append", consistency=(consistency,),
-                          time_limit_s=limit), reps)
+    with paused_gc():  # as `selfhood check` runs
+        w_parse, c_parse, _ = median_time(parse, reps)
+        w_build, c_build, _ = median_time(lambda: ListAppendAnalysis(transactions(ops)), reps)
+        w_check, c_check, r = median_time(
+            lambda: check_txn(ops, workload="list-append", consistency=(consistency,),
+                              time_limit_s=limit), reps)
     n_txn = r.details["txns"]
     print(f"{label} [{consistency}]: {len(ops)} ops, {n_txn} txns, valid={r.valid} "
           f"anomalies={r.anomaly_types} edges={r.details['edges']} "
@@ -141,6 +147,28 @@ def bench(label: str, ops: list[Op], reps: int, limit: float | None,
           f"check/parse {w_check / w_parse:5.2f}x  check/build {w_check / w_build:5.2f}x")
     print(f"    cpu : check {c_check:6.2f} s  parse {c_parse:6.2f} s  build {c_build:6.2f} s  "
           f"check/parse {c_check / c_parse:5.2f}x  check/build {c_check / c_build:5.2f}x")
+    if end_to_end:
+        bench_end_to_end(ops, text, reps, consistency)
+
+
+def bench_end_to_end(ops: list[Op], edn: str, reps: int, consistency: str) -> None:
+    """What `selfhood check FILE --model list-append` does after the file is in memory:
+    parse, the well-formedness checks, graph build, check. JSON lines (what a run
+    writes) and the same history as EDN, side by side."""
+    jsonl = ops_to_jsonl(ops)
+
+    def e2e(fmt: str, text: str) -> Any:
+        parsed = well_formed(parse_text(text, fmt))
+        return check_txn(parsed.ops, workload="list-append", consistency=(consistency,))
+
+    with paused_gc():
+        w_j, c_j, r_j = median_time(lambda: e2e("jsonl", jsonl), reps)
+        w_e, c_e, r_e = median_time(lambda: e2e("edn", edn), reps)
+    assert r_j.valid == r_e.valid
+    print(f"    end to end ({len(jsonl) / 1e6:.1f} MB JSONL / {len(edn) / 1e6:.1f} MB EDN, "
+          f"parse + well-formed + build + check):")
+    print(f"      jsonl wall {w_j:6.2f} s cpu {c_j:6.2f} s   edn wall {w_e:6.2f} s cpu "
+          f"{c_e:6.2f} s   edn/jsonl {c_e / c_j:5.2f}x (cpu)")
 
 
 def bench_run_history(reps: int) -> None:
@@ -196,7 +224,7 @@ def main() -> None:
     if not args.no_run:
         bench_run_history(args.reps)
     for n in (int(x) for x in args.sizes.split(",") if x):
-        bench(f"generated {n}", generate(n), args.reps, None)
+        bench(f"generated {n}", generate(n), args.reps, None, end_to_end=True)
     if HUGE.exists():
         ops = read_edn_ops(HUGE.read_text())
         bench("huge-scc.edn", ops, args.reps, args.huge_limit)

@@ -418,21 +418,25 @@ def test_rw_register_non_cycle_anomalies(name: str, history: H, model: str,
 
 def test_time_limit_gives_unknown_never_a_guess() -> None:
     # a history whose only cycle class needs the exact G-nonadjacent search;
-    # with a zero budget that search cannot finish
+    # with a zero search budget that search cannot finish
     h = H().concurrent((0, [["r", "a", []], ["r", "b", [1]]]),
                        (1, [["append", "a", 1]]),
                        (2, [["r", "a", [1]], ["r", "b", []]]),
                        (3, [["append", "b", 1]]))
-    r = la(h, "snapshot-isolation", time_limit_s=0.0)
+    r = la(h, "snapshot-isolation", search_timeout_s=0.0)
     # the cheap witness is found regardless of the limit, and it is a real cycle
     assert r.valid is False and r.anomaly_types == ["G-nonadjacent-item"]
     skew = H().concurrent((0, [["r", "x", []], ["r", "y", []], ["append", "x", 1]]),
                           (1, [["r", "x", []], ["r", "y", []], ["append", "y", 1]]))
-    r = la(skew, "snapshot-isolation", time_limit_s=0.0)
+    r = la(skew, "snapshot-isolation", search_timeout_s=0.0)
     # the witness is G2-item (allowed by SI); the searches for prohibited
     # classes could not run, so the answer is unknown, not valid
     assert r.valid == "unknown"
     assert r.unknown_reasons and "time limit" in r.unknown_reasons[0]
+    # the whole time limit covers building the graph too: spent before the search,
+    # it is unknown with the step it ran out in
+    r = la(h, "snapshot-isolation", time_limit_s=0.0)
+    assert r.valid == "unknown" and "ran out while pairing" in r.unknown_reasons[0]
     assert la(skew, "snapshot-isolation", time_limit_s=10.0).valid is True
     # the per-search cap applies even without an overall limit
     assert la(skew, "snapshot-isolation", search_timeout_s=0.0).valid == "unknown"

@@ -21,6 +21,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
+from itertools import compress
 from typing import Any
 
 from selfhood.checkers.history import Op, op_from_fields
@@ -252,9 +253,132 @@ def _parse_with_starts(text: str, path: str | None) -> tuple[list[Any], list[int
         raise HistoryError(str(exc), line=_token_line(text, exc.token), path=path) from None
 
 
+# --- fast path -------------------------------------------------------------------
+#
+# Most histories (Jepsen's, Elle's, ours) use a small part of EDN: delimiters,
+# keywords, numbers, nil/true/false, sets and strings without escapes. For those,
+# tokens come from str.translate + str.split (C loops, no regex), atoms are
+# converted once each through a dict, and the Python loop visits delimiters
+# only, slicing the atoms between them. Anything else (tags, #_, ##Inf, escapes,
+# characters, an error of any kind) goes to the general reader above, which
+# also names the line of every error.
+
+_DELIMS = frozenset({"[", "]", "{", "}", "(", ")", "#{"})
+_COMMENT = re.compile(r";[^\n]*")
+
+
+class _NotFast(Exception):
+    """Internal: the text needs the general reader."""
+
+
+class _Atoms(dict[str, Any]):
+    """Token -> value, converting each distinct token once."""
+
+    def __missing__(self, tok: str) -> Any:
+        if tok[0] == '"':
+            value: Any = tok[1:-1]
+        elif tok[0] == "#" or tok[0] == "\\":
+            raise _NotFast
+        else:
+            try:
+                value = _atom(tok, -1)
+            except (_EdnSyntax, ValueError):
+                raise _NotFast from None
+        if len(self) < 1 << 20:
+            self[tok] = value
+        return value
+
+
+def _fast_tokens(text: str) -> list[str]:
+    if "\\" in text:
+        raise _NotFast
+    parts = text.split('"')
+    if len(parts) % 2 == 0:  # an unterminated string
+        raise _NotFast
+    if len(parts) > 1 and ";" in text:
+        # a ';' could open a comment holding a '"': only plain leading comments here
+        head = text.lstrip()
+        while head.startswith(";"):
+            head = head.partition("\n")[2].lstrip()
+        if ";" in head:
+            raise _NotFast
+        parts = head.split('"')
+    tokens: list[str] = []
+    for n, part in enumerate(parts):
+        if n % 2:
+            tokens.append('"' + part + '"')
+            continue
+        if ";" in part:
+            part = _COMMENT.sub(" ", part)
+        if "#" in part:
+            part = part.replace("#{", "\x00")
+            if "#" in part:  # tags, discards, ##Inf: the general reader
+                raise _NotFast
+        tokens += _spaced(part).split()
+    return tokens
+
+
+def _spaced(code: str) -> str:
+    """Delimiters set apart by spaces, commas made spaces (str.replace: C speed)."""
+    code = code.replace(",", " ").replace("[", " [ ").replace("]", " ] ")
+    code = code.replace("{", " { ").replace("}", " } ")
+    if "(" in code or ")" in code:
+        code = code.replace("(", " ( ").replace(")", " ) ")
+    if "\x00" in code:
+        code = code.replace("\x00", " #{ ")
+    return code
+
+
+def _fast_forms(text: str) -> list[Any]:
+    """Top-level forms of `text` by the fast path, or _NotFast."""
+    tokens = _fast_tokens(text)
+    vals = list(map(_Atoms().__getitem__, tokens))
+    delims = list(compress(range(len(tokens)), map(_DELIMS.__contains__, tokens)))
+    top: list[Any] = []
+    cur = top
+    stack: list[tuple[str, list[Any]]] = []
+    kind = ""
+    prev = -1
+    try:
+        for i in delims:
+            if i > prev + 1:
+                cur += vals[prev + 1:i]
+            prev = i
+            tok = tokens[i]
+            if tok in _CLOSERS:
+                if len(stack) >= MAX_DEPTH:
+                    raise _NotFast
+                stack.append((kind, cur))
+                kind, cur = tok, []
+                continue
+            if not stack or _CLOSERS[kind] != tok:
+                raise _NotFast
+            if kind == "{":
+                if len(cur) % 2:
+                    raise _NotFast
+                it = iter(cur)
+                value: Any = dict(zip(it, it, strict=True))
+            elif kind == "#{":
+                value = frozenset(cur)
+            else:
+                value = cur
+            kind, cur = stack.pop()
+            cur.append(value)
+    except TypeError:  # an unhashable map key or set member: the general reader
+        raise _NotFast from None
+    if stack:
+        raise _NotFast
+    if prev + 1 < len(vals):
+        top += vals[prev + 1:]
+    return top
+
+
 def parse_edn(text: str, *, path: str | None = None) -> list[Any]:
     """All top-level EDN forms in `text`; malformed input raises HistoryError with the line."""
-    return _parse_with_starts(text, path)[0]
+    try:
+        return _fast_forms(text)
+    except _NotFast:
+        return _parse_with_starts(text, path)[0]
 
 
 # --- EDN forms -> history ops ------------------------------------------------
@@ -343,7 +467,7 @@ def _op_lines(text: str) -> list[int]:
 def edn_history(text: str, *, path: str | None = None, deadline: float | None = None
                 ) -> tuple[list[Op], Callable[[int], int | None]]:
     """Parse an EDN history: its ops, and a way from an op's position to its line."""
-    forms, _ = _parse_with_starts(text, path)
+    forms = parse_edn(text, path=path)
     if deadline is not None and time.monotonic() > deadline:
         raise CheckTimeout("the time limit ran out while reading the EDN history")
     lines: list[int] = []
@@ -354,6 +478,11 @@ def edn_history(text: str, *, path: str | None = None, deadline: float | None = 
         return lines[pos] if pos < len(lines) else None
 
     flat = _flat(forms)
+    if "#{" not in text:  # no set, so no tuple inside a value: op maps as they are
+        try:
+            return list(map(op_from_fields, flat, range(len(flat)))), line_of
+        except (HistoryError, AttributeError):
+            pass  # the loop below names the op and its line
     ops = []
     for pos, form in enumerate(flat):
         try:

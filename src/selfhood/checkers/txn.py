@@ -146,13 +146,26 @@ def check_txn(
     models = [cm.canonical_model(m) for m in consistency] or ["strict-serializable"]
     prohibited = cm.prohibited_anomalies(models)
 
+    def out_of_time(step: str) -> CheckResult | None:
+        # the limit covers building the graph too, checked between its steps
+        if deadline is None or time.monotonic() <= deadline:
+            return None
+        return CheckResult(valid=UNKNOWN, unknown_reasons=[
+            f"the time limit of {time_limit_s} s ran out while {step}"],
+            details={"workload": workload, "consistency": models,
+                     "elapsed_s": time.monotonic() - t0})
+
     txns = transactions(ops)
+    if late := out_of_time("pairing the transactions"):
+        return late
     analysis: _Analysis
     if workload == "list-append":
         analysis = ListAppendAnalysis(txns)
     else:
         analysis = RwRegisterAnalysis(txns, wfr_keys=wfr_keys, sequential_keys=sequential_keys,
                                       linearizable_keys=linearizable_keys)
+    if late := out_of_time("inferring version orders and dependencies"):
+        return late
     g = analysis.graph
     extra = 0
     if any(a.endswith("-realtime") for a in prohibited):
@@ -161,6 +174,8 @@ def check_txn(
     elif any(a.endswith("-process") for a in prohibited):
         extra = PROCESS
         add_process_edges(g, txns)
+    if late := out_of_time("adding the process / real-time order"):
+        return late
 
     found: dict[str, list[str]] = {}
     cycles: dict[str, list[Any]] = {}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from selfhood.checkers.elle.graph import PROCESS, REALTIME, DepGraph
-from selfhood.checkers.history import Op, pair_ops
+from selfhood.checkers.history import Op
 from selfhood.errors import HistoryError
 
 Mop = tuple[str, Any, Any]
@@ -87,18 +87,23 @@ def _mops(value: Any, op: Op, reads_known: bool) -> list[Mop]:
         raise HistoryError(f"op {op.index}: a transaction value must be a list of "
                            f"[f k v] micro-ops, got {_short(value)}", op_index=op.index)
     out: list[Mop] = []
+    append = out.append
     for m in value:
         try:
             f, k, v = m
         except (TypeError, ValueError):
             f = None
-        if type(f) is not str or isinstance(m, str | dict):
+        if type(f) is not str or type(m) is str or type(m) is dict:
             raise HistoryError(f"op {op.index}: malformed micro-op {_short(m)} (want [f k v])",
                                op_index=op.index)
         if f == "r" and not reads_known:
             v = None
         # normalize once here so analyses can hash keys and values directly
-        out.append((f, _scalar(k, op, m), _scalar(v, op, m)))
+        if type(k) is not int and type(k) is not str:
+            k = _scalar(k, op, m)
+        if v is not None and type(v) is not int:
+            v = _scalar(v, op, m)
+        append((f, k, v))
     return out
 
 
@@ -111,14 +116,27 @@ def transactions(ops: Sequence[Op]) -> list[Txn]:
     """Pair ops and build transactions, in invocation order.
 
     Keys and values are normalized with `hashable` (list reads become tuples).
+    Pairing is `history.pair_ops`'s (an invoke with the next completion of its
+    process; a completion with none open stands alone), done here on positions.
 
     Non-transaction client ops (f other than txn/None) and nemesis ops are
     ignored, as Elle does with non-client ops.
     """
-    pos_of = {id(op): i for i, op in enumerate(ops)}
+    running: dict[Any, list[Any] | None] = {}
+    slots: list[list[Any]] = []  # [invoke position, invoke, completion position, completion]
+    for pos, op in enumerate(ops):
+        if op.type == "invoke":
+            slot = [pos, op, None, None]
+            running[op.process] = slot  # an earlier open invoke stays indeterminate
+            slots.append(slot)
+        else:
+            began = running.pop(op.process, None)
+            if began is None:
+                slots.append([pos, op, pos, op])
+            else:
+                began[2], began[3] = pos, op
     txns: list[Txn] = []
-    for pair in pair_ops(ops):
-        inv, comp = pair.invoke, pair.completion
+    for inv_pos, inv, comp_pos, comp in slots:
         if inv.f not in (None, "txn") or inv.process == "nemesis":
             continue
         if comp is None or comp.type == "info":
@@ -133,13 +151,9 @@ def transactions(ops: Sequence[Op]) -> list[Txn]:
         else:
             kind = "ok"
             mops = _mops(comp.value, comp, reads_known=True)
-        txns.append(Txn(
-            id=len(txns), type=kind, process=inv.process, invoke_index=inv.index,
-            index=comp.index if comp is not None else inv.index,
-            invoke_pos=pos_of[id(inv)],
-            complete_pos=pos_of[id(comp)] if comp is not None and comp is not inv else None,
-            mops=mops,
-        ))
+        txns.append(Txn(len(txns), kind, inv.process, inv.index,
+                        comp.index if comp is not None else inv.index, inv_pos,
+                        comp_pos if comp is not None and comp is not inv else None, mops))
     return txns
 
 
@@ -151,23 +165,30 @@ def add_realtime_edges(g: DepGraph, txns: Sequence[Txn]) -> None:
     Every real-time precedence is a path in the result, with O(concurrency)
     edges per transaction instead of O(n).
     """
-    events: list[tuple[int, int, int]] = []  # (position, 0=complete/1=invoke, txn id)
+    # events by history position (no sort): txn id + 1 invokes, -(txn id + 1) completes
+    size = 1 + max((max(t.invoke_pos, t.complete_pos or 0) for t in txns), default=0)
+    at: list[int] = [0] * size
     for t in txns:
-        if not t.possible:
+        if t.type == "fail":
             continue
-        events.append((t.invoke_pos, 1, t.id))
-        if t.committed and t.complete_pos is not None:
-            events.append((t.complete_pos, 0, t.id))
-    events.sort()
+        at[t.invoke_pos] = t.id + 1
+        if t.type == "ok" and t.complete_pos is not None:
+            at[t.complete_pos] = -(t.id + 1)
+    adj = g.adj
     frontier: set[int] = set()
     seen_at_invoke: dict[int, frozenset[int]] = {}
-    for _, kind, tid in events:
-        if kind == 1:
+    empty: frozenset[int] = frozenset()
+    for e in at:
+        if e > 0:
+            tid = e - 1
             seen_at_invoke[tid] = frozenset(frontier)
             for p in frontier:
-                g.link(p, tid, REALTIME)
-        else:
-            frontier -= seen_at_invoke.get(tid, frozenset())
+                if p != tid:
+                    row = adj[p]
+                    row[tid] = row.get(tid, 0) | REALTIME
+        elif e < 0:
+            tid = -e - 1
+            frontier -= seen_at_invoke.get(tid, empty)
             frontier.add(tid)
 
 

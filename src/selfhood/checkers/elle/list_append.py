@@ -18,6 +18,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from itertools import pairwise
+from operator import itemgetter
 from typing import Any
 
 from selfhood.checkers.elle.graph import PROCESS, REALTIME, RW, WR, WW, DepGraph
@@ -57,6 +58,7 @@ class ListAppendAnalysis:
         self.read_values: dict[Any, dict[tuple[Any, ...], int]] = {}
         self.incompatible_keys: set[Any] = set()
         self.longest_read: dict[Any, tuple[Any, ...]] = {}
+        self.twice: list[Txn] = []
         self._index()
         self._version_orders()
         self._edges()
@@ -154,20 +156,27 @@ class ListAppendAnalysis:
                 got.append(tid)
             if v:
                 w = writer.get((k, state))
-                if w is not None and w != tid and txns[w].possible:
+                if w is not None and w != tid and txns[w].type != "fail":
                     row = adj[w]
                     row[tid] = row.get(tid, 0) | WR
+        order, pos = self.order, self.pos
         for t in txns:
-            if not t.possible:
+            if t.type == "fail":
                 continue
             tid = t.id
             for f, k, v in t.mops:
                 if f != "append":
                     continue
-                prev = self._prev(k, v)
+                # self._prev(k, v), inlined: this loop visits every append
+                o = order.get(k)
+                if not o:
+                    prev = INIT
+                else:
+                    i = pos[k].get(v)
+                    prev = o[-1] if i is None else o[i - 1] if i > 0 else INIT
                 if prev is not INIT:
                     w = writer.get((k, prev))
-                    if w is not None and w != tid and txns[w].possible:
+                    if w is not None and w != tid and txns[w].type != "fail":
                         row = adj[w]
                         row[tid] = row.get(tid, 0) | WW
                 for r in read_index.get((k, prev), ()):
@@ -183,31 +192,33 @@ class ListAppendAnalysis:
         # elements of that order, so those elements are checked once per key
         # (with the longest read as the example); other reads element by element.
         longest: dict[Any, tuple[int, tuple[Any, ...]]] = {}
+        order_tuple, intermediate = self.order_tuple, self.intermediate
         for tid, k, v in self.reads:
-            t = txns[tid]
-            if len(set(v)) != len(v):
-                dups = sorted({_show(e) for e in v if v.count(e) > 1})
-                self.add("duplicate-elements",
-                         f"{t.name()} read key {_show(k)} = {_show(v)}, which holds "
-                         f"{', '.join(dups)} more than once")
-            order = self.order_tuple.get(k, ())
+            order = order_tuple.get(k, ())
             if v == order[:len(v)]:
+                # a prefix of the (duplicate-free) version order: no element twice
                 if len(v) > len(longest.get(k, (0, ()))[1]):
                     longest[k] = (tid, v)
             else:
+                if len(set(v)) != len(v):
+                    dups = sorted({_show(e) for e in v if v.count(e) > 1})
+                    self.add("duplicate-elements",
+                             f"{txns[tid].name()} read key {_show(k)} = {_show(v)}, which "
+                             f"holds {', '.join(dups)} more than once")
                 self._check_elements(tid, k, v, v)
-            if v and (k, v[-1]) in self.intermediate:
+            if v and (k, v[-1]) in intermediate:
                 w = self.writer[(k, v[-1])]
                 if w != tid:
-                    self.add("G1b", f"{t.name()} read key {_show(k)} = {_show(v)}, ending in "
-                                    f"{_show(v[-1])}, an intermediate append of "
+                    self.add("G1b", f"{txns[tid].name()} read key {_show(k)} = {_show(v)}, "
+                                    f"ending in {_show(v[-1])}, an intermediate append of "
                                     f"{txns[w].name()} which appended to {_show(k)} again "
                                     "later (intermediate read)")
         for k, (tid, v) in longest.items():
             self._check_elements(tid, k, v, v)
-        for t in txns:
-            if t.committed and _touches_a_key_twice(t):
-                self._internal(t)
+        # committed txns with two micro-ops on one key (internal, future-read, lost-update)
+        self.twice = [t for t in txns if t.type == "ok" and _touches_a_key_twice(t)]
+        for t in self.twice:
+            self._internal(t)
         self._reordered_appends()
         self._lost_updates()
         self._dirty_updates()
@@ -238,8 +249,11 @@ class ListAppendAnalysis:
                 if v in read_so_far.get(k, ()):
                     self.add("future-read", f"{t.name()} read {_show(v)} in key {_show(k)} "
                                             "before appending it itself")
-                known, elems = expected.get(k, (False, []))
-                expected[k] = (known, [*elems, v])
+                known_elems = expected.get(k)
+                if known_elems is None:
+                    expected[k] = (False, [v])
+                else:
+                    known_elems[1].append(v)  # in place: one txn may append 10^5 times
             else:
                 seen = v or ()
                 read_so_far.setdefault(k, set()).update(seen)
@@ -292,9 +306,7 @@ class ListAppendAnalysis:
 
     def _lost_updates(self) -> None:
         groups: dict[tuple[Any, Any], list[Txn]] = {}
-        for t in self.txns:
-            if not t.committed or not _touches_a_key_twice(t):
-                continue
+        for t in self.twice:
             first_read: dict[Any, Any] = {}
             written: set[Any] = set()
             for f, k, v in t.mops:
@@ -344,7 +356,7 @@ class ListAppendAnalysis:
         appends_by_key: dict[Any, list[tuple[Any, Txn]]] = {}
         for (k, e), w in self.writer.items():
             t = txns[w]
-            if t.committed and t.complete_pos is not None and k in reads_by_key:
+            if t.type == "ok" and t.complete_pos is not None and k in reads_by_key:
                 appends_by_key.setdefault(k, []).append((e, t))
         for k, appends in appends_by_key.items():
             rs = sorted(reads_by_key[k], key=lambda r: r[0])
@@ -426,7 +438,7 @@ def _out_of_order(elems: list[Any], pos: dict[Any, int]) -> str | None:
 def _touches_a_key_twice(t: Txn) -> bool:
     """Internal, future-read and lost-update need two micro-ops on one key."""
     mops = t.mops
-    return len(mops) > 1 and len({k for _, k, _ in mops}) < len(mops)
+    return len(mops) > 1 and len(set(map(itemgetter(1), mops))) < len(mops)
 
 
 def explain_order(ta: Txn, tb: Txn, rel: int) -> str:
