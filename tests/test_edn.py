@@ -164,3 +164,46 @@ def test_txn_values_round_trip_with_keyword_micro_ops() -> None:
     text = ops_to_edn([op])
     assert "[:append 1 2]" in text and "[:r 1 [1 2]]" in text and '[:w "k" nil]' in text
     assert read_edn_ops(text) == [op]
+
+
+# --- the fast path reads exactly what the general reader reads -----------------------------
+
+_atom_text = st.one_of(
+    st.integers(-10**20, 10**20).map(str), st.sampled_from(
+        ["nil", "true", "false", ":r", ":append", ":type", ":ok", "sym", "1.5", "-0", "+3",
+         "7N", "1.5M", "1/2", "##Inf", "#inst \"2020\"", "#_ 5", "\\a", "\"s t\"", "\"q\\\"\"",
+         "\"a;b\"", "\"\"", "12x", ":", "#{1 2}", "#{}", "()", "{}"]))
+
+
+def _edn_text(draw: st.DrawFn) -> str:
+    def form(depth: int) -> str:
+        if depth > 3 or draw(st.booleans()):
+            return draw(_atom_text)
+        kind = draw(st.sampled_from(["[", "(", "{", "#{"]))
+        items = [form(depth + 1) for _ in range(draw(st.integers(0, 4)))]
+        close = {"[": "]", "(": ")", "{": "}", "#{": "}"}[kind]
+        sep = draw(st.sampled_from([" ", ", ", "\n", "  ; c\n"]))
+        return kind + sep.join(items) + close
+    head = draw(st.sampled_from(["", "; header \"quoted\"\n", ";; a\n;b\n"]))
+    return head + "\n".join(form(0) for _ in range(draw(st.integers(0, 4))))
+
+
+@given(st.composite(_edn_text)())
+def test_fast_and_general_readers_agree(text: str) -> None:
+    from selfhood.checkers import edn
+
+    try:
+        general: object = edn._parse_with_starts(text, None)[0]
+    except HistoryError as exc:
+        general = ("error", exc.line)
+    try:
+        fast: object = edn._fast_forms(text)
+    except edn._NotFast:
+        fast = general  # the general reader handles it: nothing to compare
+    assert repr(fast) == repr(general)
+    got: object
+    try:
+        got = parse_edn(text)
+    except HistoryError as exc:
+        got = ("error", exc.line)
+    assert repr(got) == repr(general)
