@@ -189,8 +189,10 @@ def test_run_exit_codes(tmp_path: Path) -> None:
 
 def test_parse_seeds() -> None:
     assert parse_seeds("1-3,7") == (1, 2, 3, 7)
-    for bad in ("3-1", "x", "1,1", "1-5000"):
-        with pytest.raises(SpecError, match="--seeds"):
+    assert parse_seeds("-3,-1") == (-3, -1) and parse_seeds("-2--1") == (-2, -1)
+    for bad, why in (("3-1", "runs backwards"), ("x", "not a seed"), ("1,1", "twice"),
+                     ("1-5000", "at most"), ("", "not a seed")):
+        with pytest.raises(SpecError, match=f"--seeds.*{why}"):
             parse_seeds(bad)
 
 

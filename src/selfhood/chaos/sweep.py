@@ -39,20 +39,17 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     """`1-20`, `1,3,5`, `1-5,9` -> seeds (SpecError naming --seeds on anything else)."""
     out: list[int] = []
     for part in (p.strip() for p in text.split(",")):
+        cut = part.find("-", 1)
         try:
-            if "-" in part[1:]:
-                cut = part.index("-", 1)
-                lo, hi = int(part[:cut]), int(part[cut + 1:])
-                if hi < lo:
-                    raise SpecError(f"option --seeds: range {part!r} runs backwards")
-                if hi - lo >= MAX_SEEDS:
-                    raise SpecError(f"option --seeds: at most {MAX_SEEDS} seeds")
-                out.extend(range(lo, hi + 1))
-            else:
-                out.append(int(part))
+            lo, hi = (int(part[:cut]), int(part[cut + 1:])) if cut > 0 else (int(part),) * 2
         except ValueError:
             raise SpecError(f"option --seeds: {part!r} is not a seed or a range like 1-20"
                             ) from None
+        if hi < lo:
+            raise SpecError(f"option --seeds: range {part!r} runs backwards")
+        if hi - lo >= MAX_SEEDS:
+            raise SpecError(f"option --seeds: at most {MAX_SEEDS} seeds")
+        out.extend(range(lo, hi + 1))
     if not out or len(out) > MAX_SEEDS:
         raise SpecError(f"option --seeds: give 1..{MAX_SEEDS} seeds")
     if len(set(out)) != len(out):
