@@ -248,11 +248,6 @@ def seeded_event_ids(seed: int | str) -> Callable[[], str]:
     return new_id
 
 
-def event_id_from(seed: int, n: int) -> str:
-    """A deterministic UUID for seeded runs (same seed, same ids, same bytes)."""
-    return str(uuid.UUID(int=((seed & ((1 << 64) - 1)) << 64) | (n & ((1 << 64) - 1)), version=4))
-
-
 # ---------------------------------------------------------------------------
 # Codec
 

@@ -33,8 +33,8 @@ from selfhood.events import (
     RuleAdded,
     RuleRevoked,
     TurnAppended,
-    event_id_from,
     make_event,
+    seeded_event_ids,
     to_builtins,
 )
 
@@ -185,11 +185,12 @@ def bench_events(n_events: int, n_instances: int, seed: int) -> list[Event]:
     seq = [0] * n_instances
     rules: list[list[str]] = [[] for _ in range(n_instances)]
     out: list[Event] = []
+    new_id = seeded_event_ids(f"bench/{seed}")  # the same seed, the same ids
     for n in range(n_events):
         i = rng.randrange(n_instances)
         out.append(make_event(f"bench-{seed}-{i}", bench_payload(rng, n, rules[i]),
                               writer=f"bench-{i % 4}", hlc=Hlc(seq[i], 0),
-                              event_id=event_id_from(seed, n)))
+                              event_id=new_id()))
         seq[i] += 1
     return out
 

@@ -22,8 +22,8 @@ from selfhood.events import (
     RuleRevoked,
     SnapshotMarker,
     TurnAppended,
-    event_id_from,
     make_event,
+    seeded_event_ids,
 )
 
 WRITERS = ("r1", "r2", "r3")
@@ -71,6 +71,7 @@ def event_lists(instance_ids: tuple[str, ...] = ("i1",), *, min_size: int = 0,
 def scenario_events(n: int, instances: int, seed: int = 1) -> list[Event]:
     """Turns, memory, rules, claims, conditional and stale-epoch writes, and duplicates."""
     rng = random.Random(seed)
+    new_id = seeded_event_ids(f"scenario/{seed}")
     out: list[Event] = []
     epochs = [0] * instances
     for k in range(n):
@@ -97,7 +98,7 @@ def scenario_events(n: int, instances: int, seed: int = 1) -> list[Event]:
         out.append(make_event(iid, payload, writer=f"w{rng.randrange(3)}",
                               epoch=epoch, hlc=Hlc(rng.randrange(50), k),
                               read_version=rng.choice([None, None, k // instances]),
-                              event_id=event_id_from(seed, k)))
+                              event_id=new_id()))
         if rng.random() < 0.05:
             out.append(out[rng.randrange(len(out))])  # a retried append
     return out
