@@ -365,6 +365,32 @@ def test_bad_nemesis_and_config_are_typed_errors() -> None:
         run("sequential", nemesis(OpRequest("partition", {"pattern": "zigzag"})))
     with pytest.raises(ChaosError, match=r"SimConfig\.mode"):
         run("causal", nemesis(OpRequest("heal")))
+    with pytest.raises(ChaosError, match="no field 'lease'"):
+        simcfg(lease=5)
+
+
+def test_configuration_is_stated_once() -> None:
+    """Issue 11: SimConfig holds the replicas' ReplicaConfig and the spec's NetSpec."""
+    from selfhood.consistency import config, router
+    from selfhood.spec import MODES, ROUTERS, ExperimentSpec, NetSpec
+
+    assert MODES is config.MODES and ROUTERS is router.POLICIES
+    spec = ExperimentSpec(shards=3, sharded_memory=True, atomic_memory=False, fencing=False,
+                          net=NetSpec(loss=0.1), router="round-robin", op_timeout_ms=400)
+    cfg = SimConfig.from_spec(spec, "linearizable")
+    assert cfg.replica == spec.replica_config("linearizable") == config.ReplicaConfig(
+        mode="linearizable", shards=3, sharded_memory=True, atomic_memory=False, fencing=False)
+    assert cfg.net is spec.net and cfg.mode == "linearizable" and cfg.shards == 3
+    assert (cfg.router, cfg.op_timeout_ms, cfg.instances) == (
+        "round-robin", 400, spec.instance_names)
+    # with_overrides finds each name in its one home
+    v = cfg.with_overrides(mode="eventual", loss=0.2, concurrency=2, outbox_ms=5)
+    assert (v.replica.mode, v.net.loss, v.concurrency, v.replica.outbox_ms) == (
+        "eventual", 0.2, 2, 5)
+    assert v.replica.shards == 3 and v.net.delay_ms_max == spec.net.delay_ms_max
+    # the spec's replica defaults are the replica's own
+    assert (ExperimentSpec().shards, ExperimentSpec().fencing) == (
+        config.DEFAULT_REPLICA.shards, config.DEFAULT_REPLICA.fencing)
 
 
 def test_time_limit_caps_virtual_time() -> None:
