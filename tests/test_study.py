@@ -84,6 +84,13 @@ def test_quick_study_cites_its_sweeps(tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     d = _check_study(tmp_path, p.stdout)
     assert (d / "fault-partition" / "seed-2" / "report.html").is_file()
+    # `selfhood report` rebuilds the study's pages from its sweeps
+    before = (d / "study.md").read_text()
+    (d / "study.md").unlink()
+    (d / "study.html").unlink()
+    r = _run("report", str(d), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (d / "study.md").read_text() == before and (d / "study.html").is_file()
 
 
 @pytest.mark.slow

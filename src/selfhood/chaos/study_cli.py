@@ -72,10 +72,12 @@ def study(seeds_text: str, runtime: str, time_limit_s: float, store: Path,
                       after_run=write_report_html,
                       keep=runtime == "cluster" and n < len(configs()))
             write_sweep_report(sub)
+        elapsed = time.perf_counter() - t0
         (d / "study.json").write_text(json.dumps(
             {"kind": "study", "seeds": list(seeds), "runtime": runtime,
-             "configs": [c.name for c in configs()]}, indent=2) + "\n", encoding="utf-8")
-        out["html"] = write_study(d, seeds, runtime, time.perf_counter() - t0)
+             "configs": [c.name for c in configs()], "elapsed_s": elapsed},
+            indent=2) + "\n", encoding="utf-8")
+        out["html"] = write_study(d, seeds, runtime, elapsed)
 
     study_dir = publish(store, "study", fill)
     click.echo((study_dir / "study.md").read_text(encoding="utf-8"), nl=False)

@@ -15,8 +15,9 @@ import click
 def report(run_dir: Path, check_time_limit: float) -> None:
     """Rebuild RUN_DIR/report.md and RUN_DIR/report.html and print the table.
 
-    RUN_DIR is a run directory, e.g. store/latest (the default), or a sweep
-    directory (then the sweep's report is rebuilt). A damaged results.json
+    RUN_DIR is a run directory, e.g. store/latest (the default), a sweep
+    directory (its sweep.md and report.html) or a study directory (its
+    study.md and study.html). A damaged results.json
     is reported field by field (exit 65).
     """
     from selfhood.errors import SpecError
@@ -25,6 +26,11 @@ def report(run_dir: Path, check_time_limit: float) -> None:
 
     if not check_time_limit > 0:
         raise SpecError("option --check-time-limit: must be > 0")
+    if (run_dir / "study.json").is_file():
+        from selfhood.report.study import rebuild_study
+
+        click.echo(f"report: {run_dir / 'study.md'}, {rebuild_study(run_dir)}")
+        return
     if (run_dir / "sweep.json").is_file():
         from selfhood.report.sweep import write_sweep_report
 

@@ -214,3 +214,18 @@ def write_study(d: Path, seeds: tuple[int, ...], runtime: str, elapsed_s: float)
     out = d / "study.html"
     out.write_text(html, encoding="utf-8")
     return out
+
+
+def rebuild_study(d: Path) -> Path:
+    """study.md and study.html again from a stored study directory (its study.json)."""
+    from selfhood.errors import ResultsError
+    from selfhood.results import read_json
+
+    p = d / "study.json"
+    data = read_json(p)
+    seeds = data.get("seeds") if isinstance(data, dict) else None
+    if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) for s in seeds)):
+        raise ResultsError(f"{p}: seeds: expected a non-empty list of seeds")
+    elapsed = data.get("elapsed_s", 0.0)
+    return write_study(d, tuple(seeds), str(data.get("runtime", "sim")),
+                       float(elapsed) if isinstance(elapsed, (int, float)) else 0.0)
