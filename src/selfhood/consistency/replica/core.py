@@ -117,6 +117,9 @@ class Replica:
         # ownership: (owner, epoch) per instance, from grants and applied claims
         self.assigned: dict[str, tuple[str, int]] = {}
         self._n_batches = 0
+        #: this replica's writes waiting to see their events in the log, by event id
+        #: (the mode's record of each; `_apply` hands them to `_own_event`/`_own_applied`)
+        self.writes: dict[str, Any] = {}
         # sharded memory bookkeeping
         self.turn_missing: dict[str, dict[str, list[Any]]] = {i: {} for i in instances}
         self.missing_by_dep: dict[str, list[tuple[str, str]]] = {}
@@ -329,9 +332,20 @@ class Replica:
                  out: list[Output]) -> None:
         """An ownership claim was applied (the mode decides what it means)."""
 
+    def _own_event(self, write: Any, partition: int) -> None:
+        """One of our writes' events is about to be folded (the mode evaluates its reads)."""
+
+    def _own_applied(self, write: Any, outcome: Outcome, partition: int, offset: int,
+                     out: list[Output]) -> None:
+        """One of our writes' events was folded with ``outcome``."""
+
     def _apply(self, ev: Event, partition: int, offset: int, now: Clock,
                out: list[Output]) -> Outcome:
         """Fold one event from the log (or a local eventual write) into its instance."""
+        writes = self.writes
+        w = writes.get(ev.event_id) if writes else None
+        if w is not None:
+            self._own_event(w, partition)
         inst = ev.instance_id
         st = self.states.get(inst)
         if st is None:
@@ -377,6 +391,8 @@ class Replica:
                         entry[1] = [d for d in entry[1] if d != eid]
                         if not entry[1]:
                             del self.turn_missing[winst][turn_id]
+        if w is not None:
+            self._own_applied(w, outcome, partition, offset, out)
         return outcome
 
     def _partner_is_next(self, deps: tuple[str, ...], chunks: list[Chunk]) -> bool:

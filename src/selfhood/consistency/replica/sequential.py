@@ -80,7 +80,6 @@ class SequentialReplica(Replica):
         self.claims: dict[str, list[tuple[int, Event]]] = {}
         #: writes waiting to learn the owner (or for our own claim), with their deadlines
         self.await_owner: dict[str, list[tuple[Request, int]]] = {}
-        self.writes: dict[str, _Write] = {}
         self.reads: list[_Read] = []
         self._barrier = 0
 
@@ -242,12 +241,9 @@ class SequentialReplica(Replica):
         if partition == self.home[inst]:
             w.deps_missing = self._deps_missing(inst, w.mops)
 
-    def _apply(self, ev: Event, partition: int, offset: int, now: Clock,
-               out: list[Output]) -> Outcome:
-        """Fold one event; if it is one of our writes, its reads are evaluated just before."""
-        w = self.writes.get(ev.event_id) if self.writes else None
-        if w is None:
-            return Replica._apply(self, ev, partition, offset, now, out)
+    def _own_event(self, write: Any, partition: int) -> None:
+        """Our write's reads are evaluated just before its first event is folded."""
+        w: _Write = write
         if w.result is None:
             w.result = self._eval_txn(w.mops)
             w.deps_missing = self._deps_missing(w.instance, w.mops)
@@ -257,12 +253,15 @@ class SequentialReplica(Replica):
         elif w.reread and partition in w.reread:
             w.reread.discard(partition)
             self._reread(w, partition)
-        outcome = Replica._apply(self, ev, partition, offset, now, out)
+
+    def _own_applied(self, write: Any, outcome: Outcome, partition: int, offset: int,
+                     out: list[Output]) -> None:
+        """Once the log has all of a write's events, its outcome goes to the client."""
+        w: _Write = write
         w.outcomes.append(outcome)
         w.positions[partition] = max(w.positions.get(partition, 0), offset + 1)
         if len(w.outcomes) == len(w.event_ids):
             self._finish_write(w, out)
-        return outcome
 
     def _finish_write(self, w: _Write, out: list[Output]) -> None:
         for eid in w.event_ids:
