@@ -62,8 +62,9 @@ def partition_groups(pattern: str, nodes: Sequence[str], rng: random.Random, *,
     raise ValueError(f"unknown partition pattern {pattern!r}")
 
 
-def cut_links(value: Any, nodes: Sequence[str], rng: random.Random) -> set[tuple[str, str]]:
-    """The directed links a partition op cuts: two nodes talk iff some group holds both.
+def resolve_partition(value: Any, nodes: Sequence[str],
+                      rng: random.Random) -> list[list[str]]:
+    """The explicit groups of a partition op's value: two nodes talk iff a group holds both.
 
     ``value`` is ``{"groups": [[node, ...], ...]}`` (groups may overlap: a bridge
     node sits in both halves, a ring is a list of links) or ``{"pattern": name}``
@@ -85,13 +86,22 @@ def cut_links(value: Any, nodes: Sequence[str], rng: random.Random) -> set[tuple
             groups = partition_groups(str(pattern), nodes, rng, node=value.get("node"))
         except ValueError as e:
             raise ChaosError(f"nemesis partition: {e}") from None
-    allowed: set[tuple[str, str]] = set()
     for gi, g in enumerate(groups):
         for n in g:
             if n not in nodes:
                 raise ChaosError(f"nemesis partition: unknown node {n!r} in group {gi}")
-        allowed.update((a, b) for a in g for b in g)
+    return [list(g) for g in groups]
+
+
+def cut_of(groups: Sequence[Sequence[str]], nodes: Sequence[str]) -> set[tuple[str, str]]:
+    """The directed links between ``nodes`` that no group holds."""
+    allowed = {(a, b) for g in groups for a in g for b in g}
     return {(a, b) for a in nodes for b in nodes if a != b and (a, b) not in allowed}
+
+
+def cut_links(value: Any, nodes: Sequence[str], rng: random.Random) -> set[tuple[str, str]]:
+    """The directed links a partition op cuts (`resolve_partition`, then `cut_of`)."""
+    return cut_of(resolve_partition(value, nodes, rng), nodes)
 
 
 def _fault(kind: str, spec: ExperimentSpec, rng: random.Random) -> tuple[str, Any, str, Any]:

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -59,7 +60,7 @@ from selfhood.projections.state import (
 )
 
 #: Bump when a table changes; old databases are refused (rebuild them).
-STORE_SCHEMA: Final = 1
+STORE_SCHEMA: Final = 2  # 2: HLC wall times are 64-bit (real clocks exceed int32)
 
 metadata = MetaData()
 
@@ -82,7 +83,7 @@ transcript = Table(
     Column("instance_id", String(255), primary_key=True),
     Column("event_id", String(64), primary_key=True),
     Column("seq", Integer, nullable=False),
-    Column("hlc_wall", Integer, nullable=False),
+    Column("hlc_wall", BigInteger, nullable=False),
     Column("hlc_logical", Integer, nullable=False),
     Column("writer", Text, nullable=False),
     Column("role", Text, nullable=False),
@@ -100,7 +101,7 @@ memory = Table(
     Column("plan", Text),
     Column("reward", Float),
     Column("seq", Integer, nullable=False),
-    Column("hlc_wall", Integer, nullable=False),
+    Column("hlc_wall", BigInteger, nullable=False),
     Column("hlc_logical", Integer, nullable=False),
     Column("writer", Text, nullable=False),
     Column("event_id", String(64), nullable=False),
@@ -111,13 +112,13 @@ rules = Table(
     Column("rule_id", String(255), primary_key=True),
     Column("text", Text),
     Column("added_event_id", String(64)),
-    Column("added_hlc_wall", Integer),
+    Column("added_hlc_wall", BigInteger),
     Column("added_hlc_logical", Integer),
     Column("added_writer", Text),
     Column("revoked", Boolean, nullable=False),
     Column("reason", Text),
     Column("revoked_event_id", String(64)),
-    Column("revoked_hlc_wall", Integer),
+    Column("revoked_hlc_wall", BigInteger),
     Column("revoked_hlc_logical", Integer),
     Column("revoked_writer", Text),
 )

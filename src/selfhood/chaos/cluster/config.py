@@ -49,6 +49,9 @@ def replicated_settings(brokers: int) -> dict[str, str]:
         # of its partitions until its transaction times out; look for those every second
         # (default 10 s), so the wait is about the writer's transaction timeout
         "transaction.abort.timed.out.transaction.cleanup.interval.ms": "1000",
+        # a kill -9'd broker is fenced (its partitions led elsewhere) after 3 s, not 9 s
+        "broker.session.timeout.ms": "3000",
+        "broker.heartbeat.interval.ms": "500",
     }
 
 

@@ -46,11 +46,9 @@ from typing import Any, Final
 
 from selfhood.chaos.client import ClientSessions
 from selfhood.chaos.cluster import ClusterConfig, ClusterManager, default_state_dir
-from selfhood.chaos.cluster.processes import faketime_env, faketime_library, write_offset
-from selfhood.chaos.cluster_world.netns import CLIENT_HOST, REPLICA_HOST0, NodeNetwork
 from selfhood.chaos.generator import Generator, OpRequest
 from selfhood.chaos.interpreter import Interpreter
-from selfhood.chaos.nemesis import cut_links
+from selfhood.chaos.nemesis import cut_of, resolve_partition
 from selfhood.checkers.history import Op
 from selfhood.consistency.replica import UNAVAILABLE, Reply, Request
 from selfhood.errors import ChaosError, ClusterError
@@ -63,6 +61,10 @@ REPLICA_PORT: Final = 8470
 READY_TIMEOUT_S: Final = 90.0
 #: a restarted replica must print its "listening" line within this
 RESTART_TIMEOUT_S: Final = 30.0
+#: the client process's node (namespace)
+CLIENT_NODE: Final = "client"
+#: every replica process a run starts is named <prefix><run id>-<mode>-<replica>
+PROCESS_PREFIX: Final = "run-"
 #: netns clusters of the cluster runtime use this offset from the base port when the
 #: state dir already holds a cluster without namespaces (the test suite's)
 NETNS_PORT_OFFSET: Final = 500
@@ -149,12 +151,18 @@ def failover_gaps(kills: list[Kill], history: list[Op]) -> None:
 
 
 def gap_summary(kills: list[Kill], session_timeout_ms: int) -> dict[str, Any]:
-    """p50/p99 of the measured gaps, and the replay figures, for results.json."""
+    """p50/p99 of the measured gaps, and the replay figures, for results.json.
+
+    Only kills of owners count (a replica that owned no partition hands nothing over).
+    """
     from selfhood.checkers.measures import percentile
 
+    others = [k for k in kills if not k.partitions]
+    kills = [k for k in kills if k.partitions]
     gaps = [k.gap_ms for k in kills if k.gap_ms is not None]
     return {
         "kills": len(kills),
+        "kills_of_non_owners": len(others),
         "measured": len(gaps),
         "p50_ms": round(percentile(gaps, 50), 3) if gaps else None,
         "p99_ms": round(percentile(gaps, 99), 3) if gaps else None,
@@ -244,7 +252,11 @@ class ClusterWorld:
         elif item[0] == "nemesis":
             _, op, fut = item
             self.nemesis_pending -= 1
-            interp.nemesis_done(op, fut.result())  # a failed fault ends the run
+            try:
+                value = fut.result()
+            except BaseException as exc:  # a failed fault ends the run, saying which
+                raise ChaosError(f"nemesis {op.f} {op.value!r} failed: {exc!r}") from exc
+            interp.nemesis_done(op, value)
 
 
 # --- processes -------------------------------------------------------------------------
@@ -252,12 +264,13 @@ class ClusterWorld:
 
 @dataclass(slots=True)
 class ReplicaProc:
+    """One replica: its node (namespace) and, per mode, its tracked process's name."""
+
     name: str
     address: str
-    proc: asyncio.subprocess.Process | None = None
-    drain: asyncio.Task[None] | None = None
+    process: str = ""
+    up: bool = False
     paused: bool = False
-    faketime_file: Path | None = None
 
     @property
     def url(self) -> str:
@@ -288,10 +301,11 @@ class ClusterRuntime:
         self.mgr: ClusterManager | None = None
         self.cfg: ClusterConfig | None = None
         self.started_cluster = False
-        self.net: NodeNetwork | None = None
+        self.made_nodes = False
+        self.client_started = False
         self.run_id = secrets.token_hex(3)
+        self.client_process = f"{PROCESS_PREFIX}{self.run_id}-client"
         self.work = self.state_dir / "runs" / self.run_id
-        self.client_proc: asyncio.subprocess.Process | None = None
         self.client_reader: asyncio.StreamReader | None = None
         self.client_writer: asyncio.StreamWriter | None = None
         self.client_task: asyncio.Task[None] | None = None
@@ -303,6 +317,7 @@ class ClusterRuntime:
         self.skew = False
         self.kills: list[Kill] = []
         self.broker_down: list[int] = []
+        self.broker_starts: list[asyncio.Task[None]] = []
         self.nem_rng = random.Random(spec.seed * 104729 + 2)
         self.counters: dict[str, int] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
@@ -340,64 +355,70 @@ class ClusterRuntime:
         self.cfg = cfg = mgr.load_config()
         assert cfg is not None
         self.work.mkdir(parents=True, exist_ok=True)
-        self.net = NodeNetwork(cfg, mgr.state_dir / "runtime-netns.json")
-        await self.net.teardown()  # whatever a crashed earlier run left
+        await self._forget_earlier_runs()
         self.say(f"namespaces for {self.spec.replicas} replicas and the clients")
-        await self.net.add("c", CLIENT_HOST)
-        for i, name in enumerate(self.spec.replica_names):
-            addr = await self.net.add(name, REPLICA_HOST0 + i)
-            self.replicas[name] = ReplicaProc(name, addr)
+        self.made_nodes = True
+        await mgr.add_node(CLIENT_NODE)
+        for name in self.spec.replica_names:
+            self.replicas[name] = ReplicaProc(name, await mgr.add_node(name))
         await self._start_client()
         self.session = aiohttp.ClientSession()
+
+    async def _forget_earlier_runs(self) -> None:
+        """Stop what a killed earlier run left (its processes, rules and namespaces)."""
+        assert self.mgr is not None
+        for name in self.mgr.process_names():
+            if name.startswith(PROCESS_PREFIX):
+                await self.mgr.stop_process(name, grace=0.5)
+        if self.mgr.nodes():
+            await self.mgr.remove_nodes()
 
     async def stop(self) -> None:
         """Stop every process this run started and remove its namespaces; safe twice."""
         for r in self.replicas.values():
-            await self._kill_replica(r, sig=signal.SIGKILL)
+            await self._stop_replica(r, kill=True)
         if self.client_task is not None:
             self.client_task.cancel()
             self.client_task = None
         if self.client_writer is not None:
             self.client_writer.close()
             self.client_writer = None
-        if self.client_proc is not None:
-            await _stop_proc(self.client_proc)
-            self.client_proc = None
+        if self.mgr is not None and self.client_started:
+            await self.mgr.stop_process(self.client_process)
+            self.client_started = False
         if self.session is not None:
             await self.session.close()
             self.session = None
         for t in list(self.tasks):
             t.cancel()
+        for t in self.broker_starts:
+            with contextlib.suppress(BaseException):
+                await t
+        self.broker_starts = []
         if self.mgr is not None:
             for b in self.broker_down:
                 with contextlib.suppress(ClusterError):
                     await self.mgr.start_broker(b)
             self.broker_down = []
-        if self.net is not None:
-            await self.net.teardown()
-            self.net = None
+        if self.mgr is not None and self.made_nodes:
+            await self.mgr.remove_nodes()  # and every rule cutting them
+            self.made_nodes = False
         if self.mgr is not None and self.started_cluster and not self.keep:
             self.say("stopping the Kafka cluster this run started (--keep leaves it up)")
             await self.mgr.down()
             self.started_cluster = False
 
     async def _start_client(self) -> None:
-        assert self.net is not None
+        assert self.mgr is not None
         sock = self.work / "client.sock"
         with contextlib.suppress(FileNotFoundError):
             sock.unlink()
-        self.client_proc = await asyncio.create_subprocess_exec(
-            "ip", "netns", "exec", self.net.ns["c"], sys.executable, "-m",
-            "selfhood.chaos.cluster_world.clientproc", str(sock),
-            stdout=asyncio.subprocess.PIPE, stderr=(self.work / "client.log").open("ab"),
-            stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
-        assert self.net is not None
-        self.net.note_process(self.client_proc.pid, str(sock))
-        assert self.client_proc.stdout is not None
-        async with asyncio.timeout(30):
-            line = await self.client_proc.stdout.readline()
-        if b"ready" not in line:
-            raise ClusterError(f"the client process did not start (see {self.work}/client.log)")
+        self.client_started = True
+        await self.mgr.start_process(
+            self.client_process, [sys.executable, "-m",
+                                  "selfhood.chaos.cluster_world.clientproc", str(sock)],
+            node=CLIENT_NODE)
+        await self.mgr.wait_for_output(self.client_process, "ready", 30.0)
         self.client_reader, self.client_writer = await asyncio.open_unix_connection(str(sock))
         self.client_task = asyncio.create_task(self._client_replies())
 
@@ -447,11 +468,11 @@ class ClusterRuntime:
     # -- replicas -------------------------------------------------------------------------
 
     def _replica_argv(self, r: ReplicaProc) -> list[str]:
-        spec, cfg, net = self.spec, self.cfg, self.net
-        assert cfg is not None and net is not None
-        argv = ["ip", "netns", "exec", net.ns[r.name], sys.executable, "-m", "selfhood",
-                "replica", "serve", "--node", r.name, "--listen", f"{r.address}:{REPLICA_PORT}",
-                "--bootstrap", cfg.bootstrap, "--topic", self.topic, "--mode", self.mode,
+        spec, cfg = self.spec, self.cfg
+        assert cfg is not None
+        argv = [sys.executable, "-m", "selfhood", "replica", "serve", "--node", r.name,
+                "--listen", f"{r.address}:{REPLICA_PORT}", "--bootstrap", cfg.bootstrap,
+                "--topic", self.topic, "--mode", self.mode,
                 "--shards", str(spec.shards), "--instances", str(spec.instances),
                 "--sharded-memory" if spec.sharded_memory else "--no-sharded-memory",
                 "--atomic-memory" if spec.atomic_memory else "--no-atomic-memory",
@@ -463,72 +484,41 @@ class ClusterRuntime:
                 argv += ["--peer", f"{other.name}={other.url}"]
         return argv
 
-    def _replica_env(self, r: ReplicaProc) -> dict[str, str]:
-        env = dict(os.environ)
-        env.pop("PYTHONBREAKPOINT", None)
-        if self.skew:
-            lib = faketime_library()
-            if lib is None:
-                raise ClusterError("skew needs libfaketime (`apt-get install faketime`)")
-            r.faketime_file = self.work / self.mode / f"{r.name}.faketime"
-            if not r.faketime_file.exists():
-                write_offset(r.faketime_file, 0.0)
-            env.update(faketime_env(lib, r.faketime_file))
-        return env
-
-    async def _spawn(self, r: ReplicaProc, limit: float) -> None:
-        (self.work / self.mode / r.name).mkdir(parents=True, exist_ok=True)
-        log = (self.work / self.mode / f"{r.name}.log").open("ab")
-        r.proc = await asyncio.create_subprocess_exec(
-            *self._replica_argv(r), env=self._replica_env(r), stdout=asyncio.subprocess.PIPE,
-            stderr=log, stdin=asyncio.subprocess.DEVNULL, start_new_session=True)
-        r.paused = False
-        assert self.net is not None
-        self.net.note_process(r.proc.pid, f"--topic {self.topic} ")
-        assert r.proc.stdout is not None
-        out = r.proc.stdout
-        try:
-            async with asyncio.timeout(limit):
-                while True:
-                    line = await out.readline()
-                    if not line:
-                        raise ClusterError(f"replica {r.name} exited while starting; see "
-                                           f"{self.work / self.mode / r.name}.log")
-                    log.write(line)
-                    if b"listening on" in line:
-                        break
-        except TimeoutError:
-            raise ClusterError(f"replica {r.name} did not serve within {limit:.0f} s") from None
-
-        async def drain() -> None:
-            while line := await out.readline():
-                log.write(line)
-            log.close()
-
-        r.drain = asyncio.create_task(drain())
-
-    async def _kill_replica(self, r: ReplicaProc, *, sig: signal.Signals) -> None:
-        p = r.proc
-        if p is None:
+    async def _start_replica(self, r: ReplicaProc, limit: float, *, restart: bool) -> None:
+        """Start (or restart, on the same local disk) a replica; until it serves."""
+        assert self.mgr is not None
+        if restart:
+            # its log still holds the first start's line: ask the process itself; one
+            # that exits (e.g. the log unreachable while a broker is down) is started again
+            deadline = time.monotonic() + limit
+            await self.mgr.restart_process(r.process)
+            r.up, r.paused = True, False
+            while await self.status(r, 0.5) is None:
+                if time.monotonic() > deadline:
+                    await self._stop_replica(r, kill=True)
+                    raise ClusterError(f"replica {r.name} did not serve within {limit:.0f} s "
+                                       f"of its restart; see {self.mgr.process_log(r.process)}")
+                if self.mgr.process_pid(r.process) is None:
+                    await self.mgr.restart_process(r.process)
+                await asyncio.sleep(0.1)
             return
-        if p.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                if r.paused and sig != signal.SIGKILL:
-                    p.send_signal(signal.SIGCONT)
-                p.send_signal(sig)
-            try:
-                async with asyncio.timeout(10):
-                    await p.wait()
-            except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    p.kill()
-                await p.wait()
-        if r.drain is not None:
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(r.drain, 5)
-        r.proc = None
-        r.drain = None
-        r.paused = False
+        else:
+            (self.work / self.mode / r.name).mkdir(parents=True, exist_ok=True)
+            r.process = f"{PROCESS_PREFIX}{self.run_id}-{self.mode[:3]}-{r.name}"
+            await self.mgr.start_process(r.process, self._replica_argv(r), node=r.name,
+                                         skew_clock=self.skew)
+        r.up, r.paused = True, False
+        await self.mgr.wait_for_output(r.process, "listening on", limit)
+
+    async def _stop_replica(self, r: ReplicaProc, *, kill: bool = False) -> None:
+        """kill -9 (``kill``) or SIGTERM with a grace period."""
+        assert self.mgr is not None
+        if r.process and self.mgr.process_pid(r.process) is not None:
+            if kill:
+                await self.mgr.kill_process(r.process)
+            else:
+                await self.mgr.stop_process(r.process)
+        r.up, r.paused = False, False
 
     async def status(self, r: ReplicaProc, timeout_s: float = 1.0) -> dict[str, Any] | None:
         """GET /v1/status from the root namespace (admin, not a client op)."""
@@ -561,6 +551,26 @@ class ClusterRuntime:
                                    f"(replica logs in {self.work / self.mode})")
             await asyncio.sleep(0.2)
 
+    async def _settled(self, limit: float) -> bool:
+        """Wait until every running replica is in the same group generation and every
+        partition has exactly one active owner (eventual: every replica answers)."""
+        deadline = time.monotonic() + limit
+        want = set(range(self.spec.shards))
+        while True:
+            live = [r for r in self.replicas.values() if r.up and not r.paused]
+            sts = [await self.status(r) for r in live]
+            if sts and all(s is not None for s in sts):
+                gens = {(s or {}).get("group", {}).get("generation") for s in sts}
+                owned = [o["partition"] for s in sts if s is not None
+                         for o in s.get("owned", []) if o.get("active")]
+                if self.mode == "eventual" or (
+                        len(gens) == 1 and None not in gens
+                        and set(owned) == want and len(owned) == len(want)):
+                    return True
+            if time.monotonic() > deadline:
+                return False
+            await asyncio.sleep(0.1)
+
     # -- one mode ------------------------------------------------------------------------
 
     async def run_mode(self, mode: str, generator: Generator,
@@ -574,7 +584,8 @@ class ClusterRuntime:
         (self.work / mode).mkdir(parents=True, exist_ok=True)
         self.say(f"[{mode}] starting {spec.replicas} replicas on topic {self.topic}")
         t0 = time.monotonic()
-        await asyncio.gather(*(self._spawn(r, READY_TIMEOUT_S) for r in self.replicas.values()))
+        await asyncio.gather(*(self._start_replica(r, READY_TIMEOUT_S, restart=False)
+                               for r in self.replicas.values()))
         await self._wait_owned(READY_TIMEOUT_S)
         self.say(f"[{mode}] replicas ready in {time.monotonic() - t0:.1f} s; running the load")
         loop = asyncio.get_running_loop()
@@ -607,8 +618,7 @@ class ClusterRuntime:
             projection = {"error": repr(exc)}
         failover_gaps(self.kills, history)
         _claims_of_kills(self.kills, statuses)
-        for r in self.replicas.values():
-            await self._kill_replica(r, sig=signal.SIGTERM)
+        await asyncio.gather(*(self._stop_replica(r) for r in self.replicas.values()))
         await self._restart_brokers()
         stats = {**self.counters, "timeouts": clients.timeouts,
                  "failovers": clients.router.failovers, "ops": len(history),
@@ -620,10 +630,14 @@ class ClusterRuntime:
                           self.topic, round(time.monotonic() - t0, 3))
 
     async def _restart_brokers(self) -> None:
+        """Every broker this mode killed is back (started now, or awaited if starting)."""
         assert self.mgr is not None
         while self.broker_down:
             b = self.broker_down.pop()
             await self.mgr.start_broker(b)
+        starts, self.broker_starts = self.broker_starts, []
+        for t in starts:
+            await t
 
     # -- nemesis --------------------------------------------------------------------------
 
@@ -639,25 +653,23 @@ class ClusterRuntime:
     async def nemesis(self, op: OpRequest) -> Any:
         """Inflict one fault; the value recorded as its completion."""
         f, v = op.f, op.value
-        net = self.net
-        assert net is not None
+        mgr = self.mgr
+        assert mgr is not None
         if f == "partition":
             nodes = (*self.replicas, LOG_NODE)
-            cut = cut_links(v, nodes, self.nem_rng)
-            for a, b in sorted(cut):
-                if a == LOG_NODE or (b != LOG_NODE and b < a):
-                    continue  # each rule pair drops both directions
-                peers = net.broker_addresses() if b == LOG_NODE else [net.addr[b]]
-                await net.cut(a, peers)
+            groups = resolve_partition(v, nodes, self.nem_rng)
+            # the clients sit outside the partitioned network, as in the simulator
+            await mgr.partition_nodes([[*g, CLIENT_NODE] for g in groups])
             self.counters["partitions"] += 1
+            cut = cut_of(groups, nodes)
             return {**(v if isinstance(v, dict) else {}),
                     "cut": sorted([a, b] for a, b in cut if a < b)}
         if f == "heal":
-            await net.heal()
+            await mgr.heal()
             return v
         if f == "crash":
             r = self._replica_arg(op)
-            if r.proc is not None:
+            if r.up:
                 st = await self.status(r, 0.5)
                 owned = [o for o in (st or {}).get("owned", []) if o.get("active")]
                 self.kills.append(Kill(
@@ -665,25 +677,35 @@ class ClusterRuntime:
                     tuple(sorted(i for o in owned for i in o.get("instances", []))),
                     tuple(sorted(o["partition"] for o in owned))))
                 self.counters["crashes"] += 1
-                await self._kill_replica(r, sig=signal.SIGKILL)
+                await self._stop_replica(r, kill=True)
             return v
         if f == "restart":
             r = self._replica_arg(op)
-            if r.proc is None:
+            if r.up and mgr.process_pid(r.process) is None:
+                r.up = False  # it died on its own
+            if not r.up:
                 self.counters["restarts"] += 1
-                await self._spawn(r, RESTART_TIMEOUT_S)
+                try:
+                    await self._start_replica(r, RESTART_TIMEOUT_S, restart=True)
+                except ClusterError as exc:  # recorded, not fatal: the heal phase tries again
+                    return {"replica": r.name, "error": str(exc)}
+                # done when the group has taken it back (or after a bound): a restart is
+                # a rejoin, and the rebalance it causes belongs to it
+                if not await self._settled(max(5.0, 5 * self.spec.session_timeout_ms / 1000)):
+                    self.counters["unsettled_restarts"] = (
+                        self.counters.get("unsettled_restarts", 0) + 1)
             return v
         if f == "pause":
             r = self._replica_arg(op)
-            if r.proc is not None and not r.paused:
-                r.proc.send_signal(signal.SIGSTOP)
+            if r.up and not r.paused:
+                await mgr.pause_process(r.process)
                 r.paused = True
                 self.counters["pauses"] += 1
             return v
         if f == "resume":
             r = self._replica_arg(op)
-            if r.proc is not None and r.paused:
-                r.proc.send_signal(signal.SIGCONT)
+            if r.up and r.paused:
+                await mgr.resume_process(r.process)
                 r.paused = False
             return v
         if f in ("skew", "unskew"):
@@ -693,28 +715,33 @@ class ClusterRuntime:
             for name, ms in offsets.items():
                 if name not in self.replicas:
                     raise ChaosError(f"nemesis skew: unknown replica {name!r}")
-                ft = self.replicas[name].faketime_file
-                if ft is not None:
-                    write_offset(ft, float(ms) / 1000)  # atomic: libfaketime rereads it
+                r = self.replicas[name]
+                if r.process and self.skew:
+                    mgr.set_clock_offset(r.process, float(ms) / 1000)
             self.counters["skews"] += f == "skew"
             return v
         if f == "rebalance":
-            live = [r for r in self.replicas.values() if r.proc is not None and not r.paused]
+            live = [r for r in self.replicas.values() if r.up and not r.paused]
             target = live[self.nem_rng.randrange(len(live))] if live else None
             if target is not None:
                 await self._admin("POST", f"{target.url}/v1/admin/rebalance", 5.0)
                 self.counters["rebalances"] += 1
             return {"replica": None if target is None else target.name}
         if f == "kill-broker":
-            assert self.mgr is not None and self.cfg is not None
             node = await self._broker_arg(v)
-            await self.mgr.kill_broker(node)
+            await mgr.kill_broker(node)
             self.broker_down.append(node)
             self.counters["broker_kills"] += 1
             return {"broker": node, "asked": v}
         if f == "restart-broker":
-            await self._restart_brokers()
-            return v
+            # a broker takes tens of seconds to rejoin: start it and go on (the mode's end
+            # waits until it is back); the op completes when the process is started
+            started: list[int] = []
+            while self.broker_down:
+                node = self.broker_down.pop()
+                self.broker_starts.append(asyncio.create_task(mgr.start_broker(node)))
+                started.append(node)
+            return {"brokers": started}
         raise ChaosError(f"unknown nemesis op {f!r}")
 
     async def _broker_arg(self, v: Any) -> int:
@@ -817,34 +844,23 @@ def fingerprint_table(replicas: dict[str, dict[str, Any]],
 
 
 async def partition_leader(bootstrap: str, topic: str, partition: int) -> int:
-    """The broker id leading ``topic``'s ``partition`` now."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
+    """The broker id leading ``topic``'s ``partition`` now (from fresh cluster metadata)."""
+    from aiokafka import TopicPartition
+    from aiokafka.client import AIOKafkaClient
 
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await c.start()
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     try:
-        async with asyncio.timeout(10):
-            await c.partitions_for_topic(topic)
-            leader = c._client.cluster.leader_for_partition(TopicPartition(topic, partition))
+        async with asyncio.timeout(15):
+            await client.bootstrap()
+            md = await client.fetch_all_metadata()
+    except TimeoutError:
+        raise ClusterError(f"no metadata for {topic} from {bootstrap} within 15 s") from None
     finally:
-        await c.stop()
+        await client.close()
+    leader = md.leader_for_partition(TopicPartition(topic, partition))
     if leader is None or leader < 0:
         raise ClusterError(f"no leader for {topic}[{partition}]")
     return int(leader)
-
-
-async def _stop_proc(p: asyncio.subprocess.Process) -> None:
-    if p.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            p.terminate()
-        try:
-            async with asyncio.timeout(5):
-                await p.wait()
-        except TimeoutError:
-            with contextlib.suppress(ProcessLookupError):
-                p.kill()
-            await p.wait()
-
 
 
 def run_cluster(spec: ExperimentSpec, schedule: tuple[Any, ...], heal: tuple[Any, ...], *,
