@@ -204,7 +204,8 @@ def test_eventual_replicas_converge_without_faults(netns_cluster: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", [
-    "sequential", pytest.param("eventual", marks=pytest.mark.xfail(strict=True,
+    # not strict: with the bug the eventual verdict on the cluster varies from run to run
+    "sequential", pytest.param("eventual", marks=pytest.mark.xfail(strict=False,
                                                                   reason=EVENTUAL_BUG))])
 def test_sim_and_cluster_agree_on_the_qualitative_verdicts(netns_cluster: Path,
                                                            mode: str) -> None:
