@@ -256,6 +256,12 @@ async def test_node_namespaces_partitions_and_down_after_a_crash(state_dir: Path
         await mgr.start_broker(1, limit=120)
         assert mgr.broker_alive(1) and mgr.broker_pid(1) != pid
         assert mgr.process_pid("srv-r2") is not None
+        # remove_nodes heals and removes the node namespaces, not the brokers'
+        made = {mgr.node_namespace(n) for n in ("r1", "r2", "c1")}
+        await mgr.remove_nodes()
+        assert mgr.nodes() == {} and not made & _netns_list()
+        assert cfg.namespace(1) in _netns_list() and _ns_rules(cfg.namespace(1)) == []
+        await mgr.add_node("r1")  # again, so that `down` below has a node to remove
     finally:
         down = await asyncio.to_thread(
             subprocess.run, [sys.executable, "-m", "selfhood", "cluster", "down",

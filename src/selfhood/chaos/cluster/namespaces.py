@@ -187,7 +187,7 @@ class Namespaces(StateDir):
         return address
 
     async def remove_nodes(self) -> None:
-        """Remove every node namespace `add_node` made (and the rules cutting them)."""
+        """Heal every partition, then remove every node namespace `add_node` made."""
         await self.heal()
         rec = self._netns_rec()
         nodes = rec.pop("nodes", {})
