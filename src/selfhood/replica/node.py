@@ -8,7 +8,9 @@ output               what the node does
   Reply              resolves the waiting HTTP request (eventual: after the outbox fsync)
   Forward            POSTs the request to the owner's /v1/forward and relays its answer
   Append             appends to the log, all or none (one entry: the idempotent
-                     producer; more: a Kafka transaction), then acks the core
+                     producer; more: a Kafka transaction, group-committed with
+                     the others waiting; eventual: one outbox shipment at a
+                     time), then acks the core
   Poll               wakes the poller (a barrier id asks it for the log end too)
   ModelCall          asks the model port (the deterministic model by default)
 
