@@ -21,6 +21,8 @@ EXTRA_OF: Final = {
     "aiosqlite": "sql",
     "asyncpg": "postgres",
     "aiohttp": "cluster",
+    "yaml": "cluster",
+    "jsonschema": "cluster",
     "jinja2": "report",
     "markupsafe": "report",
     "matplotlib": "report",

@@ -82,3 +82,29 @@ def serve(config: Path | None, verbose: bool, **values: Any) -> None:
     from selfhood.replica.http import serve as run
 
     asyncio.run(run(opts))
+
+
+@replica.command()
+@click.argument("url")
+@click.option("--openapi", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="The API document (default: docs/replica-api.yaml of this checkout).")
+@click.option("--instance", default=None,
+              help="Instance the probes write to (default: a fresh conform-<hex>).")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(0.1, 600), default=5.0,
+              show_default=True, help="Seconds to wait for each answer.")
+def conform(url: str, openapi: Path | None, instance: str | None, timeout_s: float) -> None:
+    """Check that the service at URL speaks the replica API (docs/replica.md).
+
+    Validates every answer against the OpenAPI document and probes meaning on
+    a fresh instance: a turn, a memory write and a case read back, rules added
+    and revoked, probe and fingerprint agreeing. Exit 1 with one line per
+    problem, each naming the endpoint.
+    """
+    require("cluster")
+    from selfhood.replica.conform import check_service
+
+    report = asyncio.run(check_service(url, document=openapi, instance=instance,
+                                       timeout_s=timeout_s))
+    report.raise_for_findings()
+    click.echo(f"{url} conforms: {report.exchanges} answers valid and meaning what they "
+               f"should (instance {report.instance})")
