@@ -123,3 +123,23 @@ def test_key_order_flags_reach_the_rw_register_checker(
     assert code == 1 and out["anomaly_types"] == ["G-single-item"]
     assert run(capsys, str(h), "--model", "rw-register", "--consistency", "serializable",
                "--linearizable-keys", "--json")[0] == 1
+
+
+def test_composed_results_keep_each_checker_apart() -> None:
+    """Like Jepsen's checker/compose: each checker's details and verdict under its name;
+    the transactional checker's own "consistency" no longer overwrites (or is
+    overwritten by) the composed one."""
+    ops = wfr_history()
+    r = check_history(ops, model="rw-register",
+                      consistency=["serializable", "read-your-writes", "convergence"])
+    assert r.details["consistency"] == ["serializable", "read-your-writes", "convergence"]
+    assert r.details["elle"]["consistency"] == ["serializable"]
+    assert r.details["elle"]["valid"] is True and "cycles" in r.details["elle"]
+    assert r.details["session"]["valid"] is True and "reads_checked" in r.details["session"]
+    assert "convergence" in r.details
+    lin = check_history([Op(0, "invoke", 0, "read", None), Op(1, "ok", 0, "read", 3)],
+                        model="register", consistency=["linearizable", "sequential"])
+    assert lin.valid is False
+    assert lin.details["linearizable"]["valid"] is False
+    assert lin.details["sequential"]["valid"] is False
+    assert lin.details["linearizable"]["stuck"]["linearized"] == 0

@@ -330,12 +330,19 @@ def _add_counts(out: dict[str, int], result: CheckResult, counts: Any) -> None:
         out[name] = out.get(name, 0) + int(n)
 
 
+def _elle_counts(result: CheckResult) -> Any:
+    """The transactional checker's exact anomaly counts, if it ran (its details are
+    under "elle" in a composed result)."""
+    elle = result.details.get("elle")
+    return elle.get("anomaly_counts") if isinstance(elle, dict) else None
+
+
 def anomaly_counts(runs: Sequence[CheckRun], mode: str) -> dict[str, int]:
     """Anomalies against the reference model, by checker name (Elle's names for txns)."""
     out: dict[str, int] = {}
     for r in runs:
         if r.result is not None and _is_reference(r, mode):
-            _add_counts(out, r.result, r.result.details.get("anomaly_counts"))
+            _add_counts(out, r.result, _elle_counts(r.result))
     return dict(sorted(out.items()))
 
 
@@ -345,7 +352,7 @@ def promise_anomaly_counts(runs: Sequence[CheckRun]) -> dict[str, int]:
     for r in runs:
         if r.result is None or r.purpose != "promise":
             continue
-        counts: Any = r.result.details.get("anomaly_counts")
+        counts: Any = _elle_counts(r.result)
         crdt = r.result.details.get("crdt")
         if isinstance(crdt, dict) and r.consistency == "crdt":
             counts = crdt.get("anomaly_counts")

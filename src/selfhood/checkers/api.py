@@ -153,8 +153,10 @@ def check_history(ops: Sequence[Op], *, model: str,
     `options` say how to read the ops (initial value, fail rule, nil reads:
     `linear.ModelOptions`); `key_order` holds Elle's rw-register
     assumptions. The result's details carry "model" and "consistency" (the
-    list actually checked). Invalid beats unknown beats valid when parts
-    combine.
+    list actually checked) and each checker's own details and verdict under
+    its name: "elle" (transactions), "linearizable" / "sequential", "session",
+    "convergence", "crdt", "kafka", or the Jepsen model's name (as Jepsen's
+    checker/compose). Invalid beats unknown beats valid when parts combine.
     """
     cs = resolve_consistency(model, consistency)
     check_options(model, options, key_order)
@@ -163,37 +165,39 @@ def check_history(ops: Sequence[Op], *, model: str,
             "the history has no client operations: nothing to check"])
         empty.details.update({"model": model, "consistency": cs})
         return empty
-    results: list[CheckResult] = []
+    # each checker's result under its name (compose keeps them apart)
+    results: dict[str, CheckResult] = {}
     if model == "kafka":
         from selfhood.checkers.kafka_log import check_kafka
-        results.append(check_kafka(ops))
+        results["kafka"] = check_kafka(ops)
     if model in JEPSEN_MODELS:
         from selfhood.checkers.jepsen import check_jepsen
-        results.append(check_jepsen(ops, model, options=options))
+        results[model] = check_jepsen(ops, model, options=options)
     core = [c for c in cs if c in CONSISTENCY or _canonical(c) in TXN_CONSISTENCY]
     session = [c for c in cs if c in SESSION]
     if core and model in TXN_MODELS:
         from selfhood.checkers.txn import check_txn
         ko = key_order or KeyOrder()
-        results.append(check_txn(ops, workload=model, consistency=tuple(core),
-                                 time_limit_s=time_limit_s, wfr_keys=ko.wfr_keys,
-                                 sequential_keys=ko.sequential_keys,
-                                 linearizable_keys=ko.linearizable_keys))
+        results["elle"] = check_txn(ops, workload=model, consistency=tuple(core),
+                                    time_limit_s=time_limit_s, wfr_keys=ko.wfr_keys,
+                                    sequential_keys=ko.sequential_keys,
+                                    linearizable_keys=ko.linearizable_keys)
     elif core:
         from selfhood.checkers.linear import check_linearizable
         for c in core:
-            results.append(check_linearizable(ops, model, consistency=c,
-                                              time_limit_s=time_limit_s, options=options))
+            results[c] = check_linearizable(ops, model, consistency=c,
+                                            time_limit_s=time_limit_s, options=options)
     initial = options.initial if options.has_initial else None
     if session:
         from selfhood.checkers.session import check_session
-        results.append(check_session(ops, model=model, guarantees=session, initial=initial))
+        results["session"] = check_session(ops, model=model, guarantees=session,
+                                           initial=initial)
     if "convergence" in cs:
         from selfhood.checkers.staleness import check_convergence
-        results.append(check_convergence(ops, model=model))
+        results["convergence"] = check_convergence(ops, model=model)
     if "crdt" in cs:
         from selfhood.checkers.crdt import check_crdt
-        results.append(check_crdt(ops, model=model))
+        results["crdt"] = check_crdt(ops, model=model)
     out = compose(results) if results else CheckResult(valid=True)
     details: dict[str, Any] = {"model": model, "consistency": cs}
     out.details.update(details)

@@ -6,7 +6,7 @@ unknown beats valid: a time limit never turns into a guess.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -49,14 +49,22 @@ class CheckResult:
         self.anomalies.setdefault(name, []).append(explanation)
 
 
-def compose(results: Iterable[CheckResult]) -> CheckResult:
-    """Merge several results into one (Jepsen's checker/compose)."""
-    rs = list(results)
-    out = CheckResult(valid=combine_validity(r.valid for r in rs))
-    for r in rs:
+def compose(results: Mapping[str, CheckResult]) -> CheckResult:
+    """Several checkers' results as one (Jepsen's checker/compose).
+
+    The verdict combines (invalid > unknown > valid); anomalies, ruled-out
+    models and unknown reasons are the union, as the `selfhood check`
+    contract reports them. Details are never merged: each checker's stay
+    under its name, with its own verdict, so two checkers cannot overwrite
+    each other's keys. A checker whose details are already one entry under
+    its own name (`{"crdt": {...}}`) is not nested twice.
+    """
+    out = CheckResult(valid=combine_validity(r.valid for r in results.values()))
+    for name, r in results.items():
         for k, v in r.anomalies.items():
             out.anomalies.setdefault(k, []).extend(v)
         out.not_ |= r.not_
         out.unknown_reasons.extend(r.unknown_reasons)
-        out.details.update(r.details)
+        own = r.details[name] if set(r.details) == {name} else r.details
+        out.details[name] = {"valid": r.valid, **own} if isinstance(own, dict) else own
     return out

@@ -360,7 +360,7 @@ def explain_check(check: dict[str, Any], ops: Sequence[Op] | None,
     view.anomalies = {k: list(v) for k, v in res.anomalies.items()}
     view.unknown = list(res.unknown_reasons)
     by_index = {op.index: op for op in ops}
-    for name, cycles in (res.details.get("cycles") or {}).items():
+    for name, cycles in ((res.details.get("elle") or {}).get("cycles") or {}).items():
         for steps in cycles[:MAX_CYCLES_DRAWN]:
             idxs = [s["from"] for s in steps]
             view.cycles.append(Cycle(name, list(steps),
