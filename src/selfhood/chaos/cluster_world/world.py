@@ -882,4 +882,8 @@ def run_cluster(spec: ExperimentSpec, schedule: tuple[Any, ...], heal: tuple[Any
                 out[mode] = await rt.run_mode(mode, experiment_generator(spec, schedule, heal))
         return out
 
-    return asyncio.run(main())
+    try:
+        return asyncio.run(main())
+    except asyncio.CancelledError:
+        # SIGTERM cancelled the run; it has cleaned up: end like Ctrl-C (one line, exit 130)
+        raise KeyboardInterrupt from None
