@@ -1,22 +1,27 @@
-"""Shared fixtures: the live cluster from `selfhood cluster up`, and hypothesis profiles.
+"""Shared fixtures: hypothesis profiles, the bare venv, and names over the plugin's cluster.
 
-Tests that name Kafka or PostgreSQL run against the real cluster recorded in
-the state directory (``$SELFHOOD_STATE_DIR`` or ``<repo>/.selfhood``). When
-it is not up they FAIL with the command to run, never skip: a green run must
-mean the real thing was exercised.
+The real cluster comes from the selfhood pytest plugin's `selfhood_cluster`
+fixture (src/selfhood/pytest_plugin.py, one home): a healthy cluster in
+``$SELFHOOD_STATE_DIR`` (or ``<repo>/.selfhood``) is reused, none is started
+with `selfhood cluster up` and stopped after the session, an unhealthy one
+FAILS the test with the command to run, never skips: a green run must mean
+the real thing was exercised. The names below are what the tests use.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
+import shutil
+import subprocess
+import venv
 from pathlib import Path
 from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, settings
 
-from selfhood.chaos.cluster import ENV_STATE_DIR, ClusterManager
+from selfhood.chaos.cluster import ClusterManager
+from selfhood.pytest_plugin import Cluster
 
 # "dev" keeps the edit-test loop quick; "ci" (chosen when CI=true) digs deeper.
 settings.register_profile("dev", max_examples=50, deadline=None)
@@ -26,43 +31,50 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
                       or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-UP_HINT = "run `selfhood cluster up --brokers 3` first"
-
-
-def cluster_state_dir() -> Path:
-    """The state dir the shared test cluster lives in."""
-    return Path(os.environ.get(ENV_STATE_DIR, REPO_ROOT / ".selfhood")).resolve()
 
 
 @pytest.fixture(scope="session")
-def cluster_manager() -> ClusterManager:
+def cluster_manager(selfhood_cluster: Cluster) -> ClusterManager:
     """Manager of the shared cluster (kill/start/pause brokers, status)."""
-    return ClusterManager(cluster_state_dir())
+    assert selfhood_cluster.manager is not None
+    return selfhood_cluster.manager
 
 
 @pytest.fixture(scope="session")
-def cluster_status(cluster_manager: ClusterManager) -> dict[str, Any]:
-    """`selfhood cluster status --json` as a dict; fails the test if not healthy."""
-    status = asyncio.run(cluster_manager.status())
-    if not status.configured:
-        pytest.fail(f"no Kafka/PostgreSQL cluster in {cluster_manager.state_dir}; {UP_HINT}",
-                    pytrace=False)
-    if not status.healthy:
-        bad = [f"broker {b.id} ({b.address})" for b in status.brokers if not b.healthy]
-        if status.postgres is None or not status.postgres.healthy:
-            bad.append("postgres")
-        pytest.fail(f"cluster in {cluster_manager.state_dir} is not healthy "
-                    f"({', '.join(bad)}); {UP_HINT}", pytrace=False)
-    return status.to_json()
+def cluster_status(selfhood_cluster: Cluster) -> dict[str, Any]:
+    """`selfhood cluster status --json` as a dict (healthy, or the session failed)."""
+    return selfhood_cluster.status
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(cluster_status: dict[str, Any]) -> str:
+def kafka_bootstrap(selfhood_cluster: Cluster) -> str:
     """Comma-separated bootstrap servers of the live cluster."""
-    return str(cluster_status["bootstrap"])
+    return selfhood_cluster.bootstrap
 
 
 @pytest.fixture(scope="session")
-def database_url(cluster_status: dict[str, Any]) -> str:
+def database_url(selfhood_cluster: Cluster) -> str:
     """postgresql://selfhood@127.0.0.1:PORT/selfhood of the live cluster."""
-    return str(cluster_status["database_url"])
+    return selfhood_cluster.database_url
+
+
+@pytest.fixture(scope="session")
+def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A venv with `pip install .` and no extras (built from a copy: no build/ in the tree).
+
+    One per session: tests/test_extras.py and tests/test_examples.py share it.
+    """
+    tmp = tmp_path_factory.mktemp("bare")
+    project = tmp / "project"
+    project.mkdir()
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        if (REPO_ROOT / name).exists():
+            shutil.copy(REPO_ROOT / name, project / name)
+    shutil.copytree(REPO_ROOT / "src", project / "src",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    env = tmp / "venv"
+    venv.create(env, with_pip=True)
+    py = env / "bin" / "python"
+    subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
+                    str(project)], check=True, capture_output=True, timeout=600)
+    return py

@@ -8,10 +8,8 @@ one names the extra to install instead of printing a traceback.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
@@ -21,25 +19,6 @@ from selfhood.extras import EXTRA_OF
 ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT.parent / "shared" / "peers"
 DRIVER = Path(__file__).resolve().parent / "peer_check_driver.py"
-
-
-@pytest.fixture(scope="module")
-def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A venv with `pip install .` and no extras (built from a copy: no build/ in the tree)."""
-    tmp = tmp_path_factory.mktemp("bare")
-    project = tmp / "project"
-    project.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        if (ROOT / name).exists():
-            shutil.copy(ROOT / name, project / name)
-    shutil.copytree(ROOT / "src", project / "src",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    env = tmp / "venv"
-    venv.create(env, with_pip=True)
-    py = env / "bin" / "python"
-    subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    str(project)], check=True, capture_output=True, timeout=600)
-    return py
 
 
 def _run(py: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -1,8 +1,9 @@
 """`selfhood hunt`: search seeds and fault schedules for a property violation.
 
 Hypothesis draws a seed and a list of fault windows (start, duration, fault,
-choice); the window list becomes an explicit spec `schedule`, so whatever
-hypothesis shrinks it to is exactly what `selfhood run --spec` replays. The
+choice), from the public strategy `selfhood.strategies.fault_windows`; the
+window list becomes an explicit spec `schedule`, so whatever hypothesis
+shrinks it to is exactly what `selfhood run --spec` replays. The
 simulator is deterministic, which is what makes shrinking sound.
 """
 
@@ -103,12 +104,12 @@ def hunt(prop: Property, base: ExperimentSpec, *, faults: Sequence[str], max_exa
     from hypothesis import strategies as st
     from hypothesis.errors import NoSuchExample
 
+    from selfhood.strategies import fault_windows
+
     if not faults:
         raise SpecError("option --faults: at least one fault is needed")
     load_ms = max(1, int(base.time_limit_s * 1000))
-    window = st.tuples(st.integers(0, load_ms - 1), st.integers(50, 2000),
-                       st.sampled_from(list(faults)), st.integers(0, 1000))
-    example = st.tuples(st.integers(0, 2**16), st.lists(window, max_size=6))
+    example = st.tuples(st.integers(0, 2**16), fault_windows(faults, load_ms=load_ms))
     started = time.monotonic()
     count = 0
     last: dict[str, Any] = {}
