@@ -15,21 +15,22 @@ never runs anything.
     def test_sequential_survives(schedule):
         assert_same_instance(run_experiment(BASE, schedule=schedule), "sequential")
 
-Values come from small alphabets on purpose (few keys, values, rules), so
+The schedule strategies live beside the nemesis (`selfhood.chaos.schedules`,
+which `selfhood hunt` draws from) and are re-exported here. Values come from
+small alphabets on purpose (few keys, values, rules), so
 collisions that make properties bite are common.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any, Final
 
 from hypothesis import strategies as st
 
-from selfhood.chaos.nemesis import windows_schedule
+from selfhood.chaos.schedules import fault_schedules, fault_windows
 from selfhood.checkers.history import Op
 from selfhood.projections.strategies import event_lists, events
-from selfhood.spec import FAULTS, MODES, ExperimentSpec, NemesisOp, spec_from_mapping, to_dict
+from selfhood.spec import FAULTS, MODES, ExperimentSpec, spec_from_mapping, to_dict
 
 __all__ = [
     "HISTORY_MODELS",
@@ -41,38 +42,10 @@ __all__ = [
     "specs",
 ]
 
-#: one fault window: (start_ms, duration_ms, fault, choice); `choice` seeds its target
-Window = tuple[int, int, str, int]
 #: the models `histories` draws for
 HISTORY_MODELS: Final = ("register", "cas-register", "set", "list-append", "rw-register")
 #: faults the simulator runs (broker-kill needs the cluster runtime)
 SIM_FAULTS: Final = tuple(f for f in FAULTS if f != "broker-kill")
-
-
-def fault_windows(faults: Sequence[str] = ("partition", "crash"), *, load_ms: int = 1000,
-                  max_windows: int = 6) -> st.SearchStrategy[list[Window]]:
-    """Lists of fault windows inside `load_ms` (what `selfhood hunt` draws and shrinks)."""
-    if not faults:
-        raise ValueError("fault_windows needs at least one fault")
-    bad = [f for f in faults if f not in FAULTS]
-    if bad:
-        raise ValueError(f"unknown fault {bad[0]!r}; expected one of {', '.join(FAULTS)}")
-    window = st.tuples(st.integers(0, max(0, load_ms - 1)), st.integers(50, 2000),
-                       st.sampled_from(list(faults)), st.integers(0, 1000))
-    return st.lists(window, max_size=max_windows)
-
-
-def fault_schedules(spec: ExperimentSpec, *, faults: Sequence[str] | None = None,
-                    max_windows: int = 6) -> st.SearchStrategy[tuple[NemesisOp, ...]]:
-    """Explicit nemesis schedules for `spec` (pass one as `schedule=` to run it).
-
-    Faults default to the spec's `nemesis`; every fault window is healed,
-    so the schedule shrinks to fewer and shorter faults.
-    """
-    chosen = tuple(faults if faults is not None else spec.nemesis) or ("partition",)
-    load_ms = max(1, int(spec.time_limit_s * 1000))
-    return fault_windows(chosen, load_ms=load_ms, max_windows=max_windows).map(
-        lambda ws: windows_schedule(ws, spec))
 
 
 @st.composite

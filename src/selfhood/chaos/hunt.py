@@ -1,10 +1,10 @@
 """`selfhood hunt`: search seeds and fault schedules for a property violation.
 
 Hypothesis draws a seed and a list of fault windows (start, duration, fault,
-choice), from the public strategy `selfhood.strategies.fault_windows`; the
-window list becomes an explicit spec `schedule`, so whatever hypothesis
-shrinks it to is exactly what `selfhood run --spec` replays. The
-simulator is deterministic, which is what makes shrinking sound.
+choice) from `selfhood.chaos.schedules.fault_windows` (public as
+`selfhood.strategies.fault_windows`); the window list becomes an explicit
+spec `schedule`, so whatever hypothesis shrinks it to is exactly what
+`selfhood run --spec` replays. The simulator is deterministic, which is what makes shrinking sound.
 """
 
 from __future__ import annotations
@@ -104,7 +104,7 @@ def hunt(prop: Property, base: ExperimentSpec, *, faults: Sequence[str], max_exa
     from hypothesis import strategies as st
     from hypothesis.errors import NoSuchExample
 
-    from selfhood.strategies import fault_windows
+    from selfhood.chaos.schedules import fault_windows
 
     if not faults:
         raise SpecError("option --faults: at least one fault is needed")
