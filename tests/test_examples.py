@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+import selfhood
+
 SUITE = Path(__file__).resolve().parents[1] / "examples" / "suite"
 
 
@@ -45,7 +47,8 @@ def test_the_sample_suite_passes_with_the_plugin_from_its_entry_point(
     assert not (user_suite / "conftest.py").exists()
     p = _pytest(bare_python, user_suite)
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-2000:]
-    assert "selfhood 0.1.0: fixtures selfhood_run" in p.stdout  # the plugin's report header
+    # the plugin's report header: loaded through the entry point
+    assert f"selfhood {selfhood.__version__}: fixtures selfhood_run" in p.stdout
     assert "3 passed, 2 skipped" in p.stdout
     # the plugin can be switched off like any other, and then its fixture is unknown
     off = _pytest(bare_python, user_suite, "-p", "no:selfhood",
