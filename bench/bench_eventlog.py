@@ -18,8 +18,14 @@ adapter's bookkeeping, group commit and decoding sit on).
 Medians are printed with the spread (min..max over the reps): on a shared box the
 Java tool's own figure moves a lot from run to run.
 
+Kafka end offsets (what a replica's poll loop and the linearizable read barrier
+ask): latency of `KafkaEventLog.end_offsets()`, which has a client of its own,
+beside the same ListOffsets query sent on the reader's connection (where it used
+to go), alternated call by call on one open log whose reader is idle at the tail:
+there the broker answers it only after the reader's 100 ms fetch long-poll.
+
     python bench/bench_eventlog.py [--events 100000] [--reps 5] [--no-kafka | --no-embedded]
-                                   [--json out]
+                                   [--offset-calls 200] [--json out]
 """
 
 from __future__ import annotations
@@ -156,6 +162,50 @@ async def bench_kafka(n: int, reps: int) -> dict[str, Any]:
     }
 
 
+async def bench_end_offsets(bootstrap: str, calls: int) -> dict[str, Any]:
+    """Latency of end_offsets: own connection (now) vs the reader's connection (before)."""
+    topic = f"perf-ends-{uuid.uuid4().hex[:10]}"
+    say(f"kafka end offsets: {calls} calls each way")
+    own: list[float] = []
+    reader: list[float] = []
+    async with KafkaEventLog(bootstrap, topic) as log:
+        await log.append_batch(bench_events(100, 10, 1))
+        tps = list(log._tps.values())
+        await log._consumer.end_offsets(tps)  # warm both connections
+        want = await log.end_offsets()
+        for _ in range(calls):
+            t0 = time.perf_counter()
+            got = await log.end_offsets()
+            own.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            old = await log._consumer.end_offsets(tps)
+            reader.append(time.perf_counter() - t0)
+            if got != want or {tp.partition: int(o) for tp, o in old.items()} != want:
+                raise SystemExit(f"end offsets moved on an idle topic: {got} {old} {want}")
+    await delete_topic(bootstrap, topic)
+    med = statistics.median
+    q = statistics.quantiles
+    return {
+        "calls": calls,
+        "own_ms": med(own) * 1000, "reader_ms": med(reader) * 1000,
+        "own_p90_ms": q(own, n=10)[-1] * 1000, "reader_p90_ms": q(reader, n=10)[-1] * 1000,
+        "speedup": med(reader) / med(own),
+        "spread": {"own_ms": spread([x * 1000 for x in own], 1),
+                   "reader_ms": spread([x * 1000 for x in reader], 1)},
+    }
+
+
+async def delete_topic(bootstrap: str, topic: str) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
+
+
 # --- embedded -------------------------------------------------------------------------
 
 
@@ -224,6 +274,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=100_000)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--offset-calls", type=int, default=200,
+                    help="end_offsets calls each way (Kafka)")
     ap.add_argument("--no-kafka", action="store_true", help="only the embedded log")
     ap.add_argument("--no-embedded", action="store_true", help="only Kafka")
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -235,6 +287,8 @@ def main() -> None:
         out["embedded"] = asyncio.run(bench_sqlite(args.events, args.reps))
     if not args.no_kafka:
         out["kafka"] = asyncio.run(bench_kafka(args.events, args.reps))
+        out["kafka_end_offsets"] = asyncio.run(
+            bench_end_offsets(asyncio.run(cluster_bootstrap()), args.offset_calls))
 
     if "embedded" in out:
         e = out["embedded"]
@@ -256,6 +310,13 @@ def main() -> None:
         print(f"  read    KafkaEventLog {k['ours_read_eps']:>8.0f}/s ({sp['ours_read']})  "
               f"ConsumerPerformance {k['java_read_eps']:>8.0f}/s ({sp['java_read']})  "
               f"ratio {k['read_ratio']:.2f} ({sp['read_ratio']})")
+    if "kafka_end_offsets" in out:
+        o = out["kafka_end_offsets"]
+        print(f"\nKafka end_offsets, {o['calls']} calls each way, median (p90; min..max)")
+        print(f"  own connection   {o['own_ms']:>6.1f} ms ({o['own_p90_ms']:.1f}; "
+              f"{o['spread']['own_ms']})")
+        print(f"  reader's (before){o['reader_ms']:>6.1f} ms ({o['reader_p90_ms']:.1f}; "
+              f"{o['spread']['reader_ms']})   speedup {o['speedup']:.1f}x")
     if args.json is not None:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
 

@@ -164,6 +164,9 @@ class KafkaEventLog(EventLogBase):
         self._txn_lock = asyncio.Lock()
         self._inflight_txn: dict[tuple[str, ...], asyncio.Task[list[LogPosition]]] = {}
         self._consumer: Any = None
+        #: offset queries only, never fetches: on the reader's connection a ListOffsets
+        #: request queues behind its long-poll fetch (~50 ms a call)
+        self._offsets: Any = None
         self._partitions: list[int] = []
         self._tps: dict[int, TopicPartition] = {}
         self._next_read: dict[int, int] = {}
@@ -254,6 +257,18 @@ class KafkaEventLog(EventLogBase):
             for p, tp in self._tps.items():
                 consumer.seek(tp, 0)
                 self._next_read[p] = 0
+        # A second connection per broker for end/beginning offsets: the broker answers
+        # one connection's requests in order, so on the reader's own connection a
+        # ListOffsets waits out the fetch long-poll in front of it. Never assigned,
+        # so it never fetches.
+        offsets = aiokafka.AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, client_id=f"{self._client_id}-offsets",
+            group_id=None, enable_auto_commit=False, isolation_level="read_committed",
+            request_timeout_ms=timeout_ms, retry_backoff_ms=100,
+            metadata_max_age_ms=30_000)
+        self._offsets = offsets
+        with _driver_errors(f"start offsets client on {self.bootstrap}"):
+            await offsets.start()
         if self._transactional_id is not None:
             await self._transactional()  # fence the previous incarnation now, not later
 
@@ -281,12 +296,13 @@ class KafkaEventLog(EventLogBase):
         return producer
 
     async def stop(self) -> None:
-        """Flush pending appends and close both clients; safe to call twice."""
+        """Flush pending appends and close every client; safe to call twice."""
         producer, consumer, txn = self._producer, self._consumer, self._txn_producer
-        self._producer = self._consumer = self._txn_producer = None
+        offsets = self._offsets
+        self._producer = self._consumer = self._txn_producer = self._offsets = None
         for task in list(self._inflight_txn.values()):
             task.cancel()
-        for client in (producer, txn, consumer):
+        for client in (producer, txn, consumer, offsets):
             if client is not None:
                 with contextlib.suppress(Exception):
                     async with asyncio.timeout(self._request_timeout_s):
@@ -391,7 +407,7 @@ class KafkaEventLog(EventLogBase):
         here means a writer that reads after an atomic append sees its own
         entries, as after a plain append. The commit stands either way.
         """
-        consumer = self._consumer
+        consumer = self._offsets
         if consumer is None:
             return
         need: dict[int, int] = {}
@@ -543,7 +559,7 @@ class KafkaEventLog(EventLogBase):
         return LogBatch(out, position)
 
     async def end_offsets(self) -> dict[int, int]:
-        consumer = self._consumer
+        consumer = self._offsets
         if consumer is None:
             raise LogClosed(f"kafka log {self.topic} is not started")
         with _driver_errors(f"end offsets of {self.topic}"):
@@ -553,7 +569,7 @@ class KafkaEventLog(EventLogBase):
 
     async def beginning_offsets(self) -> dict[int, int]:
         """First offset still stored per partition (retention may have removed older ones)."""
-        consumer = self._consumer
+        consumer = self._offsets
         if consumer is None:
             raise LogClosed(f"kafka log {self.topic} is not started")
         with _driver_errors(f"beginning offsets of {self.topic}"):
