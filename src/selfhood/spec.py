@@ -105,6 +105,9 @@ class ExperimentSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw
     #: cluster runtime: the replicas' consumer-group session timeout (how long a silent
     #: owner keeps its partitions); the simulator's coordinator has its own (SimConfig)
     session_timeout_ms: int = 1000
+    #: cluster runtime: a user's service started per node (`sh -c`) instead of selfhood's
+    #: own replica (docs/agents.md); None runs `selfhood replica serve`
+    system: str | None = None
 
     @property
     def replica_names(self) -> tuple[str, ...]:
@@ -253,6 +256,8 @@ def validate(spec: ExperimentSpec, *, source: str | None = None,
     if spec.runtime not in RUNTIMES:
         raise bad("runtime", f"unknown runtime {spec.runtime!r} (choose from "
                   f"{', '.join(RUNTIMES)})")
+    if spec.system is not None and (spec.runtime != "cluster" or not spec.system.strip()):
+        raise bad("system", "a system command needs runtime 'cluster' and must not be empty")
     if not -(2**63) <= spec.seed < 2**63:
         raise bad("seed", f"{spec.seed} must fit in 64 bits")
     if spec.seeds is not None:

@@ -54,7 +54,7 @@ def build_spec(spec_file: Path | None, **opts: Any) -> Any:
         spec = msgspec.structs.replace(spec, schedule=None)
     for key in ("seed", "time_limit_s", "concurrency", "shards", "sharded_memory", "router",
                 "name", "replicas", "instances", "rate", "fencing", "atomic_memory", "runtime",
-                "session_timeout_ms"):
+                "session_timeout_ms", "system"):
         if opts.get(key) is not None:
             changes[key] = opts[key]
     return with_overrides(spec, **changes)
@@ -71,6 +71,11 @@ def build_spec(spec_file: Path | None, **opts: Any) -> Any:
               help="--runtime cluster: leave the Kafka cluster up after the run.")
 @click.option("--session-timeout-ms", "session_timeout_ms", type=int,
               help="--runtime cluster: the replicas' consumer-group session timeout.")
+@click.option("--system", metavar="COMMAND",
+              help="--runtime cluster: run this service (sh -c COMMAND, once per node, with "
+                   "SELFHOOD_NODE, SELFHOOD_LISTEN, SELFHOOD_DATABASE_URL, ...) instead of "
+                   "selfhood's own replica; it must pass `selfhood replica conform` first "
+                   "(docs/agents.md).")
 @click.option("--modes", help=f"Comma list of modes ({', '.join(MODES)}).")
 @click.option("--seed", type=int, help="Seed: same seed, same histories.")
 @click.option("--time-limit", "time_limit_s", type=float,

@@ -323,6 +323,9 @@ class ClusterRuntime:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.session: Any = None  # aiohttp.ClientSession for admin calls from the root ns
         self.t0 = time.monotonic_ns()  # the running mode's time origin
+        self.system = spec.system  # a user's service instead of `selfhood replica serve`
+        self.relay: Any = None  # system.DbRelay: PostgreSQL on the bridge, cut per node
+        self.db_url = ""
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -363,6 +366,13 @@ class ClusterRuntime:
             self.replicas[name] = ReplicaProc(name, await mgr.add_node(name))
         await self._start_client()
         self.session = aiohttp.ClientSession()
+        if self.system:
+            from selfhood.chaos.cluster_world.system import DbRelay
+
+            self.relay = DbRelay(f"{cfg.subnet}.1", cfg.postgres_port, "127.0.0.1",
+                                 cfg.postgres_port,
+                                 {r.name: r.address for r in self.replicas.values()})
+            await self.relay.start()
 
     async def _forget_earlier_runs(self) -> None:
         """Stop what a killed earlier run left (its processes, rules and namespaces)."""
@@ -389,6 +399,9 @@ class ClusterRuntime:
         if self.session is not None:
             await self.session.close()
             self.session = None
+        if self.relay is not None:
+            await self.relay.stop()
+            self.relay = None
         for t in list(self.tasks):
             t.cancel()
         for t in self.broker_starts:
@@ -467,9 +480,25 @@ class ClusterRuntime:
 
     # -- replicas -------------------------------------------------------------------------
 
+    def _system_env(self, r: ReplicaProc) -> dict[str, str]:
+        from selfhood.chaos.cluster_world.system import system_env
+
+        spec, cfg = self.spec, self.cfg
+        assert cfg is not None
+        return system_env(
+            node=r.name, listen=f"{r.address}:{REPLICA_PORT}", bootstrap=cfg.bootstrap,
+            database_url=self.db_url, topic=self.topic, mode=self.mode, shards=spec.shards,
+            instances=spec.instances,
+            peers={o.name: o.url for o in self.replicas.values() if o.name != r.name},
+            data_dir=str(self.work / self.mode / r.name),
+            session_timeout_ms=spec.session_timeout_ms)
+
     def _replica_argv(self, r: ReplicaProc) -> list[str]:
         spec, cfg = self.spec, self.cfg
         assert cfg is not None
+        if self.system:
+            # exec: the node is one process, so kill -9 and SIGSTOP reach the service itself
+            return ["sh", "-c", f"exec {self.system}"]
         argv = [sys.executable, "-m", "selfhood", "replica", "serve", "--node", r.name,
                 "--listen", f"{r.address}:{REPLICA_PORT}", "--bootstrap", cfg.bootstrap,
                 "--topic", self.topic, "--mode", self.mode,
@@ -506,8 +535,18 @@ class ClusterRuntime:
             (self.work / self.mode / r.name).mkdir(parents=True, exist_ok=True)
             r.process = f"{PROCESS_PREFIX}{self.run_id}-{self.mode[:3]}-{r.name}"
             await self.mgr.start_process(r.process, self._replica_argv(r), node=r.name,
+                                         env=self._system_env(r) if self.system else None,
                                          skew_clock=self.skew)
         r.up, r.paused = True, False
+        if self.system:  # a user's service need not print our line: it serves, or not
+            deadline = time.monotonic() + limit
+            while not await self._answers(f"{r.url}/v1/health"):  # conform judges the rest
+                if self.mgr.process_pid(r.process) is None or time.monotonic() > deadline:
+                    raise ClusterError(f"system node {r.name} did not answer HTTP "
+                                       f"within {limit:.0f} s; see "
+                                       f"{self.mgr.process_log(r.process)}")
+                await asyncio.sleep(0.2)
+            return
         await self.mgr.wait_for_output(r.process, "listening on", limit)
 
     async def _stop_replica(self, r: ReplicaProc, *, kill: bool = False) -> None:
@@ -523,6 +562,17 @@ class ClusterRuntime:
     async def status(self, r: ReplicaProc, timeout_s: float = 1.0) -> dict[str, Any] | None:
         """GET /v1/status from the root namespace (admin, not a client op)."""
         return await self._admin("GET", f"{r.url}/v1/status", timeout_s)
+
+    async def _answers(self, url: str) -> bool:
+        """Whether anything answers HTTP at ``url`` (any status, any body)."""
+        import aiohttp
+
+        try:
+            async with asyncio.timeout(0.5), self.session.get(url) as resp:
+                await resp.read()
+                return True
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            return False
 
     async def _admin(self, method: str, url: str, timeout_s: float) -> dict[str, Any] | None:
         import aiohttp
@@ -544,7 +594,7 @@ class ClusterRuntime:
             if all(s is not None for s in sts):
                 owned = {o["partition"] for s in sts if s is not None
                          for o in s.get("owned", []) if o.get("active")}
-                if self.mode == "eventual" or want <= owned:
+                if self.mode == "eventual" or self.system or want <= owned:
                     return
             if time.monotonic() > deadline:
                 raise ClusterError(f"partitions {sorted(want)} not all owned within {limit:.0f} s "
@@ -563,7 +613,7 @@ class ClusterRuntime:
                 gens = {(s or {}).get("group", {}).get("generation") for s in sts}
                 owned = [o["partition"] for s in sts if s is not None
                          for o in s.get("owned", []) if o.get("active")]
-                if self.mode == "eventual" or (
+                if self.mode == "eventual" or self.system or (
                         len(gens) == 1 and None not in gens
                         and set(owned) == want and len(owned) == len(want)):
                     return True
@@ -584,8 +634,12 @@ class ClusterRuntime:
         (self.work / mode).mkdir(parents=True, exist_ok=True)
         self.say(f"[{mode}] starting {spec.replicas} replicas on topic {self.topic}")
         t0 = time.monotonic()
+        if self.system:
+            self.db_url = await self._system_database()
         await asyncio.gather(*(self._start_replica(r, READY_TIMEOUT_S, restart=False)
                                for r in self.replicas.values()))
+        if self.system:
+            await self._conform()  # before anything reads its answers
         await self._wait_owned(READY_TIMEOUT_S)
         self.say(f"[{mode}] replicas ready in {time.monotonic() - t0:.1f} s; running the load")
         loop = asyncio.get_running_loop()
@@ -611,9 +665,11 @@ class ClusterRuntime:
                     fp[inst] = got
             fingerprints[r.name] = fp
         assert self.cfg is not None
+        projection: dict[str, Any] | None = None
         try:
-            projection: dict[str, Any] | None = await project_topic(
-                self.cfg, self.topic, mode, spec.instance_names, fencing=spec.fencing)
+            if not self.system:  # a user's service keeps its state its own way
+                projection = await project_topic(
+                    self.cfg, self.topic, mode, spec.instance_names, fencing=spec.fencing)
         except Exception as exc:  # reported, not fatal: the verdicts rest on the history
             projection = {"error": repr(exc)}
         failover_gaps(self.kills, history)
@@ -628,6 +684,31 @@ class ClusterRuntime:
                           {"projection": projection,
                            "instances": fingerprint_table(fingerprints, projection)},
                           self.topic, round(time.monotonic() - t0, 3))
+
+    async def _system_database(self) -> str:
+        """A fresh PostgreSQL database for this mode's system, as the nodes reach it."""
+        import asyncpg
+
+        assert self.cfg is not None and self.relay is not None
+        db = self.topic.replace("-", "_")
+        admin = await asyncpg.connect(self.cfg.database_url)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{db}"')
+            await admin.execute(f'CREATE DATABASE "{db}"')
+        finally:
+            await admin.close()
+        user_host, _, rest = self.cfg.database_url.partition("@")
+        port = rest.split("/", 1)[0].rsplit(":", 1)[1]
+        return f"{user_host}@{self.relay.url_host}:{port}/{db}"
+
+    async def _conform(self) -> None:
+        """Every node of the user's service speaks the replica API, or the run stops here."""
+        from selfhood.replica.conform import check_service
+
+        for r in self.replicas.values():
+            report = await check_service(r.url, instance=f"conform-{self.run_id}-{r.name}")
+            report.raise_for_findings()
+            self.say(f"[{self.mode}] {r.name} conforms ({report.exchanges} answers checked)")
 
     async def _restart_brokers(self) -> None:
         """Every broker this mode killed is back (started now, or awaited if starting)."""
@@ -662,10 +743,15 @@ class ClusterRuntime:
             await mgr.partition_nodes([[*g, CLIENT_NODE] for g in groups])
             self.counters["partitions"] += 1
             cut = cut_of(groups, nodes)
+            if self.relay is not None:  # cut from the log = cut from the database too
+                self.relay.cut({a if b == LOG_NODE else b for a, b in cut
+                                if LOG_NODE in (a, b)})
             return {**(v if isinstance(v, dict) else {}),
                     "cut": sorted([a, b] for a, b in cut if a < b)}
         if f == "heal":
             await mgr.heal()
+            if self.relay is not None:
+                self.relay.heal()
             return v
         if f == "crash":
             r = self._replica_arg(op)
