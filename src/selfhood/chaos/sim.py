@@ -517,6 +517,7 @@ class Simulation:
         if wake is None and not heap and not tq:
             raise ChaosError("ops still open with nothing left to run")  # pragma: no cover
         skew = self.skew_ns
+        new_clock = tuple.__new__  # Clock(t, w) without the namedtuple's Python-level __new__
         while heap or tq:
             t = heap[0][0] if heap else tq[-1][0] + 1
             if tq and tq[0][0] <= t:
@@ -553,7 +554,7 @@ class Simulation:
                     if kind != _TICK:
                         q.append((kind, payload))
                     continue
-                now = Clock(t, t + skew[dst])
+                now = new_clock(Clock, (t, t + skew[dst]))
                 if kind == _RECS:
                     outs = r.on_records(payload, now)
                 elif kind == _REQ:
