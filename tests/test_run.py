@@ -281,3 +281,32 @@ def test_split_history_partitions_txn_micro_ops(default_run: tuple[Path, float, 
     assert sum(1 for o in gov if o.type == "invoke" and o.extra.get("final")) == n_final
     n_rule_ops = sum(1 for o in h if o.f in ("add-rule", "revoke-rule", "read-rules"))
     assert len(gov) == n_rule_ops + 2 * n_final
+
+
+def test_split_history_keeps_concurrent_final_reads_concurrent() -> None:
+    """Two final reads that overlap stay overlapping in the derived txn histories: each
+    invoke where it happened, not moved down to just before its completion (that would
+    claim a real-time order the run never had, which strict-serializable checks use)."""
+    from selfhood.checkers.history import Op
+
+    view = {"transcript": [1], "cases": [], "memory": {"subtask/a": 3}}
+    h = [Op(0, "invoke", 0, "final-read", None, 10, "r0", "i0"),
+         Op(1, "invoke", 1, "final-read", None, 20, "r1", "i0"),
+         Op(2, "ok", 0, "final-read", view, 30, "r0", "i0"),
+         Op(3, "ok", 1, "final-read", view, 40, "r1", "i0")]
+    for name in ("list-append", "rw-register"):
+        got = [(o.type, o.process, o.time) for o in split_history(h)[name]]
+        assert got == [("invoke", 0, 10), ("invoke", 1, 20), ("ok", 0, 30), ("ok", 1, 40)], name
+
+
+def test_derived_txn_histories_keep_real_time_order(default_run: tuple[Path, float, str]
+                                                    ) -> None:
+    """Every derived history lists ops in the run's time order, as history.jsonl does."""
+    cwd, _, _ = default_run
+    for mode in ("sequential", "eventual"):
+        h = read_history(cwd / "store" / "latest" / mode / "history.jsonl")
+        times = [o.time for o in h if o.time is not None]
+        assert times == sorted(times)
+        for name, ops in split_history(h).items():
+            times = [o.time for o in ops if o.time is not None]
+            assert times == sorted(times), (mode, name)

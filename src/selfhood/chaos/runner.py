@@ -185,12 +185,10 @@ def split_history(history: Sequence[Op]) -> dict[str, list[Op]]:
     keys; txns with none are left out. Indices are made dense again.
     """
     out: dict[str, list[Op]] = {name: [] for name in CHECK_FILES}
-    # final reads: the invoke carries no keys, so use the completion's instance and shape
-    finals_ok: dict[Any, Op] = {}
-    for p in pair_ops(history):
-        if p.invoke.f == "final-read" and p.completion is not None:
-            finals_ok[p.invoke.index] = p.completion
-    open_final: dict[Any, Op] = {}
+    # final reads: the invoke carries no keys, so it takes its keys from its completion
+    # but keeps its own place, so concurrent final reads stay concurrent (real-time order)
+    final_of: dict[int, Op] = {id(p.invoke): p.completion for p in pair_ops(history)
+                               if p.invoke.f == "final-read" and p.completion is not None}
     for op in history:
         if op.process == "nemesis":
             for name in CHECK_FILES:
@@ -201,20 +199,15 @@ def split_history(history: Sequence[Op]) -> dict[str, list[Op]]:
             out["governance"].append(gov)
         if op.f == "final-read":
             out["register"].extend(_register_finals(op))
-            if op.type == "invoke":
-                open_final[op.process] = op
-                continue
-            inv = open_final.pop(op.process, None)
+            done = final_of.get(id(op)) if op.type == "invoke" else op
+            if done is None or done.type != "ok":
+                continue  # a final read that returned nothing reads no key
             for name, keep in (("list-append", is_list_key), ("rw-register", _rw_key)):
-                mops = _final_mops(op, keep)
-                if not mops or op.type != "ok":
-                    continue
-                blank = [[m[0], m[1], None] for m in mops]
-                if inv is not None:
-                    out[name].append(Op(0, "invoke", inv.process, "final-read", blank, inv.time,
-                                        inv.node, inv.instance))
-                out[name].append(Op(0, "ok", op.process, "final-read", mops, op.time, op.node,
-                                    op.instance))
+                mops = _final_mops(done, keep)
+                if mops:
+                    value = [[m[0], m[1], None] for m in mops] if op.type == "invoke" else mops
+                    out[name].append(Op(0, op.type, op.process, "final-read", value, op.time,
+                                        op.node, op.instance))
             continue
         if op.f != "txn":
             continue
