@@ -14,9 +14,14 @@ LangGraph deployments scale out. The mapping onto selfhood's model:
 - rules: graph state, a log of ``[add|revoke, id]`` entries (a revoked rule
   never comes back).
 
-Nothing here coordinates the nodes: two nodes serving one thread each read
-the latest checkpoint and write a child of it. That is what the experiment
-measures. Run by the cluster world with the environment of docs/agents.md:
+Nothing here coordinates the nodes by default: two nodes (or two requests
+on one node) serving one thread each read the latest checkpoint and write a
+child of it. That is what the experiment measures. With
+``LANGGRAPH_THREAD_LOCK=1`` every op holds a PostgreSQL advisory lock on its
+thread (a session lock on a pooled connection, released when the op ends or
+the connection dies): the deployment choice that serializes a thread.
+
+Run by the cluster world with the environment of docs/agents.md:
 ``python examples/langgraph/service.py`` (SELFHOOD_NODE, SELFHOOD_LISTEN,
 SELFHOOD_DATABASE_URL, SELFHOOD_MODE).
 """
@@ -109,6 +114,8 @@ class Node:
         self.graph = build_graph().compile(checkpointer=self.saver, store=self.store)
         self.started_ns = time.time_ns()
         self.stats: dict[str, int] = {"ops": 0, "ok": 0, "fail": 0, "info": 0}
+        #: LANGGRAPH_THREAD_LOCK=1: one op at a time per thread, across every node
+        self.thread_lock = os.environ.get("LANGGRAPH_THREAD_LOCK") == "1"
 
     async def setup(self) -> None:
         async with self.pool.connection() as conn:
@@ -190,6 +197,18 @@ class Node:
         return out
 
     async def run(self, body: dict[str, Any]) -> Any:
+        """One op; with a thread lock, under a PostgreSQL advisory lock on the thread."""
+        if not self.thread_lock:
+            return await self._run(body)
+        async with self.pool.connection() as conn:
+            await conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (body["instance"],))
+            try:
+                return await self._run(body)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock(hashtext(%s))",
+                                   (body["instance"],))
+
+    async def _run(self, body: dict[str, Any]) -> Any:
         f, inst, value = body["f"], body["instance"], body.get("value")
         if f == "txn":
             return await self.txn(inst, value)
