@@ -111,6 +111,29 @@ def test_set_lost_add_and_unexpected_and_divergence() -> None:
     assert anomalies(h3.history(), "set") == {"divergent-final-reads"}
 
 
+def test_set_element_read_twice_is_an_anomaly() -> None:
+    """A set holds each element once: a read (during the run or final) showing one twice is
+    `duplicate-elements`, as for a grow-only list; the same read without the repeat passes."""
+    for final in (True, False):
+        h = H()
+        h.op("add", 1, node="r0").op("add", 2, node="r1")
+        if not final:
+            h.op("read", None, [1, 2, 1], node="r0", process=2)
+        for node in ("r0", "r1"):
+            h.op("read", None, [1, 2, 1] if final else [1, 2], node=node, process=3,
+                 final=True)
+        assert anomalies(h.history(), "set") == {"duplicate-elements"}, final
+        r = check_crdt(h.history(), model="set")
+        assert r.details["crdt"]["anomaly_counts"]["duplicate-elements"] == (2 if final else 1)
+        assert "1" in r.anomalies["duplicate-elements"][0]
+    ok = H()
+    ok.op("add", 1, node="r0").op("add", 2, node="r1")
+    ok.op("read", None, [1, 2], node="r0", process=2)
+    for node in ("r0", "r1"):
+        ok.op("read", None, [1, 2], node=node, process=3, final=True)
+    assert anomalies(ok.history(), "set") == set()
+
+
 def test_set_indeterminate_removal_excuses_a_missing_add_and_failed_ops_are_ignored() -> None:
     h = H()
     h.op("add", 1, node="r0").op("remove", 1, node="r1", type_="info")

@@ -134,6 +134,32 @@ def test_set_sessions() -> None:
     assert check_session(h2.ops, model="set").valid is True
 
 
+def test_an_element_read_twice_is_an_anomaly() -> None:
+    """A set read holds each element once, and a list read shows each (unique) append once:
+    an element twice is no state at all (the linearizability checker and the oracle reject
+    it too), whatever guarantees are asked for."""
+    twice = H().op(0, "add", 1).op(1, "add", 2).op(1, "read", None, "ok", [2, 1, 2])
+    for gs in (["read-your-writes", "monotonic-reads", "monotonic-writes",
+                "writes-follow-reads"], ["monotonic-reads"]):
+        r = check_session(twice.ops, model="set", guarantees=gs)
+        assert r.valid is False and r.anomaly_types == ["duplicate-elements"], gs
+        assert "2" in r.anomalies["duplicate-elements"][0] and "op 5" in \
+            r.anomalies["duplicate-elements"][0]
+        assert {"linearizable", *gs} <= r.not_
+    once = H().op(0, "add", 1).op(1, "add", 2).op(1, "read", None, "ok", [2, 1])
+    assert check_session(once.ops, model="set").valid is True
+    # an element added twice is still held once; reading it twice is still wrong
+    added_twice = H().op(0, "add", 1).op(1, "add", 1)
+    assert check_session(H().op(0, "add", 1).op(1, "add", 1).op(1, "read", None, "ok", [1]).ops,
+                         model="set").valid is True
+    assert check_session(added_twice.op(1, "read", None, "ok", [1, 1]).ops,
+                         model="set").anomaly_types == ["duplicate-elements"]
+    la = H().txn(0, [["append", "x", 1]]).txn(1, [["r", "x", [1, 1]]])
+    assert check_session(la.ops, model="list-append").anomaly_types == ["duplicate-elements"]
+    assert check_session(H().txn(0, [["append", "x", 1]]).txn(1, [["r", "x", [1]]]).ops,
+                         model="list-append").valid is True
+
+
 def test_subset_of_guarantees_and_bad_names() -> None:
     h = H().w(0, 1).r(0, None)
     assert check_session(h.ops, model="register", guarantees=["monotonic-reads"]).valid is True

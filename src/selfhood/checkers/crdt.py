@@ -13,7 +13,8 @@ final reads (issued after heal and quiescence):
   not a merge violation (staleness and session-level revivals are measured
   elsewhere). A final read must hold every acknowledged add of an element
   nobody tried to remove (``lost-add``, Jepsen's set ``lost``) and nothing
-  that was never added (``unexpected``, Jepsen's name);
+  that was never added (``unexpected``, Jepsen's name); any read holding an
+  element twice is ``duplicate-elements``;
 - **list-append** (the transcript, a grow-only list ordered by (hlc, writer,
   event_id)): an acknowledged append that no final read of its key holds is
   ``lost-append``; a final read element nobody appended is ``garbage-read``;
@@ -42,7 +43,7 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from selfhood.checkers.history import Op, Pair, freeze, is_final, pair_ops
+from selfhood.checkers.history import Op, Pair, freeze, is_final, pair_ops, repeated
 from selfhood.checkers.verdict import CheckResult
 from selfhood.errors import CheckerError
 
@@ -284,18 +285,14 @@ def grow_only_list_cases(writes: Sequence[Write], finals: Sequence[FinalRead],
             out["garbage-read"].append(f"final read op {fr.index} ({fr.replica}) of key "
                                        f"{fr.key!r} returned a non-list {fr.value!r}")
             continue
-        seen: set[Hashable] = set()
+        out["duplicate-elements"] += _twice(f"final read op {fr.index} ({fr.replica})", fr.key,
+                                            elems, "a grow-only list of unique turns")
         for x in elems:
-            if x in seen:
-                out["duplicate-elements"].append(
-                    f"final read op {fr.index} ({fr.replica}) of key {fr.key!r} holds {x!r} "
-                    f"twice: a grow-only list of unique turns never repeats one")
-            seen.add(x)
             if x not in appended.get(fr.key, {}):
                 out["garbage-read"].append(
                     f"final read op {fr.index} ({fr.replica}) of key {fr.key!r} holds {x!r}, "
                     f"which no append that may have happened wrote")
-        held[fr.key] |= seen
+        held[fr.key].update(elems)
     keys_read = {fr.key for fr in finals}
     for key, ws in appended.items():
         if key not in keys_read:
@@ -307,6 +304,12 @@ def grow_only_list_cases(writes: Sequence[Write], finals: Sequence[FinalRead],
                     f"final read: an acknowledged turn was lost"
                     + _crash_note(w, crashes or {}))
     return dict(out)
+
+
+def _twice(read: str, key: Hashable, elems: Sequence[Hashable], what: str) -> list[str]:
+    """One case per element that one read holds more than once."""
+    return [f"{read} of key {key!r} holds {x!r} twice: {what} never repeats one"
+            for x in repeated(elems)]
 
 
 def lww_register_cases(writes: Sequence[Write], finals: Sequence[FinalRead],
@@ -340,7 +343,7 @@ def lww_register_cases(writes: Sequence[Write], finals: Sequence[FinalRead],
 def remove_wins_set_cases(pairs: Sequence[Pair], writes: Sequence[Write],
                           finals: Sequence[FinalRead],
                           crashes: dict[str, list[int]] | None = None) -> dict[str, list[str]]:
-    """revived-rule, lost-add and unexpected for a remove-wins set."""
+    """revived-rule, lost-add, unexpected and duplicate-elements for a remove-wins set."""
     out: dict[str, list[str]] = defaultdict(list)
     removed_ok: dict[tuple[Hashable, Hashable], list[Write]] = defaultdict(list)
     remove_tried: set[tuple[Hashable, Hashable]] = set()
@@ -362,7 +365,10 @@ def remove_wins_set_cases(pairs: Sequence[Pair], writes: Sequence[Write],
         if not isinstance(c.value, list | tuple):
             continue
         node, start = _replica(p), _t(p.invoke, 0)
-        for x in {freeze(e) for e in c.value}:
+        elems = [freeze(e) for e in c.value]
+        out["duplicate-elements"] += _twice(f"read op {c.index} ({node})", p.invoke.instance,
+                                            elems, "a set")
+        for x in set(elems):
             for w in removed_ok.get((p.invoke.instance, x), ()):
                 if (w.node == node and w.complete_time is not None and w.complete_time < start
                         and (p.invoke.instance, x, node) not in revived):
@@ -377,7 +383,10 @@ def remove_wins_set_cases(pairs: Sequence[Pair], writes: Sequence[Write],
     for fr in finals:
         if fr.value is not None and not isinstance(fr.value, list | tuple):
             raise CheckerError(f"op {fr.index}: a set final read must return a collection")
-        active = {freeze(e) for e in (fr.value or ())}
+        elems = [freeze(e) for e in (fr.value or ())]
+        out["duplicate-elements"] += _twice(f"final read op {fr.index} ({fr.replica})", fr.key,
+                                            elems, "a set")
+        active = set(elems)
         for x in sorted(active, key=repr):
             rem = removed_ok.get((fr.key, x))
             if rem and (fr.key, x, "final " + fr.replica) not in revived:

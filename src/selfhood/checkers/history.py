@@ -239,6 +239,18 @@ def freeze(x: Any) -> Hashable:
     return x  # type: ignore[no-any-return]
 
 
+def repeated(xs: Iterable[Hashable]) -> list[Hashable]:
+    """The elements that occur more than once in ``xs``, each once, in the order they
+    repeat (a set read, or a list read of unique appends, must have none)."""
+    seen: set[Hashable] = set()
+    out: dict[Hashable, None] = {}
+    for x in xs:
+        if x in seen:
+            out[x] = None
+        seen.add(x)
+    return list(out)
+
+
 def reindex(ops: Iterable[Op]) -> list[Op]:
     """Give ops dense indices in file order (input from elsewhere may lack them)."""
     out = []

@@ -25,7 +25,9 @@ a write known to be older than ``f``. A list-append or set read violates it
 when ``f``'s element is absent; a single list read that shows a writer's
 later append without its earlier one violates read-your-writes if the
 reader is that writer, monotonic-writes otherwise (and showing them in the
-wrong order is monotonic-writes). Floors are not transitive (that would be
+wrong order is monotonic-writes). A list or set read that holds an element
+twice reflects no state at all: ``duplicate-elements`` (Elle's name), whatever
+guarantees are checked. Floors are not transitive (that would be
 causal consistency). Reads are checked against floors only, so the checker
 is sound but not complete; docs/checkers.md spells out both. Values are
 assumed unique per key, as in Jepsen and Elle; keys where a value is written
@@ -40,7 +42,7 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from selfhood.checkers.history import Op, Pair, freeze, pair_ops
+from selfhood.checkers.history import Op, Pair, freeze, pair_ops, repeated
 from selfhood.checkers.verdict import CheckResult
 
 __all__ = [
@@ -57,6 +59,8 @@ MW = "monotonic-writes"
 WFR = "writes-follow-reads"
 #: in the order a violated read is classified when several floors fail
 GUARANTEES: tuple[str, ...] = (RYW, MR, MW, WFR)
+#: a list or set read holding one element twice (no state reads like that)
+DUPLICATES = "duplicate-elements"
 SESSION_MODELS = frozenset({"register", "cas-register", "kv", "list-append", "rw-register",
                             "set"})
 #: stronger models that imply all four guarantees and are ruled out with them
@@ -412,6 +416,10 @@ class _Checker:
             passed = []
             obs_cache: dict[int, _Seen] = {}
             for m in s.mops:
+                # a set holds an element once even if added twice; a list key whose
+                # values repeat is skipped (values are assumed unique)
+                if m.kind == "l" and (not s.ordered or m.key not in self.skipped):
+                    self.duplicates(s, m)
                 # a read after the txn's own write still owes every earlier floor
                 if m.kind not in ("r", "l") or m.key in self.skipped:
                     continue
@@ -429,6 +437,16 @@ class _Checker:
             # key (via monotonic-writes / writes-follow-reads) binds its other reads
             for m in passed:
                 self.check_one(s, m, floors[p][m.key], mw[p], (MW, WFR))
+
+    def duplicates(self, s: SOp, m: Mop) -> None:
+        """A list or set read that shows an element twice."""
+        if len(frozenset(m.value)) == len(m.value):
+            return  # the usual case
+        twice = ", ".join(map(repr, repeated(m.value)))
+        self.result.add(DUPLICATES, f"process {s.process!r} read {m.key!r}={list(m.value)!r} "
+                                    f"(op {s.index}), which holds {twice} twice: no state "
+                                    f"of a {'list of unique appends' if s.ordered else 'set'} "
+                                    f"reads like that")
 
     def _floors(self, g: str, fl: dict[str, dict[Any, _Floor]], mw: _MwBounds,
                 key: Hashable) -> Iterable[tuple[Any, _Floor]]:
@@ -649,10 +667,12 @@ def check_session(ops: Sequence[Op], *, model: str, guarantees: Sequence[str] = 
     c.annotate_writes()
     c.check_reads()
     res = c.result
-    res.anomalies = {g: v for g, v in res.anomalies.items() if g in guarantees}
+    res.anomalies = {g: v for g, v in res.anomalies.items() if g in guarantees or g == DUPLICATES}
     res.valid = not res.anomalies
     if res.anomalies:
-        res.not_ = set(res.anomalies) | set(IMPLIED_BY)
+        # a read of no state keeps none of the guarantees
+        res.not_ = ((set(guarantees) if DUPLICATES in res.anomalies else set())
+                    | (set(res.anomalies) - {DUPLICATES}) | set(IMPLIED_BY))
     res.details["session"] = {
         "reads_checked": c.reads_checked,
         "skipped_keys": sorted(map(repr, c.skipped)),
