@@ -58,7 +58,8 @@ def _leftovers(state: Path, marker: str) -> list[str]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if marker in cmd or "cluster_world.clientproc" in cmd:
+        # this checkout's only: other checkouts on the machine run their own experiments
+        if marker in cmd or ("cluster_world.clientproc" in cmd and str(state) in cmd):
             out.append(f"process {pid}: {cmd[:120]}")
     out += [f"node {n}" for n in mgr.nodes()]
     out += [f"tracked process {n}" for n in mgr.process_names() if mgr.process_pid(n)]
