@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from selfhood.checkers.history import Op, Pair, pair_ops
 from selfhood.checkers.linear import check_linearizable
 from selfhood.errors import CheckerError, SpecError
+from selfhood.strategies import histories
 
 Row = tuple[Any, str, str, Any] | tuple[Any, str, str, Any, dict[str, Any]]
 
@@ -390,89 +391,12 @@ def test_a_read_of_a_value_nobody_wrote_is_caught(ops: list[Op], data: st.DataOb
     assert check_linearizable(ops, "cas-register", consistency="sequential").valid is False
 
 
-@st.composite
-def executed_keyed_histories(draw: st.DrawFn, model: str) -> list[Op]:
-    """Run clients against a real store of two keys for any model: an op takes
-    effect at one moment inside its window; a crash (info) happens before or
-    after the effect, and the process never returns."""
-    n_proc = draw(st.integers(1, 5))
-    n_ops = draw(st.integers(1, 30))
-    empty: Any = {"kv": "", "set": frozenset()}.get(model)
-    store: dict[str, Any] = {"a": empty, "b": empty}
-    reads = {"kv": "get"}.get(model, "read")
-    updates = {"register": ["write"], "cas-register": ["write", "cas"],
-               "kv": ["put", "append", "append"], "set": ["add"]}[model]
-    ops: list[Op] = []
-    phase: dict[int, tuple[str, str, Any, str]] = {}  # process -> (f, key, value, stage)
-    alive = list(range(n_proc))
-    started = 0
-    fresh = iter(range(10**6))
-
-    def emit(p: int, typ: str, f: str, k: str, v: Any) -> None:
-        if model in ("register", "cas-register"):
-            ops.append(Op(len(ops), typ, p, f, [k, v]))  # type: ignore[arg-type]
-        else:
-            ops.append(Op(len(ops), typ, p, f, v, extra={"key": k}))  # type: ignore[arg-type]
-
-    while alive and (started < n_ops or phase):
-        p = draw(st.sampled_from(alive))
-        if p not in phase:
-            if started >= n_ops:
-                continue
-            f = draw(st.sampled_from([reads, *updates]))
-            k = draw(st.sampled_from(["a", "b"]))
-            v: Any = None
-            if f == "write":
-                v = draw(st.integers(0, 3))
-            elif f == "cas":
-                v = [draw(st.integers(0, 3)), draw(st.integers(0, 3))]
-            elif f in ("put", "append"):
-                v = f"x{next(fresh)} "
-            elif f == "add":
-                v = next(fresh)
-            emit(p, "invoke", f, k, v)
-            phase[p] = (f, k, v, "invoked")
-            started += 1
-            continue
-        f, k, v, stage = phase[p]
-        if stage == "invoked":
-            if draw(st.integers(0, 9)) == 0:  # crashed before taking effect
-                del phase[p]
-                emit(p, "info", f, k, v)
-                alive.remove(p)
-                continue
-            st_ = store[k]
-            stage = "ok"
-            if f == reads:
-                v = sorted(st_) if model == "set" else st_
-            elif f in ("write", "put"):
-                store[k] = v
-            elif f == "append":
-                store[k] = st_ + v
-            elif f == "add":
-                store[k] = st_ | {v}
-            elif f == "cas":
-                if st_ == v[0]:
-                    store[k] = v[1]
-                else:
-                    stage = "fail"
-            phase[p] = (f, k, v, stage)
-            continue
-        del phase[p]
-        if draw(st.integers(0, 9)) == 0:  # crashed after the effect
-            emit(p, "info", f, k, v)
-            alive.remove(p)
-        else:
-            emit(p, stage, f, k, v)
-    return ops
-
-
 MODEL_NAMES = ["register", "cas-register", "kv", "set"]
 
 
 @given(st.data(), st.sampled_from(MODEL_NAMES))
 def test_executed_histories_of_every_model_are_valid(data: st.DataObject, model: str) -> None:
-    ops = data.draw(executed_keyed_histories(model))
+    ops = data.draw(histories(model))
     assert check_linearizable(ops, model).valid is True
     assert check_linearizable(ops, model, consistency="sequential").valid is True
 
@@ -480,7 +404,7 @@ def test_executed_histories_of_every_model_are_valid(data: st.DataObject, model:
 @given(st.data(), st.sampled_from(MODEL_NAMES))
 def test_a_read_nobody_could_see_is_caught_in_every_model(data: st.DataObject,
                                                            model: str) -> None:
-    ops = data.draw(executed_keyed_histories(model))
+    ops = data.draw(histories(model))
     reads = [i for i, op in enumerate(ops)
              if op.type == "ok" and op.f in ("read", "get")]
     if not reads:

@@ -18,6 +18,7 @@ from selfhood.checkers.history import Op
 from selfhood.checkers.oracle import brute_serializable
 from selfhood.checkers.txn import check_txn
 from selfhood.errors import HistoryError, SpecError
+from selfhood.strategies import histories
 
 Txn = list[list[Any]]
 
@@ -469,70 +470,8 @@ def test_a_class_shown_once_only_gets_a_short_search_elsewhere(
 # --- property tests ---------------------------------------------------------------------------
 
 
-def _simulate(draw: Any, workload: str) -> tuple[list[Op], list[tuple[int, int]]]:
-    """Random concurrent clients against a serial store; each txn applies atomically
-    at its completion (inside its invoke/complete window), or crashes."""
-    n_proc = draw(st.integers(1, 4))
-    n_txn = draw(st.integers(1, 18))
-    keys = draw(st.integers(1, 3))
-    store: dict[int, Any] = {}
-    ops: list[Op] = []
-    open_: dict[int, Txn] = {}
-    proc_ids = list(range(n_proc))
-    next_proc = n_proc
-    counter = itertools.count(1)
-    started = 0
-    while started < n_txn or open_:
-        slot = draw(st.integers(0, n_proc - 1))
-        p = proc_ids[slot]
-        if p not in open_:
-            if started >= n_txn:
-                continue
-            started += 1
-            txn: Txn = []
-            for _ in range(draw(st.integers(1, 4))):
-                k = draw(st.integers(0, keys - 1))
-                if draw(st.booleans()):
-                    txn.append(["r", k, None])
-                else:
-                    txn.append(["append" if workload == "list-append" else "w", k,
-                                next(counter)])
-            ops.append(Op(len(ops), "invoke", p, "txn", [list(m) for m in txn]))
-            open_[p] = txn
-            continue
-        txn = open_.pop(p)
-        outcome = draw(st.sampled_from(["ok", "ok", "ok", "fail", "info"]))
-        applied = outcome == "ok" or (outcome == "info" and draw(st.booleans()))
-        done: Txn = []
-        snapshot = dict(store)
-        for f, k, v in txn:
-            if f == "r":
-                cur = snapshot.get(k)
-                done.append(["r", k, list(cur) if workload == "list-append" and cur is not None
-                             else ([] if workload == "list-append" else cur)])
-            elif f == "append":
-                snapshot[k] = (*snapshot.get(k, ()), v)
-                done.append([f, k, v])
-            else:
-                snapshot[k] = v
-                done.append([f, k, v])
-        if applied:
-            store = snapshot
-        value = done if outcome == "ok" else [list(m) for m in txn]
-        ops.append(Op(len(ops), outcome, p, "txn", value))
-        if outcome == "info":  # a crashed client comes back as a new process
-            proc_ids[slot] = next_proc
-            next_proc += 1
-    return ops, []
-
-
-@st.composite
-def serial_histories(draw: Any, workload: str) -> list[Op]:
-    return _simulate(draw, workload)[0]
-
-
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(serial_histories("list-append"))
+@given(histories("list-append"))
 def test_serial_list_append_histories_are_valid(ops: list[Op]) -> None:
     r = check_txn(ops, workload="list-append", consistency=["strict-serializable"])
     assert r.valid in (True, "unknown"), r.anomalies
@@ -541,7 +480,7 @@ def test_serial_list_append_histories_are_valid(ops: list[Op]) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(serial_histories("rw-register"))
+@given(histories("rw-register"))
 def test_serial_rw_register_histories_are_valid(ops: list[Op]) -> None:
     for kw in ({}, {"linearizable_keys": True, "sequential_keys": True}):
         r = check_txn(ops, workload="rw-register", consistency=["strict-serializable"], **kw)
@@ -549,7 +488,7 @@ def test_serial_rw_register_histories_are_valid(ops: list[Op]) -> None:
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(serial_histories("list-append"), st.data())
+@given(histories("list-append"), st.data())
 def test_mutating_one_read_is_caught(ops: list[Op], data: Any) -> None:
     """Drop the last element from a read that must have seen it (its writer
     committed before the reader began): strict-serializable must object."""

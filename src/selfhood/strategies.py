@@ -43,7 +43,7 @@ __all__ = [
 ]
 
 #: the models `histories` draws for
-HISTORY_MODELS: Final = ("register", "cas-register", "set", "list-append", "rw-register")
+HISTORY_MODELS: Final = ("register", "cas-register", "kv", "set", "list-append", "rw-register")
 #: faults the simulator runs (broker-kill needs the cluster runtime)
 SIM_FAULTS: Final = tuple(f for f in FAULTS if f != "broker-kill")
 
@@ -74,21 +74,25 @@ def specs(**fixed: Any) -> st.SearchStrategy[ExperimentSpec]:
     return _specs({k: list(v) if isinstance(v, tuple) else v for k, v in fixed.items()})
 
 
-_UPDATES: Final = {"register": ("write",), "cas-register": ("write", "cas"), "set": ("add",)}
+_UPDATES: Final = {"register": ("write",), "cas-register": ("write", "cas"), "set": ("add",),
+                   "kv": ("put", "append", "append")}
+#: what a key holds before any update (a kv store answers "" for a missing key, as Porcupine's)
+_EMPTY: Final[dict[str, Any]] = {"set": frozenset(), "kv": ""}
 
 
 @st.composite
 def _single(draw: st.DrawFn, model: str) -> list[Op]:
-    """Clients on a real two-key store; each op takes effect once inside its window."""
-    store: dict[str, Any] = {"a": frozenset() if model == "set" else None,
-                             "b": frozenset() if model == "set" else None}
+    """Clients on a real two-key store; each op takes effect once inside its window, or
+    the client crashes (info) before or after the effect and never returns."""
+    store: dict[str, Any] = dict.fromkeys("ab", _EMPTY.get(model))
+    read = "get" if model == "kv" else "read"
     ops: list[Op] = []
     open_: dict[int, tuple[str, str, Any, str]] = {}  # process -> (f, key, value, outcome)
     alive = list(range(draw(st.integers(1, 4))))
     n_ops, started, fresh = draw(st.integers(1, 20)), 0, 0
 
     def emit(p: int, typ: Any, f: str, k: str, v: Any) -> None:
-        if model == "set":
+        if model in _EMPTY:
             ops.append(Op(len(ops), typ, p, f, v, extra={"key": k}))
         else:
             ops.append(Op(len(ops), typ, p, f, [k, v]))
@@ -98,9 +102,10 @@ def _single(draw: st.DrawFn, model: str) -> list[Op]:
         if p not in open_:
             if started >= n_ops:
                 continue
-            f, k = draw(st.sampled_from(("read", *_UPDATES[model]))), draw(st.sampled_from("ab"))
+            f, k = draw(st.sampled_from((read, *_UPDATES[model]))), draw(st.sampled_from("ab"))
             fresh += 1
-            v: Any = {"read": None, "write": draw(st.integers(0, 3)), "add": fresh,
+            v: Any = {read: None, "write": draw(st.integers(0, 3)), "add": fresh,
+                      "put": f"x{fresh} ", "append": f"x{fresh} ",
                       "cas": [draw(st.integers(0, 3)), draw(st.integers(0, 3))]}[f]
             emit(p, "invoke", f, k, v)
             open_[p] = (f, k, v, "")
@@ -114,10 +119,12 @@ def _single(draw: st.DrawFn, model: str) -> list[Op]:
                 alive.remove(p)
                 continue
             outcome, cur = "ok", store[k]
-            if f == "read":
+            if f == read:
                 v = sorted(cur) if model == "set" else cur
-            elif f == "write":
+            elif f in ("write", "put"):
                 store[k] = v
+            elif f == "append":
+                store[k] = cur + v
             elif f == "add":
                 store[k] = cur | {v}
             elif cur == v[0]:
@@ -127,7 +134,11 @@ def _single(draw: st.DrawFn, model: str) -> list[Op]:
             open_[p] = (f, k, v, outcome)
             continue
         del open_[p]
-        emit(p, outcome, f, k, v)
+        if draw(st.integers(0, 9)) == 0:  # crashed after the effect
+            emit(p, "info", f, k, v)
+            alive.remove(p)
+        else:
+            emit(p, outcome, f, k, v)
     return ops
 
 
