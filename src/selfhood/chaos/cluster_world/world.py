@@ -586,7 +586,15 @@ class ClusterRuntime:
             return None
 
     async def _wait_owned(self, limit: float) -> None:
-        """Until every partition has an active owner (sequential) or every replica answers."""
+        """Until every replica answers and every partition has an active owner (a user's
+        service: until every replica answers).
+
+        Eventual replicas do not need owners to serve, but the group's first
+        assignment also waits for a cold cluster's internal topics (group
+        offsets, transaction state); a load started before it ran into
+        multi-second first transactions, and its shipments were still in
+        flight when the final reads came (no convergence, measured).
+        """
         deadline = time.monotonic() + limit
         want = set(range(self.spec.shards))
         while True:
@@ -594,7 +602,7 @@ class ClusterRuntime:
             if all(s is not None for s in sts):
                 owned = {o["partition"] for s in sts if s is not None
                          for o in s.get("owned", []) if o.get("active")}
-                if self.mode == "eventual" or self.system or want <= owned:
+                if self.system or want <= owned:
                     return
             if time.monotonic() > deadline:
                 raise ClusterError(f"partitions {sorted(want)} not all owned within {limit:.0f} s "
