@@ -34,6 +34,7 @@ from typing import Any, Final
 
 from selfhood.checkers.history import Op, Pair, pair_ops
 from selfhood.checkers.measures import percentile
+from selfhood.checkers.staleness import AckedWrite, missed_writes
 from selfhood.consistency.keys import is_memory_key, is_transcript_key, try_parse_key
 
 #: example cases kept per anomaly kind (counts are exact; examples are capped)
@@ -346,30 +347,16 @@ def staleness_samples(history: Sequence[Op],
     """
     pairs = pair_ops(history) if pairs is None else pairs
     reads = [r for r in transcript_reads(pairs) if not r.final]
-    acks_by_inst: dict[str, list[Ack]] = defaultdict(list)
+    acks_by_inst: dict[str, list[AckedWrite]] = defaultdict(list)
     for a in sorted(transcript_acks(pairs), key=lambda a: a.time):
-        acks_by_inst[a.instance].append(a)
+        acks_by_inst[a.instance].append(AckedWrite(a.value, a.time, a.time, a.index))
+    completes = {inst: [a.complete for a in acks] for inst, acks in acks_by_inst.items()}
     out: list[tuple[int, int, float]] = []
     for r in reads:
-        acks = acks_by_inst.get(r.instance, [])
-        have = set(r.value)
-        n_before = 0
-        for a in acks:
-            if a.time >= r.invoke_time:
-                break
-            n_before += 1
-        present = 0
-        for a in acks[:n_before]:
-            if a.value in have:
-                present += 1
-        k = n_before - present
-        t = 0.0
-        if k:
-            for a in acks[:n_before]:
-                if a.value not in have:
-                    t = (r.invoke_time - a.time) / 1e6
-                    break
-        out.append((r.invoke_time, k, t))
+        missing = missed_writes(acks_by_inst.get(r.instance, []), completes.get(r.instance, []),
+                                r.invoke_time, set(r.value))
+        t = (r.invoke_time - missing[0].complete) / 1e6 if missing else 0.0
+        out.append((r.invoke_time, len(missing), t))
     return out
 
 

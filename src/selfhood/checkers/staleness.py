@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import defaultdict
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,30 +37,43 @@ from selfhood.checkers.measures import distribution
 from selfhood.checkers.session import SOp, session_ops
 from selfhood.checkers.verdict import CheckResult
 
-__all__ = ["check_convergence", "check_staleness"]
+__all__ = ["AckedWrite", "check_convergence", "check_staleness", "missed_writes"]
 
 TXN_MODELS = ("list-append", "rw-register")
 
 
 @dataclass(frozen=True, slots=True)
-class _W:
+class AckedWrite:
+    """An acknowledged write (append, add or register write) and its window."""
+
     value: Any
     invoke: int
     complete: int
     index: int
 
 
-def _writes_by_key(sops: Sequence[SOp]) -> dict[Hashable, list[_W]]:
-    out: dict[Hashable, list[_W]] = defaultdict(list)
+def _writes_by_key(sops: Sequence[SOp]) -> dict[Hashable, list[AckedWrite]]:
+    out: dict[Hashable, list[AckedWrite]] = defaultdict(list)
     for s in sops:
         if s.type != "ok" or s.invoke_time is None or s.complete_time is None:
             continue
         for m in s.mops:
             if m.kind in ("w", "a"):
-                out[m.key].append(_W(m.value, s.invoke_time, s.complete_time, s.index))
+                out[m.key].append(AckedWrite(m.value, s.invoke_time, s.complete_time, s.index))
     for ws in out.values():
         ws.sort(key=lambda w: w.complete)
     return out
+
+
+def missed_writes(writes: Sequence[AckedWrite], completes: Sequence[int], at: int,
+                  shown: Collection[Any]) -> list[AckedWrite]:
+    """The writes a list or set read invoked at ``at`` is missing: acknowledged before it
+    (``writes`` sorted by completion, ``completes`` their completion times) yet absent.
+
+    Its k-staleness is their number, its t-staleness ``at`` minus the first one's
+    completion. The one home of list staleness (the identity measures use it too).
+    """
+    return [w for w in writes[:bisect_left(completes, at)] if w.value not in shown]
 
 
 def check_staleness(ops: Sequence[Op], *, model: str, initial: Any = None,
@@ -85,11 +98,11 @@ def check_staleness(ops: Sequence[Op], *, model: str, initial: Any = None,
                 untimed += 1
                 continue
             ws = writes.get(m.key, [])
-            before = ws[:bisect_left(completes.get(m.key, []), s.invoke_time)]
             if m.kind == "l":
-                seen = set(m.value)
-                missing = [w for w in before if w.value not in seen]
+                missing = missed_writes(ws, completes.get(m.key, []), s.invoke_time,
+                                        set(m.value))
             else:
+                before = ws[:bisect_left(completes.get(m.key, []), s.invoke_time)]
                 got = by_value.get(m.key, {}).get(m.value)
                 is_initial = m.value == initial or (model == "kv" and m.value == "")
                 if is_initial or got is None:
