@@ -218,3 +218,36 @@ def test_sim_and_cluster_agree_on_the_qualitative_verdicts(netns_cluster: Path,
            for k, r in (("sim", sim), ("cluster", real))}
     assert got["sim"] == got["cluster"], got
     assert _leftovers(netns_cluster) == []
+
+
+def test_sharded_memory_is_torn_without_atomicity_and_whole_with_kafka_transactions(
+        netns_cluster: Path) -> None:
+    """Turn and memory on different partitions: read torn when written apart, never when
+    written in one Kafka transaction (read_committed)."""
+    torn = {}
+    for atomic in (False, True):
+        spec = _spec(modes=("eventual",), time_limit_s=3.0, sharded_memory=True,
+                     atomic_memory=atomic)
+        m = run_experiment(spec, check_time_limit_s=20).results["modes"]["eventual"]
+        torn[atomic] = m["identity"]["torn_memory"]
+    assert torn[False] > 0 and torn[True] == 0, torn
+
+
+def test_a_paused_zombies_writes_are_fenced_by_every_reducer_and_admitted_without_fencing(
+        netns_cluster: Path) -> None:
+    """SIGSTOP an owner past the session timeout: the group hands its partition on and the
+    new owner claims a higher epoch; on SIGCONT the zombie's writes reach the log with its
+    old epoch. Every replica's reducer rejects them; with --no-fencing every one applies them."""
+    got = {}
+    for fencing in (True, False):
+        spec = _spec(modes=("sequential",), fencing=fencing, schedule=(
+            NemesisOp(at_ms=500, f="pause", value="r0"),
+            NemesisOp(at_ms=2500, f="resume", value="r0")))
+        m = run_experiment(spec, check_time_limit_s=20).results["modes"]["sequential"]
+        assert m["stats"]["pauses"] == 1
+        got[fencing] = {name: (s["core_fenced"], s["core_stale_epoch_applied"])
+                        for name, s in m["stats"]["replica"].items()}
+    assert set(got[True]) == set(got[False]) == {"r0", "r1", "r2"}
+    assert all(fenced > 0 and stale == 0 for fenced, stale in got[True].values()), got
+    assert all(fenced == 0 and stale > 0 for fenced, stale in got[False].values()), got
+    assert _leftovers(netns_cluster) == []
