@@ -251,3 +251,18 @@ def test_a_paused_zombies_writes_are_fenced_by_every_reducer_and_admitted_withou
     assert all(fenced > 0 and stale == 0 for fenced, stale in got[True].values()), got
     assert all(fenced == 0 and stale > 0 for fenced, stale in got[False].values()), got
     assert _leftovers(netns_cluster) == []
+
+
+def test_a_crash_of_the_owner_always_measures_a_failover_gap(netns_cluster: Path) -> None:
+    """`crash owner` kills whichever replica owns partition 0 at that moment (asked of the
+    replicas), so the failover gap is measured every time; `restart owner` brings it back."""
+    spec = _spec(modes=("sequential",), schedule=(
+        NemesisOp(at_ms=800, f="crash", value="owner"),
+        NemesisOp(at_ms=2500, f="restart", value="owner")))
+    m = run_experiment(spec, check_time_limit_s=20).results["modes"]["sequential"]
+    f = m["failover"]
+    assert f["kills"] == 1 and f["kills_of_non_owners"] == 0, f
+    assert f["measured"] == 1 and f["p50_ms"] > 0, f
+    assert m["stats"]["crashes"] == 1 and m["stats"]["restarts"] == 1
+    assert m["valid"] is True, m["checks"]
+    assert _leftovers(netns_cluster) == []

@@ -191,8 +191,9 @@ def _schedule_value_error(spec: ExperimentSpec, step: NemesisOp) -> str | None:
     nodes = (*replicas, LOG_NODE)
     v = step.value
     if step.f in ("crash", "restart", "pause", "resume"):
-        if not isinstance(v, str) or v not in replicas:
-            return f"{step.f} takes a replica name ({', '.join(replicas)}), got {v!r}"
+        if not isinstance(v, str) or (v not in replicas and v != "owner"):
+            return (f"{step.f} takes a replica name ({', '.join(replicas)}) or 'owner' "
+                    f"(the owner of partition 0), got {v!r}")
         return None
     if step.f in ("kill-broker",):
         broker_id = isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 64

@@ -93,6 +93,27 @@ def resolve_partition(value: Any, nodes: Sequence[str],
     return [list(g) for g in groups]
 
 
+#: a crash/pause target meaning "the replica owning partition 0 when the fault starts"
+#: (its restart/resume then means the same replica), so a failover always happens
+OWNER: Final = "owner"
+_FAMILY: Final = {"crash": "crash", "restart": "crash", "pause": "pause", "resume": "pause"}
+
+
+def owner_target(f: str, value: Any, owner_now: str | None,
+                 remembered: dict[str, str]) -> Any:
+    """The replica a crash/restart/pause/resume with `OWNER` means (pure; the world passes
+    the owner of partition 0 it sees now). A fault remembers its target in `remembered`,
+    its heal takes it back; None when there is no owner or nothing to heal (a no-op)."""
+    if value != OWNER or f not in _FAMILY:
+        return value
+    family = _FAMILY[f]
+    if f in ("crash", "pause"):
+        if owner_now is not None:
+            remembered[family] = owner_now
+        return owner_now
+    return remembered.pop(family, None)
+
+
 def cut_of(groups: Sequence[Sequence[str]], nodes: Sequence[str]) -> set[tuple[str, str]]:
     """The directed links between ``nodes`` that no group holds."""
     allowed = {(a, b) for g in groups for a in g for b in g}

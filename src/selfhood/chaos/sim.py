@@ -39,7 +39,7 @@ import msgspec
 from selfhood.chaos.client import ClientSessions
 from selfhood.chaos.generator import Generator, OpRequest
 from selfhood.chaos.interpreter import Interpreter
-from selfhood.chaos.nemesis import cut_links
+from selfhood.chaos.nemesis import OWNER, cut_links, owner_target
 from selfhood.checkers.history import Op
 from selfhood.consistency.config import DEFAULT_REPLICA
 from selfhood.consistency.model import DeterministicModel, ModelPort
@@ -194,6 +194,7 @@ class Simulation:
         self.loss = config.net.loss
         self.blocked: set[tuple[str, str]] = set()
         self.incarnation: dict[str, int] = dict.fromkeys(self.names, 0)
+        self.owner_targets: dict[str, str] = {}  # an "owner" fault's replica, until healed
         self.replicas: dict[str, Replica | None] = {}
         # a crashed replica's local disk: its durable outbox (eventual), until restart
         self.disks: dict[str, list[tuple[int, Event]]] = {}
@@ -417,6 +418,11 @@ class Simulation:
 
     def _nemesis(self, o: OpRequest) -> Any:
         f = o.f
+        if o.value == OWNER:
+            target = owner_target(f, o.value, self.coord.part_owner.get(0), self.owner_targets)
+            if target is None:
+                return {"replica": None}  # no owner (or nothing to heal): nothing to do
+            o = replace(o, value=target)
         if f == "partition":
             cut = self._partition(o.value)
             self.blocked = cut

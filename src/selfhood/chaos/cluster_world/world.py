@@ -40,7 +40,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -48,7 +48,7 @@ from selfhood.chaos.client import ClientSessions
 from selfhood.chaos.cluster import ClusterConfig, ClusterManager, default_state_dir
 from selfhood.chaos.generator import Generator, OpRequest
 from selfhood.chaos.interpreter import Interpreter
-from selfhood.chaos.nemesis import cut_of, resolve_partition
+from selfhood.chaos.nemesis import OWNER, cut_of, owner_target, resolve_partition
 from selfhood.checkers.history import Op
 from selfhood.consistency.replica import UNAVAILABLE, Reply, Request
 from selfhood.errors import ChaosError, ClusterError
@@ -316,6 +316,7 @@ class ClusterRuntime:
         self.topic = ""
         self.skew = False
         self.kills: list[Kill] = []
+        self.owner_targets: dict[str, str] = {}
         self.broker_down: list[int] = []
         self.broker_starts: list[asyncio.Task[None]] = []
         self.nem_rng = random.Random(spec.seed * 104729 + 2)
@@ -637,6 +638,7 @@ class ClusterRuntime:
         self.mode = mode
         self.topic = f"selfhood-run-{self.run_id}-{mode}"
         self.kills = []
+        self.owner_targets = {}  # an "owner" fault's replica, until healed
         self.counters = {"crashes": 0, "restarts": 0, "pauses": 0, "partitions": 0,
                          "skews": 0, "rebalances": 0, "broker_kills": 0}
         (self.work / mode).mkdir(parents=True, exist_ok=True)
@@ -730,6 +732,17 @@ class ClusterRuntime:
 
     # -- nemesis --------------------------------------------------------------------------
 
+    async def _owner_of(self, partition: int) -> str | None:
+        """The running replica that holds `partition` with an active claim, if one does."""
+        for r in self.replicas.values():
+            if not r.up or r.paused:
+                continue
+            st = await self.status(r, 0.5)
+            if any(o.get("partition") == partition and o.get("active")
+                   for o in (st or {}).get("owned", [])):
+                return r.name
+        return None
+
     def _replica_arg(self, op: OpRequest) -> ReplicaProc:
         v = op.value
         if isinstance(v, dict):
@@ -744,6 +757,12 @@ class ClusterRuntime:
         f, v = op.f, op.value
         mgr = self.mgr
         assert mgr is not None
+        if v == OWNER:
+            target = owner_target(f, v, await self._owner_of(0), self.owner_targets)
+            if target is None:
+                return {"replica": None}  # no owner (or nothing to heal): nothing to do
+            op = replace(op, value=target)
+            v = target
         if f == "partition":
             nodes = (*self.replicas, LOG_NODE)
             groups = resolve_partition(v, nodes, self.nem_rng)
