@@ -44,7 +44,7 @@ ANOMALY_TEXT: Final = {
                    "was lost",
     "incompatible-order": "two reads of one list disagree on the order of its elements: "
                           "different pasts were shown",
-    "duplicate-elements": "a list read shows an element twice",
+    "duplicate-elements": "a list or set read shows an element twice",
     "dirty-update": "a write built on a value from a failed transaction",
     "internal": "a transaction contradicted its own earlier reads or writes",
     "nonlinearizable": "no order that respects real time explains the register's reads",
