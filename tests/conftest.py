@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import venv
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -78,3 +79,24 @@ def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                     str(project)], check=True, capture_output=True, timeout=600)
     return py
+
+
+@pytest.fixture(scope="module")
+def netns_cluster(cluster_manager: ClusterManager) -> Iterator[Path]:
+    """The netns cluster (Kafka + PostgreSQL) the runtime uses; started here (and stopped) if
+    absent. Shared by test_cluster_runtime.py and test_system_langgraph.py."""
+    import asyncio
+
+    from selfhood.chaos.cluster_world.world import runtime_base_port, runtime_manager
+
+    state = cluster_manager.state_dir
+    mgr = runtime_manager(state)
+    started = False
+    if mgr.load_config() is None or not asyncio.run(mgr.status()).healthy:
+        started = mgr.load_config() is None
+        asyncio.run(mgr.up(brokers=3, netns=True, base_port=runtime_base_port(mgr, state)))
+    try:
+        yield state
+    finally:
+        if started:
+            asyncio.run(mgr.down())

@@ -8,20 +8,17 @@ stopped again at the end). Each experiment is short (well under a minute).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from selfhood.chaos.cluster import ClusterManager
-from selfhood.chaos.cluster_world.world import runtime_base_port, runtime_manager
+from cluster_runtime_support import leftovers
 from selfhood.chaos.runner import run_experiment
 from selfhood.checkers.formats import parse_jsonl
 from selfhood.checkers.history import Op
@@ -31,59 +28,11 @@ pytestmark = [pytest.mark.kafka,
               pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and iptables need root")]
 
 
-@pytest.fixture(scope="module")
-def netns_cluster(cluster_manager: ClusterManager) -> Iterator[Path]:
-    """The netns Kafka cluster the runtime uses; started here (and stopped) if absent."""
-    state = cluster_manager.state_dir
-    mgr = runtime_manager(state)
-    started = False
-    if mgr.load_config() is None or not asyncio.run(mgr.status()).healthy:
-        started = mgr.load_config() is None
-        asyncio.run(mgr.up(brokers=3, netns=True, base_port=runtime_base_port(mgr, state)))
-    try:
-        yield state
-    finally:
-        if started:
-            asyncio.run(mgr.down())
-
-
 def _spec(**kw: Any) -> ExperimentSpec:
     base = dict(name="cluster-test", runtime="cluster", time_limit_s=4.0, quiesce_ms=1000,
                 nemesis=(), session_timeout_ms=1000, seed=3)
     base.update(kw)
     return with_overrides(ExperimentSpec(), **base)
-
-
-def _leftovers(state: Path) -> list[str]:
-    """Processes, namespaces and iptables rules a cluster run may have left behind."""
-    mgr = runtime_manager(state)
-    cfg = mgr.load_config()
-    out: list[str] = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if str(state.resolve()) not in cmd:
-            continue  # another state dir's run (another checkout on this machine)
-        if ("replica serve" in cmd and "selfhood-run-" in cmd) or "cluster_world.clientproc" in cmd:
-            out.append(f"process {pid}: {cmd[:120]}")
-    names = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    brokers = {cfg.namespace(n) for n in cfg.node_ids} if cfg is not None else set()
-    for line in names.splitlines():
-        ns = line.split()[0] if line.split() else ""
-        if cfg is not None and ns.startswith(f"sh{cfg.tag}") and ns not in brokers:
-            out.append(f"namespace {ns}")
-    for ns in sorted(brokers):
-        rules = subprocess.run(["ip", "netns", "exec", ns, "iptables", "-S"],
-                               capture_output=True, text=True).stdout
-        out += [f"rule in {ns}: {r}" for r in rules.splitlines() if "DROP" in r]
-    if cfg is not None and cfg.netns:
-        out += [f"node {n}" for n in mgr.nodes()]
-    out += [f"tracked process {n}" for n in mgr.process_names() if mgr.process_pid(n)]
-    return out
 
 
 def _acked_appends_kept(history: list[Op]) -> list[str]:
@@ -146,7 +95,7 @@ def test_default_experiment_on_the_cluster(netns_cluster: Path, tmp_path: Path) 
             got = _selfhood(*c["command"].split()[1:], "--json", cwd=tmp_path)
             assert got.returncode == exit_of[c["valid"]], (mode, c, got.stderr)
             assert json.loads(got.stdout)["valid"] == c["valid"]
-    assert _leftovers(netns_cluster) == []
+    assert leftovers(netns_cluster) == []
 
 
 @pytest.mark.slow
@@ -164,7 +113,7 @@ def test_sequential_stays_valid_through_pause_skew_and_rebalance(netns_cluster: 
     assert m["valid"] is True, m["checks"]
     assert m["identity"]["forks"] == 0 and m["identity"]["forgotten_acks"] == 0
     assert m["stats"]["pauses"] == 1 and m["stats"]["skews"] == 1
-    assert _leftovers(netns_cluster) == []
+    assert leftovers(netns_cluster) == []
 
 
 def test_leader_broker_kill_and_owner_kills_lose_no_acknowledged_write(
@@ -190,7 +139,7 @@ def test_leader_broker_kill_and_owner_kills_lose_no_acknowledged_write(
     f = m["failover"]
     assert f["kills"] >= 1 and f["kills"] + f["kills_of_non_owners"] == 2
     assert f["measured"] >= 1 and f["p50_ms"] > 0
-    assert _leftovers(netns_cluster) == []
+    assert leftovers(netns_cluster) == []
 
 
 def test_eventual_replicas_converge_without_faults(netns_cluster: Path) -> None:
@@ -217,7 +166,7 @@ def test_sim_and_cluster_agree_on_the_qualitative_verdicts(netns_cluster: Path,
     got = {k: (r["valid"], bool(r["anomalies"]), r["identity"]["forks"] > 0)
            for k, r in (("sim", sim), ("cluster", real))}
     assert got["sim"] == got["cluster"], got
-    assert _leftovers(netns_cluster) == []
+    assert leftovers(netns_cluster) == []
 
 
 def test_sharded_memory_is_torn_without_atomicity_and_whole_with_kafka_transactions(
@@ -250,7 +199,7 @@ def test_a_paused_zombies_writes_are_fenced_by_every_reducer_and_admitted_withou
     assert set(got[True]) == set(got[False]) == {"r0", "r1", "r2"}
     assert all(fenced > 0 and stale == 0 for fenced, stale in got[True].values()), got
     assert all(fenced == 0 and stale > 0 for fenced, stale in got[False].values()), got
-    assert _leftovers(netns_cluster) == []
+    assert leftovers(netns_cluster) == []
 
 
 def test_a_crash_of_the_owner_always_measures_a_failover_gap(netns_cluster: Path) -> None:
@@ -265,4 +214,4 @@ def test_a_crash_of_the_owner_always_measures_a_failover_gap(netns_cluster: Path
     assert f["measured"] == 1 and f["p50_ms"] > 0, f
     assert m["stats"]["crashes"] == 1 and m["stats"]["restarts"] == 1
     assert m["valid"] is True, m["checks"]
-    assert _leftovers(netns_cluster) == []
+    assert leftovers(netns_cluster) == []

@@ -9,18 +9,15 @@ before any experiment, naming the endpoint. Nothing is left behind.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from selfhood.chaos.cluster import ClusterManager
-from selfhood.chaos.cluster_world.world import runtime_base_port, runtime_manager
+from cluster_runtime_support import leftovers
 
 pytest.importorskip("langgraph.checkpoint.postgres", reason="the langgraph extra")
 
@@ -29,41 +26,6 @@ pytestmark = [pytest.mark.kafka, pytest.mark.postgres,
 
 SERVICE = Path(__file__).resolve().parents[1] / "examples" / "langgraph" / "service.py"
 MARK = str(SERVICE)
-
-
-@pytest.fixture(scope="module")
-def netns_cluster(cluster_manager: ClusterManager) -> Iterator[Path]:
-    """The netns cluster (Kafka + PostgreSQL) the runtime uses; started here if absent."""
-    state = cluster_manager.state_dir
-    mgr = runtime_manager(state)
-    started = False
-    if mgr.load_config() is None or not asyncio.run(mgr.status()).healthy:
-        started = mgr.load_config() is None
-        asyncio.run(mgr.up(brokers=3, netns=True, base_port=runtime_base_port(mgr, state)))
-    try:
-        yield state
-    finally:
-        if started:
-            asyncio.run(mgr.down())
-
-
-def _leftovers(state: Path, marker: str) -> list[str]:
-    """Service processes, node namespaces and tracked processes a run may have left."""
-    mgr = runtime_manager(state)
-    out = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        # this checkout's only: other checkouts on the machine run their own experiments
-        if marker in cmd or ("cluster_world.clientproc" in cmd and str(state) in cmd):
-            out.append(f"process {pid}: {cmd[:120]}")
-    out += [f"node {n}" for n in mgr.nodes()]
-    out += [f"tracked process {n}" for n in mgr.process_names() if mgr.process_pid(n)]
-    return out
 
 
 def _run(tmp_path: Path, system: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -91,7 +53,7 @@ def test_langgraph_service_under_partitions_and_kills(netns_cluster: Path,
     ident = seq["identity"]
     # one shared checkpointer: after the heal every node shows the same thread state
     assert ident["fingerprints_agree"] == 4, ident
-    assert _leftovers(netns_cluster, MARK) == []
+    assert leftovers(netns_cluster, MARK) == []
 
 
 def test_a_service_that_does_not_speak_the_api_is_refused(netns_cluster: Path,
@@ -106,4 +68,4 @@ def test_a_service_that_does_not_speak_the_api_is_refused(netns_cluster: Path,
     assert "GET /v1/health: HTTP 404 with a body that is not JSON" in p.stderr
     assert "Traceback" not in p.stderr
     assert not (tmp_path / "store" / "latest").exists()
-    assert _leftovers(netns_cluster, "http.server --bind") == []
+    assert leftovers(netns_cluster, "http.server --bind") == []
