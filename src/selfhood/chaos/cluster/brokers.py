@@ -17,7 +17,7 @@ from pathlib import Path
 
 from selfhood.chaos.cluster.common import Progress, _run, compose_dir, require_tool
 from selfhood.chaos.cluster.config import ClusterConfig, StateDir, replicated_settings
-from selfhood.chaos.cluster.processes import _wait_dead, pid_alive, spawn_daemon
+from selfhood.chaos.cluster.processes import pid_alive, spawn_daemon
 from selfhood.errors import ClusterError, ClusterUnhealthy
 
 #: JVM heap per broker: small, three brokers must fit beside the tests
@@ -291,8 +291,13 @@ class Brokers(StateDir):
         if pid is None or not pid_alive(pid, self.marker):
             raise ClusterError(f"broker {node} is not running")
         os.kill(pid, signal.SIGKILL)
-        if not await _wait_dead(pid, self.marker, 10.0):
-            raise ClusterError(f"broker {node} (pid {pid}) survived SIGKILL")
+        # wait by `broker_alive`'s own test: a dying child of ours has lost its command line
+        # (so `pid_alive` calls it dead) some time before it is reaped
+        deadline = time.monotonic() + 10.0
+        while self.broker_alive(node):
+            if time.monotonic() > deadline:
+                raise ClusterError(f"broker {node} (pid {pid}) survived SIGKILL")
+            await asyncio.sleep(0.05)
 
     async def start_broker(self, node: int, limit: float = 120.0,
                            progress: Progress | None = None) -> None:
