@@ -232,3 +232,11 @@ def final_heal(schedule: Sequence[NemesisOp], until_ms: float) -> tuple[NemesisO
     if brokers_down:
         out.append(NemesisOp(at_ms=0, f="restart-broker"))
     return tuple(out)
+
+
+def replica_named(f: str, value: Any, replicas: Sequence[str]) -> str:
+    """The replica a nemesis op names (``"r1"`` or ``{"replica": "r1"}``), for either world."""
+    v = value.get("replica", value.get("node")) if isinstance(value, dict) else value
+    if v not in replicas:
+        raise ChaosError(f"nemesis {f}: unknown replica {value!r}; replicas are {list(replicas)}")
+    return str(v)

@@ -39,7 +39,7 @@ import msgspec
 from selfhood.chaos.client import ClientSessions
 from selfhood.chaos.generator import Generator, OpRequest
 from selfhood.chaos.interpreter import Interpreter
-from selfhood.chaos.nemesis import OWNER, cut_links, owner_target
+from selfhood.chaos.nemesis import OWNER, cut_links, owner_target, replica_named
 from selfhood.checkers.history import Op
 from selfhood.consistency.config import DEFAULT_REPLICA
 from selfhood.consistency.model import DeterministicModel, ModelPort
@@ -408,13 +408,7 @@ class Simulation:
     # -- nemesis ---------------------------------------------------------------------------
 
     def _replica_arg(self, o: OpRequest) -> str:
-        v = o.value
-        if isinstance(v, dict):
-            v = v.get("replica", v.get("node"))
-        if v not in self.incarnation:
-            raise ChaosError(f"nemesis {o.f}: unknown replica {o.value!r}; "
-                             f"replicas are {list(self.names)}")
-        return str(v)
+        return replica_named(o.f, o.value, self.names)
 
     def _nemesis(self, o: OpRequest) -> Any:
         f = o.f

@@ -48,7 +48,7 @@ from selfhood.chaos.client import ClientSessions
 from selfhood.chaos.cluster import ClusterConfig, ClusterManager, default_state_dir
 from selfhood.chaos.generator import Generator, OpRequest
 from selfhood.chaos.interpreter import Interpreter
-from selfhood.chaos.nemesis import OWNER, cut_of, owner_target, resolve_partition
+from selfhood.chaos.nemesis import OWNER, cut_of, owner_target, replica_named, resolve_partition
 from selfhood.checkers.history import Op
 from selfhood.consistency.replica import UNAVAILABLE, Reply, Request
 from selfhood.errors import ChaosError, ClusterError
@@ -744,13 +744,7 @@ class ClusterRuntime:
         return None
 
     def _replica_arg(self, op: OpRequest) -> ReplicaProc:
-        v = op.value
-        if isinstance(v, dict):
-            v = v.get("replica", v.get("node"))
-        if v not in self.replicas:
-            raise ChaosError(f"nemesis {op.f}: unknown replica {op.value!r}; "
-                             f"replicas are {list(self.replicas)}")
-        return self.replicas[str(v)]
+        return self.replicas[replica_named(op.f, op.value, tuple(self.replicas))]
 
     async def nemesis(self, op: OpRequest) -> Any:
         """Inflict one fault; the value recorded as its completion."""
