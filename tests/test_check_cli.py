@@ -147,6 +147,16 @@ def test_human_output_explains(capsys: pytest.CaptureFixture[str]) -> None:
     assert any("ruled out: linearizable" in line for line in rest)
 
 
+def test_human_output_names_model_checks(capsys: pytest.CaptureFixture[str],
+                                         tmp_path: Path) -> None:
+    """Models without a consistency model say whose checks ran, not a generic label."""
+    empty = tmp_path / "empty.edn"
+    empty.write_text("")
+    code, out, _ = run(capsys, str(empty), "--model", "counter")
+    assert code == 2
+    assert "under the counter model's checks" in out.splitlines()[0]
+
+
 def test_kafka_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     good = pairs((0, "send", ["x", 1], "ok", ["x", [0, 1]]),
                  (1, "poll", None, "ok", {"x": [[0, 1]]}))

@@ -65,7 +65,7 @@ def to_json(result: CheckResult, *, model: str, consistency: list[str], ops: int
 def render_human(result: CheckResult, *, path: str, model: str, consistency: list[str],
                  ops: int, elapsed_s: float, max_examples: int = 8) -> str:
     """Verdict line, then each anomaly type with its explanations."""
-    under = ", ".join(consistency) if consistency else "log checks"
+    under = ", ".join(consistency) if consistency else f"the {model} model's checks"
     lines = [f"{_verdict_word(result.valid)}: {path} ({model}, {ops} ops) under {under} "
              f"[{elapsed_s:.3f} s]"]
     for name in result.anomaly_types:
