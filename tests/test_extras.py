@@ -33,7 +33,8 @@ def test_the_bare_install_has_no_driver(bare_python: Path) -> None:
 
 
 def test_every_peer_history_checks_the_same_without_extras(bare_python: Path) -> None:
-    p = _run(bare_python, str(DRIVER), str(PEERS), "20")
+    # a generous per-history limit: a loaded CI box must not turn a verdict into "unknown"
+    p = _run(bare_python, str(DRIVER), str(PEERS), "120")
     assert p.returncode == 0, p.stderr
     bare = json.loads(p.stdout)
     assert bare["drivers_loaded"] == []
@@ -41,7 +42,7 @@ def test_every_peer_history_checks_the_same_without_extras(bare_python: Path) ->
     for r in bare["results"]:
         assert r["got"] in (0, 1, 2), r  # a verdict, never a usage, data or missing-extra error
     # the same checks with every extra installed (this interpreter) give the same verdicts
-    full = _run(Path(sys.executable), str(DRIVER), str(PEERS), "20")
+    full = _run(Path(sys.executable), str(DRIVER), str(PEERS), "120")
     assert full.returncode == 0, full.stderr
     got_full = [(r["path"], r["args"], r["got"]) for r in json.loads(full.stdout)["results"]]
     assert [(r["path"], r["args"], r["got"]) for r in bare["results"]] == got_full
