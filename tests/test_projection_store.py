@@ -125,3 +125,24 @@ async def test_mode_is_claimed_once(store_url: str) -> None:
         await s.claim_mode("eventual")
         with pytest.raises(ProjectionError, match="eventual projection"):
             await s.claim_mode("sequential")
+
+
+async def test_snapshot_loads_see_every_commit_of_any_writer(store_url: str) -> None:
+    """Snapshot reads reuse a connection (SQLite: a kept read-only one): never a stale one."""
+    def snap(iid: str, version: int, data: bytes) -> Changes:
+        ch = Changes()
+        ch.snapshots[iid] = {"instance_id": iid, "version": version, "data": data}
+        return ch
+
+    async with SqlProjectionStore(store_url) as s, SqlProjectionStore(store_url) as other:
+        assert await s.load_snapshot("i1") is None and await s.load_snapshots() == []
+        big = bytes(range(256)) * 40_000  # ~10 MB: thousands of overflow pages
+        await s.commit("r", snap("i1", 1, big))
+        assert await s.load_snapshot("i1") == big
+        await other.commit("r", snap("i1", 2, b"v2"))  # another connection, then shorter
+        await other.commit("r", snap("i2", 7, b"two"))
+        assert await s.load_snapshot("i1") == b"v2"
+        assert sorted(await s.load_snapshots()) == [("i1", 2, b"v2"), ("i2", 7, b"two")]
+        assert await s.load_snapshot("nope") is None
+    with pytest.raises(ProjectionError, match="not started"):
+        await SqlProjectionStore(store_url).load_snapshot("i1")

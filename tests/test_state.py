@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from selfhood.eventlog.base import LogPosition
 from selfhood.events import (
     Case,
@@ -107,3 +109,26 @@ def test_fingerprint_after_growth_and_inserts_equals_a_fresh_computation() -> No
     assert fingerprint(st) == fingerprint(st.copy())
     st.transcript = []
     assert fingerprint(st) == fingerprint(st.copy())
+
+
+def test_bulk_encoded_blocks_give_the_bytes_of_a_plain_encoding(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first fingerprint encodes rows in blocks; an insert re-encodes from a block start."""
+    import msgspec
+
+    from selfhood.projections import state as state_mod
+    from selfhood.projections.crdt import merge_eventual
+
+    monkeypatch.setattr(state_mod, "_BLOCK", 4)  # many blocks, and inserts inside them
+    st = InstanceState.empty("i1")
+    for n in range(0, 120, 4):  # 30 turns, encoded in bulk by the first fingerprint
+        merge_eventual(st, make_event("i1", TurnAppended("user", f"t{n}"), writer="r1",
+                                      hlc=Hlc(n)))
+    fingerprint(st)
+    for n in (2, 121, 57, 122, 9, 1, 123, 0, 63, 124):  # appends (small blocks) and inserts
+        merge_eventual(st, make_event("i1", TurnAppended("assistant", f"t{n}"), writer="r1",
+                                      hlc=Hlc(n)))
+        plain = msgspec.json.encode([[t.role, t.content] for t in st.transcript])
+        assert plain in state_mod.canonical_bytes(st)
+        assert fingerprint(st) == fingerprint(st.copy())
+    assert len(st.transcript) == 40

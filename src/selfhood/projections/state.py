@@ -23,7 +23,9 @@ another replica hashes the same.
 from __future__ import annotations
 
 import hashlib
+from bisect import bisect_right
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any, Final, Literal
 
 import msgspec
@@ -219,12 +221,14 @@ class InstanceState:
 _canon_encoder: Final = msgspec.json.Encoder(order="deterministic")
 
 
-def _turn_row(t: Turn) -> tuple[str, str]:
-    return (t.role, t.content)
+#: the canonical row of a transcript turn / case entry (C-speed getters, no Python call)
+_turn_row: Final = attrgetter("role", "content")
+_case_row: Final = attrgetter("key", "situation", "plan", "reward")
 
 
-def _case_row(c: CaseEntry) -> tuple[str, str, str, float]:
-    return (c.key, c.situation, c.plan, c.reward)
+#: rows per block when a list is encoded in bulk (a first fingerprint, e.g. after
+#: rehydration): one encoder call per block instead of one per row
+_BLOCK: Final = 512
 
 
 class _ListEncoding:
@@ -233,21 +237,24 @@ class _ListEncoding:
     Identity probes fingerprint the state after nearly every change, and the
     transcript and case bank only grow (appends, or CRDT inserts), so
     re-encoding them each time made a fingerprint O(history). The cache keeps
-    the entries it has encoded and each one's encoded row; it reuses the
-    longest prefix that is still the list's prefix (checked by value, a
-    C-speed list compare) and encodes the rest, so whatever happened to the
-    list the bytes are always those of encoding the whole list.
+    the entries it has encoded and their rows in blocks of consecutive
+    entries (a bulk encoding makes blocks of `_BLOCK` rows, each one encoder
+    call; later appends make small ones). It reuses the longest run of whole
+    blocks that is still the list's prefix (checked by value, a C-speed list
+    compare) and encodes the rest, so whatever happened to the list the bytes
+    are always those of encoding the whole list.
     """
 
-    __slots__ = ("body", "items", "rows")
+    __slots__ = ("blocks", "body", "ends", "items")
 
     def __init__(self) -> None:
         self.items: list[Any] = []
-        self.rows: list[bytes] = []  # the encoded row of each item
+        self.blocks: list[bytes] = []  # the comma-joined rows of consecutive items
+        self.ends: list[int] = []  # how many items the blocks up to this one cover
         self.body = b"[]"  # the encoded array of all rows
 
     def _keep_prefix(self, seq: list[Any]) -> None:
-        """Drop the cached entries past the longest common prefix with ``seq``."""
+        """Drop the cached blocks past the longest common prefix with ``seq``."""
         items = self.items
         lo, hi = 0, min(len(seq), len(items))
         while lo < hi:  # grow-only lists: "same entry at k" holds up to the first insert
@@ -258,9 +265,11 @@ class _ListEncoding:
                 hi = mid
         if seq[:lo] != items[:lo]:
             lo = 0
-        del items[lo:]
-        del self.rows[lo:]
-        self.body = b"[" + b",".join(self.rows) + b"]"
+        k = bisect_right(self.ends, lo)  # blocks wholly inside the common prefix
+        del self.blocks[k:]
+        del self.ends[k:]
+        del items[self.ends[-1] if k else 0:]
+        self.body = b"[" + b",".join(self.blocks) + b"]"
 
     def encode(self, seq: list[Any], row: Callable[[Any], Any]) -> msgspec.Raw:
         items = self.items
@@ -283,12 +292,19 @@ class _ListEncoding:
             self._keep_prefix(seq)
             n = len(items)
         if len(seq) > n:
-            new = seq[n:]
             enc = _canon_encoder.encode
-            rows = [enc(row(x)) for x in new]
-            self.rows.extend(rows)
-            self.items.extend(new)
-            joined = b",".join(rows)
+            if len(seq) == n + 1:  # one more entry: what a probe after each apply sees
+                blocks = [enc(row(seq[n]))]
+                self.ends.append(n + 1)
+            else:
+                blocks = []
+                for i in range(n, len(seq), _BLOCK):
+                    chunk = seq[i:i + _BLOCK]
+                    blocks.append(enc(list(map(row, chunk)))[1:-1])  # "[a,b]" -> "a,b"
+                    self.ends.append(i + len(chunk))
+            self.blocks.extend(blocks)
+            items.extend(seq[n:])
+            joined = b",".join(blocks)
             self.body = self.body[:-1] + (b"," + joined if n else joined) + b"]"
         return msgspec.Raw(self.body)
 
