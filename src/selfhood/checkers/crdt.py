@@ -28,12 +28,13 @@ final reads (issued after heal and quiescence):
   acknowledged write leaves a non-initial value).
 
 Every model also needs the final reads of each key to agree across replicas
-(``divergent-final-reads``, as in `check_convergence`); a history without
-final reads is "unknown".
+(``divergent-final-reads``, as in `check_convergence`: a set compares as a
+set, a list in order); a history without final reads is "unknown".
 
-Final reads are ops with ``f == "final-read"`` or ``final: true``; the
-replica is the op's ``node`` (else its process). For the set model the key
-is the op's ``instance`` (one set per instance; none: one set).
+Final reads, their replicas and keys are those of `selfhood.checkers.convergence`
+(ops with ``f == "final-read"`` or ``final: true``; the replica is the op's
+``node``). For the set model the key is the op's ``instance`` (one set per
+instance; none: one set).
 """
 
 from __future__ import annotations
@@ -43,6 +44,13 @@ from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from selfhood.checkers.convergence import (
+    FinalRead,
+    agreement,
+    final_reads,
+    final_values,
+    replica_of,
+)
 from selfhood.checkers.history import Op, Pair, freeze, is_final, pair_ops, repeated
 from selfhood.checkers.verdict import CheckResult
 from selfhood.errors import CheckerError
@@ -64,12 +72,6 @@ CRDT_MODELS: Final = ("list-append", "rw-register", "register", "set")
 MAX_EXAMPLES: Final = 50
 
 
-def _replica(pair: Pair) -> str:
-    c = pair.completion
-    node = (c.node if c is not None and c.node is not None else pair.invoke.node)
-    return str(node) if node is not None else f"process {pair.invoke.process!r}"
-
-
 def _t(op: Op | None, default: int) -> int:
     return default if op is None or op.time is None else op.time
 
@@ -83,17 +85,6 @@ class ReadThenAppend:
     read: tuple[Hashable, ...]
     index: int
     node: str
-
-
-@dataclass(frozen=True, slots=True)
-class FinalRead:
-    """One replica's final value of one key."""
-
-    key: Hashable
-    replica: str
-    value: Any
-    index: int
-    invoke_time: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,29 +155,34 @@ def read_then_appends(pairs: Sequence[Pair]) -> list[ReadThenAppend]:
                 last_read[key] = tuple(freeze(x) for x in v)
             elif f == "append" and key in last_read:
                 out.append(ReadThenAppend(key, freeze(v), last_read[key], c.index,
-                                          _replica(p)))
+                                          replica_of(p)))
     return out
+
+
+def _final_values(op: Op, model: str) -> list[tuple[Hashable, Any]]:
+    """`final_values`, refusing a register final read that names no register."""
+    v = op.value
+    if model == "register" and not (isinstance(v, dict) or (isinstance(v, list | tuple)
+                                                            and len(v) == 2)):
+        raise CheckerError(f"op {op.index}: a register final read must be [key value]")
+    return final_values(op, model)
 
 
 def _collect(ops: Sequence[Op], model: str) -> tuple[list[Pair], list[Write], list[FinalRead]]:
     """Client pairs, every write that may have happened, and every final value per key."""
     pairs = [p for p in pair_ops(ops) if p.invoke.process != "nemesis"]
+    finals = final_reads(pairs, lambda op: _final_values(op, model))
     writes: list[Write] = []
-    finals: list[FinalRead] = []
     for p in pairs:
         inv, c = p.invoke, p.completion
         if is_final(inv) or (c is not None and is_final(c)):
-            if c is None or c.type != "ok":
-                continue
-            for key, v in _final_values(c, model):
-                finals.append(FinalRead(key, _replica(p), v, c.index, _t(inv, 0)))
             continue
         st = _status(p)
         if st is None:
             continue
         ctime = c.time if c is not None and st == "ok" else None
         src = c.value if st == "ok" and c is not None else inv.value
-        node, itime = _replica(p), inv.time
+        node, itime = replica_of(p), inv.time
         if model in ("list-append", "rw-register"):
             wf = "append" if model == "list-append" else "w"
             for f, k, v in _mops(src):
@@ -202,40 +198,10 @@ def _collect(ops: Sequence[Op], model: str) -> tuple[list[Pair], list[Write], li
     return pairs, writes, finals
 
 
-def _final_values(op: Op, model: str) -> list[tuple[Hashable, Any]]:
-    v = op.value
-    if model in ("list-append", "rw-register"):
-        return [(freeze(m[1]), m[2]) for m in _mops(v) if m[0] == "r"]
-    if model == "register":
-        if isinstance(v, list | tuple) and len(v) == 2:
-            return [(freeze(v[0]), v[1])]
-        if isinstance(v, dict):
-            return [(freeze(k), x) for k, x in v.items()]
-        raise CheckerError(f"op {op.index}: a register final read must be [key value]")
-    # set: one set per instance; a dict value maps instance -> elements
-    if isinstance(v, dict):
-        return [(k, x) for k, x in v.items()]
-    return [(op.instance, v)]
-
-
-def divergence_cases(finals: Sequence[FinalRead]) -> list[str]:
-    """Keys whose replicas ended with different final values (each replica's last read)."""
-    last: dict[Hashable, dict[str, Any]] = defaultdict(dict)
-    for fr in sorted(finals, key=lambda fr: (fr.invoke_time, fr.index)):
-        last[fr.key][fr.replica] = fr.value
-    out: list[str] = []
-    for key, by_replica in last.items():
-        groups: dict[Hashable, list[str]] = defaultdict(list)
-        shown: dict[Hashable, Any] = {}
-        for replica, v in sorted(by_replica.items()):
-            fv = freeze(v)
-            groups[fv].append(replica)
-            shown[fv] = v
-        if len(groups) > 1:
-            desc = "; ".join(f"{', '.join(rs)} ended with {shown[fv]!r}"
-                             for fv, rs in groups.items())
-            out.append(f"key {key!r}: replicas disagree after heal: {desc}")
-    return out
+def divergence_cases(finals: Sequence[FinalRead], model: str) -> list[str]:
+    """Keys whose replicas ended with different final values (each replica's last read;
+    a set compares as a set, a list in order: `convergence.agreement`)."""
+    return [a.describe() for a in agreement(finals, model) if a.divergent]
 
 
 def hlc_order_cases(rtas: Sequence[ReadThenAppend],
@@ -364,7 +330,7 @@ def remove_wins_set_cases(pairs: Sequence[Pair], writes: Sequence[Write],
             continue
         if not isinstance(c.value, list | tuple):
             continue
-        node, start = _replica(p), _t(p.invoke, 0)
+        node, start = replica_of(p), _t(p.invoke, 0)
         elems = [freeze(e) for e in c.value]
         out["duplicate-elements"] += _twice(f"read op {c.index} ({node})", p.invoke.instance,
                                             elems, "a set")
@@ -403,7 +369,7 @@ def remove_wins_set_cases(pairs: Sequence[Pair], writes: Sequence[Write],
             if key != fr.key or x in active or (key, x) in remove_tried:
                 continue
             acked = [w for w in ws if w.status == "ok" and w.complete_time is not None
-                     and w.complete_time < fr.invoke_time]
+                     and w.complete_time < (fr.invoke_time or 0)]
             if acked:
                 lacking[(key, x)].append(fr.replica)
                 first_ack.setdefault((key, x), acked[0])
@@ -424,7 +390,7 @@ def check_crdt(ops: Sequence[Op], *, model: str) -> CheckResult:
     pairs, writes, finals = _collect(ops, model)
     res = CheckResult(valid=True)
     found: dict[str, list[str]] = {}
-    div = divergence_cases(finals)
+    div = divergence_cases(finals, model)
     if div:
         found["divergent-final-reads"] = div
     crashes = crash_times(ops)

@@ -17,7 +17,8 @@ from the history alone:
 - ``torn_memory``: a read that sees a turn but not the memory write that
   turn made in the same transaction (sharded memory without atomic writes);
 - convergence: whether the instance converged, and how long after the last
-  heal the last divergent probe was seen.
+  heal the last divergent probe was seen (final reads, replicas, agreement
+  and the last heal as `checkers.convergence` defines them for every checker).
 
 Sessions are processes: a process's ops are sequential, and the sequential
 mode's session tokens promise exactly these per-session guarantees, so the
@@ -28,10 +29,16 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from selfhood.checkers.convergence import (
+    agreement,
+    final_reads,
+    heal_time,
+    last_disagreement,
+)
 from selfhood.checkers.history import Op, Pair, pair_ops
 from selfhood.checkers.measures import percentile
 from selfhood.checkers.staleness import AckedWrite, missed_writes
@@ -39,8 +46,6 @@ from selfhood.consistency.keys import is_memory_key, is_transcript_key, try_pars
 
 #: example cases kept per anomaly kind (counts are exact; examples are capped)
 MAX_CASES: Final = 20
-
-HEAL_FS: Final = frozenset({"heal", "restart", "resume", "unskew"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +374,13 @@ def staleness(history: Sequence[Op], pairs: Sequence[Pair] | None = None) -> dic
             "reads": len(samples), "stale_reads": sum(1 for k in ks if k)}
 
 
+def _fingerprint(op: Op) -> list[tuple[Hashable, Any]]:
+    """A final read's fingerprint, keyed by its instance (none if it carries none)."""
+    if op.f != "final-read" or op.instance is None or not isinstance(op.value, dict):
+        return []
+    return [(op.instance, str(op.value.get("fingerprint")))]
+
+
 def check_identity(history: Sequence[Op], *, instances: Sequence[str] | None = None,
                    replicas: Sequence[str] | None = None,
                    pairs: Sequence[Pair] | None = None) -> IdentityResult:
@@ -392,37 +404,28 @@ def check_identity(history: Sequence[Op], *, instances: Sequence[str] | None = N
     res.torn_memory = len(kinds["torn_memory"])
     res.cases = {k: v[:MAX_CASES] for k, v in kinds.items() if v}
 
-    # final fingerprints per instance
-    finals: dict[str, dict[str, str]] = defaultdict(dict)
-    for p in pairs:
-        c = p.completion
-        if (c is not None and c.type == "ok" and c.f == "final-read" and c.instance is not None
-                and isinstance(c.value, dict)):
-            replica = c.value.get("replica") or c.node
-            finals[c.instance][str(replica)] = str(c.value.get("fingerprint"))
+    # final fingerprints per instance (`checkers.convergence`: the same final reads,
+    # replicas and agreement as the convergence and CRDT checkers)
+    ends = {a.key: a for a in agreement(final_reads(pairs, _fingerprint), "fingerprint")}
     expected_replicas = set(replicas) if replicas is not None else None
-    heal_time = max((_time(op) for op in history
-                     if op.process == "nemesis" and op.f in HEAL_FS), default=0)
+    healed = heal_time(history)
+    heal = healed if healed is not None else 0
     conv_ms = 0.0
     for inst in insts:
-        fps = finals.get(inst, {})
-        answered = set(fps)
-        complete = bool(fps) and (expected_replicas is None or answered >= expected_replicas)
-        agree = complete and len(set(fps.values())) == 1
-        info: dict[str, Any] = {"replicas_answered": len(answered), "agree": agree,
-                                "fingerprints": dict(sorted(fps.items()))}
+        end = ends.get(inst)
+        fps: dict[str, Any] = end.last if end is not None else {}
+        complete = bool(fps) and (expected_replicas is None or set(fps) >= expected_replicas)
+        agree = complete and end is not None and not end.divergent
+        info: dict[str, Any] = {"replicas_answered": len(fps), "agree": agree,
+                                "fingerprints": fps}
         if agree:
             res.fingerprints_agree += 1
             final_fp = next(iter(fps.values()))
-            last_divergent = heal_time
-            for p in pairs:
-                c = p.completion
-                if (c is None or c.type != "ok" or c.instance != inst or c.f != "probe"
-                        or _time(c) < heal_time or not isinstance(c.value, dict)):
-                    continue
-                if str(c.value.get("fingerprint")) != final_fp:
-                    last_divergent = max(last_divergent, _time(c))
-            info["convergence_ms"] = (last_divergent - heal_time) / 1e6
+            probes = [(_time(c), str(c.value.get("fingerprint"))) for p in pairs
+                      if (c := p.completion) is not None and c.type == "ok" and c.f == "probe"
+                      and c.instance == inst and isinstance(c.value, dict)]
+            info["convergence_ms"] = (last_disagreement(probes, final_fp, since=heal)
+                                      - heal) / 1e6
             conv_ms = max(conv_ms, info["convergence_ms"])
         res.per_instance[inst] = info
     res.converged = bool(insts) and res.fingerprints_agree == len(insts)

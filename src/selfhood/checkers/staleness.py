@@ -15,13 +15,12 @@ read began (t-staleness). Distributions (p50/p90/p99/max) go to
 ``details["staleness"]``. Staleness is a measurement: it makes a history
 invalid (anomaly ``stale-read``) only when the caller sets a bound.
 
-Convergence: after heal and quiescence every replica's final read must be
-equal. Final reads are ops with ``f == "final-read"`` (or ``final: true``),
-one replica per ``node`` (else per process). Differing final states are
-reported as ``divergent-final-reads``. When the history carries times, the
-convergence time is measured from the last heal (a nemesis op whose ``f``
-mentions heal/stop/resume/recover/restart/unskew) to the first final read
-after which every final read agreed.
+Convergence: after heal and quiescence every replica's final read of each
+key must agree; differing final states are reported as
+``divergent-final-reads``. When the history carries times, the convergence
+time is measured from the last heal to the first final read after which
+every final read agreed. Final reads, replicas, agreement and heal times are
+those of `selfhood.checkers.convergence`, the one home of the measure.
 """
 
 from __future__ import annotations
@@ -32,14 +31,13 @@ from collections.abc import Collection, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from selfhood.checkers.history import Op, freeze, is_final, pair_ops
+from selfhood.checkers.convergence import agreement, final_reads, final_values, heal_time
+from selfhood.checkers.history import Op, pair_ops
 from selfhood.checkers.measures import distribution
 from selfhood.checkers.session import SOp, session_ops
 from selfhood.checkers.verdict import CheckResult
 
 __all__ = ["AckedWrite", "check_convergence", "check_staleness", "missed_writes"]
-
-TXN_MODELS = ("list-append", "rw-register")
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,86 +132,34 @@ def check_staleness(ops: Sequence[Op], *, model: str, initial: Any = None,
     return res
 
 
-def _final_values(op: Op, model: str) -> dict[Hashable, Any]:
-    v = op.value
-    if model in TXN_MODELS and isinstance(v, list):
-        return {freeze(m[1]): freeze(m[2]) for m in v
-                if isinstance(m, list | tuple) and len(m) == 3 and m[0] == "r"}
-    if isinstance(v, dict):
-        return {freeze(k): freeze(x) for k, x in v.items()}
-    if model == "kv" and "key" in op.extra:
-        return {freeze(op.extra["key"]): freeze(v)}
-    if model == "set":
-        return {None: frozenset(freeze(x) for x in (v or []))}
-    return {None: freeze(v)}
-
-
-#: nemesis ops that end a fault: selfhood's heal/resume/restart/unskew, and Jepsen's
-#: :stop (classic nemeses use :start to begin a fault and :stop to end it)
-_HEAL_WORDS = ("heal", "stop", "resume", "recover", "restart", "unskew")
-
-
 def check_convergence(ops: Sequence[Op], *, model: str) -> CheckResult:
-    """Every replica's last final read of each key must agree."""
-    heal: int | None = None
-    finals: list[tuple[int | None, str, Op]] = []
-    for pair in pair_ops(ops):
-        inv, comp = pair.invoke, pair.completion
-        if inv.process == "nemesis":
-            f = (comp.f if comp is not None else inv.f) or ""
-            t = comp.time if comp is not None and comp.time is not None else inv.time
-            if any(w in f for w in _HEAL_WORDS) and t is not None:
-                heal = t if heal is None else max(heal, t)
-            continue
-        if comp is None or comp.type != "ok" or not (is_final(comp) or is_final(inv)):
-            continue
-        node = comp.node or inv.node
-        replica = str(node) if node is not None else f"process {inv.process!r}"
-        finals.append((inv.time, replica, comp))
+    """Every replica's last final read of each key must agree (`checkers.convergence`)."""
+    heal = heal_time(ops)
+    finals = final_reads(pair_ops(ops), lambda op: final_values(op, model))
     res = CheckResult(valid=True)
     if not finals:
         res.valid = "unknown"
         res.unknown_reasons.append("no final reads (f=\"final-read\") in the history")
         res.details["convergence"] = {"final_reads": 0}
         return res
-    series: dict[Hashable, list[tuple[int | None, str, Any]]] = defaultdict(list)
-    for t, replica, op in finals:
-        for k, v in _final_values(op, model).items():
-            series[k].append((t, replica, v))
+    keys = agreement(finals, model)
     times: dict[str, float | None] = {}
-    for k, obs in series.items():
-        last: dict[str, Any] = {}
-        for _, replica, v in obs:
-            last[replica] = v
-        distinct = {repr(v) for v in last.values()}
-        if len(distinct) > 1:
-            groups: dict[str, list[str]] = defaultdict(list)
-            for replica, v in sorted(last.items()):
-                groups[repr(v)].append(replica)
-            desc = "; ".join(f"{', '.join(rs)} ended with {val}" for val, rs in groups.items())
-            res.add("divergent-final-reads", f"key {k!r}: replicas disagree after heal: {desc}")
-            times[repr(k)] = None
-            continue
-        final = next(iter(last.values()))
-        timed = sorted(((t, v) for t, _, v in obs if t is not None), key=lambda tv: tv[0])
-        if not timed or len(timed) < len(obs):
-            continue
-        converged_at: int | None = None
-        for t, v in timed:
-            if v != final:
-                converged_at = None
-            elif converged_at is None:
-                converged_at = t
-        start = heal if heal is not None else timed[0][0]
-        times[repr(k)] = max(0, converged_at - start) / 1e9 if converged_at is not None else None
+    for a in keys:
+        if a.divergent:
+            res.add("divergent-final-reads", a.describe())
+            times[repr(a.key)] = None
+        elif a.first_read_at is not None:
+            start = heal if heal is not None else a.first_read_at
+            times[repr(a.key)] = (max(0, a.converged_at - start) / 1e9
+                                  if a.converged_at is not None else None)
     res.valid = not res.anomalies
     if res.anomalies:
         res.not_.update({"convergence", "eventual"})
     known = [t for t in times.values() if t is not None]
     res.details["convergence"] = {
-        "final_reads": len(finals),
-        "replicas": len({r for _, r, _ in finals}),
-        "keys": len(series),
+        "final_reads": len({fr.index for fr in finals}),
+        "replicas": len({fr.replica for fr in finals}),
+        "keys": len(keys),
         "heal_time_ns": heal,
         "convergence_time_s": max(known) if known else None,
         "convergence_time_s_by_key": times,

@@ -54,17 +54,22 @@ def compose(results: Mapping[str, CheckResult]) -> CheckResult:
 
     The verdict combines (invalid > unknown > valid); anomalies, ruled-out
     models and unknown reasons are the union, as the `selfhood check`
-    contract reports them. Details are never merged: each checker's stay
-    under its name, with its own verdict, so two checkers cannot overwrite
-    each other's keys. A checker whose details are already one entry under
-    its own name (`{"crdt": {...}}`) is not nested twice.
+    contract reports them (an explanation two checkers both give, such as the
+    same divergent final reads found by "convergence" and "crdt", is listed
+    once). Details are never merged: each checker's stay under its name, with
+    its own verdict and anomaly types, so two checkers cannot overwrite each
+    other's keys and each finding can be traced to its checker. A checker
+    whose details are already one entry under its own name (`{"crdt": {...}}`)
+    is not nested twice.
     """
     out = CheckResult(valid=combine_validity(r.valid for r in results.values()))
     for name, r in results.items():
         for k, v in r.anomalies.items():
-            out.anomalies.setdefault(k, []).extend(v)
+            known = set(out.anomalies.get(k, ()))
+            out.anomalies.setdefault(k, []).extend(e for e in v if e not in known)
         out.not_ |= r.not_
         out.unknown_reasons.extend(r.unknown_reasons)
         own = r.details[name] if set(r.details) == {name} else r.details
-        out.details[name] = {"valid": r.valid, **own} if isinstance(own, dict) else own
+        out.details[name] = ({**own, "valid": r.valid, "anomaly_types": r.anomaly_types}
+                             if isinstance(own, dict) else own)
     return out
