@@ -21,7 +21,7 @@ import msgspec
 import pytest
 
 from eventlog_contract import EventLogContract, read_partition, turn
-from selfhood.errors import LogUnavailable, LogUrlError
+from selfhood.errors import LogUnavailable, LogUrlError, NotALog
 from selfhood.eventlog.base import LogPosition, scan
 from selfhood.eventlog.partitioning import partition_for
 from selfhood.eventlog.sqlite import SqliteEventLog
@@ -116,9 +116,10 @@ async def test_missing_directory_is_a_typed_error(tmp_path: Path) -> None:
 async def test_not_a_database_is_a_typed_error(tmp_path: Path) -> None:
     path = tmp_path / "junk.db"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(LogUnavailable):
-        async with SqliteEventLog(path):
-            pass
+    for create in (True, False):  # malformed input (the CLI's exit 65), not an outage
+        with pytest.raises(NotALog, match=f"sqlite log {path}: file is not a database"):
+            async with SqliteEventLog(path, create=create):
+                pass
 
 
 async def test_appends_from_several_processes_stay_dense_and_unique(tmp_path: Path) -> None:

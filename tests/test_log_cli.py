@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from eventlog_contract import turn
-from selfhood.cli import EX_USAGE, main
+from selfhood.cli import EX_DATAERR, EX_USAGE, main
 from selfhood.eventlog.sqlite import SqliteEventLog
 
 BENCH_KEYS = {"events", "append_eps", "read_eps", "order_verified"}
@@ -153,16 +153,74 @@ def test_read_only_commands_refuse_what_is_not_a_log_and_write_nothing(
     conn.close()
     text = tmp_path / "text.db"
     text.write_text("hello, not a database at all\n" * 200)
+    listing = sorted(p.name for p in tmp_path.iterdir())
     for f in (empty, other, proj, text):
         before = f.read_bytes()
         for cmd in ("stat", "tail"):
             code, _out, err = run_cli(["log", cmd, f"sqlite:///{f}"], capsys)
-            assert code == 1, (f, cmd, err)
-            assert err.startswith("error: sqlite log") and "Traceback" not in err
+            assert code == EX_DATAERR, (f, cmd, err)  # malformed input, not an outage
+            assert err.startswith(f"error: sqlite log {f}:") and "Traceback" not in err
             assert len(err.strip().splitlines()) == 1, err
             assert f.read_bytes() == before, (f, cmd)  # no table was created
+    assert sorted(p.name for p in tmp_path.iterdir()) == listing  # no -journal, -wal, -shm
     code, _out, err = run_cli(["log", "stat", f"sqlite:///{empty}"], capsys)
     assert "not a selfhood log" in err
+
+
+def test_read_only_commands_leave_no_file_beside_the_log(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """stat, tail, instance list/show and project read the log without writing beside it."""
+    logdir = tmp_path / "logs"
+    logdir.mkdir()
+    url = f"sqlite:///{logdir}/log.db"
+    code, _out, err = run_cli(["log", "bench", url, "--events", "300", "--instances", "3",
+                               "--seed", "2", "--json"], capsys)
+    assert code == 0, err
+    listing = sorted(p.name for p in logdir.iterdir())
+    assert listing == ["log.db"]  # the writer checkpointed and removed its WAL on close
+    before = (logdir / "log.db").read_bytes()
+    code, out, _err = run_cli(["log", "stat", url, "--json"], capsys)
+    assert code == 0 and json.loads(out)["events"] == 300
+    code, out, _err = run_cli(["log", "tail", url], capsys)
+    assert code == 0 and len(lines(out)) == 300
+    code, out, err = run_cli(["instance", "list", "--from", url], capsys)
+    assert code == 0, err
+    first = out.split()[0]
+    code, out, err = run_cli(["instance", "show", first, "--from", url], capsys)
+    assert code == 0 and first in out, err
+    code, _out, err = run_cli(["project", url, "--into", f"sqlite:///{tmp_path}/proj.db",
+                               "--quiet"], capsys)
+    assert code == 0, err
+    assert sorted(p.name for p in logdir.iterdir()) == listing
+    assert (logdir / "log.db").read_bytes() == before
+
+
+def test_a_read_only_open_sees_what_a_writer_appends_later(tmp_path: Path) -> None:
+    """Opened with nothing beside the file (immutable), the reader reopens once a writer
+    comes (as `tail --follow` and `project --follow` need), through the writer's WAL."""
+    path = tmp_path / "log.db"
+
+    def listing() -> list[str]:
+        return sorted(os.listdir(tmp_path))
+
+    async def go() -> None:
+        async with SqliteEventLog(path, partitions=1) as w:
+            await w.append(turn("x", 0))
+        assert listing() == ["log.db"]
+        async with SqliteEventLog(path, create=False) as r:
+            assert await r.end_offsets() == {0: 1}
+            assert listing() == ["log.db"]
+            async with SqliteEventLog(path) as w:
+                await w.append(turn("x", 1))  # in the WAL, not in the main file yet
+                assert await r.end_offsets() == {0: 2}
+                await w.append(turn("x", 2))
+                got = await r.read(0, 0, timeout_s=0)
+                assert [e.event.hlc.wall for e in got.entries if e.event] == [0, 1, 2]
+            async with SqliteEventLog(path) as w:  # reader still on mode=ro: sees it live
+                await w.append(turn("x", 3))
+                assert await r.end_offsets() == {0: 4}
+
+    asyncio.run(go())
 
 
 def test_bench_with_a_repeated_seed_finds_every_event(

@@ -6,7 +6,8 @@ mistakes become one clear line on stderr and a sysexits-style code, never a
 traceback:
 
 - 64 (EX_USAGE): bad CLI argument or spec (one line, with the command's --help)
-- 65 (EX_DATAERR): unreadable or malformed input (history, event bytes, results.json)
+- 65 (EX_DATAERR): unreadable or malformed input (history, event bytes, results.json,
+  a file given as a log that is not one)
 - 69 (EX_UNAVAILABLE): the command needs an extra that is not installed
   (one line naming it, e.g. ``pip install 'selfhood[kafka]'``)
 - 1: any other selfhood error (cluster, log unavailable, ...)
@@ -26,6 +27,7 @@ from selfhood import __version__
 from selfhood.errors import (
     EventDecodeError,
     HistoryError,
+    NotALog,
     OutboxCorrupt,
     ResultsError,
     SelfhoodError,
@@ -124,7 +126,7 @@ def main(argv: list[str] | None = None) -> Any:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except (HistoryError, EventDecodeError, ResultsError, OutboxCorrupt) as exc:
+    except (HistoryError, EventDecodeError, ResultsError, OutboxCorrupt, NotALog) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EX_DATAERR)
     except SpecError as exc:

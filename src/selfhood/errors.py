@@ -62,6 +62,13 @@ class LogUnavailable(LogError, ConnectionError):
     """The log cannot be reached right now (broker down, partition)."""
 
 
+class NotALog(LogError, ValueError):
+    """The file named as a log is not a selfhood log (another database, not a database).
+
+    Malformed input, not an outage: the CLI exits 65 naming the file.
+    """
+
+
 class LogWriteAborted(LogUnavailable):
     """An atomic append was aborted: certainly none of its entries is in the log."""
 

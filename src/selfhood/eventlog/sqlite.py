@@ -37,6 +37,7 @@ from selfhood.errors import (
     LogTimeout,
     LogUnavailable,
     LogUrlError,
+    NotALog,
 )
 from selfhood.eventlog.base import EventLogBase, LogBatch, LogEntry, LogPosition
 from selfhood.eventlog.partitioning import partition_for
@@ -68,11 +69,40 @@ class _WriteRequest:
         self.future = future
 
 
+def read_only_uri(path: str | Path) -> tuple[str, bool]:
+    """(SQLite URI, immutable?) that opens `path` for reading and never writes beside it.
+
+    A read-only connection to a WAL database still creates the ``-wal`` and
+    ``-shm`` files, and cannot remove them when it closes (that takes a
+    checkpoint). Without a ``-wal`` file no writer is using the log and every
+    commit is in the main file, so it is opened ``immutable`` (no lock, no
+    WAL, nothing created); a caller that keeps reading reopens when that stops
+    being true (see `immutable_is_stale`). With a ``-wal`` file a writer is
+    (or was) at work and its files are already there: plain ``mode=ro``, which
+    reads its uncheckpointed commits through them.
+    """
+    p = Path(path).absolute()
+    immutable = not Path(f"{p}-wal").exists()
+    return f"{p.as_uri()}?mode=ro" + ("&immutable=1" if immutable else ""), immutable
+
+
+def _file_stamp(path: str) -> tuple[int, int, int] | None:
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return st.st_ino, st.st_size, st.st_mtime_ns
+
+
 def _map_sqlite_error(exc: sqlite3.Error, path: str) -> LogError:
-    """Driver errors never leak: a lock wait that ran out is a timeout, the rest unavailable."""
+    """Driver errors never leak: a lock wait that ran out is a timeout, a file that is not
+    a database (or a damaged one) malformed input, the rest unavailable."""
     msg = str(exc)
     if isinstance(exc, sqlite3.OperationalError) and ("locked" in msg or "busy" in msg):
         return LogTimeout(f"sqlite log {path}: {msg}")
+    code = getattr(exc, "sqlite_errorcode", None)  # extended code; the low byte is the primary
+    if code is not None and code & 0xFF in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+        return NotALog(f"sqlite log {path}: {msg}")
     return LogUnavailable(f"sqlite log {path}: {msg}")
 
 
@@ -102,6 +132,8 @@ class SqliteEventLog(EventLogBase):
         self._queue: asyncio.Queue[_WriteRequest | None] | None = None
         self._writer: asyncio.Task[None] | None = None
         self._read_lock = asyncio.Lock()
+        #: read-only reader opened immutable: the file's (inode, size, mtime) then
+        self._immutable_stamp: tuple[int, int, int] | None = None
 
     # -- lifecycle --------------------------------------------------------
 
@@ -153,8 +185,11 @@ class SqliteEventLog(EventLogBase):
             if not parent.exists():
                 raise LogUnavailable(f"sqlite log {self.path}: directory {parent} does not exist")
             target, uri = self.path, False
-            if not self._create:  # read-only tools: no table, journal or pragma is written
-                target, uri = f"{Path(self.path).absolute().as_uri()}?mode=ro", True
+            if not self._create:  # read-only tools: no table, journal, pragma or file is written
+                stamp = _file_stamp(self.path)
+                target, immutable = read_only_uri(self.path)
+                uri = True
+                self._immutable_stamp = stamp if immutable else None
             conn = sqlite3.connect(target, isolation_level=None, check_same_thread=False,
                                    timeout=self._busy_timeout_s, uri=uri)
             conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout_s * 1000)}")
@@ -210,14 +245,33 @@ class SqliteEventLog(EventLogBase):
             raise _map_sqlite_error(exc, self.path) from None
         if row is None or not str(row[0]).isdigit():
             conn.close()
-            raise LogUnavailable(f"sqlite log {self.path}: not a selfhood log "
-                                 f"(no selfhood meta/records tables)")
+            raise NotALog(f"sqlite log {self.path}: not a selfhood log "
+                          f"(no selfhood meta/records tables)")
         self._partitions = int(row[0])
         return conn
 
     def _open_reader(self) -> sqlite3.Connection:
         conn = self._connect()
         conn.execute("PRAGMA query_only = 1")
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        """The read connection, reopened first if it was opened immutable and is stale.
+
+        An immutable open is only right while no writer touches the file: once
+        a ``-wal`` appears or the file changed, the next read reopens (plain
+        ``mode=ro`` if a writer is there), so ``tail --follow`` and
+        ``project --follow`` see what is appended later.
+        """
+        conn = self._rconn
+        if conn is None:
+            raise LogClosed(f"sqlite log {self.path} is closed")
+        stamp = self._immutable_stamp
+        if stamp is not None and (Path(f"{self.path}-wal").exists()
+                                  or _file_stamp(self.path) != stamp):
+            self._rconn = None
+            conn.close()
+            self._rconn = conn = self._open_reader()
         return conn
 
     # -- appends ----------------------------------------------------------
@@ -388,9 +442,7 @@ class SqliteEventLog(EventLogBase):
             await asyncio.sleep(min(0.02, remaining))
 
     def _read_sync(self, partition: int, from_offset: int, limit: int) -> list[LogEntry]:
-        conn = self._rconn
-        if conn is None:
-            raise LogClosed(f"sqlite log {self.path} is closed")
+        conn = self._reader()
         try:
             rows = conn.execute(
                 "SELECT off, data FROM records WHERE part = ? AND off >= ? ORDER BY off LIMIT ?",
@@ -429,9 +481,7 @@ class SqliteEventLog(EventLogBase):
 
     def _read_events_sync(self, partition: int, from_offset: int, until: int,
                           limit: int) -> tuple[int, list[tuple[int, Event]]]:
-        conn = self._rconn
-        if conn is None:
-            raise LogClosed(f"sqlite log {self.path} is closed")
+        conn = self._reader()
         try:
             rows = conn.execute(
                 "SELECT off, data FROM records WHERE part = ? AND off >= ? AND off < ?"
@@ -455,9 +505,7 @@ class SqliteEventLog(EventLogBase):
             return await loop.run_in_executor(self._rexec, self._end_offsets_sync)
 
     def _end_offsets_sync(self) -> dict[int, int]:
-        conn = self._rconn
-        if conn is None:
-            raise LogClosed(f"sqlite log {self.path} is closed")
+        conn = self._reader()
         out: dict[int, int] = {}
         try:
             conn.execute("BEGIN")  # one snapshot for all partitions

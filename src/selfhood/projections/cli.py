@@ -21,6 +21,7 @@ import click
 
 from selfhood.errors import LogUrlError, ProjectionError, StoreUrlError
 from selfhood.eventlog.base import EventLog, scan
+from selfhood.eventlog.sqlite import read_only_uri
 from selfhood.eventlog.url import open_log, parse_log_url
 from selfhood.projections.projector import Progress, Projector, replay_log
 from selfhood.projections.snapshot import SnapshotPolicy
@@ -42,9 +43,12 @@ def source_kind(url: str) -> Literal["log", "db"]:
         if not path.exists():
             raise click.BadParameter(f"{url}: no such file {path}", param_hint="--from")
         try:
-            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            conn = sqlite3.connect(read_only_uri(path)[0], uri=True)  # writes nothing
+            try:
                 names = {r[0] for r in conn.execute(
                     "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            finally:
+                conn.close()
         except sqlite3.Error as exc:
             raise click.BadParameter(f"{url}: not a SQLite database ({exc})",
                                      param_hint="--from") from None
