@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import random
 import uuid
+from typing import Any
+
+import pytest
 
 from selfhood.chaos.generator import Context, clients, limit
 from selfhood.chaos.interpreter import _context, _op
@@ -97,3 +100,65 @@ def test_same_seed_same_history_across_modes() -> None:
         b = run_simulation(cfg, clients(limit(400, client_mix(spec))), seed=5)
         assert ops_to_jsonl(a.history) == ops_to_jsonl(b.history)
         assert a.final_states == b.final_states
+
+
+def test_slot_init_builds_the_dataclass_its_own_init_would() -> None:
+    import dataclasses
+    import inspect
+
+    from selfhood.chaos.generator import EMPTY, Limit, OpRequest, Pending, slot_init
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Plain:
+        a: int
+        b: Any = None
+        c: list[int] | None = dataclasses.field(default=None, compare=False)
+        d: int = dataclasses.field(default=7, init=False)
+
+    Fast = slot_init(dataclasses.make_dataclass(
+        "Fast", [("a", int), ("b", Any, None),
+                 ("c", "list[int] | None", dataclasses.field(default=None, compare=False)),
+                 ("d", int, dataclasses.field(default=7, init=False))],
+        frozen=True, slots=True))
+    for args, kw in (((1,), {}), ((1, "x"), {}), ((1,), {"c": [2]}), ((), {"a": 3, "b": 4})):
+        p, f = Plain(*args, **kw), Fast(*args, **kw)
+        assert [getattr(p, n) for n in "abcd"] == [getattr(f, n) for n in "abcd"]
+    assert str(inspect.signature(Fast)) == "(a, b=None, c=None)"
+    with pytest.raises(TypeError):
+        Fast()  # a required field stays required
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        Fast(1).a = 2
+    # the generator's own values: equal to what the fields say, frozen, hashable when they are
+    o = OpRequest("txn", None, 1, instance="i0")
+    assert (o.f, o.value, o.process, o.instance, o.time) == ("txn", None, 1, "i0", None)
+    assert dataclasses.replace(o, time=5) == OpRequest("txn", None, 1, "i0", 5)
+    assert hash(Pending(3)) == hash(Pending(3)) and Limit(2, EMPTY) == Limit(2, EMPTY)
+
+
+def test_clients_of_clients_is_one_restriction() -> None:
+    from selfhood.chaos.generator import OnProcesses, nemesis, repeat
+    from selfhood.chaos.generator import OpRequest as Req
+
+    g = limit(3, repeat(Req("r")))
+    once = clients(g)
+    assert clients(once) is once and isinstance(once, OnProcesses) and once.gen is g
+    assert nemesis(nemesis(g)) == nemesis(g) and clients(nemesis(g)) != nemesis(g)
+
+
+def test_write_path_events_are_the_events_make_event_builds() -> None:
+    from selfhood.consistency.config import ReplicaConfig
+    from selfhood.consistency.replica import Clock, make_replica
+
+    for sharded in (False, True):
+        r = make_replica("r0", ReplicaConfig(mode="sequential", shards=2, sharded_memory=sharded),
+                         ("i0",), new_id=seeded_event_ids(3))
+        mops: list[list[Any]] = [["r", "i0/transcript", None], ["append", "i0/transcript", 5],
+                                 ["append", "i0/cases", 6], ["w", "i0/mem/tool/k1", 7]]
+        entries = r._txn_events("i0", mops, Clock(10 * 1_000_000, 12 * 1_000_000), 2, True)
+        assert [e.kind for _, e in entries] == ["memory_written", "memory_written",
+                                                "turn_appended"]
+        for _, ev in entries:
+            assert ev == make_event(ev.instance_id, ev.payload, writer="r0", epoch=2,
+                                    hlc=ev.hlc, deps=ev.deps, read_version=ev.read_version,
+                                    event_id=ev.event_id)
+        assert bool(entries[-1][1].deps) == sharded

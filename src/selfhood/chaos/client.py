@@ -86,50 +86,61 @@ class ClientSessions:
     def begin(self, o: OpRequest, now: int) -> tuple[Request, int]:
         """The request for client op ``o`` and the time it times out at."""
         process = o.process
-        routed = o.f not in UNROUTED
+        f = o.f
+        routed = f not in UNROUTED
         if routed:
-            replica = self.router.pick(process, now)
+            router = self.router
+            replica = router.pick(process, now)
+            router.outstanding[replica] += 1  # router.started(replica)
         else:
             v = o.value
             target = v.get("replica") if isinstance(v, dict) else None
             if not isinstance(target, str) or target not in self.replicas:
-                raise ChaosError(f"{o.f} needs value {{'replica': one of {self.replicas}}}, "
+                raise ChaosError(f"{f} needs value {{'replica': one of {self.replicas}}}, "
                                  f"got {v!r}")
             replica = target
-        self.next_req += 1
-        rid = self.next_req
+        self.next_req = rid = self.next_req + 1
         self.open[rid] = OpenOp(process, o, replica, routed)
-        if routed:
-            self.router.started(replica)
-        req = Request(rid, o.f, o.value, o.instance, self.tokens.get(process),
+        req = Request(rid, f, o.value, o.instance, self.tokens.get(process),
                       self.request_timeout_ns, replica)
         return req, now + self.timeout_ns
 
     def reply(self, reply: Reply, now: int) -> Completion | None:
         """The completion a reply gives, or None if its op already completed."""
-        op = self.open.get(reply.req_id)
+        rid = reply.req_id
+        op = self.open.pop(rid, None)
         if op is None:
             return None  # the client already timed out
+        typ = reply.type
         if op.routed:
-            if reply.type == "fail" and reply.error == UNAVAILABLE:
-                self.router.mark_down(op.replica, now)
-            else:
-                self.router.mark_up(op.replica)
-        if reply.token:
+            router = self.router
+            if typ == "fail" and reply.error == UNAVAILABLE:
+                router.mark_down(op.replica, now)
+            elif router.down_until[op.replica] != -1:
+                router.mark_up(op.replica)
+            router.outstanding[op.replica] -= 1  # router.finished(replica)
+        token = reply.token
+        process = op.process
+        if typ == "info":
+            # the process is presumed crashed: its successor starts a new session
+            self.tokens.pop(process, None)
+        elif token:
             # copy on write: requests in flight hold the old token dict
-            cur = self.tokens.get(op.process)
-            tok = None
-            for p, o in reply.token.items():
-                if (tok if tok is not None else cur or {}).get(p, 0) < o:
-                    if tok is None:
-                        tok = dict(cur or {})
-                    tok[p] = o
-            if tok is not None:
-                self.tokens[op.process] = tok
-            elif cur is None:
-                self.tokens[op.process] = {}
-        value = reply.value if reply.type == "ok" else op.req.value
-        return self._finish(reply.req_id, reply.type, value, reply.error, reply.extra)
+            tokens = self.tokens
+            cur = tokens.get(process)
+            if cur is None:
+                tokens[process] = {p: o for p, o in token.items() if o > 0}
+            else:
+                tok = None
+                for p, o in token.items():
+                    if (cur if tok is None else tok).get(p, 0) < o:
+                        if tok is None:
+                            tok = dict(cur)
+                        tok[p] = o
+                if tok is not None:
+                    tokens[process] = tok
+        return Completion(op, typ, reply.value if typ == "ok" else op.req.value, reply.error,
+                          reply.extra)
 
     def timeout(self, rid: int, now: int) -> Completion | None:
         """The completion of op ``rid`` timing out, or None if it already completed."""

@@ -25,8 +25,9 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
+from dataclasses import MISSING, dataclass, field, fields
+from types import MemberDescriptorType
+from typing import Any, Final, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from selfhood.checkers.history import Op
 from selfhood.errors import ChaosError
@@ -38,7 +39,46 @@ SECOND: Final = 1_000_000_000
 
 NEMESIS: Final = "nemesis"
 
+_T = TypeVar("_T", bound=type)
 
+
+def slot_init(cls: _T) -> _T:
+    """Give a frozen, slotted dataclass an ``__init__`` that fills its slots directly.
+
+    A frozen dataclass's generated ``__init__`` sets each field through
+    ``object.__setattr__``; the simulator builds several of these values per
+    client op (requests, generator successors, contexts), and setting the
+    slots through their descriptors makes the same object (same class, same
+    fields, same defaults, same signature) in about half the time. A class
+    this does not fit (a ``__post_init__``, a default factory, keyword-only
+    fields, a field that is not a plain slot) keeps its own ``__init__``.
+    """
+    fs = fields(cls)
+    if hasattr(cls, "__post_init__") or any(
+            f.default_factory is not MISSING or f.kw_only is True
+            or not isinstance(cls.__dict__.get(f.name), MemberDescriptorType) for f in fs):
+        return cls  # pragma: no cover - no such class is decorated today
+    ns: dict[str, Any] = {}
+    params: list[str] = []
+    body: list[str] = []
+    for f in fs:
+        ns[f"_s_{f.name}"] = cls.__dict__[f.name].__set__
+        if f.default is not MISSING:
+            ns[f"_d_{f.name}"] = f.default
+        if f.init:
+            params.append(f.name if f.default is MISSING else f"{f.name}=_d_{f.name}")
+            body.append(f"    _s_{f.name}(self, {f.name})")
+        else:
+            body.append(f"    _s_{f.name}(self, _d_{f.name})")
+    src = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body or ["    pass"])
+    exec(src, ns)  # the same technique dataclasses itself uses to write __init__
+    init = ns["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    cls.__init__ = init  # type: ignore[misc]
+    return cls
+
+
+@slot_init
 @dataclass(frozen=True, slots=True)
 class OpRequest:
     """An operation a generator wants issued.
@@ -66,6 +106,7 @@ def _drop_nemesis(ps: tuple[Any, ...]) -> tuple[Any, ...]:
     return ps[:i] + ps[i + 1:]
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Context:
     """What a generator may look at: virtual time, processes, and the run's rng."""
@@ -99,6 +140,7 @@ class Context:
         return len(self.free_processes) == len(self.all_processes)
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Pending:
     """No op right now; ask again after the next event (or by ``wake`` ns)."""
@@ -187,6 +229,7 @@ def lift(g: GenLike) -> Generator:
 # Leaves
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Once:
     """Emits one op, then is exhausted."""
@@ -203,6 +246,7 @@ class Once:
         return self
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Fn:
     """Calls ``fn(ctx)`` for every op (infinite until it returns None).
@@ -226,6 +270,7 @@ class Fn:
         return self
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Empty:
     """The exhausted generator."""
@@ -240,6 +285,7 @@ class Empty:
 EMPTY: Final = Empty()
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Sleep:
     """Emits nothing for ``dt`` ns from the first time it is asked, then is exhausted."""
@@ -276,6 +322,7 @@ def sleep(dt: int) -> Generator:
 # Combinators
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Limit:
     """At most ``remaining`` ops from ``gen``."""
@@ -303,6 +350,7 @@ def limit(n: int, gen: GenLike) -> Generator:
     return Limit(n, lift(gen))
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class TimeLimit:
     """Ops from ``gen`` until ``dt`` ns after the first time it is asked."""
@@ -333,6 +381,7 @@ def time_limit(dt: int, gen: GenLike) -> Generator:
     return TimeLimit(dt, lift(gen))
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Stagger:
     """Spaces ops by a random interval, uniform in [0, 2*dt) so the mean is ``dt``.
@@ -370,6 +419,7 @@ def stagger(dt: int, gen: GenLike) -> Generator:
     return Stagger(dt, lift(gen))
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Delay:
     """Ops from ``gen`` no earlier than ``at`` (absolute, fixed on first ask from ``dt``)."""
@@ -397,6 +447,7 @@ def delay(dt: int, gen: GenLike) -> Generator:
     return Delay(dt, lift(gen))
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Mix:
     """Each op comes from a randomly chosen, not yet exhausted, generator."""
@@ -423,6 +474,7 @@ def mix(*gens: GenLike) -> Generator:
     return Mix(tuple(lift(g) for g in gens))
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class AnyOf:
     """Whichever generator offers the soonest op (ties: the first listed)."""
@@ -465,6 +517,7 @@ def any_of(*gens: GenLike) -> Generator:
     return AnyOf(tuple(lift(g) for g in gens))
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class OnProcesses:
     """``gen`` driven only by the nemesis (``nemesis=True``) or only by clients."""
@@ -492,14 +545,21 @@ class OnProcesses:
         return self if g is self.gen else OnProcesses(self.nemesis, g)
 
 
+def _on(nemesis: bool, gen: GenLike) -> Generator:
+    g = lift(gen)
+    if isinstance(g, OnProcesses) and g.nemesis == nemesis:
+        return g  # restricting twice to the same processes is restricting once
+    return OnProcesses(nemesis, g)
+
+
 def nemesis(gen: GenLike) -> Generator:
     """Only the nemesis process runs ``gen`` (its ops are faults)."""
-    return OnProcesses(True, lift(gen))
+    return _on(True, gen)
 
 
 def clients(gen: GenLike) -> Generator:
     """Only client processes run ``gen``."""
-    return OnProcesses(False, lift(gen))
+    return _on(False, gen)
 
 
 def nemesis_and_clients(nemesis_gen: GenLike | None, client_gen: GenLike) -> Generator:
@@ -509,6 +569,7 @@ def nemesis_and_clients(nemesis_gen: GenLike | None, client_gen: GenLike) -> Gen
     return UntilDone(clients(client_gen), nemesis(nemesis_gen))
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class UntilDone:
     """``main`` and ``side`` together; exhausted as soon as ``main`` is exhausted."""
@@ -546,6 +607,7 @@ class UntilDone:
         return self if m is self.main and s is self.side else UntilDone(m, s)
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Seq:
     """Generators one after another, without waiting for outstanding ops."""
@@ -566,13 +628,16 @@ class Seq:
     def update(self, ctx: Context, event: Op) -> Generator:
         if not self.gens:
             return self
-        return Seq((self.gens[0].update(ctx, event), *self.gens[1:]))
+        head = self.gens[0]
+        g = head.update(ctx, event)
+        return self if g is head else Seq((g, *self.gens[1:]))
 
 
 def seq(*gens: GenLike) -> Generator:
     return Seq(tuple(lift(g) for g in gens))
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Synchronize:
     """Waits until every process in the context is free before starting ``gen``."""
@@ -602,6 +667,7 @@ def phases(*gens: GenLike) -> Generator:
     return Seq(tuple(Synchronize(lift(g)) for g in gens))
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class Map:
     """Rewrites each op of ``gen`` with ``fn`` (e.g. to tag an instance)."""

@@ -228,13 +228,21 @@ class Interpreter:
         process = op.process
         self.busy.discard(process)
         self._pv += 1
-        if c.type == "info":
+        typ = c.type
+        if typ == "info":
             # an indeterminate op may still take effect: its process never issues again
             i = self.procs.index(process)
             self.procs[i] = process + self.concurrency
             self._procs_t = tuple(self.procs)
-        self._record(_op(len(self.history), c.type, process, op.req.f, c.value,
-                         self.world.now, op.replica, op.req.instance, c.error, c.extra or {}))
+        req = op.req
+        history = self.history
+        extra = c.extra
+        o = _op(len(history), typ, process, req.f, c.value, self.world.now, op.replica,
+                req.instance, c.error, {} if extra is None else extra)
+        history.append(o)  # _record, inlined
+        if self.gen is not None:
+            self.gen = self.gen.update(self._ctx(), o)
+        self.interesting = True
 
     def _record(self, op: Op) -> None:
         self.history.append(op)
@@ -246,7 +254,7 @@ class Interpreter:
         """The generator's view; rebuilt only when time or the free processes changed."""
         now = self.world.now
         c = self._ctx_cache
-        if c is not None and c.time == now and self._ctx_pv == self._pv:
+        if c is not None and self._ctx_pv == self._pv and c.time == now:
             return c
         busy = self.busy
         procs = self._procs_t
@@ -257,8 +265,13 @@ class Interpreter:
         if cprocs is procs:  # no nemesis: the context is its own clients' view
             c = _context(now, free, procs, self.gen_rng)
         else:
-            c = _context_pair(now, free, procs, self.gen_rng,
-                              _drop_nemesis(free) if busy else cprocs, cprocs)
+            if not busy:
+                cfree = cprocs
+            elif free and free[-1] == NEMESIS:  # where the nemesis sits (see _drop_nemesis)
+                cfree = free[:-1]
+            else:
+                cfree = _drop_nemesis(free)
+            c = _context_pair(now, free, procs, self.gen_rng, cfree, cprocs)
         self._ctx_cache, self._ctx_pv = c, self._pv
         return c
 

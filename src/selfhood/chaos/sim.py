@@ -30,7 +30,7 @@ from __future__ import annotations
 import gc
 import heapq
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Final
 
@@ -275,7 +275,7 @@ class Simulation:
             t = type(o)
             payload: Any
             if t is Reply:
-                dst, kind, payload = CLIENT, _REPLY, (src, o)
+                dst, kind, payload = CLIENT, _REPLY, o
             elif t is Poll:
                 dst, kind, payload = LOG, _POLL, (src, o)
             elif t is Append:
@@ -333,12 +333,13 @@ class Simulation:
 
     # -- the log service ---------------------------------------------------------------
 
-    def _chunks(self, from_offsets: Sequence[tuple[int, int]]) -> list[Chunk]:
+    def _chunks(self, from_offsets: Iterable[tuple[int, int]]) -> list[Chunk]:
         """Up to ``poll_limit`` records per partition from each offset (offset = list index)."""
         out: list[Chunk] = []
         limit = self.rcfg.poll_limit
+        logs = self.logs
         for p, s in from_offsets:
-            log = self.logs[p]
+            log = logs[p]
             if s < len(log):
                 recs = log[s:s + limit]
                 out.append((p, recs, s + len(recs)))
@@ -377,12 +378,12 @@ class Simulation:
                 pos = ids[ev.event_id] = (p, off)
                 log.append((off, ev))
             positions.append(pos)
-        recs = Records(self._chunks(list(a.from_offsets.items())))
+        recs = Records(self._chunks(a.from_offsets.items()))
         self._send(LOG, src, _ACK, AppendAck(a.batch_id, positions, recs))
 
     def _log_poll(self, src: str, p: Poll) -> None:
         self.last_heartbeat[src] = self.now
-        chunks = self._chunks(list(enumerate(p.from_offsets)))
+        chunks = self._chunks(enumerate(p.from_offsets))
         ends = [len(log) for log in self.logs] if p.barrier_id is not None else None
         self._send(LOG, src, _RECS, Records(chunks, ends, p.barrier_id))
 
@@ -547,8 +548,9 @@ class Simulation:
                 r = replicas[dst]
                 if r is None:
                     continue
-                if kind == _TICK:
-                    self._push(t + self.poll_ns, _TICK, dst, None)
+                if kind == _TICK:  # the next tick (`_push`, inlined)
+                    self.seq = sq = self.seq + 1
+                    heapq.heappush(heap, (t + self.poll_ns, sq, _TICK, dst, None, inc))
                 q = paused[dst]
                 if q is not None:
                     if kind != _TICK:
@@ -568,7 +570,7 @@ class Simulation:
                 if outs:
                     self._emit(dst, outs)
             elif kind == _REPLY:
-                interp.on_reply(payload[1])
+                interp.on_reply(payload)
             elif kind == _APPEND:
                 self._log_append(payload[0], payload[1])
             elif kind == _POLL:

@@ -104,8 +104,8 @@ class SequentialReplica(Replica):
     def _write(self, req: Request, deadline: int, now: Clock, out: list[Output]) -> None:
         inst = req.instance
         assert inst is not None
-        if not self.owns(inst):
-            a = self.assigned.get(inst)
+        a = self.assigned.get(inst)
+        if a is None or a[0] != self.name or self.active_epoch.get(inst) != a[1]:  # not owns()
             if a is not None and a[0] != self.name:
                 if req.hops == 0:
                     req.hops += 1
@@ -123,7 +123,7 @@ class SequentialReplica(Replica):
         # no lease check here: a write is acknowledged only once the log has it,
         # so a replica cut off from the log simply never acks (info), and a
         # zombie's late writes reach the log where the reducers fence them.
-        epoch = self.active_epoch[inst]
+        epoch = a[1]  # == active_epoch[inst]
         if req.f == "txn":
             mops: list[list[Any]] = req.value
             nw = 0
@@ -140,17 +140,21 @@ class SequentialReplica(Replica):
         else:
             mops = []
             entries = self._governance_events(req, inst, now, epoch)
-        w = _Write(req, deadline, mops, [e.event_id for _, e in entries], inst)
+        w = _Write(req, deadline, mops, [e.event_id for _, e in entries], inst, None, [], {})
         if req.f != "txn":
             w.result = req.value
         writes = self.writes
         for eid in w.event_ids:
             writes[eid] = w
         self._n_batches += 1
-        p0 = entries[0][0] if entries else -1
-        if entries and all(p == p0 for p, _ in entries):
-            out.append(Append(self._n_batches, entries, {p0: self.next_offset[p0]}))
-            return
+        if entries:
+            p0 = entries[0][0]
+            for p, _ in entries:
+                if p != p0:
+                    break
+            else:
+                out.append(Append(self._n_batches, entries, {p0: self.next_offset[p0]}))
+                return
         parts = {p for p, _ in entries}
         if self.cfg.atomic_memory:
             out.append(Append(self._n_batches, entries,
@@ -162,7 +166,7 @@ class SequentialReplica(Replica):
 
     def _read(self, req: Request, inst: str, deadline: int, now: Clock,
               out: list[Output]) -> None:
-        if not self._log_reachable(now):
+        if now.mono - self.log_contact > self.lease_ns:  # not _log_reachable(now)
             self.stats["refused"] += 1
             out.append(Reply(req.req_id, "fail", None, UNAVAILABLE))
             return
@@ -171,12 +175,17 @@ class SequentialReplica(Replica):
             self.reads.append(_Read(req, deadline, {}, self._barrier))
             out.append(Poll(list(self.next_offset), self._barrier))
             return
-        needed = {p: o for p, o in (req.token or {}).items() if p in self._partitions(inst)}
-        if all(self.next_offset[p] >= o for p, o in needed.items()):
-            self._serve_read(req, inst, out)
-        else:
-            self.reads.append(_Read(req, deadline, needed))
-            out.append(Poll(list(self.next_offset)))
+        token = req.token
+        if token:
+            h, m = self.home[inst], self.mem[inst]  # `_partitions(inst)`
+            nxt = self.next_offset
+            for p, o in token.items():
+                if (p == h or p == m) and nxt[p] < o:
+                    needed = {p: o for p, o in token.items() if p == h or p == m}
+                    self.reads.append(_Read(req, deadline, needed))
+                    out.append(Poll(list(nxt)))
+                    return
+        self._serve_read(req, inst, out)
 
     def _observe(self, req: Request, now: Clock, out: list[Output]) -> None:
         """A final read catches up with the log end first (a barrier); a probe answers now."""
@@ -245,9 +254,10 @@ class SequentialReplica(Replica):
         """Our write's reads are evaluated just before its first event is folded."""
         w: _Write = write
         if w.result is None:
-            w.result = self._eval_txn(w.mops)
-            w.deps_missing = self._deps_missing(w.instance, w.mops)
             inst = w.instance
+            w.result = self._eval_txn(w.mops)
+            if self.turn_missing.get(inst):
+                w.deps_missing = self._deps_missing(inst, w.mops)
             if self.home[inst] != self.mem[inst] and w.mops:
                 w.reread = {p for p in self._write_partitions(w) if p != partition}
         elif w.reread and partition in w.reread:
@@ -258,20 +268,25 @@ class SequentialReplica(Replica):
                      out: list[Output]) -> None:
         """Once the log has all of a write's events, its outcome goes to the client."""
         w: _Write = write
-        w.outcomes.append(outcome)
-        w.positions[partition] = max(w.positions.get(partition, 0), offset + 1)
-        if len(w.outcomes) == len(w.event_ids):
+        oc = w.outcomes
+        oc.append(outcome)
+        pos = w.positions
+        if pos.get(partition, 0) <= offset:
+            pos[partition] = offset + 1
+        if len(oc) == len(w.event_ids):
             self._finish_write(w, out)
 
     def _finish_write(self, w: _Write, out: list[Output]) -> None:
+        writes = self.writes
         for eid in w.event_ids:
-            self.writes.pop(eid, None)
+            writes.pop(eid, None)
         req = w.request
         oc = w.outcomes
-        if all(o == "applied" for o in oc):
+        n_applied = oc.count("applied")
+        if n_applied == len(oc):
             extra = {"deps_missing": w.deps_missing} if w.deps_missing else None
             out.append(Reply(req.req_id, "ok", w.result, None, dict(w.positions), extra))
-        elif not any(o == "applied" for o in oc):
+        elif n_applied == 0:
             err = "fenced" if "fenced" in oc else "aborted"
             out.append(Reply(req.req_id, "fail", None, err))
         else:
