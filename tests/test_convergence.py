@@ -212,6 +212,19 @@ def test_identity_fingerprints_disagree_per_replica() -> None:
     assert not r.converged and r.per_instance["i0"]["fingerprints"] == {"r0": "a", "r1": "b"}
 
 
+def test_identity_replica_named_in_the_value_when_no_node() -> None:
+    """Without a node, a final read is its named replica's (selfhood's {"replica": r})."""
+    h = H()
+    for r in ("r0", "r1"):
+        h.op("final-read", {"replica": r}, {"replica": r, "fingerprint": "a"}, node=None,
+             process=9)
+    r = check_identity(h.history(), replicas=["r0", "r1"])
+    assert r.converged and r.per_instance["i0"]["replicas_answered"] == 2
+    h.op("final-read", {"replica": "r1"}, {"replica": "r1", "fingerprint": "b"}, node=None,
+         process=9)
+    assert not check_identity(h.history(), replicas=["r0", "r1"]).converged
+
+
 # --- composed: each checker's result under its name ---------------------------------------
 
 
