@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from selfhood.checkers.history import Op
-from selfhood.checkers.session import check_session
+from selfhood.checkers.session import GUARANTEES, _check, check_session
 from selfhood.errors import SpecError
 
 
@@ -363,3 +363,94 @@ def test_list_monotonic_writes_agree_with_the_plain_definition(
     ops = stale_replica_history(choices)
     r = check_session(ops, model="list-append", guarantees=["monotonic-writes"])
     assert len(r.anomalies.get("monotonic-writes", [])) == naive_monotonic_writes(ops)
+
+
+# --- long reads: the per-key prefix index answers as a full pass over each read would ----
+
+
+def damaged_list_history(steps: list[tuple[int, int, str, int, int]]) -> list[Op]:
+    """Concurrent-looking list-append txns whose reads are the true list, a stale prefix,
+    or damaged: an element dropped, two swapped, one repeated, a foreign value added, the
+    list reversed. Reads repeat, extend and diverge from one another, as the index sees
+    them in buggy systems."""
+    state: dict[str, list[int]] = {"x": [], "y": []}
+    h = H()
+    for n, (p, what, k, damage, at) in enumerate(steps):
+        if what < 2:
+            state[k].append(n)
+            h.op(p, "txn", [["append", k, n]], "info" if what == 1 and at % 3 == 0 else "ok")
+            continue
+        v = list(state[k])
+        i = at % (len(v) + 1)
+        if damage == 1:
+            v = v[:i]
+        elif damage == 2 and v:
+            del v[i % len(v)]
+        elif damage == 3 and len(v) > 1:
+            j = i % (len(v) - 1)
+            v[j], v[j + 1] = v[j + 1], v[j]
+        elif damage == 4 and v:
+            v.insert(i, v[i % len(v)])
+        elif damage == 5:
+            v.append(1000 + at)
+        elif damage == 6:
+            v.reverse()
+        mops: list[list[Any]] = [["r", k, v]]
+        if what == 3:  # a second read of the same key in one txn (stale if damaged)
+            mops.append(["r", k, v[:i] if damage else v])
+        h.op(p, "txn", [[f, kk, None] for f, kk, _ in mops], "ok", mops)
+    return h.ops
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3), st.sampled_from(["x", "y"]),
+                          st.sampled_from([0, 0, 0, 1, 1, 2, 3, 4, 5, 6]),
+                          st.integers(0, 40)), max_size=50))
+def test_list_index_agrees_with_reading_every_list_in_full(
+        steps: list[tuple[int, int, str, int, int]]) -> None:
+    """Whether a read is answered from the key's index or scanned in full, the result
+    (verdict, every explanation, in order) is the same, valid histories and broken alike."""
+    ops = damaged_list_history(steps)
+    fast = check_session(ops, model="list-append")
+    plain = _check(ops, "list-append", GUARANTEES, None, index=False)
+    assert (fast.valid, fast.anomalies, fast.not_, fast.details) == \
+        (plain.valid, plain.anomalies, plain.not_, plain.details)
+    if all(d == 0 for _, what, _, d, _ in steps if what >= 2):
+        assert fast.valid is True  # whole, current reads of acknowledged appends
+
+
+def test_list_index_catches_what_extends_or_diverges() -> None:
+    """Each anomaly still found when the read is a prefix of, extends, or leaves the
+    indexed list."""
+    base = H().txn(0, [["append", "x", 1]]).txn(0, [["append", "x", 2]])
+    # extends the indexed [1] by a tail that repeats a value
+    dup = H()
+    dup.ops = [*base.ops]
+    dup.txn(1, [["r", "x", [1]]]).txn(1, [["r", "x", [1, 2, 1]]])
+    assert "duplicate-elements" in check_session(dup.ops, model="list-append").anomalies
+    # a stale prefix of the indexed list after reading the whole: monotonic-reads
+    stale = H()
+    stale.ops = [*base.ops]
+    stale.txn(1, [["r", "x", [1, 2]]]).txn(1, [["r", "x", [1]]])
+    assert check_session(stale.ops, model="list-append").anomaly_types == ["monotonic-reads"]
+    # diverges from the indexed list (2 without 1), then a prefix of the first again
+    div = H()
+    div.ops = [*base.ops]
+    div.txn(2, [["r", "x", [1, 2]]]).txn(1, [["r", "x", [2]]]).txn(1, [["r", "x", [1, 2]]])
+    r = check_session(div.ops, model="list-append")
+    assert r.anomaly_types == ["monotonic-writes"]
+    assert "not its earlier acknowledged append" in r.anomalies["monotonic-writes"][0]
+    # an out-of-order tail appended to the index
+    ooo = H()
+    ooo.ops = [*base.ops]
+    ooo.txn(0, [["append", "x", 3]]).txn(1, [["r", "x", [1]]]).txn(1, [["r", "x", [1, 3, 2]]])
+    r = check_session(ooo.ops, model="list-append")
+    assert r.anomaly_types == ["monotonic-writes"]
+    assert "out of the order" in r.anomalies["monotonic-writes"][0]
+    # valid: repeated, growing whole reads by several readers
+    ok = H()
+    ok.ops = [*base.ops]
+    for p in (1, 2, 1, 2):
+        ok.txn(p, [["r", "x", [1, 2]]])
+    ok.txn(0, [["append", "x", 3]]).txn(2, [["r", "x", [1, 2, 3]]]).txn(1, [["r", "x", [1, 2]]])
+    assert check_session(ok.ops, model="list-append").valid is True

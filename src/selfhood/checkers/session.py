@@ -36,13 +36,14 @@ twice are skipped and listed in details.
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
+import sys
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from selfhood.checkers.history import Op, Pair, freeze, pair_ops, repeated
+from selfhood.checkers.history import Op, Pair, freeze, pair_ops, paused_gc, repeated
 from selfhood.checkers.verdict import CheckResult
 
 __all__ = [
@@ -124,6 +125,19 @@ def _register_keyed(f: str, inv_value: Any, value: Any) -> bool:
     return _is_pair(value)
 
 
+#: element types freeze() returns unchanged
+_ATOMIC = frozenset({int, str, float, bool, type(None)})
+
+
+def _frozen_list(v: Any) -> list[Any]:
+    """A read list with every element frozen. A list of ints or strs (the usual
+    case) is returned as it is, without a Python pass over it (reads can be long):
+    nothing here mutates it."""
+    if type(v) is list and _ATOMIC.issuperset(map(type, v)):
+        return v
+    return [freeze(x) for x in (v or [])]
+
+
 def _mops(model: str, inv: Op, comp: Op | None) -> tuple[list[Mop], bool]:
     """Normalise one pair's effects; reads come from the completion only."""
     done = comp if comp is not None else inv
@@ -143,7 +157,7 @@ def _mops(model: str, inv: Op, comp: Op | None) -> tuple[list[Mop], bool]:
                 out.append(Mop("w", k, freeze(v)))
             elif mf == "r" and ok:
                 if model == "list-append":
-                    out.append(Mop("l", k, [freeze(x) for x in (v or [])]))
+                    out.append(Mop("l", k, _frozen_list(v)))
                 else:
                     out.append(Mop("r", k, freeze(v)))
         return out, True
@@ -151,7 +165,7 @@ def _mops(model: str, inv: Op, comp: Op | None) -> tuple[list[Mop], bool]:
         if f == "add":
             out.append(Mop("a", None, freeze(inv.value)))
         elif f == "read" and ok and comp is not None:
-            out.append(Mop("l", None, [freeze(x) for x in (comp.value or [])]))
+            out.append(Mop("l", None, _frozen_list(comp.value)))
         return out, False
     value = comp.value if ok and comp is not None else inv.value
     if model == "kv":
@@ -196,30 +210,119 @@ def session_ops(ops: Sequence[Op], model: str) -> list[SOp]:
 WriteId = tuple[Hashable, Hashable]  # (key, value)
 VC = dict[Any, int]  # writer process -> session sequence number
 _Why = tuple[str, int, "_Write | None"]  # (own|read|mw|wfr, op index, write read)
-_Floor = tuple[int, _Why, VC]  # (writer's seq, why, what the reader knew was older then)
+# (writer's seq, why, what the reader knew was older then, the write itself)
+_Floor = tuple[int, _Why, VC, "_Write"]
 _Floors = dict[Hashable, dict[str, dict[Any, _Floor]]]
-class _Deps(NamedTuple):
-    """What a reader owes one writer q: the ordinals of q's writes it read, each the
-    first to raise the bound (monotonic-writes, see _mw_floors), the why of each,
-    and how far into q's read log its writes-follow-reads floors are applied."""
+class _Deps:
+    """What a reader owes one writer q: the highest session position (ordinal) of
+    q's writes it has read, and how far into q's write log (monotonic-writes) and
+    q's read log (writes-follow-reads) the floors that bound implies are applied."""
 
-    bounds: list[int]
-    whys: list[_Why]
-    wfr_at: list[int]  # one mutable position
+    __slots__ = ("bound", "mw_at", "wfr_at")
+
+    def __init__(self) -> None:
+        self.bound = 0
+        self.mw_at = 0
+        self.wfr_at = 0
 
 
 _MwBounds = dict[Any, _Deps]  # writer -> what the reader owes it
 _EMPTY: VC = {}
 
 
-class _Seen(NamedTuple):
-    """A list read, scanned once (see _Checker.scan)."""
+# what a list or set read holds: (pos, n), where value v is in the read iff
+# pos.get(v, n) < n (a prefix of an indexed list: pos maps its values to their
+# positions; otherwise pos holds the read's values, each at 0, and n is 1)
+_Contents = tuple[dict[Any, int], int]
 
-    obs: list[_Write]
-    last_any: dict[Any, _Write]
+
+class _Seen(NamedTuple):
+    """A list read, scanned once (see _Checker.scan and _KeyIndex.read)."""
+
+    last_any: dict[Any, _Write]  # per writer, in order of first appearance
     last_acked: dict[Any, _Write]
-    in_order: bool
-_NONE: dict[Any, _Floor] = {}
+    in_order: bool  # each writer's acknowledged appends appear as 1..n in order
+    contents: _Contents
+
+
+_NO_CONTENTS: _Contents = ({}, 0)
+_NO_KEYS: dict[Hashable, int] = {}
+_NEVER = sys.maxsize
+
+
+class _KeyIndex:
+    """One key's list reads, each a prefix of the longest read seen so far.
+
+    Reads of a key in a valid history are prefixes of one list, and a key that
+    lives long is read whole over and over, so the total read length grows with
+    the square of the history. The index scans each element once, when it first
+    appears; a later read that is a prefix of the indexed list (or extends it)
+    costs one list comparison in C plus a bisect per writer, not a Python pass
+    over the whole read. Only reads without a repeated value are indexed.
+    """
+
+    __slots__ = ("acked", "any", "nxt", "ooo", "pos", "values")
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+        self.pos: dict[Any, int] = {}  # value -> its position
+        # per writer, in order of first appearance: the positions of its writes and the
+        # writes (all, and the acknowledged ones)
+        self.any: dict[Any, tuple[list[int], list[_Write]]] = {}
+        self.acked: dict[Any, tuple[list[int], list[_Write]]] = {}
+        self.nxt: dict[Any, int] = {}  # per writer, the seq its next acked append must have
+        self.ooo = _NEVER  # the first position where a writer's appends leave 1..n order
+
+    def extend(self, tail: list[Any], key: Hashable, writes: dict[WriteId, _Write]) -> bool:
+        """Append `tail`, unless a value would then appear twice (and then change nothing)."""
+        pos = self.pos
+        if len(set(tail)) != len(tail) or not pos.keys().isdisjoint(tail):
+            return False
+        any_, acked, nxt, ooo = self.any, self.acked, self.nxt, self.ooo
+        i = len(self.values)
+        for v in tail:
+            pos[v] = i
+            w = writes.get((key, v))
+            if w is not None:
+                q = w.process
+                at = any_.get(q)
+                if at is None:
+                    any_[q] = ([i], [w])
+                else:
+                    at[0].append(i)
+                    at[1].append(w)
+                seq = w.seq
+                if seq is not None:
+                    at = acked.get(q)
+                    if at is None:
+                        acked[q] = ([i], [w])
+                    else:
+                        at[0].append(i)
+                        at[1].append(w)
+                    if ooo == _NEVER:
+                        if seq != nxt.get(q, 1):
+                            ooo = i
+                        nxt[q] = seq + 1
+            i += 1
+        self.ooo = ooo
+        self.values.extend(tail)
+        return True
+
+    def read(self, n: int) -> _Seen:
+        """The scan of the first n values (what _Checker.scan would find)."""
+        return _Seen(_last_before(self.any, n), _last_before(self.acked, n), n <= self.ooo,
+                     (self.pos, n))
+
+
+def _last_before(by_writer: dict[Any, tuple[list[int], list[_Write]]], n: int
+                 ) -> dict[Any, _Write]:
+    """Per writer (in order of first appearance), its last write at a position < n."""
+    out: dict[Any, _Write] = {}
+    for q, (ps, ws) in by_writer.items():
+        if ps[0] >= n:
+            break  # writers come in order of first appearance
+        out[q] = ws[bisect_left(ps, n) - 1]
+    return out
 
 
 @dataclass(slots=True)
@@ -230,7 +333,8 @@ class _Write:
     process: Any
     seq: int | None  # per (process, key) among acknowledged writes; None for info
     ordinal: int  # position in the writer's session
-    older: VC = field(default_factory=dict)
+    # set for register writes only; appends share one empty, never-mutated map
+    older: VC = field(default_factory=lambda: _EMPTY)
 
 
 def _describe(w: _Write) -> str:
@@ -241,7 +345,7 @@ def _describe(w: _Write) -> str:
 
 class _Checker:
     def __init__(self, sops: list[SOp], initial: Any, guarantees: Sequence[str],
-                 model_kv: bool = False) -> None:
+                 model_kv: bool = False, index: bool = True) -> None:
         self.guarantees = tuple(g for g in GUARANTEES if g in guarantees)
         self.sops = sops
         # kv stores (Porcupine's) answer "" for a missing key, Jepsen's nil
@@ -251,14 +355,19 @@ class _Checker:
         self.skipped: set[Hashable] = set()
         self.result = CheckResult(valid=True)
         self.reads_checked = 0
-        # (writer, key) -> ordinals and seqs of its acknowledged writes to the key, in
-        # session order: what it had written before a write w (monotonic-writes) is the
-        # last one with ordinal < w.ordinal. Per writer, (ordinal, key, (writer, seq))
-        # of the newest version each of its reads saw (writes-follow-reads); what it
-        # had read before w is the last entry per key with ordinal < w.ordinal.
-        self.own_writes: dict[tuple[Any, Hashable], tuple[list[int], list[int]]] = {}
-        self.wfr_log: dict[Any, list[tuple[int, Hashable, tuple[Any, int]]]] = \
-            defaultdict(list)
+        # Per writer, (ordinal, key, write) of its acknowledged writes in session order:
+        # what it had written to a key before a write w (monotonic-writes) is the last
+        # entry for the key with ordinal < w.ordinal. Per writer, (ordinal, key,
+        # newest write) of the newest version each of its reads saw (writes-follow-
+        # reads); what it had read before w is the last entry per key with ordinal <
+        # w.ordinal.
+        self.write_log: dict[Any, _Log] = defaultdict(_new_log)
+        self.wfr_log: dict[Any, _Log] = defaultdict(_new_log)
+        # per process, the keys its ok ops have yet to read (and how many such ops)
+        self.read_keys: dict[Any, dict[Hashable, int]] = defaultdict(dict)
+        self.register_reads = False  # any "r" micro-op (then `know` is kept, see raise_floors)
+        self.index: dict[Hashable, _KeyIndex] = {}  # list reads, see _KeyIndex
+        self.use_index = index
 
     # pass 0: name every write ------------------------------------------------
     def collect_writes(self) -> None:
@@ -272,6 +381,8 @@ class _Checker:
             for m in s.mops:
                 if m.kind == "x":
                     self.skipped.add(m.key)
+                elif m.kind == "r":
+                    self.register_reads = True
                 if m.kind not in ("w", "a"):
                     continue
                 wid = (m.key, m.value)
@@ -287,12 +398,32 @@ class _Checker:
                     self.by_seq[(m.key, s.process, seq)] = w
         self.skipped |= dup
 
+    def list_read(self, m: Mop) -> _Seen | None:
+        """An ordered list read through its key's index (see _KeyIndex); None if the read
+        holds a value twice."""
+        vals: list[Any] = m.value
+        n = len(vals)
+        ix = self.index.get(m.key)
+        if ix is not None:
+            have = ix.values
+            k = len(have)
+            if n <= k:
+                if (have == vals) if n == k else (have[:n] == vals):
+                    return ix.read(n)
+            elif have == vals[:k]:
+                return ix.read(n) if ix.extend(vals[k:], m.key, self.writes) else None
+        # the first read of the key, or one that is not a prefix of the last: index it
+        ix = _KeyIndex()
+        if not ix.extend(vals, m.key, self.writes):
+            return None
+        self.index[m.key] = ix
+        return ix.read(n)
+
     def scan(self, m: Mop) -> _Seen:
-        """One pass over a read: the writes it shows, each writer's last one (and last
+        """One pass over a read: each writer's last write it shows (and last
         acknowledged one), and whether each writer's appends are 1..n in order."""
         writes = self.writes
         key = m.key
-        obs: list[_Write] = []
         last_any: dict[Any, _Write] = {}
         last_acked: dict[Any, _Write] = {}
         nxt: dict[Any, int] = {}
@@ -301,7 +432,6 @@ class _Checker:
             w = writes.get((key, v))
             if w is None:
                 continue
-            obs.append(w)
             q = w.process
             last_any[q] = w
             seq = w.seq
@@ -311,7 +441,7 @@ class _Checker:
                     if seq != nxt.get(q, 1):
                         in_order = False
                     nxt[q] = seq + 1
-        return _Seen(obs, last_any, last_acked, in_order)
+        return _Seen(last_any, last_acked, in_order, (dict.fromkeys(m.value, 0), 1))
 
     def observed(self, m: Mop) -> list[_Write]:
         if m.kind == "r":
@@ -354,8 +484,13 @@ class _Checker:
                         w.older = older
             if s.type != "ok":
                 continue
+            rk = self.read_keys[p]
+            read_here: set[Hashable] = set()
             for m in s.mops:
                 if m.kind in ("r", "l"):
+                    if m.key not in read_here:
+                        read_here.add(m.key)
+                        rk[m.key] = rk.get(m.key, 0) + 1
                     if m.kind == "r":
                         obs = self.observed(m)
                         vc = seen[p].setdefault(m.key, {})
@@ -371,72 +506,95 @@ class _Checker:
                                 break
                     newest = next((w for w in reversed(obs) if w.seq is not None), None)
                     if newest is not None:
-                        self.wfr_log[p].append((ordinal, m.key,
-                                                (newest.process, newest.seq or 0)))
+                        self.wfr_log[p].add(ordinal, m.key, newest)
                 elif m.kind in ("w", "a"):
                     w = self.writes[(m.key, m.value)]
                     if w.seq is not None:
                         own[p][m.key] = w.seq
-                        ords, seqs = self.own_writes.setdefault((p, m.key), ([], []))
-                        ords.append(ordinal)
-                        seqs.append(w.seq)
+                        self.write_log[p].add(ordinal, m.key, w)
 
     # pass 2: check every read against the process's floors -------------------------
-    def violated(self, m: Mop, floor: _Write, known: VC, contents: frozenset[Any]) -> int:
-        """Does read `m` fail to reflect `floor`? 0 no, 1 yes, 2 yes by `known`.
+    def violated(self, m: Mop, floor: _Write, known: VC) -> int:
+        """Does register read `m` fail to reflect `floor`? 0 no, 1 yes, 2 yes by `known`.
 
         For a register, `known` adds the writes the reader itself knew of when
         it read `floor`: if that read honoured its guarantees they are older
         than `floor`. A violation found only that way (2) means that either
         that earlier read or this one broke a guarantee.
         """
-        if m.kind == "r":
-            if m.value in self.initials:
-                return 1
-            w = self.writes.get((m.key, m.value))
-            if w is None or w is floor or w.seq is None:
-                return 0
-            if floor.older.get(w.process, 0) >= w.seq:
-                return 1
-            return 2 if known.get(w.process, 0) >= w.seq else 0
-        return int(floor.value not in contents)
+        if m.value in self.initials:
+            return 1
+        w = self.writes.get((m.key, m.value))
+        if w is None or w is floor or w.seq is None:
+            return 0
+        if floor.older.get(w.process, 0) >= w.seq:
+            return 1
+        return 2 if known.get(w.process, 0) >= w.seq else 0
 
     def check_reads(self) -> None:
         # floors[p][key][guarantee][writer] = (seq, why, reader's knowledge then)
         floors: dict[Any, _Floors] = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
         know: dict[Any, dict[Hashable, VC]] = defaultdict(lambda: defaultdict(dict))
-        # monotonic-writes floors, kept as bounds: mw[p][q] = ordinals of q's writes that
-        # p read, each the first to raise the bound, and why; p must reflect each of q's
-        # own writes with an ordinal below the last bound (see _mw_floors)
+        # mw[p][q]: the newest session position of q's writes that p has read, and how far
+        # q's write and read logs are applied to p's floors (see raise_floors)
         mw: dict[Any, _MwBounds] = defaultdict(dict)
+        skipped = self.skipped
         for s in self.sops:
             if s.type != "ok":
                 continue
             p = s.process
-            passed = []
+            passed: list[tuple[Mop, _Contents]] = []
             obs_cache: dict[int, _Seen] = {}
+            fp, mwp = floors[p], mw[p]
             for m in s.mops:
                 # a set holds an element once even if added twice; a list key whose
                 # values repeat is skipped (values are assumed unique)
-                if m.kind == "l" and (not s.ordered or m.key not in self.skipped):
-                    self.duplicates(s, m)
+                kind = m.kind
+                if kind == "l":
+                    if s.ordered:
+                        if m.key in skipped:
+                            continue
+                        seen = self.list_read(m) if self.use_index else None
+                        if seen is None:  # a value read twice (or no index)
+                            self.duplicates(s, m)
+                            seen = self.scan(m)
+                    else:
+                        self.duplicates(s, m)
+                        if m.key in skipped:
+                            continue
+                        seen = self.scan(m)
+                    obs_cache[id(m)] = seen
+                    contents, in_order = seen.contents, seen.in_order
                 # a read after the txn's own write still owes every earlier floor
-                if m.kind not in ("r", "l") or m.key in self.skipped:
+                elif kind == "r" and m.key not in skipped:
+                    contents, in_order = _NO_CONTENTS, True
+                else:
                     continue
                 self.reads_checked += 1
-                flagged = self.check_one(s, m, floors[p][m.key], mw[p])
+                flagged = self.check_one(s, m, fp[m.key], mwp, contents)
                 if flagged is None:
-                    passed.append(m)
-                if m.kind == "l":
-                    seen = obs_cache[id(m)] = self.scan(m)
-                    if not seen.in_order:
-                        self.within_read(s, m, seen.obs, flagged)
-            self.raise_floors(s, floors[p], know[p], mw[p], obs_cache)
+                    passed.append((m, contents))
+                if not in_order:
+                    self.within_read(s, m, self.observed(m), flagged)
+            self.raise_floors(s, fp, know[p], mwp, obs_cache)
             obs_cache.clear()
             # one transaction's reads are one snapshot: what it observed on one
             # key (via monotonic-writes / writes-follow-reads) binds its other reads
-            for m in passed:
-                self.check_one(s, m, floors[p][m.key], mw[p], (MW, WFR))
+            for m, contents in passed:
+                self.check_one(s, m, fp[m.key], mwp, contents, (MW, WFR))
+            self.done_reading(s)
+
+    def done_reading(self, s: SOp) -> None:
+        """Strike op s's reads from its process's reads to come (see raise_floors)."""
+        rk = self.read_keys.get(s.process)
+        if rk is None:
+            return
+        for key in {m.key for m in s.mops if m.kind in ("r", "l")}:
+            left = rk[key] - 1
+            if left:
+                rk[key] = left
+            else:
+                del rk[key]
 
     def duplicates(self, s: SOp, m: Mop) -> None:
         """A list or set read that shows an element twice."""
@@ -448,59 +606,54 @@ class _Checker:
                                     f"of a {'list of unique appends' if s.ordered else 'set'} "
                                     f"reads like that")
 
-    def _floors(self, g: str, fl: dict[str, dict[Any, _Floor]], mw: _MwBounds,
-                key: Hashable) -> Iterable[tuple[Any, _Floor]]:
-        """The reader's floors on `key` for guarantee g: (writer, (seq, why, known))."""
-        if g != MW:
-            return fl.get(g, {}).items()
-        return self._mw_floors(mw, key)
-
-    def _mw_floors(self, mw: _MwBounds, key: Hashable) -> list[tuple[Any, _Floor]]:
-        """Per writer q the reader has read: q's last own write to `key` below the
-        bound, and the read that first raised the bound above it (its why)."""
-        out = []
-        own_writes = self.own_writes
-        for q, (bounds, whys, _) in mw.items():
-            own = own_writes.get((q, key))
-            if own is None:
-                continue
-            ords, seqs = own
-            i = bisect_left(ords, bounds[-1]) - 1
-            if i >= 0:
-                out.append((q, (seqs[i], whys[bisect_right(bounds, ords[i])], _EMPTY)))
-        return out
+    @staticmethod
+    def _floors(g: str, fl: dict[str, dict[Any, _Floor]], mw: _MwBounds
+                ) -> Iterable[tuple[Any, _Floor]]:
+        """The reader's floors on a key for guarantee g: (writer, (seq, why, known, write)).
+        Monotonic-writes floors come per writer in the order the reader first read it."""
+        d = fl.get(g)
+        if not d:
+            return ()
+        if g != MW or len(d) == 1:
+            return d.items()
+        return [(q, d[q]) for q in mw if q in d]
 
     def check_one(self, s: SOp, m: Mop, fl: dict[str, dict[Any, _Floor]], mw: _MwBounds,
-                  guarantees: Sequence[str] | None = None) -> str | None:
+                  contents: _Contents, guarantees: Sequence[str] | None = None
+                  ) -> str | None:
         """Report the first floor read `m` violates; the guarantee reported, if any.
 
-        A floor violated for sure wins over one violated only by what the
-        reader knew when it set the floor.
+        `contents` answers membership for a list or set read (see _Seen). A floor
+        violated for sure wins over one violated only by what the reader knew
+        when it set the floor.
         """
-        shown = m.value if m.kind == "r" else list(m.value)
-        contents = frozenset(m.value) if m.kind == "l" else frozenset()
         maybe: tuple[str, _Why, _Write] | None = None
-        gs = [g for g in (self.guarantees if guarantees is None else guarantees)
-              if g in self.guarantees]
+        gs = self.guarantees if guarantees is None else \
+            [g for g in guarantees if g in self.guarantees]
+        floors = self._floors
         if m.kind == "l":  # the common, hot case: membership only
-            by_seq, key = self.by_seq, m.key
+            pos, n = contents
             for g in gs:
-                floors = self._mw_floors(mw, key) if g == MW else fl.get(g, _NONE).items()
-                for writer, (seq, why, _) in floors:
-                    floor = by_seq.get((key, writer, seq))
-                    if floor is not None and floor.value not in contents:
-                        self.result.add(g, f"process {s.process!r} read {key!r}={shown!r} "
-                                           f"(op {s.index}), but {_why(why)} "
-                                           f"{_describe(floor)}, which that read does not "
-                                           f"reflect")
+                d = fl.get(g)
+                if not d:
+                    continue
+                for f in d.values():
+                    if pos.get(f[3].value, n) >= n:
+                        break
+                else:
+                    continue  # every floor of g reflected: the usual case
+                for _, (_, why, _, floor) in floors(g, fl, mw):  # the first, in order
+                    if pos.get(floor.value, n) >= n:
+                        self.result.add(g, f"process {s.process!r} read {m.key!r}="
+                                           f"{list(m.value)!r} (op {s.index}), but "
+                                           f"{_why(why)} {_describe(floor)}, which that "
+                                           f"read does not reflect")
                         return g
             return None
+        shown = m.value
         for g in gs:
-            for writer, (seq, why, known) in self._floors(g, fl, mw, m.key):
-                floor = self.by_seq.get((m.key, writer, seq))
-                if floor is None:
-                    continue
-                how = self.violated(m, floor, known, contents)
+            for _, (_, why, known, floor) in floors(g, fl, mw):
+                how = self.violated(m, floor, known)
                 if how == 1:
                     self.result.add(g, f"process {s.process!r} read {m.key!r}={shown!r} "
                                        f"(op {s.index}), but {_why(why)} "
@@ -549,18 +702,22 @@ class _Checker:
                      obs_cache: dict[int, _Seen]) -> None:
         """Raise process s.process's floors after its op s (ok) completed.
 
-        `mw[q]` (a _Deps) holds the session positions of the writes by q whose
-        deps were already applied and how far into q's read log that took us.
-        Deps only grow and floors keep the maximum, so a monotonic-writes
-        bound moves up by one entry, and only read-log entries past that
-        position and before the new write can raise a writes-follow-reads
-        floor: each entry is read once per reader, and the cost is linear in
-        the history rather than in history x keys.
+        `mw[q]` (a _Deps) holds the newest session position of q's writes the
+        reader has read and how far into q's write log (monotonic-writes) and
+        read log (writes-follow-reads) that bound is applied. Bounds only grow
+        and floors keep the maximum, so only log entries past those positions
+        and before the new bound can raise a floor: each entry is read once per
+        reader, and the cost is linear in the history rather than in history x
+        keys or history x reads.
         """
-        empty: VC = {}
+        empty = _EMPTY
         p = s.process
         latest: dict[Any, _Write] = {}
-        before = {m.key: dict(know.get(m.key, empty)) for m in s.mops if m.kind in ("r", "l")}
+        # what the reader knew of each key before this op: only register reads use it
+        # (for a list read, membership decides), so list-append histories skip it
+        regs = self.register_reads
+        before = {m.key: dict(know.get(m.key, empty))
+                  for m in s.mops if m.kind in ("r", "l")} if regs else {}
         for m in s.mops:
             if m.kind in ("w", "a"):
                 w = self.writes[(m.key, m.value)]
@@ -568,8 +725,9 @@ class _Checker:
                     own = fl[m.key][RYW]
                     cur = own.get(p)
                     if cur is None or cur[0] < w.seq:
-                        own[p] = (w.seq, ("own", s.index, None), empty)
-                    know[m.key][p] = max(know[m.key].get(p, 0), w.seq)
+                        own[p] = (w.seq, ("own", s.index, None), empty, w)
+                    if regs:
+                        know[m.key][p] = max(know[m.key].get(p, 0), w.seq)
             elif m.kind in ("r", "l"):
                 seen = obs_cache.get(id(m))
                 if seen is None:
@@ -586,53 +744,75 @@ class _Checker:
                         if lq is None or lq.ordinal < w.ordinal:
                             latest[q] = w
                 kb = before.get(m.key, empty)
-                kn = know[m.key]
                 mr = fl[m.key][MR]
                 why: _Why = ("read", s.index, None)
                 for writer, w in last_acked.items():
                     seq = w.seq or 0
                     cur = mr.get(writer)
                     if cur is None or cur[0] < seq:
-                        mr[writer] = (seq, why, kb)
-                    if kn.get(writer, 0) < seq:
-                        kn[writer] = seq
-        wfr_log = self.wfr_log
+                        mr[writer] = (seq, why, kb, w)
+                if regs:
+                    kn = know[m.key]
+                    for writer, w in last_acked.items():
+                        seq = w.seq or 0
+                        if kn.get(writer, 0) < seq:
+                            kn[writer] = seq
+        # floors only matter on keys the reader has yet to read: most of a writer's log
+        # is about keys a short-lived reader never touches
+        rk = self.read_keys.get(p, _NO_KEYS)  # its later reads, this op's included
+        write_log, wfr_log = self.write_log, self.wfr_log
         for q, w in latest.items():
             o = w.ordinal
             st = mw.get(q)
             if st is None:
-                st = mw[q] = _Deps([], [], [0])
-            elif st.bounds[-1] >= o:
+                st = mw[q] = _Deps()
+            elif st.bound >= o:
                 continue
-            st.bounds.append(o)
-            st.whys.append(("mw", s.index, w))
+            st.bound = o
+            # monotonic-writes: q's own writes made before w, the last one per key
+            log = write_log.get(q)
+            if log is not None:
+                at = st.mw_at
+                st.mw_at = end = bisect_left(log.ordinals, o, at)
+                why = ("mw", s.index, w)
+                for key, x in log.entries[at:end]:
+                    if key in rk:
+                        d = fl[key][MW]
+                        cur = d.get(q)
+                        xseq = x.seq or 0  # acknowledged: never 0
+                        if cur is None or cur[0] < xseq:
+                            d[q] = (xseq, why, empty, x)
+            # writes-follow-reads: the newest version of each key q had read before w
             log = wfr_log.get(q)
-            at = st.wfr_at[0]
-            if log is None or at >= len(log) or log[at][0] >= o:
+            if log is None:
+                continue
+            at = st.wfr_at
+            st.wfr_at = end = bisect_left(log.ordinals, o, at)
+            if end == at:
                 continue  # nothing new that q had read
-            wfr_new, st.wfr_at[0] = _since(log, at, o)
             why = ("wfr", s.index, w)
-            for key, (writer, wseq) in wfr_new.items():
+            # the last entry per key counts (insertion order: the first)
+            for key, r in {key: r for key, r in log.entries[at:end] if key in rk}.items():
                 d = fl[key][WFR]
-                cur = d.get(writer)
-                if cur is None or cur[0] < wseq:
-                    d[writer] = (wseq, why, empty)
+                cur = d.get(r.process)
+                rseq = r.seq or 0
+                if cur is None or cur[0] < rseq:
+                    d[r.process] = (rseq, why, empty, r)
 
 
-_V = Any
+class _Log(NamedTuple):
+    """A writer's session log: entries (key, write) and their session positions."""
+
+    ordinals: list[int]
+    entries: list[tuple[Hashable, _Write]]
+
+    def add(self, ordinal: int, key: Hashable, w: _Write) -> None:
+        self.ordinals.append(ordinal)
+        self.entries.append((key, w))
 
 
-def _since(log: list[tuple[int, Hashable, _V]], at: int, before: int
-           ) -> tuple[dict[Hashable, _V], int]:
-    """The last value per key among log[at:] entries with ordinal < before, and the
-    position reached."""
-    out: dict[Hashable, _V] = {}
-    n = len(log)
-    while at < n and log[at][0] < before:
-        _, key, v = log[at]
-        out[key] = v
-        at += 1
-    return out, at
+def _new_log() -> _Log:
+    return _Log([], [])
 
 
 def _why(why: _Why) -> str:
@@ -662,10 +842,21 @@ def check_session(ops: Sequence[Op], *, model: str, guarantees: Sequence[str] = 
     if model not in SESSION_MODELS:
         from selfhood.errors import SpecError
         raise SpecError(f"session guarantees cannot be checked for model {model!r}")
-    c = _Checker(session_ops(ops, model), initial, guarantees, model_kv=model == "kv")
-    c.collect_writes()
-    c.annotate_writes()
-    c.check_reads()
+    return _check(ops, model, guarantees, initial)
+
+
+def _check(ops: Sequence[Op], model: str, guarantees: Sequence[str], initial: Any,
+           *, index: bool = True) -> CheckResult:
+    """check_session on valid arguments; `index=False` reads every list in full (the
+    plain path, which tests hold the indexed one to)."""
+    # millions of small, acyclic, long-lived objects: the cyclic collector would
+    # rescan them again and again, for nothing (see paused_gc)
+    with paused_gc():
+        c = _Checker(session_ops(ops, model), initial, guarantees, model_kv=model == "kv",
+                     index=index)
+        c.collect_writes()
+        c.annotate_writes()
+        c.check_reads()
     res = c.result
     res.anomalies = {g: v for g, v in res.anomalies.items() if g in guarantees or g == DUPLICATES}
     res.valid = not res.anomalies
