@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,7 +21,7 @@ from replica_api import API, validate_request, validate_response
 from selfhood.consistency.replica import Reply
 from selfhood.errors import OutboxCorrupt, ReplicaOptionError
 from selfhood.events import TurnAppended, make_event
-from selfhood.replica.config import resolve_options
+from selfhood.replica.config import ReplicaOptions, resolve_options
 from selfhood.replica.outbox import DurableOutbox
 from selfhood.replica.placement import Member, assign
 from selfhood.replica.wire import BadRequest, parse_op, read_only, reply_body
@@ -45,12 +46,46 @@ def test_cli_beats_environment_beats_config_file(tmp_path: Path) -> None:
     assert (o.host, o.port) == ("10.0.0.2", 8470)  # environment, not file, not loopback
     assert o.bootstrap == "10.0.0.1:9092,10.0.0.5:9092"
     assert o.database_url == "postgresql://x@h/db"
-    assert o.mode == "eventual" and o.shards == 3 and not o.fencing  # the spec
+    assert o.mode == "eventual" and o.spec.shards == 3 and not o.spec.fencing  # the spec
     assert o.instances == ("i0", "i1")
     assert dict(o.peers) == {"r1": "http://10.0.0.3:8470"}
     assert o.url == "http://10.0.0.2:8470"
     o6 = resolve_options({**BASE, "listen": "[::1]:0"}, {})
     assert (o6.host, o6.port, o6.url) == ("::1", 0, "http://[::1]:0")
+
+
+def test_options_hold_the_spec_they_were_built_from(tmp_path: Path) -> None:
+    """Configuration stated once: the deployment is the spec, the core's config derives."""
+    import dataclasses
+
+    from selfhood.consistency.config import ReplicaConfig
+    from selfhood.spec import DEFAULT_SPEC, ExperimentSpec
+
+    restated = {f.name for f in dataclasses.fields(ReplicaOptions)} & (
+        {f.name for f in dataclasses.fields(ReplicaConfig)}
+        | set(ExperimentSpec.__struct_fields__))
+    assert restated <= {"lease_ms", "outbox_ms"}, restated  # the process's own timings
+    cfg = tmp_path / "r.json"
+    cfg.write_text(json.dumps({"node": "r1", "bootstrap": "h:1", "lease_ms": 900,
+                               "spec": {"name": "exp7", "modes": ["eventual"], "shards": 3,
+                                        "sharded_memory": True, "atomic_memory": False,
+                                        "session_timeout_ms": 2500}}))
+    o = resolve_options({"fencing": False}, {}, cfg)
+    assert o.spec.name == "exp7" and o.spec.modes == ("eventual",)  # the file's spec...
+    assert (o.spec.shards, o.spec.sharded_memory, o.spec.atomic_memory) == (3, True, False)
+    assert o.spec.fencing is False and o.session_timeout_ms == 2500  # ...with the option on it
+    assert o.replica == ReplicaConfig(mode="eventual", shards=3, sharded_memory=True,
+                                      atomic_memory=False, fencing=False, lease_ms=900,
+                                      outbox_ms=50)
+    assert o.replica == dataclasses.replace(o.spec.replica_config("eventual"), lease_ms=900)
+    d = resolve_options({**BASE, "instances": 3, "mode": "linearizable"}, {})
+    assert d.spec == msgspec.structs.replace(DEFAULT_SPEC, modes=("linearizable",),
+                                             instances=3, session_timeout_ms=6000)
+    assert d.instances == ("i0", "i1", "i2") and d.instance_list is None
+    n = tmp_path / "n.json"
+    n.write_text(json.dumps({"node": "r1", "bootstrap": "h:1", "instances": ["a", "b"]}))
+    named = resolve_options({}, {}, n)
+    assert named.instances == ("a", "b") and named.spec.instances == 2
 
 
 @pytest.mark.parametrize(("cli", "message"), [

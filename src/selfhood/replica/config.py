@@ -8,12 +8,18 @@ with the same four (`ENV_NODE`, `ENV_LISTEN`, `ENV_BOOTSTRAP`,
 deployment part of it: shards, instances, sharded memory, fencing, the
 group session timeout) plus this node's own settings.
 
+The deployment is stated once: `ReplicaOptions.spec` is that experiment
+spec (or the defaults) with the options, environment and config fields laid
+over it, and the core's `ReplicaConfig` is derived from it
+(`ReplicaOptions.replica`), not restated beside it.
+
 Every bad value raises `ReplicaOptionError` naming where it came from (the
 option, the variable, or ``path:line`` and the field), never a traceback.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Mapping
@@ -22,8 +28,11 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import msgspec
+
+from selfhood.consistency.config import ReplicaConfig
 from selfhood.errors import ReplicaOptionError, SpecError
-from selfhood.spec import MODES, ExperimentSpec, _line_of, spec_from_mapping
+from selfhood.spec import DEFAULT_SPEC, MODES, ExperimentSpec, _line_of, spec_from_mapping
 
 ENV_NODE: Final = "SELFHOOD_NODE"
 ENV_LISTEN: Final = "SELFHOOD_LISTEN"
@@ -54,27 +63,49 @@ _FILE_FIELDS: Final[dict[str, tuple[type, ...]]] = {
 
 @dataclass(frozen=True)
 class ReplicaOptions:
-    """Everything `selfhood replica serve` needs, validated (plain data)."""
+    """Everything `selfhood replica serve` needs, validated (plain data).
+
+    `spec` is the deployment (mode, shards, instances, sharded and atomic
+    memory, fencing, the group session timeout), stated once: the config
+    file's experiment spec, or the defaults, with the options, environment
+    and config fields applied; its one mode is this replica's. The rest is
+    this process's own: where it listens, the log, peers, timings.
+    """
 
     node: str
     host: str
     port: int
     bootstrap: str
+    spec: ExperimentSpec
+    #: instance names when given as a list; otherwise the spec's i0..i{n-1}
+    instance_list: tuple[str, ...] | None = None
     topic: str = DEFAULT_TOPIC
     group: str = ""
-    mode: str = "sequential"
-    shards: int = 2
-    instances: tuple[str, ...] = ("i0", "i1", "i2", "i3")
-    sharded_memory: bool = False
-    atomic_memory: bool = True
-    fencing: bool = True
     peers: Mapping[str, str] = field(default_factory=dict)
     data_dir: Path = Path(".selfhood/replicas")
-    session_timeout_ms: int = DEFAULT_SESSION_TIMEOUT_MS
     poll_ms: int = 20
     lease_ms: int = 500
     outbox_ms: int = 50
     database_url: str | None = None
+
+    @property
+    def mode(self) -> str:
+        return self.spec.modes[0]
+
+    @property
+    def instances(self) -> tuple[str, ...]:
+        """The instances this replica claims on the partitions it owns."""
+        return self.instance_list if self.instance_list is not None else self.spec.instance_names
+
+    @property
+    def session_timeout_ms(self) -> int:
+        return self.spec.session_timeout_ms
+
+    @property
+    def replica(self) -> ReplicaConfig:
+        """The core's configuration: the spec's for this mode, with this process's timings."""
+        return dataclasses.replace(self.spec.replica_config(self.mode), lease_ms=self.lease_ms,
+                                   outbox_ms=self.outbox_ms)
 
     @property
     def url(self) -> str:
@@ -219,14 +250,17 @@ def resolve_options(cli: Mapping[str, Any], env: Mapping[str, str],
     mode = get("mode", "mode", "sequential", spec_mode)
     if mode.value not in MODES:
         raise _bad(mode.where, f"unknown mode {mode.value!r} (choose from {', '.join(MODES)})")
-    shards = get("shards", "shards", 2, spec.shards if spec else None)
+    base = DEFAULT_SPEC if spec is None else spec
+    shards = get("shards", "shards", DEFAULT_SPEC.shards, spec.shards if spec else None)
     _int_range(shards, 1, 256)
-    inst = get("instances", "instances", 4, spec.instances if spec else None)
+    inst = get("instances", "instances", DEFAULT_SPEC.instances,
+               spec.instances if spec else None)
     instances = _instances(inst)
-    sharded = get("sharded_memory", "sharded-memory", False,
+    sharded = get("sharded_memory", "sharded-memory", DEFAULT_SPEC.sharded_memory,
                   spec.sharded_memory if spec else None)
-    atomic = get("atomic_memory", "atomic-memory", True, spec.atomic_memory if spec else None)
-    fencing = get("fencing", "fencing", True, spec.fencing if spec else None)
+    atomic = get("atomic_memory", "atomic-memory", DEFAULT_SPEC.atomic_memory,
+                 spec.atomic_memory if spec else None)
+    fencing = get("fencing", "fencing", DEFAULT_SPEC.fencing, spec.fencing if spec else None)
     if sharded.value and shards.value < 2:
         raise _bad(sharded.where, "sharded memory needs shards >= 2")
     session = get("session_timeout_ms", "session-timeout-ms", DEFAULT_SESSION_TIMEOUT_MS,
@@ -248,14 +282,19 @@ def resolve_options(cli: Mapping[str, Any], env: Mapping[str, str],
     dd = (Path(data_dir.value) if data_dir.value is not None
           else Path(".selfhood") / "replicas" / str(node.value))
     db = get("database_url", "database-url")
+    # already validated above, in this process's own bounds (the spec's validation
+    # bounds a run's session timeout tighter): a plain replace, not a re-validation
+    deployment = msgspec.structs.replace(
+        base, modes=(str(mode.value),), shards=int(shards.value), instances=len(instances),
+        sharded_memory=bool(sharded.value), atomic_memory=bool(atomic.value),
+        fencing=bool(fencing.value), session_timeout_ms=int(session.value))
+    named = isinstance(inst.value, list)
     return ReplicaOptions(
         node=str(node.value), host=host, port=port, bootstrap=str(bootstrap.value),
-        topic=str(topic.value), group=str(group.value or ""), mode=str(mode.value),
-        shards=int(shards.value), instances=instances, sharded_memory=bool(sharded.value),
-        atomic_memory=bool(atomic.value), fencing=bool(fencing.value), peers=peers,
-        data_dir=dd, session_timeout_ms=int(session.value), poll_ms=int(poll.value),
-        lease_ms=int(lease.value), outbox_ms=int(outbox.value),
-        database_url=str(db.value) if db.value else None)
+        spec=deployment, instance_list=instances if named else None,
+        topic=str(topic.value), group=str(group.value or ""), peers=peers,
+        data_dir=dd, poll_ms=int(poll.value), lease_ms=int(lease.value),
+        outbox_ms=int(outbox.value), database_url=str(db.value) if db.value else None)
 
 
 def _int_range(v: _Value, lo: int, hi: int) -> None:

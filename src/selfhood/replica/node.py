@@ -61,7 +61,6 @@ from selfhood.consistency.replica import (
     Output,
     Poll,
     Records,
-    ReplicaConfig,
     Reply,
     Request,
     make_replica,
@@ -116,16 +115,13 @@ class ReplicaNode:
         self.opts = opts
         self.name = opts.node
         self.eventual = opts.mode == "eventual"
-        self.cfg = ReplicaConfig(mode=opts.mode, shards=opts.shards,
-                                 sharded_memory=opts.sharded_memory,
-                                 atomic_memory=opts.atomic_memory, fencing=opts.fencing,
-                                 lease_ms=opts.lease_ms, outbox_ms=opts.outbox_ms)
+        self.cfg = opts.replica
         # event ids: random UUIDs, unique across restarts of this replica
         self.core = make_replica(self.name, self.cfg, opts.instances,
                                  new_id=lambda: str(uuid.uuid4()))
         self.model: ModelPort = DeterministicModel()
         self.known: set[str] = set(opts.instances)
-        self.log = KafkaEventLog(opts.bootstrap, opts.topic, partitions=opts.shards,
+        self.log = KafkaEventLog(opts.bootstrap, opts.topic, partitions=self.cfg.shards,
                                  request_timeout_s=10.0, append_timeout_s=30.0,
                                  client_id=f"selfhood-replica-{self.name}",
                                  # fences this node's previous incarnation's transactions
@@ -152,7 +148,7 @@ class ReplicaNode:
         self._revoking: dict[int, ClaimRecord] = {}
         self.claims: deque[ClaimRecord] = deque(maxlen=_CLAIM_HISTORY)
         self.caught_up: set[int] = set()
-        self.ends: list[int] = [0] * opts.shards
+        self.ends: list[int] = [0] * self.cfg.shards
         self.contact_mono = 0
         self.started_wall_ns = time.time_ns()
         self.recovered = 0
@@ -389,7 +385,7 @@ class ReplicaNode:
             return
         self.contact_mono = time.monotonic_ns()
         core = self.core
-        shards = self.opts.shards
+        shards = self.cfg.shards
         self.ends = [ends.get(p, 0) for p in range(shards)]
         chunks: list[Chunk] = []
         for p in range(shards):
@@ -474,14 +470,14 @@ class ReplicaNode:
         if instance in self.known:
             return
         self.known.add(instance)
-        p = home_partition(instance, self.opts.shards)
+        p = home_partition(instance, self.cfg.shards)
         rec = self.owned.get(p)
         if rec is not None and rec.epoch is not None:
             self._grant(instance, p, rec.epoch)
 
     def _instances_on(self, partition: int) -> list[str]:
         return sorted(i for i in self.known
-                      if home_partition(i, self.opts.shards) == partition)
+                      if home_partition(i, self.cfg.shards) == partition)
 
     def _grant(self, instance: str, partition: int, epoch: int) -> None:
         self.stats["grants"] += 1
@@ -505,7 +501,7 @@ class ReplicaNode:
                 rec.revoked = True
                 log.info("%s: partition %d revoked", self.name, p)
         for p in partitions:
-            if p in self.owned or not 0 <= p < self.opts.shards:
+            if p in self.owned or not 0 <= p < self.cfg.shards:
                 continue
             rec = ClaimRecord(p, gen, time.time_ns(), time.monotonic_ns(),
                               core.next_offset[p], p not in self.caught_up)
