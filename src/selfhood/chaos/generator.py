@@ -584,7 +584,7 @@ class UntilDone:
         om, nm = rm
         rs = self.side.op(ctx)
         if rs is None:
-            return om, UntilDone(nm, EMPTY)
+            return om, nm  # with the side exhausted, UntilDone(nm, EMPTY) is nm itself
         os_, ns = rs
         if isinstance(os_, Pending):
             # both children unchanged (the common case while every client is busy): self

@@ -78,10 +78,13 @@ def _plain_slots(cls: type, names: tuple[str, ...]) -> bool:
 
 
 # The interpreter makes two history ops and two generator contexts per client op.
-# Both are frozen, slotted dataclasses, whose __init__ goes through
+# Both are frozen, slotted dataclasses, whose generated __init__ goes through
 # object.__setattr__ once per field; filling the slots directly makes the same
-# object (same class, same values) in about half the time. Used only while the
-# classes have exactly these fields (else the plain constructors).
+# object (same class, same values) in about half the time. History ops are
+# built here (checkers.history is not the simulator's to change); `Context`
+# does it itself (`generator.slot_init`), and its clients' view memo is set
+# here. Used only while the classes have exactly these fields (else the plain
+# constructors).
 _OP_FIELDS: Final = ("index", "type", "process", "f", "value", "time", "node", "instance",
                      "error", "extra")
 _CTX_FIELDS: Final = ("time", "free_processes", "all_processes", "rng", "_clients")
@@ -113,38 +116,28 @@ else:  # pragma: no cover - only if checkers.history.Op changes shape
                   error, {} if extra is None else extra)
 
 if _plain_slots(Context, _CTX_FIELDS):
-    _c_time, _c_free, _c_all, _c_rng, _c_clients = (Context.__dict__[n].__set__
-                                                    for n in _CTX_FIELDS)
-
-    def _context(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
-                 rng: random.Random) -> Context:
-        c: Context = object.__new__(Context)
-        _c_time(c, time)
-        _c_free(c, free)
-        _c_all(c, procs)
-        _c_rng(c, rng)
-        _c_clients(c, None)
-        return c
+    _c_clients = Context.__dict__["_clients"].__set__
 
     def _context_pair(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
                       rng: random.Random, cfree: tuple[Any, ...],
                       cprocs: tuple[Any, ...]) -> Context:
         """A context with its `clients_only()` memo filled in (``cfree``/``cprocs``
         are ``free``/``procs`` without the nemesis): every client generator asks
-        for that view, and building it here skips a method call and a dataclass
-        ``__init__`` per context."""
-        c = _context(time, free, procs, rng)
-        _c_clients(c, _context(time, cfree, cprocs, rng))
+        for that view, and building it here skips a method call per context."""
+        c = Context(time, free, procs, rng)
+        _c_clients(c, Context(time, cfree, cprocs, rng))
         return c
 else:  # pragma: no cover - only if generator.Context changes shape
-    def _context(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
-                 rng: random.Random) -> Context:
-        return Context(time, free, procs, rng)
-
     def _context_pair(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
                       rng: random.Random, cfree: tuple[Any, ...],
                       cprocs: tuple[Any, ...]) -> Context:
         return Context(time, free, procs, rng)
+
+
+def _context(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
+             rng: random.Random) -> Context:
+    """A context (`Context` fills its slots directly: see `generator.slot_init`)."""
+    return Context(time, free, procs, rng)
 
 
 class Interpreter:
@@ -188,9 +181,14 @@ class Interpreter:
             world.nemesis(o)
             return
         req, deadline = self.clients.begin(o, now)
-        self._record(_op(len(self.history), "invoke", process, o.f, o.value, now, req.via,
-                         o.instance))
-        world.send(req.via, req)
+        via = req.via
+        history = self.history
+        op = _op(len(history), "invoke", process, o.f, o.value, now, via, o.instance)
+        history.append(op)  # _record, inlined
+        if self.gen is not None:
+            self.gen = self.gen.update(self._ctx(), op)
+        self.interesting = True
+        world.send(via, req)
         self.timeouts.append((deadline, req.req_id))
 
     def invoke_scheduled(self, o: OpRequest) -> None:
@@ -263,7 +261,7 @@ class Interpreter:
         free = tuple(filterfalse(busy.__contains__, procs)) if busy else procs
         cprocs = self._cprocs
         if cprocs is procs:  # no nemesis: the context is its own clients' view
-            c = _context(now, free, procs, self.gen_rng)
+            c = Context(now, free, procs, self.gen_rng)
         else:
             if not busy:
                 cfree = cprocs
@@ -298,7 +296,8 @@ class Interpreter:
             o, self.gen = r
             if isinstance(o, Pending):
                 wake = o.wake if o.wake is not None and o.wake > now else None
-                if wake is None and not self._in_flight():
+                if wake is None and not (self.clients.open or self.scheduled_invokes
+                                         or self.nemesis_open):  # not _in_flight()
                     if o.wake is None:
                         raise ChaosError("generator is pending with nothing in flight "
                                          "(deadlock)")

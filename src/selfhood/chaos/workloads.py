@@ -39,6 +39,7 @@ from selfhood.chaos.generator import (
     nemesis,
     nemesis_and_clients,
     phases,
+    slot_init,
     stagger,
     time_limit,
 )
@@ -64,6 +65,7 @@ _CUM_WEIGHTS: dict[tuple[float, float, float, float],
                    tuple[tuple[float, float, float, float], float]] = {}
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class ClientMix:
     """The client workload mix as one immutable generator.
@@ -83,7 +85,13 @@ class ClientMix:
         if not ctx.free_processes:
             return PENDING, self  # the shared no-wake value (equal to a new Pending())
         rng = ctx.rng
-        inst = self.instances[rng.randrange(len(self.instances))] if len(
+        # randrange(n) for n >= 1 is exactly _randbelow(n) (CPython's random.py): the
+        # same draws without a Python-level frame of argument checks per draw; every
+        # bound drawn below is >= 1 when the mix is valid (else randrange's own error)
+        randrange = (getattr(rng, "_randbelow", rng.randrange)
+                     if self.rules >= 1 and self.max_txn_len >= 1 and self.replicas
+                     else rng.randrange)
+        inst = self.instances[randrange(len(self.instances))] if len(
             self.instances) > 1 else self.instances[0]
         cum = _CUM_WEIGHTS.get(self.weights)
         if cum is None:
@@ -95,14 +103,14 @@ class ClientMix:
         v = self.next_value
         req: OpRequest
         if kind == 0:
-            req, used = conversation_op(rng.random(), rng.randrange(1 << 30), inst, v,
+            req, used = conversation_op(rng.random(), randrange(1 << 30), inst, v,
                                         self.max_txn_len)
         elif kind == 1:
-            req, used = memory_op(rng.random, rng.randrange, inst, v, self.max_txn_len)
+            req, used = memory_op(rng.random, randrange, inst, v, self.max_txn_len)
         elif kind == 2:
-            req, used = governance_op(rng.random(), rng.randrange(self.rules), inst), 0
+            req, used = governance_op(rng.random(), randrange(self.rules), inst), 0
         else:
-            replica = self.replicas[rng.randrange(len(self.replicas))]
+            replica = self.replicas[randrange(len(self.replicas))]
             req, used = probe_op(inst, replica), 0
         filled = fill_in(req, ctx)
         if isinstance(filled, Pending):
@@ -196,6 +204,7 @@ def client_mix(spec: ExperimentSpec) -> ClientMix:
                      (w.conversation, w.memory, w.governance, w.probe), w.max_txn_len, w.rules)
 
 
+@slot_init
 @dataclass(frozen=True, slots=True)
 class ProbeRound:
     """Probes every (replica, instance) pair in turn, forever (the quiesce phase)."""

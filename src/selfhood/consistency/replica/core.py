@@ -12,6 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Final
 
 from selfhood.consistency.config import MODES, ReplicaConfig
@@ -60,8 +61,8 @@ _MEMORY_WRITTEN: Final[EventKind] = "memory_written"
 _MEMORY_V: Final = SCHEMA_VERSIONS[_MEMORY_WRITTEN]
 
 
-def _offset(record: tuple[int, Event]) -> int:
-    return record[0]
+#: a record's offset (the bisect key of `on_records`)
+_offset: Final[Callable[[tuple[int, Event]], int]] = itemgetter(0)
 
 
 def scalar(s: str | None) -> Any:
@@ -637,4 +638,6 @@ class Replica:
                 "reply": None}
 
     def _token_for(self, inst: str) -> Token:
-        return {p: self.next_offset[p] for p in self._partitions(inst)}
+        h, m = self.home[inst], self.mem[inst]  # `_partitions(inst)`, in its order
+        nxt = self.next_offset
+        return {h: nxt[h]} if h == m else {h: nxt[h], m: nxt[m]}

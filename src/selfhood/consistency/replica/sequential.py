@@ -300,7 +300,8 @@ class SequentialReplica(Replica):
                     assert inst is not None
                     r.barrier_id = None
                     r.needed = {p: rec.ends[p] for p in self._partitions(inst)}
-        self._check_reads(out)
+        if self.reads:
+            self._check_reads(out)
 
     # -- ownership ----------------------------------------------------------------------
 
