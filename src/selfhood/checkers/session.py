@@ -261,7 +261,7 @@ class _KeyIndex:
     over the whole read. Only reads without a repeated value are indexed.
     """
 
-    __slots__ = ("acked", "any", "nxt", "ooo", "pos", "values")
+    __slots__ = ("acked", "any", "nxt", "ooo", "pos", "unacked", "values")
 
     def __init__(self) -> None:
         self.values: list[Any] = []
@@ -272,6 +272,7 @@ class _KeyIndex:
         self.acked: dict[Any, tuple[list[int], list[_Write]]] = {}
         self.nxt: dict[Any, int] = {}  # per writer, the seq its next acked append must have
         self.ooo = _NEVER  # the first position where a writer's appends leave 1..n order
+        self.unacked = _NEVER  # the first position of a write not acknowledged
 
     def extend(self, tail: list[Any], key: Hashable, writes: dict[WriteId, _Write]) -> bool:
         """Append `tail`, unless a value would then appear twice (and then change nothing)."""
@@ -303,6 +304,8 @@ class _KeyIndex:
                         if seq != nxt.get(q, 1):
                             ooo = i
                         nxt[q] = seq + 1
+                elif i < self.unacked:
+                    self.unacked = i
             i += 1
         self.ooo = ooo
         self.values.extend(tail)
@@ -310,8 +313,10 @@ class _KeyIndex:
 
     def read(self, n: int) -> _Seen:
         """The scan of the first n values (what _Checker.scan would find)."""
-        return _Seen(_last_before(self.any, n), _last_before(self.acked, n), n <= self.ooo,
-                     (self.pos, n))
+        acked = _last_before(self.acked, n)
+        # usually every write shown was acknowledged: then the two are one (read-only)
+        every = acked if n <= self.unacked else _last_before(self.any, n)
+        return _Seen(every, acked, n <= self.ooo, (self.pos, n))
 
 
 def _last_before(by_writer: dict[Any, tuple[list[int], list[_Write]]], n: int
@@ -539,6 +544,7 @@ class _Checker:
         # q's write and read logs are applied to p's floors (see raise_floors)
         mw: dict[Any, _MwBounds] = defaultdict(dict)
         skipped = self.skipped
+        snapshot = [g for g in (MW, WFR) if g in self.guarantees]
         for s in self.sops:
             if s.type != "ok":
                 continue
@@ -581,7 +587,7 @@ class _Checker:
             # one transaction's reads are one snapshot: what it observed on one
             # key (via monotonic-writes / writes-follow-reads) binds its other reads
             for m, contents in passed:
-                self.check_one(s, m, fp[m.key], mwp, contents, (MW, WFR))
+                self.check_one(s, m, fp[m.key], mwp, contents, snapshot)
             self.done_reading(s)
 
     def done_reading(self, s: SOp) -> None:
@@ -622,14 +628,14 @@ class _Checker:
                   contents: _Contents, guarantees: Sequence[str] | None = None
                   ) -> str | None:
         """Report the first floor read `m` violates; the guarantee reported, if any.
+        `guarantees` (default: all checked) must be among those checked.
 
         `contents` answers membership for a list or set read (see _Seen). A floor
         violated for sure wins over one violated only by what the reader knew
         when it set the floor.
         """
         maybe: tuple[str, _Why, _Write] | None = None
-        gs = self.guarantees if guarantees is None else \
-            [g for g in guarantees if g in self.guarantees]
+        gs = self.guarantees if guarantees is None else guarantees
         floors = self._floors
         if m.kind == "l":  # the common, hot case: membership only
             pos, n = contents
@@ -769,14 +775,15 @@ class _Checker:
             elif st.bound >= o:
                 continue
             st.bound = o
-            # monotonic-writes: q's own writes made before w, the last one per key
+            # monotonic-writes: q's own writes made before w, the last one per key (its
+            # seq is the highest)
             log = write_log.get(q)
             if log is not None:
                 at = st.mw_at
                 st.mw_at = end = bisect_left(log.ordinals, o, at)
-                why = ("mw", s.index, w)
-                for key, x in log.entries[at:end]:
-                    if key in rk:
+                if end > at:
+                    why = ("mw", s.index, w)
+                    for key, x in log.last_per_key(at, end, rk).items():
                         d = fl[key][MW]
                         cur = d.get(q)
                         xseq = x.seq or 0  # acknowledged: never 0
@@ -791,8 +798,7 @@ class _Checker:
             if end == at:
                 continue  # nothing new that q had read
             why = ("wfr", s.index, w)
-            # the last entry per key counts (insertion order: the first)
-            for key, r in {key: r for key, r in log.entries[at:end] if key in rk}.items():
+            for key, r in log.last_per_key(at, end, rk).items():
                 d = fl[key][WFR]
                 cur = d.get(r.process)
                 rseq = r.seq or 0
@@ -809,6 +815,11 @@ class _Log(NamedTuple):
     def add(self, ordinal: int, key: Hashable, w: _Write) -> None:
         self.ordinals.append(ordinal)
         self.entries.append((key, w))
+
+    def last_per_key(self, at: int, end: int, keys: dict[Hashable, int]
+                     ) -> dict[Hashable, _Write]:
+        """The last entry of entries[at:end] per key in `keys`."""
+        return {key: w for key, w in self.entries[at:end] if key in keys}
 
 
 def _new_log() -> _Log:
