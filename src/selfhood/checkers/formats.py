@@ -16,12 +16,19 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import msgspec
 
 from selfhood.checkers.edn import edn_history, ops_to_edn, parse_edn
-from selfhood.checkers.history import Op, OpType, check_well_formed, op_from_fields
+from selfhood.checkers.history import (
+    Op,
+    OpFields,
+    OpType,
+    check_well_formed,
+    op_from_fields,
+    ops_from_records,
+)
 from selfhood.errors import CheckTimeout, HistoryError
 
 __all__ = [
@@ -82,21 +89,7 @@ def op_from_json(obj: Any, position: int, *, line: int | None = None,
         raise HistoryError(exc.message, line=line, path=path) from None
 
 
-class _Fields(msgspec.Struct, forbid_unknown_fields=True):
-    """The op fields of the fast path: exactly what op_from_fields accepts as is."""
-
-    type: Literal["invoke", "ok", "fail", "info"]
-    index: Annotated[int, msgspec.Meta(ge=0)] | None = None
-    time: Annotated[int, msgspec.Meta(ge=-(1 << 63), le=(1 << 63) - 1)] | None = None
-    process: int | str | None = None
-    f: str | None = None
-    value: Any = None
-    node: str | None = None
-    instance: str | None = None
-    error: Any = None
-
-
-_fields_decode = msgspec.json.Decoder(list[_Fields]).decode
+_fields_decode = msgspec.json.Decoder(list[OpFields]).decode
 
 
 def _jsonl_fast(lines: list[str]) -> list[Op] | None:
@@ -109,8 +102,7 @@ def _jsonl_fast(lines: list[str]) -> list[Op] | None:
         recs = _fields_decode("[" + ",".join(lines) + "]")
     except (msgspec.DecodeError, RecursionError):
         return None
-    return [Op(pos if r.index is None else r.index, r.type, r.process, r.f, r.value, r.time,
-               r.node, r.instance, r.error, {}) for pos, r in enumerate(recs)]
+    return ops_from_records(recs)
 
 
 def _jsonl_ops(text: str, path: str | None,

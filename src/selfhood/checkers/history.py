@@ -13,7 +13,9 @@ import math
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Literal, cast
+from typing import Annotated, Any, Literal, cast
+
+import msgspec
 
 from selfhood.errors import HistoryError
 
@@ -34,6 +36,64 @@ class Op:
     instance: str | None = None
     error: Any = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _op_maker() -> Callable[..., Op]:
+    new = object.__new__
+    s_index, s_type, s_process, s_f, s_value, s_time, s_node, s_instance, s_error, s_extra = (
+        Op.__dict__[name].__set__ for name in ("index", "type", "process", "f", "value", "time",
+                                              "node", "instance", "error", "extra"))
+
+    def make_op(index: int, type: OpType, process: Any, f: str | None, value: Any,
+                time: int | None, node: str | None, instance: str | None, error: Any,
+                extra: dict[str, Any]) -> Op:
+        """An Op from fields already checked, in about half the time of ``Op(...)``.
+
+        A frozen dataclass's ``__init__`` sets each field through
+        ``object.__setattr__``; readers build one Op per line (10^5 and more), so
+        this sets the slots directly. Fields are taken as given: validating them is
+        the caller's job (op_from_fields).
+        """
+        op: Op = new(Op)
+        s_index(op, index)
+        s_type(op, type)
+        s_process(op, process)
+        s_f(op, f)
+        s_value(op, value)
+        s_time(op, time)
+        s_node(op, node)
+        s_instance(op, instance)
+        s_error(op, error)
+        s_extra(op, extra)
+        return op
+
+    return make_op
+
+
+make_op: Callable[[int, OpType, Any, str | None, Any, int | None, str | None, str | None, Any,
+                   dict[str, Any]], Op] = _op_maker()
+
+
+class OpFields(msgspec.Struct, forbid_unknown_fields=True):
+    """An op's fields as the JSON readers decode them in bulk: exactly what
+    op_from_fields accepts as is (anything else fails to decode, and the reader
+    then goes op by op through op_from_fields, which names what is wrong)."""
+
+    type: OpType
+    index: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    time: Annotated[int, msgspec.Meta(ge=-(1 << 63), le=(1 << 63) - 1)] | None = None
+    process: int | str | None = None
+    f: str | None = None
+    value: Any = None
+    node: str | None = None
+    instance: str | None = None
+    error: Any = None
+
+
+def ops_from_records(recs: Sequence[OpFields]) -> list[Op]:
+    """Ops from decoded records; a missing index is the position."""
+    return [make_op(pos if r.index is None else r.index, r.type, r.process, r.f, r.value, r.time,
+                    r.node, r.instance, r.error, {}) for pos, r in enumerate(recs)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +194,9 @@ def op_from_fields(m: dict[Any, Any], position: int) -> Op:
     instance = m.get("instance")
     extra = {} if _FIELDS.issuperset(m) else {
         str(k): v for k, v in m.items() if k not in _FIELDS}
-    return Op(index, cast(OpType, typ), process, f, m.get("value"), time,
-              None if node is None else str(node),
-              None if instance is None else str(instance), m.get("error"), extra)
+    return make_op(index, cast(OpType, typ), process, f, m.get("value"), time,
+                   None if node is None else str(node),
+                   None if instance is None else str(instance), m.get("error"), extra)
 
 
 class _Malformed(HistoryError):
