@@ -77,7 +77,7 @@ def read_only_uri(path: str | Path) -> tuple[str, bool]:
     checkpoint). Without a ``-wal`` file no writer is using the log and every
     commit is in the main file, so it is opened ``immutable`` (no lock, no
     WAL, nothing created); a caller that keeps reading reopens when that stops
-    being true (see `immutable_is_stale`). With a ``-wal`` file a writer is
+    being true (`SqliteEventLog._reader`). With a ``-wal`` file a writer is
     (or was) at work and its files are already there: plain ``mode=ro``, which
     reads its uncheckpointed commits through them.
     """
