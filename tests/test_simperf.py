@@ -162,3 +162,34 @@ def test_write_path_events_are_the_events_make_event_builds() -> None:
                                     hlc=ev.hlc, deps=ev.deps, read_version=ev.read_version,
                                     event_id=ev.event_id)
         assert bool(entries[-1][1].deps) == sharded
+
+
+#: the histories the simulator writes for three small runs, as of 2026-12-07: a speed-up
+#: must leave every byte alone (the stored specs' `history_sha256` replays depend on it).
+#: A change of the simulated behaviour itself (the protocol, the workload, the faults)
+#: changes these on purpose: then say so in the commit and record the new digests.
+GOLDEN_HISTORIES = {
+    "sequential": "bf064e98bf8886f58557db0068775caf54f017592de7b6074c67682c95bb549e",
+    "linearizable": "2c9dc6ec472d6b51202acc8591e5642d60d0583ad92593f5d8c9b7abc8a5aa9f",
+    "eventual": "3875b79968c4047b820206a6e48c7acaa6ea252f6b6d0dee45950a7352dce201",
+}
+
+
+def test_the_simulator_writes_the_recorded_histories() -> None:
+    import msgspec
+
+    from selfhood.chaos.runner import history_sha256, simulate_mode
+
+    base = ExperimentSpec()
+    variants: dict[str, dict[str, Any]] = {
+        "sequential": {},
+        "linearizable": {"nemesis": ("crash", "pause", "skew"), "nemesis_interval_ms": 700,
+                         "fault_duration_ms": 400},
+        "eventual": {"sharded_memory": True,
+                     "net": msgspec.structs.replace(base.net, loss=0.05)},
+    }
+    got = {}
+    for mode, kw in variants.items():
+        spec = msgspec.structs.replace(base, seed=3, time_limit_s=4.0, **kw)
+        got[mode] = history_sha256(simulate_mode(spec, mode).history)[1]
+    assert got == GOLDEN_HISTORIES

@@ -532,17 +532,21 @@ class OnProcesses:
         return c if c is not None else ctx.clients_only()
 
     def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
-        r = self.gen.op(self._sub(ctx))
+        sub = None if self.nemesis else ctx._clients  # `_sub`, inlined for the clients
+        gen = self.gen
+        r = gen.op(sub if sub is not None else self._sub(ctx))
         if r is None:
             return None
         o, nxt = r
-        return o, (self if nxt is self.gen else OnProcesses(self.nemesis, nxt))
+        return o, (self if nxt is gen else OnProcesses(self.nemesis, nxt))
 
     def update(self, ctx: Context, event: Op) -> Generator:
         if (event.process == NEMESIS) != self.nemesis:
             return self
-        g = self.gen.update(self._sub(ctx), event)
-        return self if g is self.gen else OnProcesses(self.nemesis, g)
+        sub = None if self.nemesis else ctx._clients
+        gen = self.gen
+        g = gen.update(sub if sub is not None else self._sub(ctx), event)
+        return self if g is gen else OnProcesses(self.nemesis, g)
 
 
 def _on(nemesis: bool, gen: GenLike) -> Generator:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable
 from dataclasses import dataclass
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any, Final
 
 from selfhood.consistency.config import MODES, ReplicaConfig
@@ -63,6 +63,8 @@ _MEMORY_V: Final = SCHEMA_VERSIONS[_MEMORY_WRITTEN]
 
 #: a record's offset (the bisect key of `on_records`)
 _offset: Final[Callable[[tuple[int, Event]], int]] = itemgetter(0)
+#: a transcript or case-bank entry's CRDT order (hlc, writer, event_id)
+_stamp: Final[Callable[[Any], tuple[Hlc, str, str]]] = attrgetter("hlc", "writer", "event_id")
 
 
 def scalar(s: str | None) -> Any:
@@ -224,15 +226,7 @@ class Replica:
         if seq[-1].event_id == eid:
             cached.append(int(raw) if raw.isdigit() else scalar(raw))
             return
-        lo, hi = 0, n
-        key = (ev.hlc, ev.writer, eid)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            e = seq[mid]
-            if (e.hlc, e.writer, e.event_id) < key:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = bisect_left(seq, (ev.hlc, ev.writer, eid), key=_stamp)
         if lo < n and seq[lo].event_id == eid:
             cached.insert(lo, scalar(raw))
         else:
