@@ -17,12 +17,13 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
-from itertools import pairwise
+from itertools import accumulate, pairwise
 from operator import itemgetter
 from typing import Any
 
 from selfhood.checkers.elle.graph import PROCESS, REALTIME, RW, WR, WW, DepGraph
 from selfhood.checkers.elle.history import Txn
+from selfhood.checkers.history import repeated
 from selfhood.errors import HistoryError
 
 INIT: Any = ("<init>",)  # the empty initial state of every key
@@ -59,6 +60,7 @@ class ListAppendAnalysis:
         self.incompatible_keys: set[Any] = set()
         self.longest_read: dict[Any, tuple[Any, ...]] = {}
         self.twice: list[Txn] = []
+        self.failed = [t.type == "fail" for t in txns]
         self._index()
         self._version_orders()
         self._edges()
@@ -119,15 +121,18 @@ class ListAppendAnalysis:
             longest = ordered[-1]
             self.longest_read[k] = longest
             self.order[k] = list(dict.fromkeys(longest))
-        appends_per_key: dict[Any, list[Any]] = {}
-        for (k, v) in self.writer:
-            appends_per_key.setdefault(k, []).append(v)
-        for k, appended in appends_per_key.items():
-            if k not in self.order and len(appended) == 1:
-                self.order[k] = [appended[0]]
-        for k, order in self.order.items():
-            self.pos[k] = {e: i for i, e in enumerate(order)}
-        self.order_tuple = {k: tuple(o) for k, o in self.order.items()}
+        # a key nobody read non-empty, appended to once: that append is its order
+        unread: dict[Any, Any] = {}
+        order = self.order
+        for kv in self.writer:
+            k = kv[0]
+            if k not in order:
+                unread[k] = INIT if k in unread else kv[1]
+        for k, v in unread.items():
+            if v is not INIT:
+                order[k] = [v]
+        self.pos = {k: dict(zip(o, range(len(o)), strict=True)) for k, o in order.items()}
+        self.order_tuple = {k: tuple(o) for k, o in order.items()}
 
     def _prev(self, k: Any, v: Any) -> Any:
         """The element appended just before v (INIT if v was first)."""
@@ -147,19 +152,23 @@ class ListAppendAnalysis:
         txns = self.txns
         writer = self.writer
         read_index = self.read_index
+        failed = self.failed
         for tid, k, v in self.reads:
-            state = v[-1] if v else INIT
-            got = read_index.get((k, state))
-            if got is None:
-                read_index[(k, state)] = [tid]
-            else:
-                got.append(tid)
             if v:
-                w = writer.get((k, state))
-                if w is not None and w != tid and txns[w].type != "fail":
+                ks = (k, v[-1])
+                w = writer.get(ks)
+                if w is not None and w != tid and not failed[w]:
                     row = adj[w]
                     row[tid] = row.get(tid, 0) | WR
+            else:
+                ks = (k, INIT)
+            got = read_index.get(ks)
+            if got is None:
+                read_index[ks] = [tid]
+            else:
+                got.append(tid)
         order, pos = self.order, self.pos
+        no_readers: list[int] = []
         for t in txns:
             if t.type == "fail":
                 continue
@@ -170,16 +179,21 @@ class ListAppendAnalysis:
                 # self._prev(k, v), inlined: this loop visits every append
                 o = order.get(k)
                 if not o:
-                    prev = INIT
+                    kp = (k, INIT)
                 else:
                     i = pos[k].get(v)
-                    prev = o[-1] if i is None else o[i - 1] if i > 0 else INIT
-                if prev is not INIT:
-                    w = writer.get((k, prev))
-                    if w is not None and w != tid and txns[w].type != "fail":
-                        row = adj[w]
-                        row[tid] = row.get(tid, 0) | WW
-                for r in read_index.get((k, prev), ()):
+                    if i is None:
+                        kp = (k, o[-1])
+                    elif i:
+                        kp = (k, o[i - 1])
+                    else:
+                        kp = (k, INIT)
+                    if i != 0:
+                        w = writer.get(kp)
+                        if w is not None and w != tid and not failed[w]:
+                            row = adj[w]
+                            row[tid] = row.get(tid, 0) | WW
+                for r in read_index.get(kp, no_readers):
                     if r != tid:
                         row = adj[r]
                         row[tid] = row.get(tid, 0) | RW
@@ -193,26 +207,34 @@ class ListAppendAnalysis:
         # (with the longest read as the example); other reads element by element.
         longest: dict[Any, tuple[int, tuple[Any, ...]]] = {}
         order_tuple, intermediate = self.order_tuple, self.intermediate
+        # keys whose reads are all prefixes of the longest, which holds no element
+        # twice: every read is a prefix of the version order (the longest itself)
+        plain = {k for k, lr in self.longest_read.items()
+                 if k not in self.incompatible_keys and len(lr) == len(order_tuple[k])}
+        read_values, longest_read = self.read_values, self.longest_read
         for tid, k, v in self.reads:
+            if k in plain:
+                if v and k not in longest:  # the first reader of the longest, at the
+                    lr = longest_read[k]    # key's first non-empty read, as below
+                    longest[k] = (read_values[k][lr], lr)
+                if intermediate and v and (k, v[-1]) in intermediate:
+                    self._intermediate_read(tid, k, v)
+                continue
             order = order_tuple.get(k, ())
             if v == order[:len(v)]:
                 # a prefix of the (duplicate-free) version order: no element twice
                 if len(v) > len(longest.get(k, (0, ()))[1]):
                     longest[k] = (tid, v)
             else:
-                if len(set(v)) != len(v):
-                    dups = sorted({_show(e) for e in v if v.count(e) > 1})
+                twice = repeated(v)
+                if twice:
+                    dups = sorted({_show(e) for e in twice})
                     self.add("duplicate-elements",
                              f"{txns[tid].name()} read key {_show(k)} = {_show(v)}, which "
                              f"holds {', '.join(dups)} more than once")
                 self._check_elements(tid, k, v, v)
             if v and (k, v[-1]) in intermediate:
-                w = self.writer[(k, v[-1])]
-                if w != tid:
-                    self.add("G1b", f"{txns[tid].name()} read key {_show(k)} = {_show(v)}, "
-                                    f"ending in {_show(v[-1])}, an intermediate append of "
-                                    f"{txns[w].name()} which appended to {_show(k)} again "
-                                    "later (intermediate read)")
+                self._intermediate_read(tid, k, v)
         for k, (tid, v) in longest.items():
             self._check_elements(tid, k, v, v)
         # committed txns with two micro-ops on one key (internal, future-read, lost-update)
@@ -223,6 +245,16 @@ class ListAppendAnalysis:
         self._lost_updates()
         self._dirty_updates()
         self._lost_appends()
+
+    def _intermediate_read(self, tid: int, k: Any, v: tuple[Any, ...]) -> None:
+        """G1b: `tid` read an element its writer appended to the key again later."""
+        txns = self.txns
+        w = self.writer[(k, v[-1])]
+        if w != tid:
+            self.add("G1b", f"{txns[tid].name()} read key {_show(k)} = {_show(v)}, "
+                            f"ending in {_show(v[-1])}, an intermediate append of "
+                            f"{txns[w].name()} which appended to {_show(k)} again "
+                            "later (intermediate read)")
 
     def _check_elements(self, tid: int, k: Any, v: tuple[Any, ...],
                         elements: tuple[Any, ...]) -> None:
@@ -324,23 +356,27 @@ class ListAppendAnalysis:
 
     def _dirty_updates(self) -> None:
         txns = self.txns
+        writer = self.writer
+        if not any(self.failed):
+            return  # no failed append to build on
         for k, order in self.order.items():
             t1_type = "ok"
-            t1_name = "the initial state"
+            t1: Txn | None = None  # None: the initial state
             span: list[Any] = []
             for v in order:
-                w = self.writer.get((k, v))
+                w = writer.get((k, v))
                 if w is None:
                     continue  # garbage, reported elsewhere
                 t2 = txns[w]
                 if t1_type == "fail" and t2.type == "ok":
+                    t1_name = "the initial state" if t1 is None else t1.name()
                     self.add("dirty-update",
                              f"key {_show(k)}: {t2.name()} (committed) appended {_show(v)} on "
                              f"top of {_show(tuple(span))}, written by {t1_name}, which failed")
                 if t2.type == "info" or (t2.type == "fail" and t1_type == "fail"):
                     span.append(v)  # can't say yet; keep the span open
                     continue
-                t1_type, t1_name, span = t2.type, t2.name(), [v]
+                t1_type, t1, span = t2.type, t2, [v]
 
     def _lost_appends(self) -> None:
         """Ours: an acknowledged append no read that began after the ack contains.
@@ -350,25 +386,37 @@ class ListAppendAnalysis:
         after the ack is longer than e's position": a suffix maximum, O(reads).
         """
         txns = self.txns
+        invoked = [t.invoke_pos for t in txns]
         reads_by_key: dict[Any, list[tuple[int, tuple[Any, ...]]]] = {}
         for tid, k, v in self.reads:
-            reads_by_key.setdefault(k, []).append((txns[tid].invoke_pos, v))
-        appends_by_key: dict[Any, list[tuple[Any, Txn]]] = {}
+            got = reads_by_key.get(k)
+            if got is None:
+                reads_by_key[k] = [(invoked[tid], v)]
+            else:
+                got.append((invoked[tid], v))
+        acked = [t.complete_pos if t.type == "ok" else None for t in txns]
+        appends_by_key: dict[Any, list[tuple[Any, int]]] = {}
         for (k, e), w in self.writer.items():
-            t = txns[w]
-            if t.type == "ok" and t.complete_pos is not None and k in reads_by_key:
-                appends_by_key.setdefault(k, []).append((e, t))
+            if acked[w] is not None and k in reads_by_key:
+                got_a = appends_by_key.get(k)
+                if got_a is None:
+                    appends_by_key[k] = [(e, w)]
+                else:
+                    got_a.append((e, w))
+        first = itemgetter(0)
         for k, appends in appends_by_key.items():
-            rs = sorted(reads_by_key[k], key=lambda r: r[0])
-            starts = [r[0] for r in rs]
-            longest_after = [0] * (len(rs) + 1)
-            for i in range(len(rs) - 1, -1, -1):
-                longest_after[i] = max(longest_after[i + 1], len(rs[i][1]))
+            rs = reads_by_key[k]
+            rs.sort(key=first)  # stable, and mostly in order already
+            starts = list(map(first, rs))
+            longest_after = list(accumulate(map(len, map(itemgetter(1), reversed(rs))), max))
+            longest_after.reverse()
+            longest_after.append(0)
             exact = k in self.incompatible_keys
             pos = self.pos.get(k, {})
-            for e, t in appends:
-                assert t.complete_pos is not None
-                i = bisect_right(starts, t.complete_pos)
+            for e, w in appends:
+                ack = acked[w]
+                assert ack is not None
+                i = bisect_right(starts, ack)
                 if i >= len(rs):
                     continue  # no read began after the ack
                 if exact:
@@ -377,6 +425,7 @@ class ListAppendAnalysis:
                     p = pos.get(e)
                     seen = p is not None and longest_after[i] > p
                 if not seen:
+                    t = txns[w]
                     self.add("lost-append",
                              f"{t.name()} appended {_show(e)} to key {_show(k)} and was "
                              f"acknowledged, but none of the {len(rs) - i} reads of "
