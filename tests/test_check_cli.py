@@ -166,7 +166,7 @@ def test_kafka_model(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None
                  (0, "send", ["x", 2], "ok", ["x", [1, 2]]),
                  (1, "poll", None, "ok", {"x": [[1, 2]]}))
     code, obj = run_json(capsys, write_history(tmp_path, lost), "--model", "kafka")
-    assert code == 1 and obj["anomaly_types"] == ["lost-write"]
+    assert code == 1 and obj["anomaly_types"] == ["lost-write", "unseen"]
 
 
 def test_register_and_session_names(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -55,10 +55,16 @@ def test_lost_write() -> None:
     assert "int-poll-skip" in r.anomalies
 
 
-def test_unread_tail_is_not_lost() -> None:
-    # nobody polled past offset 0, so offset 1 may simply not have been read yet
+def test_unread_tail_is_not_lost_but_unseen() -> None:
+    # nobody polled past offset 0, so offset 1 may simply not have been read yet: no
+    # lost-write, but an acknowledged message no poll returned (Jepsen's unseen, an error)
     h = H().send(0, "x", 1, 0).send(0, "x", 2, 1).poll(1, {"x": [[0, 1]]})
-    assert check_kafka(h.ops).valid is True
+    r = check_kafka(h.ops)
+    assert r.anomaly_types == ["unseen"] and r.valid is False
+    assert r.details["kafka"]["unseen"] == {"'x'": 1}
+    assert "[2]" in r.anomalies["unseen"][0]
+    # a final poll that drains the key sees it: valid
+    assert check_kafka(h.poll(1, {"x": [[1, 2]]}).ops).valid is True
 
 
 def test_inconsistent_offsets() -> None:
@@ -134,15 +140,17 @@ def test_nonmonotonic_send() -> None:
 
 def test_sends_of_one_op_landing_out_of_order_are_int_nonmonotonic_send() -> None:
     inv = [["send", "x", "c"], ["send", "x", "a"]]
-    backwards = H().op(0, "send", inv, "ok", [["send", "x", [3, "c"]], ["send", "x", [1, "a"]]])
+    backwards = (H().op(0, "send", inv, "ok", [["send", "x", [3, "c"]], ["send", "x", [1, "a"]]])
+                 .poll(1, {"x": [[1, "a"], [3, "c"]]}))
     r = check_kafka(backwards.ops)
     assert r.valid is False and r.anomaly_types == ["int-nonmonotonic-send"]
     assert "'c' then 'a'" in r.anomalies["int-nonmonotonic-send"][0]
-    in_order = H().op(0, "send", inv, "ok", [["send", "x", [1, "c"]], ["send", "x", [2, "a"]]])
+    in_order = (H().op(0, "send", inv, "ok", [["send", "x", [1, "c"]], ["send", "x", [2, "a"]]])
+                .poll(1, {"x": [[1, "c"], [2, "a"]]}))
     assert check_kafka(in_order.ops).valid is True
     # another producer's message between them is reported, but allowed (as in Jepsen)
     apart = (H().op(0, "send", inv, "ok", [["send", "x", [1, "c"]], ["send", "x", [3, "a"]]])
-             .send(1, "x", "b", 2))
+             .send(1, "x", "b", 2).poll(2, {"x": [[1, "c"], [2, "b"], [3, "a"]]}))
     r = check_kafka(apart.ops)
     assert r.valid is True and r.anomaly_types == ["int-send-skip"]
 
@@ -154,10 +162,14 @@ def test_what_a_failed_poll_saw_is_evidence() -> None:
          .op(1, "poll", [["poll"]], "fail", [["poll", {"x": [[11, 0], [12, 1]]}]]))
     r = check_kafka(h.ops)
     assert r.valid is False and "duplicate" in r.anomaly_types
-    # the same poll without the repeat: nothing wrong, and no G1a (the poll failed)
+    # the same poll without the repeat: nothing wrong, and no G1a (the poll failed); a
+    # failed poll does not count as seeing the acknowledged 0 (Jepsen's unseen), an ok
+    # one does
     h2 = (H().op(0, "send", [["send", "x", 0]], "ok", [["send", "x", [1, 0]]])
           .op(0, "send", [["send", "x", 1]], "fail", [["send", "x", [2, 1]]])
           .op(1, "poll", [["poll"]], "fail", [["poll", {"x": [[1, 0], [2, 1]]}]]))
+    assert check_kafka(h2.ops).anomaly_types == ["unseen"]
+    h2.op(2, "poll", [["poll"]], "ok", [["poll", {"x": [[1, 0]]}]])
     assert check_kafka(h2.ops).valid is True
 
 
@@ -166,7 +178,7 @@ def test_jepsen_mop_shape() -> None:
          .op(0, "send", [["send", 1, 6]], "ok", [["send", 1, [1, 6]]])
          .op(1, "poll", [["poll"]], "ok", [["poll", {1: [[1, 6]]}]]))
     r = check_kafka(h.ops)
-    assert r.anomaly_types == ["lost-write"]
+    assert r.anomaly_types == ["lost-write", "unseen"]  # a lost message is unseen too
     # JSON string keys and EDN integer keys name the same partition
     h2 = (H().send(0, 1, 5, 0).op(1, "poll", [["poll"]], "ok", [["poll", {"1": [[0, 5]]}]]))
     assert check_kafka(h2.ops).valid is True
@@ -327,3 +339,54 @@ def test_ops_that_are_no_kafka_ops_are_errors(f: str, inv: Any, comp: Any,
     with pytest.raises(HistoryError, match=re.escape(fragment)) as err:
         check_kafka(h.ops)
     assert err.value.op_index == 3
+
+
+# --- Jepsen's precommitted-read and unseen ------------------------------------------------
+
+
+def test_precommitted_read() -> None:
+    # Jepsen's precommitted-read-test: a txn polls the message it sends, before it commits
+    h = H().op(0, "txn", [["send", "x", "a"], ["poll"]], "ok",
+               [["send", "x", [0, "a"]], ["poll", {"x": [[0, "a"]]}]])
+    r = check_kafka(h.ops)
+    assert r.anomaly_types == ["precommitted-read"] and r.valid is False
+    assert "'a'" in r.anomalies["precommitted-read"][0] and "op 1" in r.anomalies[
+        "precommitted-read"][0]
+    # an aborted txn that saw its own send broke the rule too (Jepsen checks every op);
+    # one case per op however many keys
+    both = H().op(0, "txn", [["send", "x", "a"], ["send", "y", "b"], ["poll"]], "fail",
+                  [["send", "x", [0, "a"]], ["send", "y", [0, "b"]],
+                   ["poll", {"x": [[0, "a"]], "y": [[0, "b"]]}]])
+    r = check_kafka(both.ops)
+    assert len(r.anomalies["precommitted-read"]) == 1
+    # polling another producer's message, or one's own in a later op, is fine
+    ok = (H().op(0, "txn", [["send", "x", "a"], ["poll"]], "ok",
+                 [["send", "x", [1, "a"]], ["poll", {"x": [[0, "b"]]}]])
+          .op(1, "send", [["send", "x", "b"]], "ok", [["send", "x", [0, "b"]]])
+          .op(0, "txn", [["poll"]], "ok", [["poll", {"x": [[1, "a"]]}]]))
+    assert check_kafka(ok.ops).valid is True
+
+
+def test_unseen_counts_acknowledged_sends_no_ok_poll_returned() -> None:
+    # Jepsen's unseen-test: two sends, then polls that see each in turn
+    h = (H().poll(0, {}).op(0, "send", [["send", "x", "a"], ["send", "x", "b"]], "ok",
+                            [["send", "x", [0, "a"]], ["send", "x", [1, "b"]]])
+         .poll(0, {"x": [[0, "a"]]}))
+    r = check_kafka(h.ops)
+    assert r.anomaly_types == ["unseen"] and r.valid is False
+    assert r.details["kafka"]["unseen"] == {"'x'": 1}
+    assert "['b']" in r.anomalies["unseen"][0]
+    h.poll(0, {"x": [[1, "b"]]})
+    r = check_kafka(h.ops)
+    assert r.valid is True and r.details["kafka"]["unseen"] == {}
+    # an indeterminate send may never have landed: not unseen
+    info = H().send(0, "x", 1, None, typ="info").poll(1, {})
+    assert check_kafka(info.ops).valid is True
+    # the explanation lists at most UNSEEN_SHOWN messages per key
+    many = H()
+    for i in range(40):
+        many.send(0, "y", i, i)
+    r = check_kafka(many.ops)
+    assert r.details["kafka"]["unseen"] == {"'y'": 40}
+    assert "40 acknowledged" in r.anomalies["unseen"][0] and "and 8 more" in r.anomalies[
+        "unseen"][0]

@@ -18,7 +18,7 @@ separate ``*_cases`` function returning human-readable explanations under
 Jepsen's names: ``lost-write``, ``duplicate``, ``inconsistent-offsets``,
 ``nonmonotonic-poll``, ``poll-skip``, ``int-poll-skip``,
 ``int-nonmonotonic-poll``, ``nonmonotonic-send``, ``int-send-skip`` (allowed),
-``int-nonmonotonic-send``, ``G1a``, plus
+``int-nonmonotonic-send``, ``G1a``, ``precommitted-read``, ``unseen``, plus
 ``garbage-read`` (a polled message nobody sent).
 """
 
@@ -321,6 +321,64 @@ def g1a_cases(a: KafkaAnalysis) -> list[str]:
     return out
 
 
+def precommitted_read_cases(a: KafkaAnalysis) -> list[str]:
+    """An op (of any outcome) that polled a message it sent itself, as Jepsen's
+    `precommitted-read`: legal in most databases, but in Kafka's transaction model a
+    sent message is invisible to every consumer, its own producer's included, until
+    the transaction commits. One case per op: its first such key and message."""
+    out = []
+    for kop in a.kops:
+        reads = kop.reads()
+        for k, ms in kop.sends().items():
+            polled = set(reads.get(k, ()))
+            own = next((m for m in ms if m in polled), _NOTHING)
+            if own is not _NOTHING:
+                out.append(f"{kop.name()} sent {own!r} to key {k!r} and polled it in the "
+                           f"same op, before the op committed")
+                break
+    return out
+
+
+#: shown per key in an `unseen` explanation (Jepsen's report keeps 32)
+UNSEEN_SHOWN = 32
+
+
+def unseen_messages(a: KafkaAnalysis) -> dict[Key, list[Msg]]:
+    """Per key, the messages of acknowledged (ok) sends that no ok poll returned, as
+    Jepsen's `unseen` at the end of the history (empty keys left out)."""
+    sent = a.writes_by_type.get("ok", {})
+    polled = a.reads_by_type.get("ok", {})
+    out: dict[Key, list[Msg]] = {}
+    for k, ms in sent.items():
+        left = ms - polled.get(k, set())
+        if left:
+            out[k] = sorted(left, key=_order)
+    return out
+
+
+def unseen_cases(unseen: dict[Key, list[Msg]]) -> list[str]:
+    """One explanation per key with acknowledged messages no poll returned. Jepsen
+    counts them as an error (`unseen` is not in its allowed-error-types): its
+    workloads end with polls that drain every key, so a message still unseen then
+    was lost, or no consumer could reach it."""
+    out = []
+    for k, ms in sorted(unseen.items(), key=lambda kv: _order(kv[0])):
+        shown = ms[:UNSEEN_SHOWN]
+        more = f" and {len(ms) - len(shown)} more" if len(ms) > len(shown) else ""
+        out.append(f"key {k!r}: {len(ms)} acknowledged message(s) that no ok poll ever "
+                   f"returned: {shown!r}{more}")
+    return out
+
+
+def _order(x: Any) -> tuple[str, Any]:
+    """A total order on messages and keys of mixed types (ints by value)."""
+    return ("", x) if isinstance(x, int) and not isinstance(x, bool) else (type(x).__name__,
+                                                                           repr(x))
+
+
+_NOTHING = object()
+
+
 def garbage_read_cases(a: KafkaAnalysis) -> list[str]:
     """A poll returned a message that no send (of any outcome) ever carried."""
     out = []
@@ -569,10 +627,12 @@ def check_kafka(ops: Sequence[Op]) -> CheckResult:
     skips, nonmono = poll_cases(a)
     int_skips, int_nonmono = int_poll_cases(a)
     send_skips, send_nonmono = int_send_cases(a)
+    unseen = unseen_messages(a)
     found = {
         "inconsistent-offsets": inconsistent_offsets_cases(a),
         "duplicate": duplicate_cases(a),
         "G1a": g1a_cases(a),
+        "precommitted-read": precommitted_read_cases(a),
         "garbage-read": garbage_read_cases(a),
         "lost-write": lost_write_cases(a),
         "poll-skip": skips,
@@ -582,6 +642,7 @@ def check_kafka(ops: Sequence[Op]) -> CheckResult:
         "nonmonotonic-send": nonmonotonic_send_cases(a),
         "int-send-skip": send_skips,
         "int-nonmonotonic-send": send_nonmono,
+        "unseen": unseen_cases(unseen),
     }
     for name, cases in found.items():
         for c in cases:
@@ -603,6 +664,8 @@ def check_kafka(ops: Sequence[Op]) -> CheckResult:
         "worst_realtime_lag": None if worst is None else {**worst, "key": repr(worst["key"])},
         "keys": len(a.orders),
         "sends": sum(len(v) for d in a.writes_by_type.values() for v in d.values()),
+        # Jepsen's unseen count at the end: per key, acknowledged messages never polled
+        "unseen": {repr(k): len(ms) for k, ms in unseen.items()},
         "allowed_anomaly_types": sorted(allowed & set(result.anomalies)),
         "bad_anomaly_types": sorted(bad),
     }
