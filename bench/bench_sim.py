@@ -11,8 +11,10 @@ harness's `simulate`: the interpreter contract against an instant-complete
 no-op client. It is the floor the generator alone costs, so the ratio shows
 what the simulated world adds on top. Medians over --reps runs.
 
-Goal (issue 5): >= 20k simulated ops/s, so `hunt` can try hundreds of
-schedules a minute.
+Goal (issue 11): every mode >= 25,000 simulated client ops/s in CPU time
+(this process's CPU seconds, which depend far less than wall time on how
+many other jobs share the machine), so `hunt` can try hundreds of schedules
+a minute. The per-mode verdict takes the slower of the mode's two rows.
 
     python bench/bench_sim.py [--ops 10000] [--reps 3] [--json out.json]
 """
@@ -42,7 +44,8 @@ from selfhood.chaos.sim import SimConfig, run_simulation
 from selfhood.chaos.workloads import client_mix
 from selfhood.spec import ExperimentSpec
 
-GOAL_OPS_S = 20_000
+#: simulated client ops per CPU second, every mode (issue 11)
+GOAL_OPS_S = 25_000
 
 
 def load(spec: ExperimentSpec, n: int) -> Generator:
@@ -62,8 +65,9 @@ def faults() -> Generator:
 def timed(fn: Callable[[], int], reps: int) -> tuple[float, float, int]:
     """Median wall and CPU seconds over reps, and the client ops of the last run.
 
-    CPU time (this process) is printed beside wall time because the bench
-    often shares a small machine with other work; the ratio uses wall time.
+    CPU time (this process) is the figure the goal and the ratios use: the
+    bench often shares a small machine with other work, and wall time then
+    mostly measures the wait for a CPU. Wall time is printed beside it.
     """
     secs: list[float] = []
     cpus: list[float] = []
@@ -103,32 +107,40 @@ def main() -> None:
 
     rows: list[dict[str, Any]] = []
     ref_s, ref_cpu, ref_n = timed(reference, args.reps)
-    ref_rate = ref_n / ref_s
-    print(f"{'run':<36}{'client ops':>11}{'median s':>10}{'ops/s':>9}{'cpu ops/s':>11}"
-          f"{'x ref':>7}")
-    print(f"{'reference: generator + no-op client':<36}{ref_n:>11}{ref_s:>10.3f}"
-          f"{ref_rate:>9.0f}{ref_n / ref_cpu:>11.0f}{1.0:>7.2f}")
-    for mode in ("sequential", "linearizable", "eventual"):
+    ref_cpu_rate = ref_n / ref_cpu
+    print(f"{args.ops} client ops per run, medians of {args.reps} reps")
+    print(f"{'run':<36}{'client ops':>11}{'wall s':>9}{'wall ops/s':>11}{'cpu s':>8}"
+          f"{'cpu ops/s':>11}{'x ref':>7}")
+    print(f"{'reference: generator + no-op client':<36}{ref_n:>11}{ref_s:>9.3f}"
+          f"{ref_n / ref_s:>11.0f}{ref_cpu:>8.3f}{ref_cpu_rate:>11.0f}{1.0:>7.2f}")
+    modes = ("sequential", "linearizable", "eventual")
+    for mode in modes:
         for wf in (False, True):
             s, cpu, n = timed(sim(mode, wf), args.reps)
-            rate = n / s
             name = f"sim {mode}{' + faults' if wf else ''}"
-            rows.append({"run": name, "ops": n, "median_s": s, "ops_per_s": rate,
-                         "cpu_ops_per_s": n / cpu, "ratio_to_reference": rate / ref_rate})
-            print(f"{name:<36}{n:>11}{s:>10.3f}{rate:>9.0f}{n / cpu:>11.0f}"
-                  f"{rate / ref_rate:>7.2f}")
-    best = min(r["ops_per_s"] for r in rows)
-    best_cpu = min(r["cpu_ops_per_s"] for r in rows)
+            rows.append({"run": name, "mode": mode, "faults": wf, "ops": n, "median_s": s,
+                         "median_cpu_s": cpu, "ops_per_s": n / s, "cpu_ops_per_s": n / cpu,
+                         "ratio_to_reference": (n / cpu) / ref_cpu_rate})
+            print(f"{name:<36}{n:>11}{s:>9.3f}{n / s:>11.0f}{cpu:>8.3f}{n / cpu:>11.0f}"
+                  f"{(n / cpu) / ref_cpu_rate:>7.2f}")
+    per_mode = {m: min(r["cpu_ops_per_s"] for r in rows if r["mode"] == m) for m in modes}
+    print(f"\ngoal: every mode >= {GOAL_OPS_S} simulated client ops/s in CPU time "
+          "(slower of its two rows, medians)")
+    for m, rate in per_mode.items():
+        print(f"  {m:<14}{rate:>8.0f} cpu ops/s  {'meets' if rate >= GOAL_OPS_S else 'below'}")
+    slowest = min(per_mode.values())
+    met = slowest >= GOAL_OPS_S
+    print(f"slowest mode: {slowest:.0f} cpu ops/s ({'meets' if met else 'below'} the goal; "
+          f"x ref {slowest / ref_cpu_rate:.2f})")
     loadavg = os.getloadavg()[0]
-    print(f"\nslowest simulated row: {best:.0f} ops/s wall "
-          f"({'meets' if best >= GOAL_OPS_S else 'below'} the {GOAL_OPS_S} ops/s goal), "
-          f"{best_cpu:.0f} ops/s in CPU time "
-          f"({'meets' if best_cpu >= GOAL_OPS_S else 'below'} the goal)")
     print(f"load average {loadavg:.1f} on {os.cpu_count()} CPUs: wall-clock figures include "
           "time waiting for a CPU; CPU time is what this process itself spent")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"reference_ops_per_s": ref_rate, "reference_cpu_ops_per_s": ref_n / ref_cpu,
+            json.dump({"goal_cpu_ops_per_s": GOAL_OPS_S, "reps": args.reps,
+                       "reference_ops_per_s": ref_n / ref_s,
+                       "reference_cpu_ops_per_s": ref_cpu_rate,
+                       "mode_cpu_ops_per_s": per_mode, "goal_met": met,
                        "load_average": loadavg, "rows": rows}, fh, indent=2)
 
 

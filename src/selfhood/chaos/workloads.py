@@ -88,9 +88,9 @@ class ClientMix:
         # randrange(n) for n >= 1 is exactly _randbelow(n) (CPython's random.py): the
         # same draws without a Python-level frame of argument checks per draw; every
         # bound drawn below is >= 1 when the mix is valid (else randrange's own error)
-        randrange = (getattr(rng, "_randbelow", rng.randrange)
-                     if self.rules >= 1 and self.max_txn_len >= 1 and self.replicas
-                     else rng.randrange)
+        randrange = getattr(rng, "_randbelow", None)
+        if randrange is None or self.rules < 1 or self.max_txn_len < 1 or not self.replicas:
+            randrange = rng.randrange
         inst = self.instances[randrange(len(self.instances))] if len(
             self.instances) > 1 else self.instances[0]
         cum = _CUM_WEIGHTS.get(self.weights)
