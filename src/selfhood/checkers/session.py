@@ -218,10 +218,11 @@ class _Deps:
     q's writes it has read, and how far into q's write log (monotonic-writes) and
     q's read log (writes-follow-reads) the floors that bound implies are applied."""
 
-    __slots__ = ("bound", "mw_at", "wfr_at")
+    __slots__ = ("bound", "mw_at", "rlog", "wfr_at", "wlog")
 
-    def __init__(self) -> None:
+    def __init__(self, wlog: _Log | None, rlog: _Log | None) -> None:
         self.bound = 0
+        self.wlog, self.rlog = wlog, rlog  # q's write and read logs
         self.mw_at = 0
         self.wfr_at = 0
 
@@ -771,26 +772,27 @@ class _Checker:
             o = w.ordinal
             st = mw.get(q)
             if st is None:
-                st = mw[q] = _Deps()
+                st = mw[q] = _Deps(write_log.get(q), wfr_log.get(q))
             elif st.bound >= o:
                 continue
             st.bound = o
             # monotonic-writes: q's own writes made before w, the last one per key (its
-            # seq is the highest)
-            log = write_log.get(q)
+            # seq is the highest); the last entry per key wins in a dict
+            log = st.wlog
             if log is not None:
                 at = st.mw_at
                 st.mw_at = end = bisect_left(log.ordinals, o, at)
                 if end > at:
                     why = ("mw", s.index, w)
-                    for key, x in log.last_per_key(at, end, rk).items():
+                    for key, x in {key: x for key, x in log.entries[at:end]
+                                   if key in rk}.items():
                         d = fl[key][MW]
                         cur = d.get(q)
                         xseq = x.seq or 0  # acknowledged: never 0
                         if cur is None or cur[0] < xseq:
                             d[q] = (xseq, why, empty, x)
             # writes-follow-reads: the newest version of each key q had read before w
-            log = wfr_log.get(q)
+            log = st.rlog
             if log is None:
                 continue
             at = st.wfr_at
@@ -798,7 +800,7 @@ class _Checker:
             if end == at:
                 continue  # nothing new that q had read
             why = ("wfr", s.index, w)
-            for key, r in log.last_per_key(at, end, rk).items():
+            for key, r in {key: r for key, r in log.entries[at:end] if key in rk}.items():
                 d = fl[key][WFR]
                 cur = d.get(r.process)
                 rseq = r.seq or 0
@@ -815,11 +817,6 @@ class _Log(NamedTuple):
     def add(self, ordinal: int, key: Hashable, w: _Write) -> None:
         self.ordinals.append(ordinal)
         self.entries.append((key, w))
-
-    def last_per_key(self, at: int, end: int, keys: dict[Hashable, int]
-                     ) -> dict[Hashable, _Write]:
-        """The last entry of entries[at:end] per key in `keys`."""
-        return {key: w for key, w in self.entries[at:end] if key in keys}
 
 
 def _new_log() -> _Log:
