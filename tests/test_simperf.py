@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from selfhood.chaos.generator import Context, clients, limit
-from selfhood.chaos.interpreter import _context, _op
+from selfhood.chaos.interpreter import _context
 from selfhood.chaos.sim import SimConfig, run_simulation
 from selfhood.chaos.workloads import client_mix
 from selfhood.checkers.formats import ops_to_jsonl
-from selfhood.checkers.history import Op
+from selfhood.checkers.history import Op, make_op
 from selfhood.events import Case, Hlc, MemoryWritten, TurnAppended, make_event, seeded_event_ids
 from selfhood.projections.crdt import merge_eventual, merge_states
 from selfhood.projections.reducer import apply_sequential
@@ -82,10 +82,10 @@ def test_seeded_event_ids_are_the_uuid4s_of_the_seeded_draws() -> None:
 
 
 def test_slot_built_ops_and_contexts_equal_the_constructed_ones() -> None:
-    assert _op(3, "ok", 1, "txn", [1], 9, "r0", "i0", None, {"a": 1}) == Op(
+    assert make_op(3, "ok", 1, "txn", [1], 9, "r0", "i0", None, {"a": 1}) == Op(
         3, "ok", 1, "txn", [1], 9, "r0", "i0", None, {"a": 1})
-    assert _op(0, "invoke", "nemesis", "heal", None, 0) == Op(0, "invoke", "nemesis", "heal",
-                                                              None, 0)
+    assert make_op(0, "invoke", "nemesis", "heal", None, 0, None, None, None, {}) == Op(
+        0, "invoke", "nemesis", "heal", None, 0)
     rng = random.Random(1)
     c = _context(5, (0, "nemesis"), (0, 1, "nemesis"), rng)
     assert c == Context(5, (0, "nemesis"), (0, 1, "nemesis"), rng)

@@ -33,7 +33,7 @@ from typing import Any, Final, Protocol
 
 from selfhood.chaos.client import ClientSessions, Completion
 from selfhood.chaos.generator import NEMESIS, Context, Generator, OpRequest, Pending, _drop_nemesis
-from selfhood.checkers.history import Op
+from selfhood.checkers.history import Op, make_op
 from selfhood.consistency.replica import Request
 from selfhood.errors import ChaosError
 
@@ -80,40 +80,11 @@ def _plain_slots(cls: type, names: tuple[str, ...]) -> bool:
 # The interpreter makes two history ops and two generator contexts per client op.
 # Both are frozen, slotted dataclasses, whose generated __init__ goes through
 # object.__setattr__ once per field; filling the slots directly makes the same
-# object (same class, same values) in about half the time. History ops are
-# built here (checkers.history is not the simulator's to change); `Context`
-# does it itself (`generator.slot_init`), and its clients' view memo is set
-# here. Used only while the classes have exactly these fields (else the plain
-# constructors).
-_OP_FIELDS: Final = ("index", "type", "process", "f", "value", "time", "node", "instance",
-                     "error", "extra")
+# object (same class, same values) in about half the time. History ops come
+# from `checkers.history.make_op`; `Context` fills its own slots
+# (`generator.slot_init`), and its clients' view memo is set here, while the
+# class has exactly these fields (else the plain constructor).
 _CTX_FIELDS: Final = ("time", "free_processes", "all_processes", "rng", "_clients")
-
-if _plain_slots(Op, _OP_FIELDS):
-    (_o_index, _o_type, _o_process, _o_f, _o_value, _o_time, _o_node, _o_instance, _o_error,
-     _o_extra) = (Op.__dict__[n].__set__ for n in _OP_FIELDS)
-
-    def _op(index: int, type_: str, process: Any, f: str, value: Any, time: int,
-            node: str | None = None, instance: str | None = None, error: Any = None,
-            extra: dict[str, Any] | None = None) -> Op:
-        o: Op = object.__new__(Op)
-        _o_index(o, index)
-        _o_type(o, type_)
-        _o_process(o, process)
-        _o_f(o, f)
-        _o_value(o, value)
-        _o_time(o, time)
-        _o_node(o, node)
-        _o_instance(o, instance)
-        _o_error(o, error)
-        _o_extra(o, {} if extra is None else extra)
-        return o
-else:  # pragma: no cover - only if checkers.history.Op changes shape
-    def _op(index: int, type_: str, process: Any, f: str, value: Any, time: int,
-            node: str | None = None, instance: str | None = None, error: Any = None,
-            extra: dict[str, Any] | None = None) -> Op:
-        return Op(index, type_, process, f, value, time, node, instance,  # type: ignore[arg-type]
-                  error, {} if extra is None else extra)
 
 if _plain_slots(Context, _CTX_FIELDS):
     _c_clients = Context.__dict__["_clients"].__set__
@@ -177,13 +148,15 @@ class Interpreter:
         now = world.now
         if process == NEMESIS:
             self.nemesis_open = True
-            self._record(_op(len(self.history), "info", NEMESIS, o.f, o.value, now))
+            self._record(make_op(len(self.history), "info", NEMESIS, o.f, o.value, now, None,
+                                 None, None, {}))
             world.nemesis(o)
             return
         req, deadline = self.clients.begin(o, now)
         via = req.via
         history = self.history
-        op = _op(len(history), "invoke", process, o.f, o.value, now, via, o.instance)
+        op = make_op(len(history), "invoke", process, o.f, o.value, now, via, o.instance,
+                     None, {})
         history.append(op)  # _record, inlined
         if self.gen is not None:
             self.gen = self.gen.update(self._ctx(), op)
@@ -201,7 +174,8 @@ class Interpreter:
         self.nemesis_open = False
         self.busy.discard(NEMESIS)
         self._pv += 1
-        self._record(_op(len(self.history), "info", NEMESIS, o.f, value, self.world.now))
+        self._record(make_op(len(self.history), "info", NEMESIS, o.f, value, self.world.now,
+                             None, None, None, {}))
 
     def on_reply(self, reply: Any) -> None:
         """A replica's `Reply` reached the client (ignored if the op timed out already)."""
@@ -235,8 +209,9 @@ class Interpreter:
         req = op.req
         history = self.history
         extra = c.extra
-        o = _op(len(history), typ, process, req.f, c.value, self.world.now, op.replica,
-                req.instance, c.error, {} if extra is None else extra)
+        o = make_op(len(history), typ, process, req.f, c.value,  # type: ignore[arg-type]
+                    self.world.now, op.replica, req.instance, c.error,
+                    {} if extra is None else extra)
         history.append(o)  # _record, inlined
         if self.gen is not None:
             self.gen = self.gen.update(self._ctx(), o)
@@ -290,7 +265,10 @@ class Interpreter:
             if time_limit_ns is not None and now >= time_limit_ns:
                 break
             assert self.gen is not None
-            r = self.gen.op(self._ctx())
+            c = self._ctx_cache  # `_ctx()`'s cache check inline: a record just built it
+            if c is None or self._ctx_pv != self._pv or c.time != now:
+                c = self._ctx()
+            r = self.gen.op(c)
             if r is None:
                 break
             o, self.gen = r
