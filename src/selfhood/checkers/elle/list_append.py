@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Sequence
-from itertools import accumulate, pairwise
-from operator import itemgetter
+from functools import partial
+from itertools import accumulate, pairwise, repeat
+from operator import gt, itemgetter
 from typing import Any
 
 from selfhood.checkers.elle.graph import PROCESS, REALTIME, RW, WR, WW, DepGraph
@@ -395,39 +396,39 @@ class ListAppendAnalysis:
             else:
                 got.append((invoked[tid], v))
         acked = [t.complete_pos if t.type == "ok" else None for t in txns]
-        appends_by_key: dict[Any, list[tuple[Any, int]]] = {}
+        appends_by_key: dict[Any, tuple[list[Any], list[int]]] = {}
         for (k, e), w in self.writer.items():
             if acked[w] is not None and k in reads_by_key:
                 got_a = appends_by_key.get(k)
                 if got_a is None:
-                    appends_by_key[k] = [(e, w)]
+                    appends_by_key[k] = ([e], [w])
                 else:
-                    got_a.append((e, w))
-        first = itemgetter(0)
-        for k, appends in appends_by_key.items():
+                    got_a[0].append(e)
+                    got_a[1].append(w)
+        first, second = itemgetter(0), itemgetter(1)
+        unseen = len(acked) + 1  # beyond any position: "no read began after the ack"
+        for k, (es, ws) in appends_by_key.items():
             rs = reads_by_key[k]
             rs.sort(key=first)  # stable, and mostly in order already
             starts = list(map(first, rs))
-            longest_after = list(accumulate(map(len, map(itemgetter(1), reversed(rs))), max))
-            longest_after.reverse()
-            longest_after.append(0)
-            exact = k in self.incompatible_keys
-            pos = self.pos.get(k, {})
-            for e, w in appends:
-                ack = acked[w]
-                assert ack is not None
-                i = bisect_right(starts, ack)
-                if i >= len(rs):
-                    continue  # no read began after the ack
-                if exact:
-                    seen = any(e in v for _, v in rs[i:])
-                else:
-                    p = pos.get(e)
-                    seen = p is not None and longest_after[i] > p
-                if not seen:
-                    t = txns[w]
+            later = list(map(partial(bisect_right, starts), map(acked.__getitem__, ws)))
+            if k in self.incompatible_keys:
+                seen = [i >= len(rs) or any(e in v for _, v in rs[i:])
+                        for e, i in zip(es, later, strict=True)]
+            else:
+                # the longest read that began at or after each read, and an element
+                # not in the order at an impossible position
+                longest_after = list(accumulate(map(len, map(second, reversed(rs))), max))
+                longest_after.reverse()
+                longest_after.append(unseen + 1)
+                seen = list(map(gt, map(longest_after.__getitem__, later),
+                                map(self.pos.get(k, {}).get, es, repeat(unseen))))
+            if all(seen):
+                continue
+            for e, w, i, ok in zip(es, ws, later, seen, strict=True):
+                if not ok:
                     self.add("lost-append",
-                             f"{t.name()} appended {_show(e)} to key {_show(k)} and was "
+                             f"{txns[w].name()} appended {_show(e)} to key {_show(k)} and was "
                              f"acknowledged, but none of the {len(rs) - i} reads of "
                              f"{_show(k)} that began later contains it "
                              f"(the last read {_show(rs[-1][1])})")
