@@ -180,7 +180,9 @@ def _min_wake(a: int | None, b: int | None) -> int | None:
 def pending_merge(a: Pending, b: Pending) -> Pending:
     """Two pendings combined: wake at the earlier of their wake-up times."""
     w = _min_wake(a.wake, b.wake)
-    return PENDING if w is None else Pending(w)
+    if w is None:
+        return PENDING
+    return a if a.wake == w else b  # w is one of the two: reuse it, no new value
 
 
 def is_client(process: Any) -> bool:
@@ -367,14 +369,18 @@ class TimeLimit:
         if r is None:
             return None
         o, nxt = r
+        same = nxt is self.gen and deadline == self.deadline  # unchanged: no new node
         if isinstance(o, Pending):
-            return pending_merge(o, Pending(deadline)), TimeLimit(self.dt, nxt, deadline)
+            wake = o.wake
+            return (o if wake is not None and wake <= deadline else Pending(deadline),
+                    self if same else TimeLimit(self.dt, nxt, deadline))
         if o.time is not None and o.time >= deadline:
             return None
-        return o, TimeLimit(self.dt, nxt, deadline)
+        return o, self if same else TimeLimit(self.dt, nxt, deadline)
 
     def update(self, ctx: Context, event: Op) -> Generator:
-        return TimeLimit(self.dt, self.gen.update(ctx, event), self.deadline)
+        g = self.gen.update(ctx, event)
+        return self if g is self.gen else TimeLimit(self.dt, g, self.deadline)
 
 
 def time_limit(dt: int, gen: GenLike) -> Generator:
@@ -404,7 +410,7 @@ class Stagger:
             return None
         o, nxt = r
         if isinstance(o, Pending):
-            return o, Stagger(self.dt, nxt, nt)
+            return o, self if nxt is self.gen else Stagger(self.dt, nxt, nt)
         t = ctx.time if o.time is None or o.time < ctx.time else o.time
         gap = ctx.rng.randrange(2 * self.dt) if self.dt > 0 else 0
         if t != o.time:
@@ -412,7 +418,8 @@ class Stagger:
         return o, Stagger(self.dt, nxt, t + gap)
 
     def update(self, ctx: Context, event: Op) -> Generator:
-        return Stagger(self.dt, self.gen.update(ctx, event), self.next_time)
+        g = self.gen.update(ctx, event)
+        return self if g is self.gen else Stagger(self.dt, g, self.next_time)
 
 
 def stagger(dt: int, gen: GenLike) -> Generator:
@@ -439,7 +446,8 @@ class Delay:
         return o, Delay(self.dt, nxt, at)
 
     def update(self, ctx: Context, event: Op) -> Generator:
-        return Delay(self.dt, self.gen.update(ctx, event), self.at)
+        g = self.gen.update(ctx, event)
+        return self if g is self.gen else Delay(self.dt, g, self.at)
 
 
 def delay(dt: int, gen: GenLike) -> Generator:
@@ -626,6 +634,8 @@ class Seq:
                 gens = gens[1:]
                 continue
             o, nxt = r
+            if gens is self.gens and nxt is gens[0]:
+                return o, self  # the head unchanged: no new node
             return o, Seq((nxt, *gens[1:]))
         return None
 
@@ -656,10 +666,11 @@ class Synchronize:
         if r is None:
             return None
         o, nxt = r
-        return o, Synchronize(nxt, True)
+        return o, self if self.started and nxt is self.gen else Synchronize(nxt, True)
 
     def update(self, ctx: Context, event: Op) -> Generator:
-        return Synchronize(self.gen.update(ctx, event), self.started)
+        g = self.gen.update(ctx, event)
+        return self if g is self.gen else Synchronize(g, self.started)
 
 
 def synchronize(gen: GenLike) -> Generator:
@@ -689,7 +700,8 @@ class Map:
         return self.fn(o), Map(self.fn, nxt)
 
     def update(self, ctx: Context, event: Op) -> Generator:
-        return Map(self.fn, self.gen.update(ctx, event))
+        g = self.gen.update(ctx, event)
+        return self if g is self.gen else Map(self.fn, g)
 
 
 def gen_map(fn: Callable[[OpRequest], OpRequest], gen: GenLike) -> Generator:
