@@ -73,43 +73,57 @@ class ListAppendAnalysis:
     # --- indexes ---------------------------------------------------------------
 
     def _index(self) -> None:
+        writer, intermediate, add_read = self.writer, self.intermediate, self.reads.append
+        twice = self.twice
         for t in self.txns:
-            last_append: dict[Any, Any] = {}
+            tid, committed, mops = t.id, t.type == "ok", t.mops
+            last_append: dict[Any, Any] | None = None
             multi: dict[Any, list[Any]] | None = None
-            for f, k, v in t.mops:
+            for f, k, v in mops:
                 if f == "append":
-                    prior = self.writer.get((k, v))
-                    if prior is not None:
+                    kv = (k, v)
+                    if kv in writer:
                         raise HistoryError(
                             f"op {t.index}: element {_show(v)} appended to key {_show(k)} "
-                            f"twice (also by op {self.txns[prior].index}); list-append "
+                            f"twice (also by op {self.txns[writer[kv]].index}); list-append "
                             "needs unique appends")
-                    self.writer[(k, v)] = t.id
+                    writer[kv] = tid
+                    if last_append is None:
+                        last_append = {k: v}
+                        continue
                     if k in last_append:
-                        self.intermediate.add((k, last_append[k]))
+                        intermediate.add((k, last_append[k]))
                         if multi is None:
                             multi = {}
                         multi.setdefault(k, [last_append[k]]).append(v)
                     last_append[k] = v
                 elif f == "r":
-                    if t.committed:
+                    if committed:
                         # Elle reads a committed nil as the empty initial state
-                        v = () if v is None else v
-                        if not isinstance(v, tuple):  # lists were normalized to tuples
+                        if v is None:
+                            v = ()
+                        elif type(v) is not tuple:  # lists were normalized to tuples
                             raise HistoryError(f"op {t.index}: list-append read of key "
                                                f"{_show(k)} returned {v!r}, not a list")
-                        self.reads.append((t.id, k, v))
+                        add_read((tid, k, v))
                 else:
                     raise HistoryError(f"op {t.index}: list-append micro-op must be "
                                        f":append or :r, got {f!r}")
             if multi is not None:
-                self.multi_appends.extend((t.id, k, es) for k, es in multi.items())
+                self.multi_appends.extend((tid, k, es) for k, es in multi.items())
+            # internal, future-read and lost-update need two micro-ops on one key
+            if committed and len(mops) > 1 and len({m[1] for m in mops}) < len(mops):
+                twice.append(t)
 
     def _version_orders(self) -> None:
         values = self.read_values
         for tid, k, v in self.reads:
             if v:
-                values.setdefault(k, {}).setdefault(v, tid)
+                got = values.get(k)
+                if got is None:
+                    values[k] = {v: tid}
+                elif v not in got:
+                    got[v] = tid
         for k, vs in values.items():
             ordered = sorted(vs, key=len)
             for a, b in pairwise(ordered):
@@ -238,9 +252,7 @@ class ListAppendAnalysis:
                 self._intermediate_read(tid, k, v)
         for k, (tid, v) in longest.items():
             self._check_elements(tid, k, v, v)
-        # committed txns with two micro-ops on one key (internal, future-read, lost-update)
-        self.twice = [t for t in txns if t.type == "ok" and _touches_a_key_twice(t)]
-        for t in self.twice:
+        for t in self.twice:  # committed txns with two micro-ops on one key
             self._internal(t)
         self._reordered_appends()
         self._lost_updates()
@@ -483,12 +495,6 @@ def _out_of_order(elems: list[Any], pos: dict[Any, int]) -> str | None:
             return f"{_show(e)} before {_show(last_e)}"
         last_e, last_pos = e, p
     return None
-
-
-def _touches_a_key_twice(t: Txn) -> bool:
-    """Internal, future-read and lost-update need two micro-ops on one key."""
-    mops = t.mops
-    return len(mops) > 1 and len(set(map(itemgetter(1), mops))) < len(mops)
 
 
 def explain_order(ta: Txn, tb: Txn, rel: int) -> str:
