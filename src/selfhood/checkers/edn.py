@@ -380,11 +380,11 @@ def _fast_forms(text: str) -> list[Any]:
 # Jepsen's own histories (and ours) are one op map per line as Clojure prints them:
 # keyword keys, entries separated by ", ", every other separator one space;
 # keywords, integers, nil, vectors and strings without escapes as values. Such
-# text becomes JSON lines in a few whole-text str passes (C loops), and msgspec
+# text becomes JSON lines in a few str passes (C loops) over pieces of it, and msgspec
 # decodes them straight into typed op records (history.OpFields), so no Python
 # code runs per token. Keys (a keyword after "{" or ", ") are marked \x02 and end
 # in '":', other keywords are marked by their ':' and end in '"'; each ends at the
-# first space after it (the passes put one before every ',' and '}').
+# first space after it (the passes put one before every '}' and in place of ', ').
 #
 # The rewrite never makes JSON that means something else. The characters of
 # tags, lists, comments, escapes and characters send the text to the other
@@ -454,14 +454,15 @@ def _json_piece(text: str) -> str:
         raise _NotFast
     if text.count(",") != text.count(", :"):
         raise _NotFast  # a comma that separates no map entries: whitespace, to EDN
-    code = text.replace(", :", " ,\x02").replace("{:", "{\x02").replace("}", " },")
-    code = _quote_keywords(_quote_keywords(code, ":", '" '), "\x02", '":')
+    # entries are separated by spaces from here on, as vector elements are
+    code = text.replace(", :", " \x02").replace("{:", "{\x02").replace("}", " },")
+    code = _quote_keywords(code, ":", '" ')
+    if "nil" in code:
+        code = code.replace(" nil", " null").replace("[nil", "[null")
+    code = _quote_keywords(code, "\x02", '":')
     if '""' in code:  # an empty keyword
         raise _NotFast
-    code = code.replace(" ,", ",").replace(" }", "}").replace(" ", ",")
-    if "nil" in code:
-        for before in (":", ",", "["):
-            code = code.replace(before + "nil", before + "null")
+    code = code.replace(" }", "}").replace(" ", ",")
     if strings:
         pieces = code.split("\x01")
         pieces[1:] = ['"' + s + '"' + p for s, p in zip(strings, pieces[1:], strict=True)]
