@@ -193,3 +193,15 @@ def test_the_simulator_writes_the_recorded_histories() -> None:
         spec = msgspec.structs.replace(base, seed=3, time_limit_s=4.0, **kw)
         got[mode] = history_sha256(simulate_mode(spec, mode).history)[1]
     assert got == GOLDEN_HISTORIES
+
+
+def test_randbelow_draws_what_randrange_and_choice_draw() -> None:
+    from selfhood.chaos.generator import randbelow
+
+    a, b = random.Random(11), random.Random(11)
+    below = randbelow(a)
+    seq = ("p", "q", "r", "s", "t")
+    for n in (1, 2, 3, 7, 1 << 30, 12345678901):
+        assert [below(n) for _ in range(50)] == [b.randrange(n) for _ in range(50)]
+        assert [seq[below(len(seq))] for _ in range(20)] == [b.choice(seq) for _ in range(20)]
+    assert a.random() == b.random()  # and the streams stay in step

@@ -185,6 +185,19 @@ def pending_merge(a: Pending, b: Pending) -> Pending:
     return a if a.wake == w else b  # w is one of the two: reuse it, no new value
 
 
+def randbelow(rng: random.Random) -> Callable[[int], int]:
+    """``rng.randrange`` for bounds >= 1, drawing exactly what it draws.
+
+    CPython's ``randrange(n)`` and ``choice(seq)`` are ``_randbelow(n)`` and
+    ``seq[_randbelow(len(seq))]`` behind Python-level argument checks; the
+    generators draw once or more per op, so they call it directly (the same
+    draws, the same seeded runs). Only for bounds >= 1: ``_randbelow(0)``
+    does not fail, it never returns.
+    """
+    below = getattr(rng, "_randbelow", None)
+    return below if below is not None else rng.randrange
+
+
 def is_client(process: Any) -> bool:
     return bool(process != NEMESIS)
 
@@ -205,7 +218,7 @@ def fill_in(req: OpRequest, ctx: Context) -> OpRequest | Pending:
             if ctx.all_processes == (NEMESIS,) and ctx.free_processes:
                 return OpRequest(req.f, req.value, NEMESIS, req.instance, time)
             return PENDING
-        process = free[0] if len(free) == 1 else ctx.rng.choice(free)
+        process = free[0] if len(free) == 1 else free[randbelow(ctx.rng)(len(free))]
         return OpRequest(req.f, req.value, process, req.instance, time)
     if req.process not in ctx.free_processes:
         return PENDING
@@ -412,7 +425,7 @@ class Stagger:
         if isinstance(o, Pending):
             return o, self if nxt is self.gen else Stagger(self.dt, nxt, nt)
         t = ctx.time if o.time is None or o.time < ctx.time else o.time
-        gap = ctx.rng.randrange(2 * self.dt) if self.dt > 0 else 0
+        gap = randbelow(ctx.rng)(2 * self.dt) if self.dt > 0 else 0
         if t != o.time:
             o = OpRequest(o.f, o.value, o.process, o.instance, t)
         return o, Stagger(self.dt, nxt, t + gap)

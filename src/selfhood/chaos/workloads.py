@@ -39,6 +39,7 @@ from selfhood.chaos.generator import (
     nemesis,
     nemesis_and_clients,
     phases,
+    randbelow,
     slot_init,
     stagger,
     time_limit,
@@ -85,12 +86,10 @@ class ClientMix:
         if not ctx.free_processes:
             return PENDING, self  # the shared no-wake value (equal to a new Pending())
         rng = ctx.rng
-        # randrange(n) for n >= 1 is exactly _randbelow(n) (CPython's random.py): the
-        # same draws without a Python-level frame of argument checks per draw; every
-        # bound drawn below is >= 1 when the mix is valid (else randrange's own error)
-        randrange = getattr(rng, "_randbelow", None)
-        if randrange is None or self.rules < 1 or self.max_txn_len < 1 or not self.replicas:
-            randrange = rng.randrange
+        # every bound drawn below is >= 1 when the mix is valid (else randrange's own
+        # error): `randbelow` then draws exactly what randrange draws
+        randrange = (randbelow(rng) if self.rules >= 1 and self.max_txn_len >= 1
+                     and self.replicas else rng.randrange)
         inst = self.instances[randrange(len(self.instances))] if len(
             self.instances) > 1 else self.instances[0]
         cum = _CUM_WEIGHTS.get(self.weights)
