@@ -18,7 +18,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from functools import partial
-from itertools import accumulate, pairwise, repeat
+from itertools import accumulate, chain, pairwise, repeat
 from operator import gt, itemgetter
 from typing import Any
 
@@ -164,7 +164,6 @@ class ListAppendAnalysis:
     def _edges(self) -> None:
         g = self.graph
         adj = g.adj
-        txns = self.txns
         writer = self.writer
         read_index = self.read_index
         failed = self.failed
@@ -182,36 +181,31 @@ class ListAppendAnalysis:
                 read_index[ks] = [tid]
             else:
                 got.append(tid)
-        order, pos = self.order, self.pos
+        # each element's predecessor in its key's order (INIT for the first), and the
+        # last element, which precedes every append nobody read (see _prev)
+        before = {k: (dict(zip(o, chain((INIT,), o), strict=False)), o[-1])
+                  for k, o in self.order.items() if o}
         no_readers: list[int] = []
-        for t in txns:
-            if t.type == "fail":
+        # the writer map holds every append in txn order, as the loop over txns would
+        for kv, tid in writer.items():
+            if failed[tid]:
                 continue
-            tid = t.id
-            for f, k, v in t.mops:
-                if f != "append":
-                    continue
-                # self._prev(k, v), inlined: this loop visits every append
-                o = order.get(k)
-                if not o:
-                    kp = (k, INIT)
-                else:
-                    i = pos[k].get(v)
-                    if i is None:
-                        kp = (k, o[-1])
-                    elif i:
-                        kp = (k, o[i - 1])
-                    else:
-                        kp = (k, INIT)
-                    if i != 0:
-                        w = writer.get(kp)
-                        if w is not None and w != tid and not failed[w]:
-                            row = adj[w]
-                            row[tid] = row.get(tid, 0) | WW
-                for r in read_index.get(kp, no_readers):
-                    if r != tid:
-                        row = adj[r]
-                        row[tid] = row.get(tid, 0) | RW
+            k = kv[0]
+            got_b = before.get(k)
+            if got_b is None:
+                kp = (k, INIT)
+            else:
+                prev = got_b[0].get(kv[1], got_b[1])
+                kp = (k, prev)
+                if prev is not INIT:
+                    w = writer.get(kp)
+                    if w is not None and w != tid and not failed[w]:
+                        row = adj[w]
+                        row[tid] = row.get(tid, 0) | WW
+            for r in read_index.get(kp, no_readers):
+                if r != tid:
+                    row = adj[r]
+                    row[tid] = row.get(tid, 0) | RW
 
     # --- non-cycle anomalies ---------------------------------------------------------
 
@@ -288,7 +282,8 @@ class ListAppendAnalysis:
     def _internal(self, t: Txn) -> None:
         # expected: key -> (known prefix?, list of elements)
         expected: dict[Any, tuple[bool, list[Any]]] = {}
-        read_so_far: dict[Any, set[Any]] = {}
+        # what the txn read of each key so far: its one read, a set once it read twice
+        read_so_far: dict[Any, tuple[Any, ...] | set[Any]] = {}
         for f, k, v in t.mops:
             if f == "append":
                 if v in read_so_far.get(k, ()):
@@ -301,7 +296,13 @@ class ListAppendAnalysis:
                     known_elems[1].append(v)  # in place: one txn may append 10^5 times
             else:
                 seen = v or ()
-                read_so_far.setdefault(k, set()).update(seen)
+                before = read_so_far.get(k)
+                if before is None:
+                    read_so_far[k] = seen
+                else:
+                    if type(before) is not set:
+                        before = read_so_far[k] = set(before)
+                    before.update(seen)
                 if k in expected:
                     known, elems = expected[k]
                     ok = (list(seen) == elems) if known else (
