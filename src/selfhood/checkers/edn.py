@@ -394,22 +394,35 @@ def _fast_forms(text: str) -> list[Any]:
 # left bare): invalid JSON, every time. A key outside a map, or a value keyword or
 # anything else where a key belongs, is invalid JSON too. Numbers that JSON spells
 # otherwise (N, M, ratios, a leading +) are invalid, a lone ':' is refused, and
-# msgspec refuses numbers out of range, fields of the wrong type and any field
-# but the standard ones. So do lines that are no whole forms or nest deeper than
-# MAX_DEPTH. Whatever leaves goes to the fast path below, then the general
-# reader, which name the line of any error.
+# msgspec refuses numbers out of range, fields of the wrong type, any field but
+# the standard ones, and values nesting deeper than MAX_DEPTH (with the map).
+# Whatever leaves goes to the fast path below, then the general reader, which
+# name the line of any error.
 
 _NOT_JSON_SAFE = ("\\", "#", ";", "(", ")", "\t", "\r", "\x01", "\x02", "null")
-_json_records = msgspec.json.Decoder(list[OpFields]).decode
 
 
-def _nests_within_limit(text: str) -> bool:
-    """Every line a whole number of vectors, none nesting deeper than MAX_DEPTH."""
-    if text.count("[") < MAX_DEPTH:
-        return True
-    lines = text.split("\n")
-    opens = list(map(str.count, lines, repeat("[")))
-    return max(opens) < MAX_DEPTH and opens == list(map(str.count, lines, repeat("]")))
+def _nested(depth: int) -> Any:
+    """The values JSON gives here (no maps: those leave the route) to this depth."""
+    value: Any = int | float | str | bool | None
+    for _ in range(depth):
+        value = int | float | str | bool | None | list[value]
+    return value
+
+
+#: an op map and the vectors of its values nest MAX_DEPTH deep at most, as the
+#: other readers allow
+_Value = _nested(MAX_DEPTH - 1)
+
+
+class _EdnOpFields(OpFields, forbid_unknown_fields=True):
+    """OpFields whose values nest no deeper than the other EDN readers allow."""
+
+    value: _Value = None  # type: ignore[valid-type]
+    error: _Value = None  # type: ignore[valid-type]
+
+
+_json_records = msgspec.json.Decoder(list[_EdnOpFields]).decode
 
 
 def _quote_keywords(code: str, mark: str, end: str) -> str:
@@ -450,8 +463,6 @@ def _json_piece(text: str) -> str:
             raise _NotFast
         strings = parts[1::2]
         text = "\x01".join(parts[0::2])
-    if not _nests_within_limit(text):
-        raise _NotFast
     if text.count(",") != text.count(", :"):
         raise _NotFast  # a comma that separates no map entries: whitespace, to EDN
     # entries are separated by spaces from here on, as vector elements are
