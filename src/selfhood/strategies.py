@@ -28,7 +28,7 @@ from typing import Any, Final
 from hypothesis import strategies as st
 
 from selfhood.chaos.schedules import fault_schedules, fault_windows
-from selfhood.checkers.history import Op
+from selfhood.checkers.history import TXN_MODELS, Op
 from selfhood.projections.strategies import event_lists, events
 from selfhood.spec import FAULTS, MODES, ExperimentSpec, spec_from_mapping, to_dict
 
@@ -198,7 +198,7 @@ def histories(model: str) -> st.SearchStrategy[list[Op]]:
     """
     if model in _UPDATES:
         return _single(model)
-    if model in ("list-append", "rw-register"):
+    if model in TXN_MODELS:
         return _txns(model)
     raise ValueError(f"no history strategy for {model!r}; expected one of "
                      f"{', '.join(HISTORY_MODELS)}")

@@ -28,7 +28,7 @@ from selfhood.chaos.workloads import (
     is_register_key,
 )
 from selfhood.checkers.formats import ops_to_jsonl
-from selfhood.checkers.history import Op, pair_ops, reindex
+from selfhood.checkers.history import TXN_MODELS, Op, pair_ops, reindex
 from selfhood.checkers.identity import check_identity, staleness
 from selfhood.checkers.measures import percentile
 from selfhood.checkers.verdict import CheckResult, Validity, combine_validity
@@ -44,7 +44,7 @@ from selfhood.spec import ExperimentSpec, NemesisOp, to_dict
 
 #: derived, checkable histories written next to history.jsonl
 CHECK_FILES: Final = ("list-append", "rw-register", "register", "governance")
-TXN_FILES: Final = ("list-append", "rw-register")
+TXN_FILES: Final = TXN_MODELS
 #: the `selfhood check --model` of each derived history (governance is a set with removals)
 MODEL_OF: Final = {"list-append": "list-append", "rw-register": "rw-register",
                    "register": "register", "governance": "set"}

@@ -20,8 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from selfhood.checkers.crdt import CRDT_MODELS
 from selfhood.checkers.elle import models as cm
-from selfhood.checkers.history import NEMESIS, Op
+from selfhood.checkers.history import NEMESIS, TXN_MODELS, Op
 from selfhood.checkers.jepsen import MODELS as JEPSEN_MODELS
 from selfhood.checkers.linear import DEFAULT_OPTIONS, ModelOptions
 from selfhood.checkers.linear import MODELS as SEARCH_MODELS
@@ -45,7 +46,6 @@ __all__ = [
     "resolve_consistency",
 ]
 
-TXN_MODELS: tuple[str, ...] = ("list-append", "rw-register")
 #: models checked by the linearizability search (`linear.REGISTRY`)
 SINGLE_MODELS: tuple[str, ...] = SEARCH_MODELS
 MODELS: tuple[str, ...] = (*TXN_MODELS, *SINGLE_MODELS, *JEPSEN_MODELS, "kafka")
@@ -60,7 +60,6 @@ SESSION: tuple[str, ...] = ("read-your-writes", "monotonic-reads", "monotonic-wr
 #: checks beyond the contract, accepted by name for the models the session checker reads
 #: ("crdt": the eventual mode's convergence plus CRDT merge rules, for CRDT_MODELS only)
 EXTRA_CONSISTENCY: tuple[str, ...] = (*SESSION, "convergence", "crdt")
-CRDT_MODELS: tuple[str, ...] = ("list-append", "rw-register", "register", "set")
 
 #: models that read --initial-value, and those that read --nil-read any
 INITIAL_VALUE_MODELS: tuple[str, ...] = (*SINGLE_MODELS, "counter", "bank")

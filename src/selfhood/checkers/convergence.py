@@ -21,7 +21,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from selfhood.checkers.history import NEMESIS, Op, Pair, freeze, is_final
+from selfhood.checkers.history import NEMESIS, TXN_MODELS, Op, Pair, freeze, is_final, micro_ops
 
 __all__ = [
     "HEAL_WORDS",
@@ -38,10 +38,6 @@ __all__ = [
 #: nemesis ops that end a fault: selfhood's heal/resume/restart/unskew/restart-broker, and
 #: Jepsen's :stop (classic nemeses use :start to begin a fault and :stop to end it)
 HEAL_WORDS: Final = ("heal", "stop", "resume", "recover", "restart", "unskew")
-
-#: models whose final reads are transactions of [r k v] micro-ops
-_TXN_MODELS: Final = ("list-append", "rw-register")
-
 
 @dataclass(frozen=True, slots=True)
 class FinalRead:
@@ -114,11 +110,8 @@ def final_values(op: Op, model: str) -> list[tuple[Hashable, Any]]:
     v = op.value
     if isinstance(v, dict):
         return [(freeze(k), x) for k, x in v.items()]
-    if model in _TXN_MODELS:
-        if not isinstance(v, list | tuple):
-            return []
-        return [(freeze(m[1]), m[2]) for m in v
-                if isinstance(m, list | tuple) and len(m) == 3 and m[0] == "r"]
+    if model in TXN_MODELS:
+        return [(freeze(k), x) for f, k, x in micro_ops(v) if f == "r"]
     if model == "set":
         return [(op.instance, v)]
     if "key" in op.extra:

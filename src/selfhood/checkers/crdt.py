@@ -51,7 +51,16 @@ from selfhood.checkers.convergence import (
     final_values,
     replica_of,
 )
-from selfhood.checkers.history import Op, Pair, freeze, is_final, pair_ops, repeated
+from selfhood.checkers.history import (
+    TXN_MODELS,
+    Op,
+    Pair,
+    freeze,
+    is_final,
+    micro_ops,
+    pair_ops,
+    repeated,
+)
 from selfhood.checkers.verdict import CheckResult
 from selfhood.errors import CheckerError
 
@@ -66,7 +75,7 @@ __all__ = [
 ]
 
 #: the models the CRDT rules are defined for
-CRDT_MODELS: Final = ("list-append", "rw-register", "register", "set")
+CRDT_MODELS: Final = (*TXN_MODELS, "register", "set")
 
 #: explanations kept per anomaly name (counts in details["crdt"]["anomaly_counts"] are exact)
 MAX_EXAMPLES: Final = 50
@@ -129,12 +138,6 @@ def _crash_note(w: Write, crashes: dict[str, list[int]]) -> str:
             f"a local-first ack lost with the unshipped outbox)")
 
 
-def _mops(value: Any) -> list[Any]:
-    if not isinstance(value, list | tuple):
-        return []
-    return [m for m in value if isinstance(m, list | tuple) and len(m) == 3]
-
-
 def _status(pair: Pair) -> str | None:
     if pair.failed:
         return None  # certainly no effect
@@ -149,7 +152,7 @@ def read_then_appends(pairs: Sequence[Pair]) -> list[ReadThenAppend]:
         if c is None or c.type != "ok" or is_final(c) or is_final(p.invoke):
             continue
         last_read: dict[Hashable, tuple[Hashable, ...]] = {}
-        for f, k, v in _mops(c.value):
+        for f, k, v in micro_ops(c.value):
             key = freeze(k)
             if f == "r" and isinstance(v, list | tuple):
                 last_read[key] = tuple(freeze(x) for x in v)
@@ -183,9 +186,9 @@ def _collect(ops: Sequence[Op], model: str) -> tuple[list[Pair], list[Write], li
         ctime = c.time if c is not None and st == "ok" else None
         src = c.value if st == "ok" and c is not None else inv.value
         node, itime = replica_of(p), inv.time
-        if model in ("list-append", "rw-register"):
+        if model in TXN_MODELS:
             wf = "append" if model == "list-append" else "w"
-            for f, k, v in _mops(src):
+            for f, k, v in micro_ops(src):
                 if f == wf:
                     writes.append(Write(freeze(k), freeze(v), st, inv.index, node, ctime, itime))
         elif model == "register":

@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Final, Literal, cast
 
 import msgspec
 
@@ -283,6 +283,18 @@ def paused_gc() -> Iterator[None]:
 def is_final(op: Op) -> bool:
     """A final read (after heal and quiescence): f "final-read", or any op marked final."""
     return op.f == "final-read" or bool(op.extra.get("final"))
+
+
+#: models whose ops are transactions of ``[f k v]`` micro-ops
+TXN_MODELS: Final = ("list-append", "rw-register")
+
+
+def micro_ops(value: Any) -> list[Any]:
+    """A transaction value's well-shaped ``[f k v]`` micro-ops (anything else skipped:
+    the measures that call this read what they can; the checkers validate shape)."""
+    if not isinstance(value, list | tuple):
+        return []
+    return [m for m in value if isinstance(m, list | tuple) and len(m) == 3]
 
 
 def freeze(x: Any) -> Hashable:

@@ -39,7 +39,7 @@ from selfhood.checkers.convergence import (
     heal_time,
     last_disagreement,
 )
-from selfhood.checkers.history import Op, Pair, pair_ops
+from selfhood.checkers.history import Op, Pair, micro_ops, pair_ops
 from selfhood.checkers.measures import percentile
 from selfhood.checkers.staleness import AckedWrite, missed_writes
 from selfhood.consistency.keys import is_memory_key, is_transcript_key, try_parse_key
@@ -111,11 +111,6 @@ def _key_instance(key: Any) -> str | None:
     return None if k is None else k[0]
 
 
-def _mops(value: Any) -> list[Any]:
-    return [m for m in value if isinstance(m, (list, tuple)) and len(m) == 3] if isinstance(
-        value, (list, tuple)) else []
-
-
 def _time(op: Op | None) -> int:
     return 0 if op is None or op.time is None else op.time
 
@@ -128,7 +123,7 @@ def transcript_reads(pairs: Sequence[Pair]) -> list[TranscriptRead]:
         if c is None or c.type != "ok":
             continue
         if c.f == "txn":
-            for f, k, v in _mops(c.value):
+            for f, k, v in micro_ops(c.value):
                 if f == "r" and is_transcript_key(k) and isinstance(v, (list, tuple)):
                     inst = _key_instance(k) or ""
                     out.append(TranscriptRead(inst, c.process, _time(p.invoke), _time(c),
@@ -148,7 +143,7 @@ def transcript_acks(pairs: Sequence[Pair]) -> list[Ack]:
         c = p.completion
         if c is None or c.type != "ok" or c.f != "txn":
             continue
-        for f, k, v in _mops(c.value):
+        for f, k, v in micro_ops(c.value):
             if f == "append" and is_transcript_key(k):
                 out.append(Ack(_key_instance(k) or "", c.process, v, _time(c), c.node, c.index))
     return out
@@ -295,7 +290,7 @@ def torn_memory_cases(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
     writer_turn: dict[Any, Any] = {}  # register value -> transcript value of its turn
     turn_writes: dict[Any, tuple[str, Any]] = {}  # transcript value -> (register key, value)
     for p in pairs:
-        mops = _mops(p.invoke.value) if p.invoke.f == "txn" else []
+        mops = micro_ops(p.invoke.value) if p.invoke.f == "txn" else []
         appended = [v for f, k, v in mops if f == "append" and is_transcript_key(k)]
         if not appended:
             continue
@@ -316,7 +311,7 @@ def torn_memory_cases(pairs: Sequence[Pair]) -> list[dict[str, Any]]:
                 out.append({"instance": c.instance, "index": c.index, "node": c.node,
                             "turn": turn, "reported": True})
             continue
-        mops = _mops(c.value)
+        mops = micro_ops(c.value)
         transcript = next((v for f, k, v in mops if f == "r" and is_transcript_key(k)
                            and isinstance(v, (list, tuple))), None)
         if transcript is None:

@@ -43,7 +43,15 @@ from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from selfhood.checkers.history import Op, Pair, freeze, pair_ops, paused_gc, repeated
+from selfhood.checkers.history import (
+    TXN_MODELS,
+    Op,
+    Pair,
+    freeze,
+    pair_ops,
+    paused_gc,
+    repeated,
+)
 from selfhood.checkers.verdict import CheckResult
 
 __all__ = [
@@ -144,7 +152,7 @@ def _mops(model: str, inv: Op, comp: Op | None) -> tuple[list[Mop], bool]:
     f = done.f or inv.f or ""
     ok = comp is not None and comp.type == "ok"
     out: list[Mop] = []
-    if model in ("list-append", "rw-register"):
+    if model in TXN_MODELS:
         value = comp.value if ok and comp is not None else inv.value
         for m in value or []:
             if not isinstance(m, list | tuple) or len(m) < 2:

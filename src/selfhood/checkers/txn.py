@@ -45,13 +45,13 @@ from selfhood.checkers.elle.history import (
 )
 from selfhood.checkers.elle.list_append import ListAppendAnalysis
 from selfhood.checkers.elle.rw_register import RwRegisterAnalysis
-from selfhood.checkers.history import Op
+from selfhood.checkers.history import TXN_MODELS, Op
 from selfhood.checkers.verdict import UNKNOWN, CheckResult, Validity
 from selfhood.errors import SpecError
 
 __all__ = ["WORKLOADS", "check_txn", "classify_cycle"]
 
-WORKLOADS = ("list-append", "rw-register")
+WORKLOADS = TXN_MODELS
 #: at most this many explanations per anomaly type (the count is in details)
 MAX_EXPLANATIONS = 8
 #: seconds for a search whose class an earlier SCC already showed: the verdict
