@@ -463,10 +463,11 @@ def _json_piece(text: str) -> str:
             raise _NotFast
         strings = parts[1::2]
         text = "\x01".join(parts[0::2])
-    if text.count(",") != text.count(", :"):
-        raise _NotFast  # a comma that separates no map entries: whitespace, to EDN
     # entries are separated by spaces from here on, as vector elements are
-    code = text.replace(", :", " \x02").replace("{:", "{\x02").replace("}", " },")
+    code = text.replace(", :", " \x02")
+    if "," in code:
+        raise _NotFast  # a comma that separates no map entries: whitespace, to EDN
+    code = code.replace("{:", "{\x02").replace("}", " },")
     code = _quote_keywords(code, ":", '" ')
     if "nil" in code:
         code = code.replace(" nil", " null").replace("[nil", "[null")

@@ -176,19 +176,19 @@ def add_realtime_edges(g: DepGraph, txns: Sequence[Txn]) -> None:
             at[t.complete_pos] = -(t.id + 1)
     adj = g.adj
     frontier: set[int] = set()
-    seen_at_invoke: dict[int, frozenset[int]] = {}
-    empty: frozenset[int] = frozenset()
+    seen_at_invoke: dict[int, tuple[int, ...]] = {}
+    empty: tuple[int, ...] = ()
     for e in at:
         if e > 0:
             tid = e - 1
-            seen_at_invoke[tid] = frozenset(frontier)
+            seen_at_invoke[tid] = tuple(frontier)
             for p in frontier:
                 if p != tid:
                     row = adj[p]
                     row[tid] = row.get(tid, 0) | REALTIME
         elif e < 0:
             tid = -e - 1
-            frontier -= seen_at_invoke.get(tid, empty)
+            frontier.difference_update(seen_at_invoke.get(tid, empty))
             frontier.add(tid)
 
 

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from functools import partial
 from itertools import accumulate, chain, pairwise, repeat
 from operator import gt, itemgetter
-from typing import Any
+from typing import Any, cast
 
 from selfhood.checkers.elle.graph import PROCESS, REALTIME, RW, WR, WW, DepGraph
 from selfhood.checkers.elle.history import Txn
@@ -266,6 +266,10 @@ class ListAppendAnalysis:
     def _check_elements(self, tid: int, k: Any, v: tuple[Any, ...],
                         elements: tuple[Any, ...]) -> None:
         """garbage-read and G1a for these elements of read `v` by `tid`."""
+        writers = list(map(self.writer.get, zip(repeat(k), elements)))
+        if None not in writers and not any(
+                map(self.failed.__getitem__, cast(list[int], writers))):
+            return  # every element written, by no failed txn (all at C speed)
         txns = self.txns
         t = txns[tid]
         for e in elements:
@@ -371,9 +375,14 @@ class ListAppendAnalysis:
     def _dirty_updates(self) -> None:
         txns = self.txns
         writer = self.writer
-        if not any(self.failed):
+        failed = self.failed
+        if not any(failed):
             return  # no failed append to build on
+        # only a key with a failed append can have a committed one on top of it
+        with_failed = {kv[0] for kv, w in writer.items() if failed[w]}
         for k, order in self.order.items():
+            if k not in with_failed:
+                continue
             t1_type = "ok"
             t1: Txn | None = None  # None: the initial state
             span: list[Any] = []
