@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 from selfhood.checkers.elle.graph import PROCESS, REALTIME, DepGraph
@@ -166,7 +168,8 @@ def add_realtime_edges(g: DepGraph, txns: Sequence[Txn]) -> None:
     edges per transaction instead of O(n).
     """
     # events by history position (no sort): txn id + 1 invokes, -(txn id + 1) completes
-    size = 1 + max((max(t.invoke_pos, t.complete_pos or 0) for t in txns), default=0)
+    size = 1 + max(chain(map(attrgetter("invoke_pos"), txns),
+                         filter(None, map(attrgetter("complete_pos"), txns))), default=0)
     at: list[int] = [0] * size
     for t in txns:
         if t.type == "fail":
