@@ -226,7 +226,8 @@ def check_well_formed(ops: Sequence[Op], where: Callable[[int], str] | None = No
     last_pos = -1
     paired = any(op.type == "invoke" for op in ops)
     running: dict[Any, int] = {}
-    last_time: dict[Any, tuple[int, int]] = {}  # process -> (time, position)
+    last_time: dict[Any, int] = {}  # process -> its last time
+    last_at: dict[Any, int] = {}  # process -> the position of that op
     for pos, op in enumerate(ops):
         if last_index is not None and op.index <= last_index:
             again = "repeats" if op.index == last_index else "is below"
@@ -234,14 +235,16 @@ def check_well_formed(ops: Sequence[Op], where: Callable[[int], str] | None = No
                                f"{name(last_pos)}: indices must increase in file order")
         last_index, last_pos = op.index, pos
         process = op.process
-        if op.time is not None:
+        time = op.time
+        if time is not None:
             before = last_time.get(process)
-            if before is not None and op.time < before[0]:
+            if before is not None and time < before:
                 raise _Malformed(pos,
-                    f"time {op.time} is before the time {before[0]} of {name(before[1])}, "
+                    f"time {time} is before the time {before} of {name(last_at[process])}, "
                     f"an earlier op of process {process!r}: one process's times cannot go "
                     "backwards")
-            last_time[process] = (op.time, pos)
+            last_time[process] = time
+            last_at[process] = pos
         if not paired or process == NEMESIS:
             continue
         if op.type == "invoke":

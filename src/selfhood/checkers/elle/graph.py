@@ -75,7 +75,7 @@ class DepGraph:
         row[b] = row.get(b, 0) | rel
 
     def edge_count(self) -> int:
-        return sum(len(r) for r in self.adj)
+        return sum(map(len, self.adj))
 
 
 def sccs(g: DepGraph, mask: int, nodes: Iterable[int] | None = None) -> list[list[int]]:
