@@ -85,7 +85,7 @@ def _hashes(x: Any) -> bool:
 
 
 def _mops(value: Any, op: Op, reads_known: bool) -> list[Mop]:
-    if not isinstance(value, list | tuple):
+    if type(value) is not list and not isinstance(value, tuple):
         raise HistoryError(f"op {op.index}: a transaction value must be a list of "
                            f"[f k v] micro-ops, got {_short(value)}", op_index=op.index)
     out: list[Mop] = []
@@ -104,7 +104,15 @@ def _mops(value: Any, op: Op, reads_known: bool) -> list[Mop]:
         if type(k) is not int and type(k) is not str:
             k = _scalar(k, op, m)
         if v is not None and type(v) is not int:
-            v = _scalar(v, op, m)
+            if type(v) is list:  # a read: _scalar(v, op, m), inlined for the usual case
+                t = tuple(v)
+                try:
+                    hash(t)
+                    v = t
+                except TypeError:
+                    v = _scalar(v, op, m)
+            else:
+                v = _scalar(v, op, m)
         append((f, k, v))
     return out
 
