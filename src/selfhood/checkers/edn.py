@@ -442,16 +442,17 @@ def _json_ops(text: str) -> list[Op]:
     if any(c in text for c in _NOT_JSON_SAFE):
         raise _NotFast
     text = text.strip(" \n")
-    recs: list[OpFields] = []
+    ops: list[Op] = []
     at = 0
     while at < len(text):
         end = text.find("\n", at + _PIECE) + 1 or len(text)
         try:
-            recs += _json_records("[" + _json_piece(text[at:end]).rstrip(",\n") + "]")
+            recs = _json_records("[" + _json_piece(text[at:end]).rstrip(",\n") + "]")
         except (msgspec.MsgspecError, RecursionError):
             raise _NotFast from None
+        ops += ops_from_records(recs, len(ops))  # while the records are in the cache
         at = end
-    return ops_from_records(recs)
+    return ops
 
 
 def _json_piece(text: str) -> str:

@@ -106,16 +106,17 @@ def _jsonl_fast(text: str) -> list[Op] | None:
     if any(c in text for c in _OTHER_LINE_ENDS):
         return None
     text = text.rstrip("\n")
-    recs: list[OpFields] = []
+    ops: list[Op] = []
     at = 0
     try:
         while at < len(text):
             end = text.find("\n", at + _PIECE) + 1 or len(text)
-            recs += _fields_decode("[" + text[at:end].rstrip("\n").replace("\n", ",") + "]")
+            recs = _fields_decode("[" + text[at:end].rstrip("\n").replace("\n", ",") + "]")
+            ops += ops_from_records(recs, len(ops))  # while the records are in the cache
             at = end
     except (msgspec.DecodeError, RecursionError):
         return None
-    return ops_from_records(recs)
+    return ops
 
 
 def _jsonl_ops(text: str, path: str | None,

@@ -90,10 +90,11 @@ class OpFields(msgspec.Struct, forbid_unknown_fields=True):
     error: Any = None
 
 
-def ops_from_records(recs: Sequence[OpFields]) -> list[Op]:
-    """Ops from decoded records; a missing index is the position."""
+def ops_from_records(recs: Sequence[OpFields], start: int = 0) -> list[Op]:
+    """Ops from decoded records, the first at position `start`; a missing index is
+    the position."""
     return [make_op(pos if r.index is None else r.index, r.type, r.process, r.f, r.value, r.time,
-                    r.node, r.instance, r.error, {}) for pos, r in enumerate(recs)]
+                    r.node, r.instance, r.error, {}) for pos, r in enumerate(recs, start)]
 
 
 @dataclass(frozen=True, slots=True)
