@@ -122,8 +122,8 @@ class ListAppendAnalysis:
                 got = values.get(k)
                 if got is None:
                     values[k] = {v: tid}
-                elif v not in got:
-                    got[v] = tid
+                else:
+                    got.setdefault(v, tid)  # one hash of v, not two
         for k, vs in values.items():
             ordered = sorted(vs, key=len)
             for a, b in pairwise(ordered):
@@ -210,16 +210,52 @@ class ListAppendAnalysis:
     # --- non-cycle anomalies ---------------------------------------------------------
 
     def _non_cycle(self) -> None:
-        txns = self.txns
         # Reads that are prefixes of their key's version order hold only
         # elements of that order, so those elements are checked once per key
         # (with the longest read as the example); other reads element by element.
-        longest: dict[Any, tuple[int, tuple[Any, ...]]] = {}
-        order_tuple, intermediate = self.order_tuple, self.intermediate
+        order_tuple = self.order_tuple
         # keys whose reads are all prefixes of the longest, which holds no element
         # twice: every read is a prefix of the version order (the longest itself)
         plain = {k for k, lr in self.longest_read.items()
                  if k not in self.incompatible_keys and len(lr) == len(order_tuple[k])}
+        longest: dict[Any, tuple[int, tuple[Any, ...]]]
+        if len(plain) == len(self.longest_read):
+            longest = self._plain_reads()
+        else:
+            longest = {}
+            self._reads(longest, plain)
+        for k, (tid, v) in longest.items():
+            self._check_elements(tid, k, v, v)
+        for t in self.twice:  # committed txns with two micro-ops on one key
+            self._internal(t)
+        self._reordered_appends()
+        self._lost_updates()
+        self._dirty_updates()
+        self._lost_appends()
+
+    def _plain_reads(self) -> dict[Any, tuple[int, tuple[Any, ...]]]:
+        """_reads when every key read non-empty is plain, without a loop over the reads.
+
+        Each key's first non-empty read inserted it into read_values, as into
+        `longest` below. A read ending in an intermediate append is read by a
+        reader read_index lists; its reads are walked in program order, as the
+        loop over the reads would.
+        """
+        read_values, intermediate = self.read_values, self.intermediate
+        longest = {k: (read_values[k][lr], lr) for k, lr in self.longest_read.items()}
+        if intermediate:
+            read_index, txns = self.read_index, self.txns
+            readers = sorted({r for kv in intermediate for r in read_index.get(kv, ())})
+            for tid in readers:
+                for f, k, v in txns[tid].mops:
+                    if f == "r" and v and (k, v[-1]) in intermediate:
+                        self._intermediate_read(tid, k, v)
+        return longest
+
+    def _reads(self, longest: dict[Any, tuple[int, tuple[Any, ...]]], plain: set[Any]) -> None:
+        """G1b, duplicate-elements and the elements of reads of non-plain keys, read by read."""
+        txns = self.txns
+        order_tuple, intermediate = self.order_tuple, self.intermediate
         read_values, longest_read = self.read_values, self.longest_read
         for tid, k, v in self.reads:
             if k in plain:
@@ -244,14 +280,6 @@ class ListAppendAnalysis:
                 self._check_elements(tid, k, v, v)
             if v and (k, v[-1]) in intermediate:
                 self._intermediate_read(tid, k, v)
-        for k, (tid, v) in longest.items():
-            self._check_elements(tid, k, v, v)
-        for t in self.twice:  # committed txns with two micro-ops on one key
-            self._internal(t)
-        self._reordered_appends()
-        self._lost_updates()
-        self._dirty_updates()
-        self._lost_appends()
 
     def _intermediate_read(self, tid: int, k: Any, v: tuple[Any, ...]) -> None:
         """G1b: `tid` read an element its writer appended to the key again later."""
