@@ -131,39 +131,87 @@ def transactions(ops: Sequence[Op]) -> list[Txn]:
 
     Non-transaction client ops (f other than txn/None) and nemesis ops are
     ignored, as Elle does with non-client ops.
+
+    One pass over the history (the ops are touched once, while in the CPU
+    cache): a transaction gets its id when invoked and is built when it
+    completes. A malformed micro-op is remembered by id, and the one of the
+    earliest transaction is raised at the end, as a pass in invocation order
+    would.
     """
-    running: dict[Any, list[Any] | None] = {}
-    slots: list[list[Any]] = []  # [invoke position, invoke, completion position, completion]
+    txns: list[Any] = []  # Txn, or None while open
+    running: dict[Any, tuple[int, int, Op]] = {}  # process -> (txn id or -1, position, invoke)
+    dropped: list[tuple[int, int, Op]] = []  # invokes left open by a later one
+    errors: dict[int, HistoryError] = {}
     for pos, op in enumerate(ops):
         if op.type == "invoke":
-            slot = [pos, op, None, None]
-            running[op.process] = slot  # an earlier open invoke stays indeterminate
-            slots.append(slot)
-        else:
-            began = running.pop(op.process, None)
-            if began is None:
-                slots.append([pos, op, pos, op])
-            else:
-                began[2], began[3] = pos, op
-    txns: list[Txn] = []
-    for inv_pos, inv, comp_pos, comp in slots:
-        if inv.f not in (None, "txn") or inv.process == "nemesis":
+            tid = -1
+            if (op.f is None or op.f == "txn") and op.process != "nemesis":
+                tid = len(txns)
+                txns.append(None)
+            # an earlier open invoke stays indeterminate
+            if (was := running.get(op.process)) is not None and was[0] >= 0:
+                dropped.append(was)
+            running[op.process] = (tid, pos, op)
             continue
-        if comp is None or comp.type == "info":
-            kind = "info"
-            # Reads of an indeterminate txn are unknown; its writes are the invoked ones.
-            mops = _mops(inv.value if inv.type == "invoke" else comp.value if comp else None,
-                         inv, reads_known=False)
-        elif comp.type == "fail":
-            kind = "fail"
-            mops = _mops(comp.value if comp.value is not None else inv.value, comp,
-                         reads_known=False)
+        began = running.pop(op.process, None)
+        if began is None:  # a completion alone: its own invoke
+            if (op.f is not None and op.f != "txn") or op.process == "nemesis":
+                continue
+            tid, inv_pos, inv = len(txns), pos, op
+            txns.append(None)
         else:
-            kind = "ok"
-            mops = _mops(comp.value, comp, reads_known=True)
-        txns.append(Txn(len(txns), kind, inv.process, inv.index,
-                        comp.index if comp is not None else inv.index, inv_pos,
-                        comp_pos if comp is not None and comp is not inv else None, mops))
+            tid, inv_pos, inv = began
+            if tid < 0:
+                continue
+        kind = op.type
+        try:
+            if kind == "info":
+                # Reads of an indeterminate txn are unknown; its writes are the invoked ones.
+                mops = _mops(inv.value if inv.type == "invoke" else op.value, inv, False)
+            elif kind == "fail":
+                mops = _mops(op.value if op.value is not None else inv.value, op, False)
+            else:
+                kind = "ok"
+                value = op.value
+                fast: list[Mop] | None = None
+                if type(value) is list:  # _mops, inlined for the usual shapes
+                    out: list[Mop] = []
+                    append = out.append
+                    for m in value:
+                        if type(m) is not list or len(m) != 3:
+                            break
+                        f, k, v = m
+                        if type(f) is not str or (type(k) is not int and type(k) is not str):
+                            break
+                        if v is not None and type(v) is not int:
+                            if type(v) is not list:
+                                break
+                            v = tuple(v)
+                            try:
+                                hash(v)
+                            except TypeError:
+                                break
+                        append((f, k, v))
+                    else:
+                        fast = out
+                # anything else: _mops decides, and names what is wrong
+                mops = fast if fast is not None else _mops(value, op, True)
+        except HistoryError as e:
+            errors[tid] = e
+            mops = []
+        txns[tid] = Txn(tid, kind, inv.process, inv.index, op.index, inv_pos,
+                        pos if op is not inv else None, mops)
+    for tid, inv_pos, inv in chain(dropped, running.values()):
+        if tid < 0:
+            continue
+        try:
+            mops = _mops(inv.value, inv, False)
+        except HistoryError as e:
+            errors[tid] = e
+            mops = []
+        txns[tid] = Txn(tid, "info", inv.process, inv.index, inv.index, inv_pos, None, mops)
+    if errors:
+        raise errors[min(errors)]
     return txns
 
 
