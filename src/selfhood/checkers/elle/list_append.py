@@ -18,8 +18,8 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from functools import partial
-from itertools import accumulate, chain, pairwise, repeat
-from operator import gt, itemgetter
+from itertools import accumulate, chain, islice, pairwise, repeat
+from operator import gt, itemgetter, le
 from typing import Any, cast
 
 from selfhood.checkers.elle.graph import PROCESS, REALTIME, RW, WR, WW, DepGraph
@@ -438,50 +438,60 @@ class ListAppendAnalysis:
         """
         txns = self.txns
         invoked = [t.invoke_pos for t in txns]
-        reads_by_key: dict[Any, list[tuple[int, tuple[Any, ...]]]] = {}
-        for tid, k, v in self.reads:
-            got = reads_by_key.get(k)
+        # each key's ok reads, as they are in self.reads (no new tuple a read)
+        reads_by_key: dict[Any, list[tuple[int, Any, tuple[Any, ...]]]] = {}
+        for r in self.reads:
+            got = reads_by_key.get(r[1])
             if got is None:
-                reads_by_key[k] = [(invoked[tid], v)]
+                reads_by_key[r[1]] = [r]
             else:
-                got.append((invoked[tid], v))
+                got.append(r)
         acked = [t.complete_pos if t.type == "ok" else None for t in txns]
-        appends_by_key: dict[Any, tuple[list[Any], list[int]]] = {}
-        for (k, e), w in self.writer.items():
-            if acked[w] is not None and k in reads_by_key:
-                got_a = appends_by_key.get(k)
-                if got_a is None:
-                    appends_by_key[k] = ([e], [w])
-                else:
-                    got_a[0].append(e)
+        # each read key's acknowledged appends: elements and writers, in writer order
+        appends_by_key: dict[Any, tuple[list[Any], list[int]]] = {
+            k: ([], []) for k in reads_by_key}
+        for kv, w in self.writer.items():
+            if acked[w] is not None:
+                got_a = appends_by_key.get(kv[0])
+                if got_a is not None:
+                    got_a[0].append(kv[1])
                     got_a[1].append(w)
-        first, second = itemgetter(0), itemgetter(1)
         unseen = len(acked) + 1  # beyond any position: "no read began after the ack"
+        lost: dict[Any, list[str]] = {}
         for k, (es, ws) in appends_by_key.items():
+            if not es:
+                continue
             rs = reads_by_key[k]
-            rs.sort(key=first)  # stable, and mostly in order already
-            starts = list(map(first, rs))
+            starts = list(map(invoked.__getitem__, map(itemgetter(0), rs)))
+            if not all(map(le, starts, islice(starts, 1, None))):
+                by_start = sorted(range(len(rs)), key=starts.__getitem__)  # stable
+                rs = list(map(rs.__getitem__, by_start))
+                starts = list(map(starts.__getitem__, by_start))
             later = list(map(partial(bisect_right, starts), map(acked.__getitem__, ws)))
             if k in self.incompatible_keys:
-                seen = [i >= len(rs) or any(e in v for _, v in rs[i:])
+                seen = [i >= len(rs) or any(e in r[2] for r in rs[i:])
                         for e, i in zip(es, later, strict=True)]
             else:
                 # the longest read that began at or after each read, and an element
                 # not in the order at an impossible position
-                longest_after = list(accumulate(map(len, map(second, reversed(rs))), max))
+                longest_after = list(accumulate(map(len, map(itemgetter(2), reversed(rs))),
+                                                max))
                 longest_after.reverse()
                 longest_after.append(unseen + 1)
                 seen = list(map(gt, map(longest_after.__getitem__, later),
                                 map(self.pos.get(k, {}).get, es, repeat(unseen))))
             if all(seen):
                 continue
-            for e, w, i, ok in zip(es, ws, later, seen, strict=True):
-                if not ok:
-                    self.add("lost-append",
-                             f"{txns[w].name()} appended {_show(e)} to key {_show(k)} and was "
-                             f"acknowledged, but none of the {len(rs) - i} reads of "
-                             f"{_show(k)} that began later contains it "
-                             f"(the last read {_show(rs[-1][1])})")
+            lost[k] = [f"{txns[w].name()} appended {_show(e)} to key {_show(k)} and was "
+                       f"acknowledged, but none of the {len(rs) - i} reads of "
+                       f"{_show(k)} that began later contains it "
+                       f"(the last read {_show(rs[-1][2])})"
+                       for e, w, i, ok in zip(es, ws, later, seen, strict=True) if not ok]
+        if lost:  # keys in the order of their first acknowledged append
+            for k in dict.fromkeys(kv[0] for kv, w in self.writer.items()
+                                   if acked[w] is not None and kv[0] in lost):
+                for text in lost[k]:
+                    self.add("lost-append", text)
 
     # --- explanations ------------------------------------------------------------------
 
