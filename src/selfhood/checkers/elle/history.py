@@ -138,31 +138,29 @@ def transactions(ops: Sequence[Op]) -> list[Txn]:
     earliest transaction is raised at the end, as a pass in invocation order
     would.
     """
-    txns: list[Any] = []  # Txn, or None while open
-    running: dict[Any, tuple[int, int, Op]] = {}  # process -> (txn id or -1, position, invoke)
-    dropped: list[tuple[int, int, Op]] = []  # invokes left open by a later one
+    txns: list[Any] = []  # Txn, or (position, invoke) while open
+    running: dict[Any, int] = {}  # process -> its open invoke's txn id (-1: not a txn)
     errors: dict[int, HistoryError] = {}
+    built = 0
     for pos, op in enumerate(ops):
         if op.type == "invoke":
-            tid = -1
-            if (op.f is None or op.f == "txn") and op.process != "nemesis":
-                tid = len(txns)
-                txns.append(None)
-            # an earlier open invoke stays indeterminate
-            if (was := running.get(op.process)) is not None and was[0] >= 0:
-                dropped.append(was)
-            running[op.process] = (tid, pos, op)
+            # an earlier open invoke of the process stays indeterminate
+            if ((f := op.f) is None or f == "txn") and op.process != "nemesis":
+                running[op.process] = len(txns)
+                txns.append((pos, op))
+            else:
+                running[op.process] = -1
             continue
-        began = running.pop(op.process, None)
-        if began is None:  # a completion alone: its own invoke
-            if (op.f is not None and op.f != "txn") or op.process == "nemesis":
+        tid = running.pop(op.process, None)
+        if tid is None:  # a completion alone: its own invoke
+            if ((f := op.f) is not None and f != "txn") or op.process == "nemesis":
                 continue
             tid, inv_pos, inv = len(txns), pos, op
             txns.append(None)
+        elif tid < 0:
+            continue
         else:
-            tid, inv_pos, inv = began
-            if tid < 0:
-                continue
+            inv_pos, inv = txns[tid]
         kind = op.type
         try:
             if kind == "info":
@@ -201,15 +199,18 @@ def transactions(ops: Sequence[Op]) -> list[Txn]:
             mops = []
         txns[tid] = Txn(tid, kind, inv.process, inv.index, op.index, inv_pos,
                         pos if op is not inv else None, mops)
-    for tid, inv_pos, inv in chain(dropped, running.values()):
-        if tid < 0:
-            continue
-        try:
-            mops = _mops(inv.value, inv, False)
-        except HistoryError as e:
-            errors[tid] = e
-            mops = []
-        txns[tid] = Txn(tid, "info", inv.process, inv.index, inv.index, inv_pos, None, mops)
+        built += 1
+    if built < len(txns):  # invokes that never completed
+        for tid, t in enumerate(txns):
+            if type(t) is not tuple:
+                continue
+            inv_pos, inv = t
+            try:
+                mops = _mops(inv.value, inv, False)
+            except HistoryError as e:
+                errors[tid] = e
+                mops = []
+            txns[tid] = Txn(tid, "info", inv.process, inv.index, inv.index, inv_pos, None, mops)
     if errors:
         raise errors[min(errors)]
     return txns
