@@ -51,7 +51,11 @@ class ListAppendAnalysis:
         self.reads: list[tuple[int, Any, tuple[Any, ...]]] = []
         self.order: dict[Any, list[Any]] = {}
         self.pos: dict[Any, dict[Any, int]] = {}
+        # (key, last element or INIT) -> readers, for keys not in plain_info
         self.read_index: dict[tuple[Any, Any], list[int]] = {}
+        # key -> (pos, writer of each element, readers of each read length); see _edges
+        self.plain_info: dict[Any, tuple[dict[Any, int], list[int | None],
+                                         list[list[int] | None]]] = {}
         self.order_tuple: dict[Any, tuple[Any, ...]] = {}
         # (txn id, key, its appends to that key in program order), for txns
         # appending to one key more than once
@@ -162,12 +166,37 @@ class ListAppendAnalysis:
     # --- edges -------------------------------------------------------------------
 
     def _edges(self) -> None:
-        g = self.graph
-        adj = g.adj
+        adj = self.graph.adj
         writer = self.writer
         read_index = self.read_index
         failed = self.failed
+        order, pos = self.order, self.pos
+        # Keys whose reads are all prefixes of a duplicate-free version order o
+        # (see _non_cycle): a read of length L is the state after o[L - 1],
+        # whose writer and readers sit at index L - 1 and L of two lists, with
+        # no (key, element) tuple to build and hash per read or append.
+        plain_info = self.plain_info
+        for k, lr in self.longest_read.items():
+            o = order[k]
+            if k not in self.incompatible_keys and len(lr) == len(o) and INIT not in pos[k]:
+                plain_info[k] = (pos[k], list(map(writer.get, zip(repeat(k), o))),
+                                 [None] * (len(o) + 1))
         for tid, k, v in self.reads:
+            info = plain_info.get(k)
+            if info is not None:
+                n = len(v)
+                if n:
+                    w = info[1][n - 1]
+                    if w is not None and w != tid and not failed[w]:
+                        row = adj[w]
+                        row[tid] = row.get(tid, 0) | WR
+                by_len = info[2]
+                got = by_len[n]
+                if got is None:
+                    by_len[n] = [tid]
+                else:
+                    got.append(tid)
+                continue
             if v:
                 ks = (k, v[-1])
                 w = writer.get(ks)
@@ -184,28 +213,52 @@ class ListAppendAnalysis:
         # each element's predecessor in its key's order (INIT for the first), and the
         # last element, which precedes every append nobody read (see _prev)
         before = {k: (dict(zip(o, chain((INIT,), o), strict=False)), o[-1])
-                  for k, o in self.order.items() if o}
-        no_readers: list[int] = []
+                  for k, o in order.items() if o and k not in plain_info}
         # the writer map holds every append in txn order, as the loop over txns would
         for kv, tid in writer.items():
             if failed[tid]:
                 continue
             k = kv[0]
-            got_b = before.get(k)
-            if got_b is None:
-                kp = (k, INIT)
-            else:
-                prev = got_b[0].get(kv[1], got_b[1])
-                kp = (k, prev)
-                if prev is not INIT:
-                    w = writer.get(kp)
+            info = plain_info.get(k)
+            if info is not None:
+                ws = info[1]
+                i = info[0].get(kv[1], len(ws))  # nobody read it: after the last
+                if i:
+                    w = ws[i - 1]
                     if w is not None and w != tid and not failed[w]:
                         row = adj[w]
                         row[tid] = row.get(tid, 0) | WW
-            for r in read_index.get(kp, no_readers):
-                if r != tid:
-                    row = adj[r]
-                    row[tid] = row.get(tid, 0) | RW
+                rs = info[2][i]
+            else:
+                got_b = before.get(k)
+                if got_b is None:
+                    kp = (k, INIT)
+                else:
+                    prev = got_b[0].get(kv[1], got_b[1])
+                    kp = (k, prev)
+                    if prev is not INIT:
+                        w = writer.get(kp)
+                        if w is not None and w != tid and not failed[w]:
+                            row = adj[w]
+                            row[tid] = row.get(tid, 0) | WW
+                rs = read_index.get(kp)
+            if rs is not None:
+                for r in rs:
+                    if r != tid:
+                        row = adj[r]
+                        row[tid] = row.get(tid, 0) | RW
+
+    def _readers(self, k: Any, x: Any) -> list[int] | tuple[()]:
+        """The ok readers of key k whose read ended in element x (INIT: empty)."""
+        info = self.plain_info.get(k)
+        if info is None:
+            return self.read_index.get((k, x), ())
+        if x is INIT:
+            return info[2][0] or ()
+        i = info[0].get(x)
+        if i is None:
+            return ()
+        return info[2][i + 1] or ()
 
     # --- non-cycle anomalies ---------------------------------------------------------
 
@@ -224,8 +277,10 @@ class ListAppendAnalysis:
         else:
             longest = {}
             self._reads(longest, plain)
+        plain_info = self.plain_info
         for k, (tid, v) in longest.items():
-            self._check_elements(tid, k, v, v)
+            info = plain_info.get(k)
+            self._check_elements(tid, k, v, v, None if info is None else info[1])
         for t in self.twice:  # committed txns with two micro-ops on one key
             self._internal(t)
         self._reordered_appends()
@@ -238,14 +293,14 @@ class ListAppendAnalysis:
 
         Each key's first non-empty read inserted it into read_values, as into
         `longest` below. A read ending in an intermediate append is read by a
-        reader read_index lists; its reads are walked in program order, as the
+        reader _readers lists; its reads are walked in program order, as the
         loop over the reads would.
         """
         read_values, intermediate = self.read_values, self.intermediate
         longest = {k: (read_values[k][lr], lr) for k, lr in self.longest_read.items()}
         if intermediate:
-            read_index, txns = self.read_index, self.txns
-            readers = sorted({r for kv in intermediate for r in read_index.get(kv, ())})
+            txns = self.txns
+            readers = sorted({r for k, e in intermediate for r in self._readers(k, e)})
             for tid in readers:
                 for f, k, v in txns[tid].mops:
                     if f == "r" and v and (k, v[-1]) in intermediate:
@@ -292,9 +347,12 @@ class ListAppendAnalysis:
                             "later (intermediate read)")
 
     def _check_elements(self, tid: int, k: Any, v: tuple[Any, ...],
-                        elements: tuple[Any, ...]) -> None:
-        """garbage-read and G1a for these elements of read `v` by `tid`."""
-        writers = list(map(self.writer.get, zip(repeat(k), elements)))
+                        elements: tuple[Any, ...],
+                        writers: list[int | None] | None = None) -> None:
+        """garbage-read and G1a for these elements of read `v` by `tid` (their writers,
+        if known)."""
+        if writers is None:
+            writers = list(map(self.writer.get, zip(repeat(k), elements)))
         if None not in writers and not any(
                 map(self.failed.__getitem__, cast(list[int], writers))):
             return  # every element written, by no failed txn (all at C speed)
@@ -514,7 +572,7 @@ class ListAppendAnalysis:
                 if rel == WW and prev is not INIT and self.writer.get((k, prev)) == a:
                     return (f"{tb.name()} appended {_show(v)} to key {_show(k)} after "
                             f"{ta.name()} appended {_show(prev)}")
-                if rel == RW and a in self.read_index.get((k, prev), ()):
+                if rel == RW and a in self._readers(k, prev):
                     if prev is INIT:
                         return (f"{ta.name()} read key {_show(k)} empty, and {tb.name()}'s "
                                 f"append of {_show(v)} is its first element")
