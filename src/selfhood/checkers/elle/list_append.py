@@ -188,8 +188,7 @@ class ListAppendAnalysis:
                 if n:
                     w = info[1][n - 1]
                     if w is not None and w != tid and not failed[w]:
-                        row = adj[w]
-                        row[tid] = row.get(tid, 0) | WR
+                        adj[w][tid] = WR  # the first edges: no other relation yet
                 by_len = info[2]
                 got = by_len[n]
                 if got is None:
@@ -201,8 +200,7 @@ class ListAppendAnalysis:
                 ks = (k, v[-1])
                 w = writer.get(ks)
                 if w is not None and w != tid and not failed[w]:
-                    row = adj[w]
-                    row[tid] = row.get(tid, 0) | WR
+                    adj[w][tid] = WR
             else:
                 ks = (k, INIT)
             got = read_index.get(ks)
