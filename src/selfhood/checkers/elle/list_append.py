@@ -18,7 +18,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Sequence
 from functools import partial
-from itertools import accumulate, chain, islice, pairwise, repeat
+from itertools import accumulate, chain, compress, islice, pairwise, repeat
 from operator import gt, itemgetter, le
 from typing import Any, cast
 
@@ -463,10 +463,17 @@ class ListAppendAnalysis:
         if not any(failed):
             return  # no failed append to build on
         # only a key with a failed append can have a committed one on top of it
-        with_failed = {kv[0] for kv, w in writer.items() if failed[w]}
+        with_failed = {k for t in compress(txns, failed)
+                       for f, k, _ in t.mops if f == "append"}
+        plain_info = self.plain_info
         for k, order in self.order.items():
             if k not in with_failed:
                 continue
+            info = plain_info.get(k)
+            if info is not None:
+                ws = info[1]
+                if None not in ws and not any(map(failed.__getitem__, cast(list[int], ws))):
+                    continue  # no failed append in the order (C speed): none built on
             t1_type = "ok"
             t1: Txn | None = None  # None: the initial state
             span: list[Any] = []
