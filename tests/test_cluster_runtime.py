@@ -165,7 +165,9 @@ def test_sim_and_cluster_agree_on_the_qualitative_verdicts(netns_cluster: Path,
                          check_time_limit_s=20).results["modes"][mode]
     got = {k: (r["valid"], bool(r["anomalies"]), r["identity"]["forks"] > 0)
            for k, r in (("sim", sim), ("cluster", real))}
-    assert got["sim"] == got["cluster"], got
+    # on a mismatch, say what each runtime found (a real run cannot be replayed)
+    assert got["sim"] == got["cluster"], (got, {"sim": sim["anomalies"],
+                                                "cluster": real["anomalies"]})
     assert leftovers(netns_cluster) == []
 
 
