@@ -47,7 +47,7 @@ from typing import Any
 
 from selfhood.chaos.cluster import ENV_STATE_DIR, ClusterManager, kafka_classpath
 from selfhood.eventlog.cli import bench_events, run_bench
-from selfhood.eventlog.kafka import KafkaEventLog
+from selfhood.eventlog.kafka import KafkaEventLog, delete_topic
 from selfhood.eventlog.partitioning import partition_for
 from selfhood.eventlog.sqlite import SqliteEventLog
 from selfhood.events import encode
@@ -193,17 +193,6 @@ async def bench_end_offsets(bootstrap: str, calls: int) -> dict[str, Any]:
         "spread": {"own_ms": spread([x * 1000 for x in own], 1),
                    "reader_ms": spread([x * 1000 for x in reader], 1)},
     }
-
-
-async def delete_topic(bootstrap: str, topic: str) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([topic])
-    finally:
-        await admin.close()
 
 
 # --- embedded -------------------------------------------------------------------------

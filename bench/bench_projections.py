@@ -38,7 +38,7 @@ from typing import Any
 from selfhood.chaos.cluster import ENV_STATE_DIR, ClusterManager
 from selfhood.eventlog.base import EventLog, scan
 from selfhood.eventlog.cli import bench_events
-from selfhood.eventlog.kafka import KafkaEventLog
+from selfhood.eventlog.kafka import KafkaEventLog, delete_topic
 from selfhood.eventlog.sqlite import SqliteEventLog
 from selfhood.events import Event
 from selfhood.projections.projector import Projector, replay_log
@@ -158,14 +158,7 @@ async def main() -> None:
             got = await replay(klog)
             assert {i: fingerprint(s) for i, s in got.items()} == want
             times = await timed(lambda: replay(klog), reps)
-        from aiokafka.admin import AIOKafkaAdminClient
-
-        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-        await admin.start()
-        try:
-            await admin.delete_topics([topic])
-        finally:
-            await admin.close()
+        await delete_topic(bootstrap, topic)
         results["replay_kafka_eps"] = len(events) / median(times)
         results["replay_kafka_cpu_eps"] = len(events) / median(CPU)
 

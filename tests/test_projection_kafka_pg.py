@@ -121,6 +121,8 @@ async def _kill_and_restart(cmd: list[str], db_url: str, kills: int,
 
 
 def test_kafka_into_postgres_survives_kill_9(kafka_bootstrap: str, database_url: str) -> None:
+    from selfhood.eventlog.kafka import delete_topic
+
     rng = random.Random(7)
     topic = f"proj-it-{uuid.uuid4().hex[:8]}"
     log_url = f"kafka://{kafka_bootstrap}/{topic}?partitions=4"
@@ -132,18 +134,6 @@ def test_kafka_into_postgres_survives_kill_9(kafka_bootstrap: str, database_url:
     finally:
         asyncio.run(drop_postgres_database(db))
         asyncio.run(delete_topic(kafka_bootstrap, topic))
-
-
-async def delete_topic(bootstrap: str, topic: str) -> None:
-    """Remove the test's topic from the shared cluster."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.delete_topics([topic])
-    finally:
-        await admin.close()
 
 
 def _kill_test_body(log_url: str, db: str, events: list[Event], rng: random.Random) -> None:

@@ -590,3 +590,13 @@ class KafkaEventLog(EventLogBase):
         if self._producer is None:
             raise LogClosed(f"kafka log {self.topic} is not started")
         return list(self._partitions)
+
+
+async def delete_topic(bootstrap: str, topic: str) -> None:
+    """Remove a topic (a test's or a benchmark's own log) from a cluster we share."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([topic])
+    finally:
+        await admin.close()
