@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,9 +20,12 @@ from typing import Any
 import pytest
 
 from cluster_runtime_support import leftovers
+from selfhood.chaos.cluster_world import clientproc
+from selfhood.chaos.cluster_world.world import ClusterRuntime
 from selfhood.chaos.runner import run_experiment
 from selfhood.checkers.formats import parse_jsonl
 from selfhood.checkers.history import Op
+from selfhood.errors import ChaosError
 from selfhood.spec import ExperimentSpec, NemesisOp, with_overrides
 
 pytestmark = [pytest.mark.kafka,
@@ -58,9 +62,24 @@ def _acked_appends_kept(history: list[Op]) -> list[str]:
     return lost
 
 
-def _selfhood(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "selfhood", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=600, check=False)
+def _selfhood(*args: str, cwd: Path, limit_s: float = 600) -> subprocess.CompletedProcess[str]:
+    """Run the CLI; past ``limit_s`` it gets SIGTERM (and cleans up as on Ctrl-C), then
+    the test fails showing what it printed, never leaving its processes behind."""
+    argv = [sys.executable, "-m", "selfhood", *args]
+    with subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                out, err = proc.communicate(timeout=90)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                out, err = proc.communicate()
+            pytest.fail(f"selfhood {' '.join(args)} ran past {limit_s:.0f} s; it printed:\n"
+                        f"{err[-4000:]}")
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def test_default_experiment_on_the_cluster(netns_cluster: Path, tmp_path: Path) -> None:
@@ -216,4 +235,47 @@ def test_a_crash_of_the_owner_always_measures_a_failover_gap(netns_cluster: Path
     assert f["measured"] == 1 and f["p50_ms"] > 0, f
     assert m["stats"]["crashes"] == 1 and m["stats"]["restarts"] == 1
     assert m["valid"] is True, m["checks"]
+    assert leftovers(netns_cluster) == []
+
+
+# -- a run ends, saying why: never a hang ----------------------------------------------
+
+def test_a_fault_past_its_bound_ends_the_run_naming_it_and_leaves_nothing(
+        netns_cluster: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A restart takes longer than 1 s (a Python process starts and joins the group):
+    with the fault bound lowered to 1 s, the run stops with that fault's name."""
+    monkeypatch.setattr(ClusterRuntime, "nemesis_limit_s", property(lambda self: 1.0))
+    spec = _spec(modes=("sequential",), time_limit_s=3.0, quiesce_ms=300, schedule=(
+        NemesisOp(at_ms=300, f="crash", value="r1"),
+        NemesisOp(at_ms=800, f="restart", value="r1")))
+    with pytest.raises(ChaosError, match=r"nemesis restart 'r1' did not finish within 1 s"):
+        run_experiment(spec, check_time_limit_s=20)
+    assert leftovers(netns_cluster) == []
+
+
+def test_a_load_past_its_bound_ends_the_run_saying_where_it_waited(
+        netns_cluster: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The load (4 s) cannot finish within a bound of 2 s: the run stops at the bound,
+    naming what was open and where the interpreter waited, and cleans up."""
+    monkeypatch.setattr(ClusterRuntime, "load_bound_s", lambda self, heal_ops: 2.0)
+    spec = _spec(modes=("sequential",), time_limit_s=4.0)
+    t0 = time.monotonic()
+    with pytest.raises(ChaosError) as err:
+        run_experiment(spec, check_time_limit_s=20)
+    msg = str(err.value)
+    assert "the load did not finish within 2 s" in msg, msg
+    assert "ops recorded" in msg and "interpreter thread at" in msg, msg
+    assert time.monotonic() - t0 < 90
+    assert leftovers(netns_cluster) == []
+
+
+def test_losing_the_client_process_answers_ends_the_run(
+        netns_cluster: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An answer line longer than the harness reads (lowered here to 64 bytes) ends the
+    run at once with the reason, instead of every later op timing out as if the system
+    had failed."""
+    monkeypatch.setattr(clientproc, "LINE_LIMIT", 64)
+    spec = _spec(modes=("sequential",), time_limit_s=3.0)
+    with pytest.raises(ChaosError, match="reading the client process's answers failed"):
+        run_experiment(spec, check_time_limit_s=20)
     assert leftovers(netns_cluster) == []

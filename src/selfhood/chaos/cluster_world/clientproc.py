@@ -23,6 +23,10 @@ from typing import Any
 
 import aiohttp
 
+#: the longest line one call or answer may be (a final read carries a whole state; the
+#: streams' default of 64 KiB would end the connection on a long conversation)
+LINE_LIMIT = 64 * 1024 * 1024
+
 
 async def _call(session: aiohttp.ClientSession, msg: dict[str, Any]) -> dict[str, Any]:
     rid = msg.get("id")
@@ -81,7 +85,7 @@ async def main(path: str) -> None:
     connector = aiohttp.TCPConnector(limit=0, force_close=False, enable_cleanup_closed=True)
     async with aiohttp.ClientSession(connector=connector) as session:
         server = await asyncio.start_unix_server(
-            lambda r, w: _serve_conn(session, r, w), path=path)
+            lambda r, w: _serve_conn(session, r, w), path=path, limit=LINE_LIMIT)
         sys.stdout.write(f"client process ready on {path}\n")
         sys.stdout.flush()
         async with server:

@@ -38,6 +38,7 @@ import random
 import secrets
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -61,6 +62,10 @@ REPLICA_PORT: Final = 8470
 READY_TIMEOUT_S: Final = 90.0
 #: a restarted replica must print its "listening" line within this
 RESTART_TIMEOUT_S: Final = 30.0
+#: the projection of a mode's topic into PostgreSQL (after the load) is given this long
+PROJECT_LIMIT_S: Final = 120.0
+#: slack on top of every computed bound (a loaded machine is slow, not stuck)
+SLACK_S: Final = 60.0
 #: the client process's node (namespace)
 CLIENT_NODE: Final = "client"
 #: every replica process a run starts is named <prefix><run id>-<mode>-<replica>
@@ -190,9 +195,12 @@ class ClusterWorld:
         self.interp: Interpreter | None = None
         self.nemesis_pending = 0
         self.cancelled = False
+        self.failure = "cluster run cancelled"
 
-    def cancel(self) -> None:
+    def cancel(self, reason: str = "cluster run cancelled") -> None:
         """Make the interpreter's thread stop (Ctrl-C or an error on the loop's side)."""
+        if not self.cancelled:
+            self.failure = reason
         self.cancelled = True
         self.q.put(("cancel",))
 
@@ -209,7 +217,7 @@ class ClusterWorld:
 
     def nemesis(self, op: OpRequest) -> None:
         self.nemesis_pending += 1
-        fut = asyncio.run_coroutine_threadsafe(self.runtime.nemesis(op), self.loop)
+        fut = asyncio.run_coroutine_threadsafe(self.runtime.bounded_nemesis(op), self.loop)
         fut.add_done_callback(lambda f: self.q.put(("nemesis", op, f)))
 
     def step_until(self, wake: int | None) -> None:
@@ -220,7 +228,7 @@ class ClusterWorld:
         heap = self.heap
         while True:
             if self.cancelled:
-                raise ChaosError("cluster run cancelled")
+                raise ChaosError(self.failure)
             now = self.now
             while tq and tq[0][1] not in opened:
                 tq.popleft()
@@ -254,6 +262,8 @@ class ClusterWorld:
             self.nemesis_pending -= 1
             try:
                 value = fut.result()
+            except ChaosError:  # it says which already
+                raise
             except BaseException as exc:  # a failed fault ends the run, saying which
                 raise ChaosError(f"nemesis {op.f} {op.value!r} failed: {exc!r}") from exc
             interp.nemesis_done(op, value)
@@ -309,6 +319,9 @@ class ClusterRuntime:
         self.client_reader: asyncio.StreamReader | None = None
         self.client_writer: asyncio.StreamWriter | None = None
         self.client_task: asyncio.Task[None] | None = None
+        self.world: ClusterWorld | None = None  # the running mode's, while its load runs
+        #: nemesis ops running now: the op, when it started, and its task (for a stuck run)
+        self.faults: dict[int, tuple[OpRequest, float, asyncio.Task[Any]]] = {}
         self.waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.call_ids = itertools.count(1)
         self.replicas: dict[str, ReplicaProc] = {}
@@ -327,6 +340,7 @@ class ClusterRuntime:
         self.system = spec.system  # a user's service instead of `selfhood replica serve`
         self.relay: Any = None  # system.DbRelay: PostgreSQL on the bridge, cut per node
         self.db_url = ""
+        self.client_lost = ""  # why the client process's answers stopped, if they did
 
     # -- lifecycle --------------------------------------------------------------------
 
@@ -433,16 +447,29 @@ class ClusterRuntime:
                                   "selfhood.chaos.cluster_world.clientproc", str(sock)],
             node=CLIENT_NODE)
         await self.mgr.wait_for_output(self.client_process, "ready", 30.0)
-        self.client_reader, self.client_writer = await asyncio.open_unix_connection(str(sock))
+        from selfhood.chaos.cluster_world.clientproc import LINE_LIMIT
+
+        self.client_reader, self.client_writer = await asyncio.open_unix_connection(
+            str(sock), limit=LINE_LIMIT)
         self.client_task = asyncio.create_task(self._client_replies())
 
     async def _client_replies(self) -> None:
+        """Hand each answer of the client process to its caller; losing them ends the run
+        (every op after would time out, which would look like a system fault)."""
         assert self.client_reader is not None
-        while line := await self.client_reader.readline():
-            msg = json.loads(line)
-            fut = self.waiting.pop(msg.get("id"), None)
-            if fut is not None and not fut.done():
-                fut.set_result(msg)
+        try:
+            while line := await self.client_reader.readline():
+                msg = json.loads(line)
+                fut = self.waiting.pop(msg.get("id"), None)
+                if fut is not None and not fut.done():
+                    fut.set_result(msg)
+            reason = "the client process closed its connection"
+        except (OSError, ValueError) as exc:  # a broken socket, an overlong or bad line
+            reason = f"reading the client process's answers failed: {exc!r}"
+        log = self.mgr.process_log(self.client_process) if self.mgr is not None else None
+        self.client_lost = f"{reason} (see {log})"
+        if self.world is not None:
+            self.world.cancel(self.client_lost)
 
     async def call(self, url: str, body: Any, timeout_s: float) -> dict[str, Any]:
         """One HTTP call from the clients' namespace (through the client process)."""
@@ -464,6 +491,8 @@ class ClusterRuntime:
     def submit(self, replica: str, req: Request, timeout_ms: int,
                out: queue.SimpleQueue[tuple[Any, ...]]) -> None:
         """Send a client request (called on the loop by the interpreter's thread)."""
+        if self.world is None:
+            return  # the mode's load ended (its bound passed) while this was on its way
         t = asyncio.get_running_loop().create_task(self._op(replica, req, timeout_ms, out))
         self.tasks.add(t)
         t.add_done_callback(self.tasks.discard)
@@ -474,7 +503,10 @@ class ClusterRuntime:
                 "token": None if req.token is None else {str(p): o for p, o in req.token.items()},
                 "timeout_ms": timeout_ms}
         url = f"{self.replicas[replica].url}/v1/ops"
-        msg = await self.call(url, body, timeout_ms / 1000 + 1.0)
+        try:
+            msg = await self.call(url, body, timeout_ms / 1000 + 1.0)
+        except TimeoutError:
+            return  # the client process never answered: the interpreter times the op out
         reply = _reply_of(req.req_id, msg)
         if reply is not None:
             out.put(("reply", reply))
@@ -633,7 +665,10 @@ class ClusterRuntime:
     # -- one mode ------------------------------------------------------------------------
 
     async def run_mode(self, mode: str, generator: Generator,
-                       on_progress: Callable[[int, int], None] | None = None) -> ModeResult:
+                       on_progress: Callable[[int, int], None] | None = None, *,
+                       heal_ops: int = 0) -> ModeResult:
+        """Run one mode's load (``heal_ops``: nemesis ops of its final heal, for the bound
+        on how long the load may take) and gather what the replicas and the log hold."""
         spec = self.spec
         self.mode = mode
         self.topic = f"selfhood-run-{self.run_id}-{mode}"
@@ -660,11 +695,16 @@ class ClusterRuntime:
         interp = Interpreter(world, clients, concurrency=spec.concurrency,
                              rng=random.Random(spec.seed))
         world.interp = interp
+        if self.client_lost:
+            raise ChaosError(self.client_lost)
+        self.world = world
         try:
-            history = await asyncio.to_thread(interp.run, generator, on_progress=on_progress)
-        except BaseException:
-            world.cancel()  # the interpreter's thread stops at its next step
-            raise
+            history = await self._interpret(world, generator, on_progress,
+                                            self.load_bound_s(heal_ops))
+        finally:
+            self.world = None
+        self.say(f"[{mode}] load done: {len(history)} ops in {world.now / 1e9:.1f} s; "
+                 "reading the replicas' final state")
         statuses = {r.name: await self.status(r, 3.0) for r in self.replicas.values()}
         fingerprints = {}
         for r in self.replicas.values():
@@ -678,9 +718,14 @@ class ClusterRuntime:
         projection: dict[str, Any] | None = None
         try:
             if not self.system:  # a user's service keeps its state its own way
-                projection = await project_topic(
-                    self.cfg, self.topic, mode, spec.instance_names, fencing=spec.fencing)
-        except Exception as exc:  # reported, not fatal: the verdicts rest on the history
+                self.say(f"[{mode}] projecting {self.topic} into PostgreSQL")
+                async with asyncio.timeout(PROJECT_LIMIT_S):
+                    projection = await project_topic(
+                        self.cfg, self.topic, mode, spec.instance_names, fencing=spec.fencing)
+        except TimeoutError:  # reported, not fatal: the verdicts rest on the history
+            projection = {"error": f"the projection did not finish within "
+                                   f"{PROJECT_LIMIT_S:.0f} s"}
+        except Exception as exc:
             projection = {"error": repr(exc)}
         failover_gaps(self.kills, history)
         _claims_of_kills(self.kills, statuses)
@@ -694,6 +739,112 @@ class ClusterRuntime:
                           {"projection": projection,
                            "instances": fingerprint_table(fingerprints, projection)},
                           self.topic, round(time.monotonic() - t0, 3))
+
+    # -- bounds: a run ends, with an error that says what was stuck --------------------
+
+    @property
+    def nemesis_limit_s(self) -> float:
+        """How long one fault may take: a restart's start and settling are the longest."""
+        settle = max(5.0, 5 * self.spec.session_timeout_ms / 1000)
+        return RESTART_TIMEOUT_S + 10.0 + settle + SLACK_S
+
+    def load_bound_s(self, heal_ops: int) -> float:
+        """How long a mode's interpreter may run: the load, one fault still running at its
+        end and the heal's, the quiet phase and the final reads, each at its own bound."""
+        spec = self.spec
+        reads = len(spec.replica_names) * len(spec.instance_names)
+        op_s = spec.op_timeout_ms / 1000
+        return (spec.time_limit_s + (1 + heal_ops) * self.nemesis_limit_s
+                + spec.quiesce_ms / 1000 + (reads / max(1, spec.concurrency) + 2) * op_s
+                + SLACK_S)
+
+    async def bounded_nemesis(self, op: OpRequest) -> Any:
+        """`nemesis`, given `nemesis_limit_s`; a fault that takes longer ends the run."""
+        task = asyncio.current_task()
+        assert task is not None
+        key = id(task)
+        self.faults[key] = (op, time.monotonic(), task)
+        limit = self.nemesis_limit_s
+        try:
+            async with asyncio.timeout(limit) as cm:
+                return await self.nemesis(op)
+        except TimeoutError:
+            if not cm.expired():
+                raise
+            raise ChaosError(f"nemesis {op.f} {op.value!r} did not finish within "
+                             f"{limit:.0f} s") from None
+        finally:
+            del self.faults[key]
+
+    async def _interpret(self, world: ClusterWorld, generator: Generator,
+                         on_progress: Callable[[int, int], None] | None,
+                         bound_s: float) -> list[Op]:
+        """Run the interpreter in a daemon thread of its own, at most ``bound_s``.
+
+        Not `asyncio.to_thread`: a thread stuck past the bound must not keep the
+        process from ending (the default executor is joined at exit).
+        """
+        interp = world.interp
+        assert interp is not None
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[list[Op]] = loop.create_future()
+        # retrieved even when nobody awaits it any more (the bound passed first)
+        done.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+        def settle(result: list[Op] | None, exc: BaseException | None) -> None:
+            if done.done():
+                return
+            if exc is not None:
+                done.set_exception(exc)
+            else:
+                done.set_result(result or [])
+
+        def work() -> None:
+            try:
+                history = interp.run(generator, on_progress=on_progress)
+            except BaseException as exc:  # handed to the loop, raised there
+                with contextlib.suppress(RuntimeError):  # the loop is gone: nobody waits
+                    loop.call_soon_threadsafe(settle, None, exc)
+            else:
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(settle, history, None)
+
+        thread = threading.Thread(target=work, name=f"interpreter-{self.mode}", daemon=True)
+        thread.start()
+        try:
+            async with asyncio.timeout(bound_s):
+                return await asyncio.shield(done)
+        except TimeoutError:
+            report = self._stuck_report(world, thread, bound_s)
+            world.cancel(report)
+            raise ChaosError(report) from None
+        except BaseException:
+            world.cancel()  # the interpreter's thread stops at its next step
+            raise
+
+    def _stuck_report(self, world: ClusterWorld, thread: threading.Thread,
+                      bound_s: float) -> str:
+        """What a run past its bound was waiting for (one line per cause), with every
+        task's and thread's stack written beside the run's logs."""
+        interp = world.interp
+        now = time.monotonic()
+        causes = [f"nemesis {op.f} {op.value!r} running for {now - t0:.0f} s at "
+                  f"{await_chain(task.get_coro())}" for op, t0, task in self.faults.values()]
+        if interp is not None:
+            causes.append(f"{interp.open_ops} client op(s) open, "
+                          f"{len(interp.history)} ops recorded")
+        frame = sys._current_frames().get(thread.ident or -1)
+        if frame is not None:
+            causes.append(f"interpreter thread at {frame_chain(frame)}")
+        path = self.work / f"stuck-{self.mode}.txt"
+        with contextlib.suppress(OSError):
+            with path.open("w") as out:
+                for task in asyncio.all_tasks():
+                    out.write(f"task {task.get_name()}: {await_chain(task.get_coro())}\n")
+                for ident, f in sys._current_frames().items():
+                    out.write(f"thread {ident}: {frame_chain(f, depth=12)}\n")
+        return (f"[{self.mode}] the load did not finish within {bound_s:.0f} s: "
+                + "; ".join(causes) + f" (all stacks: {path})")
 
     async def _system_database(self) -> str:
         """A fresh PostgreSQL database for this mode's system, as the nodes reach it."""
@@ -862,6 +1013,31 @@ class ClusterRuntime:
                          f"{self.cfg.node_ids}")
 
 
+def _frame_name(frame: Any) -> str:
+    return f"{Path(frame.f_code.co_filename).name}:{frame.f_lineno} {frame.f_code.co_name}"
+
+
+def await_chain(coro: Any) -> str:
+    """Where a suspended coroutine waits: each awaited coroutine's frame, outermost first
+    (`Task.get_stack` shows only the outermost)."""
+    parts: list[str] = []
+    while coro is not None and len(parts) < 16:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None)
+        if frame is not None:
+            parts.append(_frame_name(frame))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
+    return " > ".join(parts) or "?"
+
+
+def frame_chain(frame: Any, depth: int = 4) -> str:
+    """A thread's innermost ``depth`` frames, outermost first."""
+    parts: list[str] = []
+    while frame is not None and len(parts) < depth:
+        parts.append(_frame_name(frame))
+        frame = frame.f_back
+    return " > ".join(reversed(parts))
+
+
 def _reply_of(req_id: int, msg: dict[str, Any]) -> Reply | None:
     """The client process's answer as a core Reply (None: no answer, the op times out)."""
     err = msg.get("error")
@@ -986,7 +1162,8 @@ def run_cluster(spec: ExperimentSpec, schedule: tuple[Any, ...], heal: tuple[Any
         out: dict[str, ModeResult] = {}
         async with rt:
             for mode in spec.modes:
-                out[mode] = await rt.run_mode(mode, experiment_generator(spec, schedule, heal))
+                out[mode] = await rt.run_mode(mode, experiment_generator(spec, schedule, heal),
+                                              heal_ops=len(heal))
         return out
 
     try:
