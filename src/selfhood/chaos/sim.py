@@ -27,8 +27,8 @@ simulated world:
 
 from __future__ import annotations
 
-import gc
 import heapq
+import itertools
 import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, fields, replace
@@ -40,7 +40,7 @@ from selfhood.chaos.client import ClientSessions
 from selfhood.chaos.generator import Generator, OpRequest
 from selfhood.chaos.interpreter import Interpreter
 from selfhood.chaos.nemesis import OWNER, cut_links, owner_target, replica_named
-from selfhood.checkers.history import Op
+from selfhood.checkers.history import Op, paused_gc
 from selfhood.consistency.config import DEFAULT_REPLICA
 from selfhood.consistency.model import DeterministicModel, ModelPort
 from selfhood.consistency.ownership import Coordinator, Grant
@@ -187,7 +187,8 @@ class Simulation:
         self.rcfg = config.replica
         self.now = 0
         self.heap: list[tuple[int, int, int, str, Any, int]] = []
-        self.seq = 0
+        #: the heap's tie-breaker: the next sequence number (a C-level counter)
+        self._next_seq = itertools.count(1).__next__
         self.dmin = int(config.net.delay_ms_min * MS)
         self.dmax = max(self.dmin, int(config.net.delay_ms_max * MS))
         self.dspan = self.dmax - self.dmin + 1
@@ -246,9 +247,8 @@ class Simulation:
         return Clock(now, now + self.skew_ns[name])
 
     def _push(self, t: int, kind: int, dst: str, payload: Any) -> None:
-        self.seq += 1
         inc = self.incarnation.get(dst, 0)
-        heapq.heappush(self.heap, (t, self.seq, kind, dst, payload, inc))
+        heapq.heappush(self.heap, (t, self._next_seq(), kind, dst, payload, inc))
 
     def _send(self, src: str, dst: str, kind: int, payload: Any) -> None:
         self.n_messages += 1
@@ -260,8 +260,7 @@ class Simulation:
             self.n_dropped += 1
             return
         d = self.dmin + int(rng.random() * self.dspan)
-        self.seq += 1
-        heapq.heappush(self.heap, (self.now + d, self.seq, kind, dst, payload,
+        heapq.heappush(self.heap, (self.now + d, self._next_seq(), kind, dst, payload,
                                    self.incarnation.get(dst, 0)))
 
     def _emit(self, src: str, outs: list[Output]) -> None:
@@ -294,8 +293,7 @@ class Simulation:
                 self.n_dropped += 1
                 continue
             d = self.dmin + int(rng.random() * self.dspan)
-            self.seq += 1
-            heapq.heappush(heap, (self.now + d, self.seq, kind, dst, payload,
+            heapq.heappush(heap, (self.now + d, self._next_seq(), kind, dst, payload,
                                   incarnation.get(dst, 0)))
 
     def _model_call(self, name: str, call: ModelCall) -> None:
@@ -509,16 +507,24 @@ class Simulation:
         """Run events until something the generator should see happens (or ``wake``)."""
         heap = self.heap
         pop = heapq.heappop
+        push = heapq.heappush
         interp = self.interp
         tq = interp.timeouts
         opened = self.clients.open
         incarnation = self.incarnation
+        inc_of = incarnation.get
         replicas = self.replicas
         paused = self.paused
         if wake is None and not heap and not tq:
             raise ChaosError("ops still open with nothing left to run")  # pragma: no cover
         skew = self.skew_ns
         new_clock = tuple.__new__  # Clock(t, w) without the namedtuple's Python-level __new__
+        next_seq = self._next_seq
+        draw = self.net_rng.random
+        loss = self.loss
+        dmin, dspan = self.dmin, self.dspan
+        poll_ns = self.poll_ns
+        on_reply = interp.on_reply
         while heap or tq:
             t = heap[0][0] if heap else tq[-1][0] + 1
             if tq and tq[0][0] <= t:
@@ -541,7 +547,8 @@ class Simulation:
                 return
             _, _, kind, dst, payload, inc = pop(heap)
             self.now = t
-            # the frequent kinds handled here (`_on_replica` inlined), the rest in `_dispatch`
+            # the frequent kinds handled here (`_on_replica` and `_emit` inlined), the rest
+            # in `_dispatch`
             if kind <= _GRANT:  # to a replica
                 if inc != incarnation[dst]:
                     continue  # sent to an incarnation that crashed
@@ -549,8 +556,7 @@ class Simulation:
                 if r is None:
                     continue
                 if kind == _TICK:  # the next tick (`_push`, inlined)
-                    self.seq = sq = self.seq + 1
-                    heapq.heappush(heap, (t + self.poll_ns, sq, _TICK, dst, None, inc))
+                    push(heap, (t + poll_ns, next_seq(), _TICK, dst, None, inc))
                 q = paused[dst]
                 if q is not None:
                     if kind != _TICK:
@@ -567,18 +573,46 @@ class Simulation:
                     outs = r.on_tick(now)
                 else:
                     outs = r.on_grant(payload, now)
-                if outs:
-                    self._emit(dst, outs)
+                if not outs:
+                    continue
+                # `_emit(dst, outs)`: the same checks and rng draws, in order
+                blocked = self.blocked
+                msg: Any
+                for o in outs:
+                    typ = type(o)
+                    if typ is Reply:
+                        to, k, msg = CLIENT, _REPLY, o
+                    elif typ is Append:
+                        to, k, msg = LOG, _APPEND, (dst, o)
+                    elif typ is Poll:
+                        to, k, msg = LOG, _POLL, (dst, o)
+                    elif typ is ModelCall:
+                        self._model_call(dst, o)  # type: ignore[arg-type]
+                        continue
+                    else:
+                        assert isinstance(o, Forward)
+                        to, k, msg = o.to, _REQ, o.request
+                    self.n_messages += 1
+                    if blocked and (dst, to) in blocked:
+                        self.n_dropped += 1
+                        continue
+                    if loss and draw() < loss:
+                        self.n_dropped += 1
+                        continue
+                    push(heap, (t + dmin + int(draw() * dspan), next_seq(), k, to, msg,
+                                inc_of(to, 0)))
             elif kind == _REPLY:
-                interp.on_reply(payload)
+                on_reply(payload)
+                if interp.interesting:
+                    return
             elif kind == _APPEND:
                 self._log_append(payload[0], payload[1])
             elif kind == _POLL:
                 self._log_poll(payload[0], payload[1])
             else:
                 self._dispatch(kind, payload)
-            if interp.interesting:
-                return
+                if interp.interesting:
+                    return
         # nothing left to run (every replica down, no op open): time still passes
         # until the generator's wake-up, else it would ask again at the same time forever
         if wake is not None:
@@ -628,11 +662,6 @@ def run_simulation(config: SimConfig, generator: Generator, *, seed: int,
     # The run allocates many small acyclic objects that all live until its end
     # (history, events, log records); the cyclic collector would rescan them
     # again and again for nothing (~10 % of a run), so it is paused meanwhile.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         return Simulation(config, seed, model=model).run(
             generator, time_limit_s=time_limit_s, on_progress=on_progress)
-    finally:
-        if enabled:
-            gc.enable()
