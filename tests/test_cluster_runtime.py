@@ -279,3 +279,19 @@ def test_losing_the_client_process_answers_ends_the_run(
     with pytest.raises(ChaosError, match="reading the client process's answers failed"):
         run_experiment(spec, check_time_limit_s=20)
     assert leftovers(netns_cluster) == []
+
+
+def test_a_projection_past_its_bound_is_reported_with_where_it_waited(
+        netns_cluster: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The projection after the load (lowered here to 10 ms) is cut off and reported; the
+    verdicts, which rest on the history, are still given."""
+    from selfhood.chaos.cluster_world import world
+
+    monkeypatch.setattr(world, "PROJECT_LIMIT_S", 0.01)
+    spec = _spec(modes=("sequential",), time_limit_s=1.0, quiesce_ms=300)
+    m = run_experiment(spec, check_time_limit_s=20).results["modes"]["sequential"]
+    err = m["fingerprints"]["projection"]["error"]
+    assert err.startswith("did not finish within 0 s (waiting at world.py:"), err
+    assert " project_topic > " in err, err
+    assert m["valid"] is True, m["checks"]
+    assert leftovers(netns_cluster) == []

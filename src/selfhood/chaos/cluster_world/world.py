@@ -716,17 +716,9 @@ class ClusterRuntime:
             fingerprints[r.name] = fp
         assert self.cfg is not None
         projection: dict[str, Any] | None = None
-        try:
-            if not self.system:  # a user's service keeps its state its own way
-                self.say(f"[{mode}] projecting {self.topic} into PostgreSQL")
-                async with asyncio.timeout(PROJECT_LIMIT_S):
-                    projection = await project_topic(
-                        self.cfg, self.topic, mode, spec.instance_names, fencing=spec.fencing)
-        except TimeoutError:  # reported, not fatal: the verdicts rest on the history
-            projection = {"error": f"the projection did not finish within "
-                                   f"{PROJECT_LIMIT_S:.0f} s"}
-        except Exception as exc:
-            projection = {"error": repr(exc)}
+        if not self.system:  # a user's service keeps its state its own way
+            self.say(f"[{mode}] projecting {self.topic} into PostgreSQL")
+            projection = await self._projection()
         failover_gaps(self.kills, history)
         _claims_of_kills(self.kills, statuses)
         await asyncio.gather(*(self._stop_replica(r) for r in self.replicas.values()))
@@ -845,6 +837,29 @@ class ClusterRuntime:
                     out.write(f"thread {ident}: {frame_chain(f, depth=12)}\n")
         return (f"[{self.mode}] the load did not finish within {bound_s:.0f} s: "
                 + "; ".join(causes) + f" (all stacks: {path})")
+
+    async def _projection(self) -> dict[str, Any]:
+        """`project_topic` of this mode's topic, bounded; a failure is reported, not fatal
+        (the verdicts rest on the history), saying where a stuck one waited."""
+        assert self.cfg is not None
+        spec = self.spec
+        task = asyncio.create_task(project_topic(self.cfg, self.topic, self.mode,
+                                                 spec.instance_names, fencing=spec.fencing))
+        try:
+            done, _ = await asyncio.wait({task}, timeout=PROJECT_LIMIT_S)
+        except BaseException:  # Ctrl-C: the projection stops with the run
+            task.cancel()
+            raise
+        if not done:
+            where = await_chain(task.get_coro())
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+            error = f"did not finish within {PROJECT_LIMIT_S:.0f} s (waiting at {where})"
+            self.say(f"[{self.mode}] projection {error}")
+            return {"error": error}
+        exc = task.exception()
+        return {"error": repr(exc)} if exc is not None else task.result()
 
     async def _system_database(self) -> str:
         """A fresh PostgreSQL database for this mode's system, as the nodes reach it."""
