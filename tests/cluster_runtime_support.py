@@ -33,7 +33,7 @@ def leftovers(state: Path, marker: str | None = None) -> list[str]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        ours = str(state.resolve()) in cmd and (
+        ours = f"{state.resolve()}/" in cmd and (
             ("replica serve" in cmd and "selfhood-run-" in cmd)
             or "cluster_world.clientproc" in cmd)
         if ours or (marker is not None and marker in cmd):
