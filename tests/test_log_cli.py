@@ -132,9 +132,11 @@ def test_bad_url_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_missing_log_file_is_a_clear_error(tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    code, _out, err = run_cli(["log", "tail", f"sqlite:///{tmp_path}/none.db"], capsys)
-    assert code == 1
-    assert "no log at" in err and "Traceback" not in err
+    for cmd in ("tail", "stat"):  # the user's path: a usage error, like the projection tools'
+        code, _out, err = run_cli(["log", cmd, f"sqlite:///{tmp_path}/none.db"], capsys)
+        assert code == EX_USAGE, (cmd, err)
+        assert "no log at" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # and nothing was created
 
 
 def test_read_only_commands_refuse_what_is_not_a_log_and_write_nothing(

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import io
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -88,6 +89,11 @@ def test_eventual_mode_and_rebuild(log_url: str, tmp_path: Path) -> None:
 
 
 def test_user_errors_are_one_line(log_url: str, tmp_path: Path) -> None:
+    other_db, not_db = tmp_path / "other.db", tmp_path / "notes.txt"
+    conn = sqlite3.connect(other_db)
+    conn.execute("CREATE TABLE t (x)")
+    conn.close()
+    not_db.write_text("not a database, just words\n")
     cases = [
         (("project", "sqlite:///nope/log.db", "--into", f"sqlite:///{tmp_path}/x.db"), 64,
          "no such log file"),
@@ -97,6 +103,12 @@ def test_user_errors_are_one_line(log_url: str, tmp_path: Path) -> None:
         (("instance", "list", "--from", f"sqlite:///{tmp_path}/missing.db"), 64,
          "no such file"),
         (("instance", "list", "--from", "ftp://x"), 64, "use kafka://"),
+        # a file that is no log and no projection is malformed input, as for `log stat`
+        (("instance", "list", "--from", f"sqlite:///{other_db}"), 65,
+         f"--from sqlite:///{other_db}: neither an event log nor a projection"),
+        (("instance", "list", "--from", f"sqlite:///{not_db}"), 65, "not a SQLite database"),
+        (("project", f"sqlite:///{other_db}", "--into", f"sqlite:///{tmp_path}/x.db"), 65,
+         f"LOG_URL sqlite:///{other_db}: neither an event log nor a projection"),
         (("project", log_url), 64, "Missing option '--into'"),
         (("project", log_url, "--into", log_url), 64, "the log's own file"),
         (("projections", "rebuild", log_url, "--from", log_url), 64, "the log's own file"),

@@ -27,6 +27,7 @@ from selfhood import __version__
 from selfhood.errors import (
     EventDecodeError,
     HistoryError,
+    NoSuchLog,
     NotALog,
     OutboxCorrupt,
     ResultsError,
@@ -129,7 +130,7 @@ def main(argv: list[str] | None = None) -> Any:
     except (HistoryError, EventDecodeError, ResultsError, OutboxCorrupt, NotALog) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EX_DATAERR)
-    except SpecError as exc:
+    except (SpecError, NoSuchLog) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EX_USAGE)
     except MissingExtra as exc:

@@ -62,6 +62,14 @@ class LogUnavailable(LogError, ConnectionError):
     """The log cannot be reached right now (broker down, partition)."""
 
 
+class NoSuchLog(LogUnavailable):
+    """A command that only reads was given a log file that does not exist.
+
+    The user's path, not an outage: the CLI exits 64 naming it. (Still a
+    `LogUnavailable`, so code that waits for a log to appear keeps working.)
+    """
+
+
 class NotALog(LogError, ValueError):
     """The file named as a log is not a selfhood log (another database, not a database).
 

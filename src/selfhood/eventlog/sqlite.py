@@ -37,6 +37,7 @@ from selfhood.errors import (
     LogTimeout,
     LogUnavailable,
     LogUrlError,
+    NoSuchLog,
     NotALog,
 )
 from selfhood.eventlog.base import EventLogBase, LogBatch, LogEntry, LogPosition
@@ -181,7 +182,7 @@ class SqliteEventLog(EventLogBase):
         try:
             parent = Path(self.path).parent
             if not self._create and not Path(self.path).exists():
-                raise LogUnavailable(f"no log at {self.path} (sqlite file does not exist)")
+                raise NoSuchLog(f"no log at {self.path} (sqlite file does not exist)")
             if not parent.exists():
                 raise LogUnavailable(f"sqlite log {self.path}: directory {parent} does not exist")
             target, uri = self.path, False

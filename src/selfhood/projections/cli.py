@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import click
 
-from selfhood.errors import LogUrlError, ProjectionError, StoreUrlError
+from selfhood.errors import LogUrlError, NotALog, ProjectionError, StoreUrlError
 from selfhood.eventlog.base import EventLog, scan
 from selfhood.eventlog.sqlite import read_only_uri
 from selfhood.eventlog.url import open_log, parse_log_url
@@ -32,8 +32,8 @@ MODE_OPTION = click.option("--mode", type=click.Choice(["sequential", "eventual"
                            default=None, help="Reducer: sequential (default) or eventual.")
 
 
-def source_kind(url: str) -> Literal["log", "db"]:
-    """Is `url` an event log or a projection database?"""
+def source_kind(url: str, what: str = "--from") -> Literal["log", "db"]:
+    """Is `url` (given as `what`) an event log or a projection database?"""
     if url.startswith("kafka://"):
         return "log"
     if is_db_url(url):
@@ -41,7 +41,7 @@ def source_kind(url: str) -> Literal["log", "db"]:
     if url.startswith("sqlite:///"):
         path = Path(url.split("?", 1)[0][len("sqlite:///"):])
         if not path.exists():
-            raise click.BadParameter(f"{url}: no such file {path}", param_hint="--from")
+            raise click.BadParameter(f"{url}: no such file {path}", param_hint=what)
         try:
             conn = sqlite3.connect(read_only_uri(path)[0], uri=True)  # writes nothing
             try:
@@ -49,15 +49,13 @@ def source_kind(url: str) -> Literal["log", "db"]:
                     "SELECT name FROM sqlite_master WHERE type = 'table'")}
             finally:
                 conn.close()
-        except sqlite3.Error as exc:
-            raise click.BadParameter(f"{url}: not a SQLite database ({exc})",
-                                     param_hint="--from") from None
+        except sqlite3.Error as exc:  # malformed input (exit 65), like the log commands'
+            raise NotALog(f"{what} {url}: not a SQLite database ({exc})") from None
         if "projection_meta" in names:
             return "db"
         if "records" in names:
             return "log"
-        raise click.BadParameter(f"{url}: neither an event log nor a projection",
-                                 param_hint="--from")
+        raise NotALog(f"{what} {url}: neither an event log nor a projection")
     raise click.BadParameter(f"{url}: use kafka://host:port/topic, sqlite:///path or "
                              f"postgresql://user@host:port/db", param_hint="--from")
 
@@ -69,7 +67,7 @@ def _check_log_url(url: str, hint: str) -> None:
         raise click.BadParameter(str(exc), param_hint=hint) from None
     if parsed.scheme == "sqlite" and not Path(parsed.path).exists():
         raise click.BadParameter(f"{url}: no such log file {parsed.path}", param_hint=hint)
-    if parsed.scheme == "sqlite" and source_kind(url) != "log":
+    if parsed.scheme == "sqlite" and source_kind(url, hint) != "log":
         raise click.BadParameter(f"{url} is a projection database, not an event log",
                                  param_hint=hint)
 
@@ -86,7 +84,7 @@ def _check_db_url(url: str, hint: str, log_url: str) -> None:
     if log is not None and db.exists() and log.exists() and db.samefile(log):
         raise click.BadParameter(f"{url} is the log's own file; project into another database",
                                  param_hint=hint)
-    if db.exists() and source_kind(url) == "log":
+    if db.exists() and source_kind(url, hint) == "log":
         raise click.BadParameter(f"{url} is an event log, not a projection database",
                                  param_hint=hint)
 
