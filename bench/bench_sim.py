@@ -16,6 +16,14 @@ Goal (issue 11): every mode >= 25,000 simulated client ops/s in CPU time
 many other jobs share the machine), so `hunt` can try hundreds of schedules
 a minute. The per-mode verdict takes the slower of the mode's two rows.
 
+The figures depend on how selfhood was built, which the bench prints: pure
+Python (a plain install) or with the simulator's hot modules compiled by mypyc
+(the optional build in setup.py; the same code and byte-identical histories).
+To measure the compiled build beside an editable checkout:
+
+    SELFHOOD_COMPILE=1 pip install --no-build-isolation --no-deps --target /tmp/sh-c .
+    PYTHONPATH=/tmp/sh-c python bench/bench_sim.py --reps 3
+
     python bench/bench_sim.py [--ops 10000] [--reps 3] [--json out.json]
 """
 
@@ -29,6 +37,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from selfhood.chaos import sim as sim_module
 from selfhood.chaos.generator import (
     MS,
     NEMESIS,
@@ -108,7 +117,10 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     ref_s, ref_cpu, ref_n = timed(reference, args.reps)
     ref_cpu_rate = ref_n / ref_cpu
-    print(f"{args.ops} client ops per run, medians of {args.reps} reps")
+    build = ("compiled (mypyc)" if not str(sim_module.__file__).endswith(".py")
+             else "pure Python")
+    print(f"{args.ops} client ops per run, medians of {args.reps} reps; selfhood {build} "
+          f"({sim_module.__file__})")
     print(f"{'run':<36}{'client ops':>11}{'wall s':>9}{'wall ops/s':>11}{'cpu s':>8}"
           f"{'cpu ops/s':>11}{'x ref':>7}")
     print(f"{'reference: generator + no-op client':<36}{ref_n:>11}{ref_s:>9.3f}"
@@ -141,7 +153,7 @@ def main() -> None:
                        "reference_ops_per_s": ref_n / ref_s,
                        "reference_cpu_ops_per_s": ref_cpu_rate,
                        "mode_cpu_ops_per_s": per_mode, "goal_met": met,
-                       "load_average": loadavg, "rows": rows}, fh, indent=2)
+                       "load_average": loadavg, "build": build, "rows": rows}, fh, indent=2)
 
 
 if __name__ == "__main__":

@@ -46,6 +46,8 @@ echo "== cluster up (state dir $SELFHOOD_STATE_DIR, base port $SELFHOOD_BASE_POR
 selfhood cluster up --brokers 3
 
 echo "== pytest"
+# tests/test_compiled.py: build the optional mypyc modules and run the sim tests on them
+export SELFHOOD_TEST_COMPILED="${SELFHOOD_TEST_COMPILED:-1}"
 set +e
 pytest -m "not slow" --timeout=900 "$@"
 prc=$?

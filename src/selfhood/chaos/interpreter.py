@@ -86,23 +86,21 @@ def _plain_slots(cls: type, names: tuple[str, ...]) -> bool:
 # class has exactly these fields (else the plain constructor).
 _CTX_FIELDS: Final = ("time", "free_processes", "all_processes", "rng", "_clients")
 
-if _plain_slots(Context, _CTX_FIELDS):
-    _c_clients = Context.__dict__["_clients"].__set__
+#: sets a context's clients' view memo directly (None if `Context` changed shape)
+_c_clients: Final[Callable[[Context, Context | None], None] | None] = (
+    Context.__dict__["_clients"].__set__ if _plain_slots(Context, _CTX_FIELDS) else None)
 
-    def _context_pair(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
-                      rng: random.Random, cfree: tuple[Any, ...],
-                      cprocs: tuple[Any, ...]) -> Context:
-        """A context with its `clients_only()` memo filled in (``cfree``/``cprocs``
-        are ``free``/``procs`` without the nemesis): every client generator asks
-        for that view, and building it here skips a method call per context."""
-        c = Context(time, free, procs, rng)
+
+def _context_pair(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
+                  rng: random.Random, cfree: tuple[Any, ...],
+                  cprocs: tuple[Any, ...]) -> Context:
+    """A context with its `clients_only()` memo filled in (``cfree``/``cprocs``
+    are ``free``/``procs`` without the nemesis): every client generator asks
+    for that view, and building it here skips a method call per context."""
+    c = Context(time, free, procs, rng)
+    if _c_clients is not None:
         _c_clients(c, Context(time, cfree, cprocs, rng))
-        return c
-else:  # pragma: no cover - only if generator.Context changes shape
-    def _context_pair(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
-                      rng: random.Random, cfree: tuple[Any, ...],
-                      cprocs: tuple[Any, ...]) -> Context:
-        return Context(time, free, procs, rng)
+    return c
 
 
 def _context(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],

@@ -52,7 +52,9 @@ class _Write:
     mops: list[list[Any]]
     event_ids: list[str]
     instance: str
-    result: list[list[Any]] | None = None
+    #: the reply value: a txn's micro-ops with its reads filled in (None until its first
+    #: event is folded), a governance op's own value (a rule id)
+    result: Any = None
     outcomes: list[Outcome] = field(default_factory=list)
     positions: Token = field(default_factory=dict)
     deps_missing: list[list[Any]] | None = None
