@@ -7,6 +7,8 @@ from typing import Any
 
 from selfhood.consistency.ownership import Grant
 from selfhood.consistency.replica import (
+    LEASE_CAUGHT_UP,
+    LEASE_KEEP,
     Append,
     AppendAck,
     Clock,
@@ -351,3 +353,38 @@ def test_the_hlc_reads_the_wall_clock_and_the_lease_the_monotonic_one() -> None:
     assert isinstance(ok, Reply) and ok.type == "ok"
     (refused,) = s.on_request(txn(3, [["r", T, None]]), Clock(200 * MS, 0))
     assert isinstance(refused, Reply) and refused.error == "unavailable"
+
+
+def test_a_bounded_fetch_renews_the_lease_only_once_the_replica_caught_up() -> None:
+    """A replica healed after being cut off: the brokers answer at once, but its bounded
+    fetch has not caught up yet. Renewing the lease on that answer served a read of the
+    old state (a G-single on the real cluster); with `caught-up` it refuses until it has
+    applied up to the end the poll saw. An append's acknowledgement renews nothing."""
+    log, owner = FakeLog(), seq_replica("r0")
+    own(owner, log)
+    for k in range(3):
+        pump(owner, log, owner.on_request(txn(k + 1, [["append", T, k]]), c(0)), 0)
+    end = len(log.parts[0])
+    behind = seq_replica("r1", lease_ms=100)
+    behind.on_grant(Grant("i0", 0, "r0", 1), c(0))
+    t = 10_000 * MS  # long after its last contact: the lease has run out
+    # the poll's answer came back with the end, but the fetch returned only one record
+    first = log.parts[0][:1]
+    part = Records([(0, [(0, first[0])], 1)], [end], None, LEASE_CAUGHT_UP)
+    behind.on_records(part, c(t))
+    (refused,) = behind.on_request(txn(10, [["r", T, None]]), c(t + MS))
+    assert isinstance(refused, Reply) and refused.error == "unavailable", refused
+    # an append's acknowledgement proves contact, not currency
+    behind.on_records(Records([], lease=LEASE_KEEP), c(t + 2 * MS))
+    (still,) = behind.on_request(txn(11, [["r", T, None]]), c(t + 3 * MS))
+    assert isinstance(still, Reply) and still.error == "unavailable", still
+    # the next round reaches the end: the lease is renewed, the read sees every append
+    rest = [(k, ev) for k, ev in enumerate(log.parts[0]) if k >= 1]
+    behind.on_records(Records([(0, rest, end)], [end], None, LEASE_CAUGHT_UP), c(t + 4 * MS))
+    (ok,) = behind.on_request(txn(12, [["r", T, None]]), c(t + 5 * MS))
+    assert isinstance(ok, Reply) and ok.type == "ok" and ok.value == [["r", T, [0, 1, 2]]], ok
+    # and a log that hands everything up to its end (the simulator's) renews at once
+    sim = seq_replica("r2", lease_ms=100)
+    sim.on_records(Records([]), c(t))
+    (ok2,) = sim.on_request(txn(13, [["r", T, None]]), c(t + MS))
+    assert isinstance(ok2, Reply) and ok2.type == "ok", ok2

@@ -19,9 +19,12 @@ every partition behind it), `on_append_ack`, `on_grant` (the consumer group
 assigned us a partition) and `on_tick` (a timer every ``poll_ms``).
 
 The poller asks the brokers for the log end every round and hands the core
-records only after that answer came back, so the core's lease (the log was
-reachable within ``lease_ms``) means what it says: a replica cut off from
-the brokers stops serving sequential reads.
+records only after that answer came back, with that end: the core renews its
+lease only once it has applied up to it (`Records.lease`), so the lease
+means "what I serve was the log's state within ``lease_ms``": a replica cut
+off from the brokers stops serving sequential reads, and one healed (or
+restarted) serves them again only once it has caught up, not at the first
+answer (an append's acknowledgement does not renew it either).
 
 Ownership: a partition assigned by the group becomes a `Grant` for every
 known instance on it, at epoch ``max(group generation, highest epoch this
@@ -50,6 +53,8 @@ import aiohttp
 from selfhood.consistency.model import DeterministicModel, ModelPort
 from selfhood.consistency.ownership import Grant, home_partition
 from selfhood.consistency.replica import (
+    LEASE_CAUGHT_UP,
+    LEASE_KEEP,
     UNAVAILABLE,
     Append,
     AppendAck,
@@ -188,7 +193,8 @@ class ReplicaNode:
             entries = await asyncio.to_thread(self.outbox.load)
         await self.log.start()
         now = self.now()
-        self.core.log_contact = now.mono
+        # no lease yet: a (re)started replica serves sequential reads only once its first
+        # poll has caught it up with the log (before, its state is empty or old)
         if entries:
             self.recovered = len(entries)
             self.core.recover(entries, now)
@@ -358,7 +364,7 @@ class ReplicaNode:
             got = positions[k:k + len(a.entries)]
             k += len(a.entries)
             ack = AppendAck(a.batch_id, [(pos.partition, pos.offset) for pos in got],
-                            Records([]))
+                            Records([], lease=LEASE_KEEP))  # contact, not currency
             self._feed(self.core.on_append_ack(ack, self.now()))
         self._wake.set()
 
@@ -410,12 +416,15 @@ class ReplicaNode:
             if recs or batch.next_offset > off:
                 chunks.append((p, recs, batch.next_offset))
         now = self.now()
+        # a fetch is bounded (poll_limit, 50 ms): the lease is renewed once the core has
+        # applied up to the end this round saw, not merely because the brokers answered
         if barriers:
             for k, b in enumerate(barriers):
                 self._feed(core.on_records(Records(chunks if k == 0 else [],
-                                                   list(self.ends), b), now))
+                                                   list(self.ends), b, LEASE_CAUGHT_UP), now))
         else:
-            self._feed(core.on_records(Records(chunks), now))
+            self._feed(core.on_records(Records(chunks, list(self.ends), None, LEASE_CAUGHT_UP),
+                                       now))
         for p in range(shards):
             if core.next_offset[p] >= self.ends[p]:
                 self.caught_up.add(p)

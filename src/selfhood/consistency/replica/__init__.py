@@ -45,6 +45,9 @@ from selfhood.consistency.ownership import Grant
 from selfhood.consistency.replica.core import IdSource, Replica, scalar, sorted_ids
 from selfhood.consistency.replica.eventual import EventualReplica
 from selfhood.consistency.replica.messages import (
+    LEASE_CAUGHT_UP,
+    LEASE_KEEP,
+    LEASE_NOW,
     UNAVAILABLE,
     Append,
     AppendAck,
@@ -63,6 +66,9 @@ from selfhood.consistency.replica.messages import (
 from selfhood.consistency.replica.sequential import SequentialReplica
 
 __all__ = [
+    "LEASE_CAUGHT_UP",
+    "LEASE_KEEP",
+    "LEASE_NOW",
     "MODES",
     "UNAVAILABLE",
     "Append",

@@ -19,6 +19,8 @@ from selfhood.consistency.config import MODES, ReplicaConfig
 from selfhood.consistency.keys import KeyKind, is_transcript_key, parse_key
 from selfhood.consistency.ownership import Grant, home_partition, memory_partition
 from selfhood.consistency.replica.messages import (
+    LEASE_CAUGHT_UP,
+    LEASE_NOW,
     AppendAck,
     Chunk,
     Clock,
@@ -467,7 +469,9 @@ class Replica:
         chunk's ``next_offset`` moves past any gap after its last record.
         """
         out: list[Output] = []
-        self.log_contact = now.mono
+        lease = rec.lease
+        if lease == LEASE_NOW:  # see `Records.lease`
+            self.log_contact = now.mono
         nxt = self.next_offset
         atomic = self.cfg.atomic_memory
         chunks = rec.chunks
@@ -502,6 +506,10 @@ class Replica:
                 elif end > o:
                     nxt[p] = end
             chunks = blocked if progress else []
+        if lease == LEASE_CAUGHT_UP:
+            ends = rec.ends
+            if ends is not None and all(nxt[p] >= e for p, e in enumerate(ends)):
+                self.log_contact = now.mono  # current with the end this contact saw
         self._after_records(rec, now, out)
         return out
 
