@@ -86,9 +86,11 @@ def _plain_slots(cls: type, names: tuple[str, ...]) -> bool:
 # class has exactly these fields (else the plain constructor).
 _CTX_FIELDS: Final = ("time", "free_processes", "all_processes", "rng", "_clients")
 
-#: sets a context's clients' view memo directly (None if `Context` changed shape)
-_c_clients: Final[Callable[[Context, Context | None], None] | None] = (
-    Context.__dict__["_clients"].__set__ if _plain_slots(Context, _CTX_FIELDS) else None)
+_PLAIN_CTX: Final = _plain_slots(Context, _CTX_FIELDS)
+_new: Final = object.__new__
+if _PLAIN_CTX:
+    (_s_time, _s_free, _s_procs, _s_rng, _s_clients) = (
+        Context.__dict__[n].__set__ for n in _CTX_FIELDS)
 
 
 def _context_pair(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
@@ -96,10 +98,22 @@ def _context_pair(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
                   cprocs: tuple[Any, ...]) -> Context:
     """A context with its `clients_only()` memo filled in (``cfree``/``cprocs``
     are ``free``/``procs`` without the nemesis): every client generator asks
-    for that view, and building it here skips a method call per context."""
-    c = Context(time, free, procs, rng)
-    if _c_clients is not None:
-        _c_clients(c, Context(time, cfree, cprocs, rng))
+    for that view, and building it here skips a method call per context. Both
+    are built by filling their slots here (no ``__init__`` frame each)."""
+    if not _PLAIN_CTX:  # pragma: no cover - only if generator.Context changes shape
+        return Context(time, free, procs, rng)
+    v: Context = _new(Context)
+    _s_time(v, time)
+    _s_free(v, cfree)
+    _s_procs(v, cprocs)
+    _s_rng(v, rng)
+    _s_clients(v, None)
+    c: Context = _new(Context)
+    _s_time(c, time)
+    _s_free(c, free)
+    _s_procs(c, procs)
+    _s_rng(c, rng)
+    _s_clients(c, v)
     return c
 
 
