@@ -205,3 +205,32 @@ def test_randbelow_draws_what_randrange_and_choice_draw() -> None:
         assert [below(n) for _ in range(50)] == [b.randrange(n) for _ in range(50)]
         assert [seq[below(len(seq))] for _ in range(20)] == [b.choice(seq) for _ in range(20)]
     assert a.random() == b.random()  # and the streams stay in step
+
+
+def test_a_finished_run_leaves_no_cyclic_garbage() -> None:
+    """The world and its interpreter refer to each other; run_simulation cuts that
+    cycle, so a run's whole deployment is freed at its end. Left as cyclic garbage it
+    waited for a collection, and a hunt's later runs paid for tracing it."""
+    import gc
+
+    from selfhood.chaos.generator import MS, NEMESIS, OpRequest, nemesis_and_clients, seq
+
+    spec = ExperimentSpec()
+    faults = seq(OpRequest("partition", {"pattern": "halves"}, NEMESIS, time=50 * MS),
+                 OpRequest("heal", None, NEMESIS, time=150 * MS),
+                 OpRequest("crash", "r1", NEMESIS, time=200 * MS),
+                 OpRequest("restart", "r1", NEMESIS, time=300 * MS))
+    was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        for mode in ("sequential", "eventual"):
+            cfg = SimConfig.from_spec(spec, mode)
+            gen = nemesis_and_clients(faults, clients(limit(300, client_mix(spec))))
+            res = run_simulation(cfg, gen, seed=2)
+            assert len(res.history) >= 600
+            del res, gen
+            assert gc.collect() == 0, mode
+    finally:
+        if was:
+            gc.enable()

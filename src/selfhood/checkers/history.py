@@ -274,11 +274,6 @@ def paused_gc() -> Iterator[None]:
     none, so the collector's passes find nothing; in CPython they cost about as
     much again as the work itself (3-4x at 200k ops). Reference counting still
     frees everything; the collector resumes (if it was on) on the way out.
-
-    What the paused work left alive (the history, the graph) goes straight to
-    the oldest generation on the way out, where a scan would have promoted it:
-    resuming plainly let the next allocation's young-generation pass trace
-    every one of those objects once more, for nothing (~6 % of a simulated run).
     """
     was = gc.isenabled()
     gc.disable()
@@ -286,9 +281,7 @@ def paused_gc() -> Iterator[None]:
         yield
     finally:
         if was:
-            gc.freeze()  # every tracked object to the permanent generation...
             gc.enable()
-            gc.unfreeze()  # ...and back, into the oldest one: no young-generation pass
 
 
 def is_final(op: Op) -> bool:
