@@ -174,6 +174,9 @@ class SimResult:
 class Simulation:
     """One simulated run; `run_simulation` is the public entry point."""
 
+    #: `run_simulation` deletes ``interp`` at the end (the compiled build needs it declared)
+    __deletable__ = ("interp",)
+
     def __init__(self, config: SimConfig, seed: int, *, model: ModelPort | None = None) -> None:
         config.validate()
         self.cfg = config
