@@ -207,12 +207,14 @@ def test_a_paused_zombies_writes_are_fenced_by_every_reducer_and_admitted_withou
         netns_cluster: Path) -> None:
     """SIGSTOP an owner past the session timeout: the group hands its partition on and the
     new owner claims a higher epoch; on SIGCONT the zombie's writes reach the log with its
-    old epoch. Every replica's reducer rejects them; with --no-fencing every one applies them."""
+    old epoch. Every replica's reducer rejects them; with --no-fencing every one applies them.
+    The paused replica is the owner of partition 0 at that moment (`owner`): a replica
+    that happened to own nothing has no zombie writes (2 replicas own the 2 partitions)."""
     got = {}
     for fencing in (True, False):
         spec = _spec(modes=("sequential",), fencing=fencing, schedule=(
-            NemesisOp(at_ms=500, f="pause", value="r0"),
-            NemesisOp(at_ms=2500, f="resume", value="r0")))
+            NemesisOp(at_ms=500, f="pause", value="owner"),
+            NemesisOp(at_ms=2500, f="resume", value="owner")))
         m = run_experiment(spec, check_time_limit_s=20).results["modes"]["sequential"]
         assert m["stats"]["pauses"] == 1
         got[fencing] = {name: (s["core_fenced"], s["core_stale_epoch_applied"])
