@@ -18,7 +18,9 @@ a minute. The per-mode verdict takes the slower of the mode's two rows.
 
 The figures depend on how selfhood was built, which the bench prints: pure
 Python (a plain install) or with the simulator's hot modules compiled by mypyc
-(the optional build in setup.py; the same code and byte-identical histories).
+(the optional build in setup.py; the same code and byte-identical histories,
+so both builds simulate exactly the same runs; ~1.5x the CPU ops/s, see
+docs/consistency.md).
 To measure the compiled build beside an editable checkout:
 
     SELFHOOD_COMPILE=1 pip install --no-build-isolation --no-deps --target /tmp/sh-c .
