@@ -272,6 +272,24 @@ def test_lost_append_on_a_key_with_incompatible_reads_looks_at_every_read(key: s
     assert "lost-append" not in r.anomaly_types, r.anomalies
 
 
+def test_lost_append_counts_positions_in_elements_not_in_txns() -> None:
+    """Three txns append six elements, the last one read back whole by its own txn: no
+    read began after it, so nothing is lost. The "no later read" mark was the txn count
+    plus one, below element 6's position 5 (found by the oracle property test)."""
+    h = (H().txn(0, [["append", "x", 1], ["append", "x", 2], ["append", "x", 3]])
+         .txn(0, [["append", "x", 4]])
+         .txn(0, [["append", "x", 5], ["append", "x", 6], ["r", "x", [1, 2, 3, 4, 5, 6]]]))
+    for m in ("serializable", "strict-serializable"):
+        assert la(h, m).valid is True, (m, la(h, m).anomalies)
+    # and a later read that misses the last element still loses it
+    lost = h.txn(1, [["r", "x", [1, 2, 3, 4, 5]]])
+    r = la(lost, "strict-serializable")
+    assert "lost-append" in r.anomaly_types, r.anomalies
+    assert r.anomalies["lost-append"] == [
+        "T5 appended 6 to key 'x' and was acknowledged, but none of the 1 reads of 'x' "
+        "that began later contains it (the last read [1 2 3 4 5])"], r.anomalies
+
+
 def _two_appends_then(read: list[int], middle: str = "ok") -> H:
     """T1 appends 1 then 2 to x, T3 appends 3 (ending `middle`), T5 reads x."""
     return (H().txn(0, [["append", "x", 1], ["append", "x", 2]])

@@ -15,6 +15,7 @@ Edges (Adya's direct dependencies over that order):
 
 from __future__ import annotations
 
+import sys
 from bisect import bisect_right
 from collections.abc import Sequence
 from functools import partial
@@ -519,7 +520,10 @@ class ListAppendAnalysis:
                 if got_a is not None:
                     got_a[0].append(kv[1])
                     got_a[1].append(w)
-        unseen = len(acked) + 1  # beyond any position: "no read began after the ack"
+        # beyond any position in an order and any read's length (a txn may append many
+        # elements, so the txn count is no bound): an element not in the order sits
+        # here, and "no read began after the ack" one further
+        unseen = sys.maxsize - 1
         lost: dict[Any, list[str]] = {}
         for k, (es, ws) in appends_by_key.items():
             if not es:
