@@ -17,10 +17,11 @@ class H:
         self.ops: list[Op] = []
 
     def op(self, p: Any, f: str, inv: Any, t0: int, t1: int, comp: Any = None,
-           typ: str = "ok", node: str | None = None) -> H:
-        self.ops.append(Op(len(self.ops), "invoke", p, f, inv, time=t0, node=node))
+           typ: str = "ok", node: str | None = None, instance: str | None = None) -> H:
+        self.ops.append(Op(len(self.ops), "invoke", p, f, inv, time=t0, node=node,
+                           instance=instance))
         self.ops.append(Op(len(self.ops), typ, p, f, inv if comp is None else comp,  # type: ignore[arg-type]
-                           time=t1, node=node))
+                           time=t1, node=node, instance=instance))
         return self
 
 
@@ -62,6 +63,20 @@ def test_list_append_staleness() -> None:
          .op(1, "txn", [["r", "x", None]], 7 * MS, 8 * MS, comp=[["r", "x", [1, 2]]]))
     st = check_staleness(h.ops, model="list-append").details["staleness"]
     assert st["k"]["max"] == 1 and st["t_ns"]["max"] == 2 * MS and st["stale_reads"] == 1
+
+
+def test_set_staleness_is_per_instance() -> None:
+    """Each instance's set is its own object (as convergence reads them): a read of i0's set
+    does not miss i1's add; a read of i1's set that lacks it does."""
+    h = (H().op(0, "add", 1, 0, MS, instance="i0").op(0, "add", 2, 2 * MS, 3 * MS, instance="i1")
+         .op(1, "read", None, 5 * MS, 6 * MS, comp=[1], instance="i0")
+         .op(1, "read", None, 7 * MS, 8 * MS, comp=[], instance="i1"))
+    st = check_staleness(h.ops, model="set").details["staleness"]
+    assert st["reads"] == 2 and st["stale_reads"] == 1, st
+    assert st["k"]["max"] == 1 and st["t_ns"]["max"] == 4 * MS, st
+    # a history without instances (Jepsen's) has one set
+    one = H().op(0, "add", 1, 0, MS).op(1, "read", None, 5 * MS, 6 * MS, comp=[])
+    assert check_staleness(one.ops, model="set").details["staleness"]["stale_reads"] == 1
 
 
 def final(h: H, node: str, value: Any, t: int) -> H:

@@ -170,10 +170,13 @@ def _mops(model: str, inv: Op, comp: Op | None) -> tuple[list[Mop], bool]:
                     out.append(Mop("r", k, freeze(v)))
         return out, True
     if model == "set":
+        # each instance's set is its own object (as `convergence` reads them); a history
+        # without instances (Jepsen's) has one set
+        key = inv.instance
         if f == "add":
-            out.append(Mop("a", None, freeze(inv.value)))
+            out.append(Mop("a", key, freeze(inv.value)))
         elif f == "read" and ok and comp is not None:
-            out.append(Mop("l", None, _frozen_list(comp.value)))
+            out.append(Mop("l", key, _frozen_list(comp.value)))
         return out, False
     value = comp.value if ok and comp is not None else inv.value
     if model == "kv":
