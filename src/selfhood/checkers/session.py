@@ -172,11 +172,11 @@ def _mops(model: str, inv: Op, comp: Op | None) -> tuple[list[Mop], bool]:
     if model == "set":
         # each instance's set is its own object (as `convergence` reads them); a history
         # without instances (Jepsen's) has one set
-        key = inv.instance
+        set_key: Hashable = inv.instance
         if f == "add":
-            out.append(Mop("a", key, freeze(inv.value)))
+            out.append(Mop("a", set_key, freeze(inv.value)))
         elif f == "read" and ok and comp is not None:
-            out.append(Mop("l", key, _frozen_list(comp.value)))
+            out.append(Mop("l", set_key, _frozen_list(comp.value)))
         return out, False
     value = comp.value if ok and comp is not None else inv.value
     if model == "kv":
