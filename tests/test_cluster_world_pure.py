@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import contextlib
+import queue
+import threading
+from typing import Any, cast
 
 import pytest
 
@@ -101,3 +104,36 @@ def test_report_puts_projection_fingerprints_next_to_the_replicas() -> None:
     assert any(line.startswith("| i0 | aaaaaaaaaaaa | bbbbbbbbbbbb |") and "**no**" in line
                for line in lines)
     assert fingerprint_lines({"valid": True}) == []
+
+
+def _tiny_timeout_rounds(q: Any, rounds: int) -> None:
+    """The interpreter thread's pattern at its worst: a reply taken from a non-empty queue,
+    then a wait of ~1 µs for the next (the harness waits until the next due time)."""
+    with contextlib.suppress(queue.Empty):
+        q.get(timeout=0.001)
+    for _ in range(rounds):
+        q.put(("reply", None))
+        q.get()
+        with contextlib.suppress(queue.Empty):
+            q.get(timeout=1e-6)
+
+
+def test_the_world_queue_never_blocks_past_a_tiny_timeout() -> None:
+    """CPython 3.11's SimpleQueue.get(timeout) blocks forever when its deadline passes
+    between its first lock attempt and the next (it then waits with a negative, i.e.
+    unlimited, time): a CI run's interpreter thread hung there with 348 µs to wait. The
+    world's queue must come back from 50k such waits (SimpleQueue hung within ~10k here)."""
+    import asyncio
+
+    from selfhood.chaos.cluster_world.world import ClusterWorld
+
+    loop = asyncio.new_event_loop()
+    try:
+        world = ClusterWorld(cast(Any, None), loop)
+    finally:
+        loop.close()
+    worker = threading.Thread(target=_tiny_timeout_rounds, args=(world.q, 50_000),
+                              daemon=True)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive(), "a get(timeout=1e-6) on the world's queue never returned"

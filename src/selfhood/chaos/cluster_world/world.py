@@ -189,7 +189,10 @@ class ClusterWorld:
         self.runtime = runtime
         self.loop = loop
         self.t0 = time.monotonic_ns()
-        self.q: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        # queue.Queue, not SimpleQueue: CPython 3.11's SimpleQueue.get(timeout) can block
+        # forever when its deadline passes between its first lock attempt and the next
+        # (a negative wait means "no limit"); a wait of a few hundred µs hung a CI run
+        self.q: queue.Queue[tuple[Any, ...]] = queue.Queue()
         self.heap: list[tuple[int, int, OpRequest]] = []
         self.seq = itertools.count()
         self.interp: Interpreter | None = None
@@ -489,7 +492,7 @@ class ClusterRuntime:
     # -- client ops -----------------------------------------------------------------------
 
     def submit(self, replica: str, req: Request, timeout_ms: int,
-               out: queue.SimpleQueue[tuple[Any, ...]]) -> None:
+               out: queue.Queue[tuple[Any, ...]]) -> None:
         """Send a client request (called on the loop by the interpreter's thread)."""
         if self.world is None:
             return  # the mode's load ended (its bound passed) while this was on its way
@@ -498,7 +501,7 @@ class ClusterRuntime:
         t.add_done_callback(self.tasks.discard)
 
     async def _op(self, replica: str, req: Request, timeout_ms: int,
-                  out: queue.SimpleQueue[tuple[Any, ...]]) -> None:
+                  out: queue.Queue[tuple[Any, ...]]) -> None:
         body = {"req_id": req.req_id, "f": req.f, "value": req.value, "instance": req.instance,
                 "token": None if req.token is None else {str(p): o for p, o in req.token.items()},
                 "timeout_ms": timeout_ms}
