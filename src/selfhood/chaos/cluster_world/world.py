@@ -767,7 +767,7 @@ class ClusterRuntime:
             if not cm.expired():
                 raise
             raise ChaosError(f"nemesis {op.f} {op.value!r} did not finish within "
-                             f"{limit:.0f} s") from None
+                             f"{limit:.3g} s") from None
         finally:
             del self.faults[key]
 
