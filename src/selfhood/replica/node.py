@@ -418,13 +418,10 @@ class ReplicaNode:
         now = self.now()
         # a fetch is bounded (poll_limit, 50 ms): the lease is renewed once the core has
         # applied up to the end this round saw, not merely because the brokers answered
-        if barriers:
-            for k, b in enumerate(barriers):
-                self._feed(core.on_records(Records(chunks if k == 0 else [],
-                                                   list(self.ends), b, LEASE_CAUGHT_UP), now))
-        else:
-            self._feed(core.on_records(Records(chunks, list(self.ends), None, LEASE_CAUGHT_UP),
-                                       now))
+        # the chunks go with the first (or only) Records; each barrier gets the end
+        for k, b in enumerate(barriers or [None]):
+            self._feed(core.on_records(Records(chunks if k == 0 else [], list(self.ends), b,
+                                               LEASE_CAUGHT_UP), now))
         for p in range(shards):
             if core.next_offset[p] >= self.ends[p]:
                 self.caught_up.add(p)

@@ -323,8 +323,8 @@ class ClusterRuntime:
         self.client_writer: asyncio.StreamWriter | None = None
         self.client_task: asyncio.Task[None] | None = None
         self.world: ClusterWorld | None = None  # the running mode's, while its load runs
-        #: nemesis ops running now: the op, when it started, and its task (for a stuck run)
-        self.faults: dict[int, tuple[OpRequest, float, asyncio.Task[Any]]] = {}
+        #: nemesis ops running now, by task: the op and when it started (for a stuck run)
+        self.faults: dict[asyncio.Task[Any], tuple[OpRequest, float]] = {}
         self.waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.call_ids = itertools.count(1)
         self.replicas: dict[str, ReplicaProc] = {}
@@ -757,8 +757,7 @@ class ClusterRuntime:
         """`nemesis`, given `nemesis_limit_s`; a fault that takes longer ends the run."""
         task = asyncio.current_task()
         assert task is not None
-        key = id(task)
-        self.faults[key] = (op, time.monotonic(), task)
+        self.faults[task] = (op, time.monotonic())
         limit = self.nemesis_limit_s
         try:
             async with asyncio.timeout(limit) as cm:
@@ -769,7 +768,7 @@ class ClusterRuntime:
             raise ChaosError(f"nemesis {op.f} {op.value!r} did not finish within "
                              f"{limit:.3g} s") from None
         finally:
-            del self.faults[key]
+            del self.faults[task]
 
     async def _interpret(self, world: ClusterWorld, generator: Generator,
                          on_progress: Callable[[int, int], None] | None,
@@ -824,7 +823,7 @@ class ClusterRuntime:
         interp = world.interp
         now = time.monotonic()
         causes = [f"nemesis {op.f} {op.value!r} running for {now - t0:.0f} s at "
-                  f"{await_chain(task.get_coro())}" for op, t0, task in self.faults.values()]
+                  f"{await_chain(task.get_coro())}" for task, (op, t0) in self.faults.items()]
         if interp is not None:
             causes.append(f"{interp.open_ops} client op(s) open, "
                           f"{len(interp.history)} ops recorded")
