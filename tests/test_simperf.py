@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 
 from selfhood.chaos.generator import Context, clients, limit
-from selfhood.chaos.interpreter import _context
+from selfhood.chaos.interpreter import _context_pair
 from selfhood.chaos.sim import SimConfig, run_simulation
 from selfhood.chaos.workloads import client_mix
 from selfhood.checkers.formats import ops_to_jsonl
@@ -87,9 +88,12 @@ def test_slot_built_ops_and_contexts_equal_the_constructed_ones() -> None:
     assert make_op(0, "invoke", "nemesis", "heal", None, 0, None, None, None, {}) == Op(
         0, "invoke", "nemesis", "heal", None, 0)
     rng = random.Random(1)
-    c = _context(5, (0, "nemesis"), (0, 1, "nemesis"), rng)
-    assert c == Context(5, (0, "nemesis"), (0, 1, "nemesis"), rng)
+    c = _context_pair(5, (0, "nemesis"), (0, 1, "nemesis"), rng, (0,), (0, 1))
+    assert type(c) is Context and c == Context(5, (0, "nemesis"), (0, 1, "nemesis"), rng)
     assert c.clients_only() == Context(5, (0,), (0, 1), rng)
+    assert c.clients_only().clients_only() is c.clients_only()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        c.time = 6  # type: ignore[misc]
 
 
 def test_same_seed_same_history_across_modes() -> None:
@@ -234,3 +238,37 @@ def test_a_finished_run_leaves_no_cyclic_garbage() -> None:
     finally:
         if was:
             gc.enable()
+
+
+def test_paused_gc_promote_puts_what_the_block_kept_in_the_oldest_generation() -> None:
+    """Resumed plainly, the collector's next young pass traces everything the block
+    kept (a run's history, ~5 % of a run); promoted, it is not young any more. Frozen
+    objects (someone's `gc.freeze`) are left frozen."""
+    import gc
+
+    from selfhood.checkers.history import paused_gc
+
+    def young() -> set[int]:
+        return {id(o) for o in gc.get_objects(0)} | {id(o) for o in gc.get_objects(1)}
+
+    was = gc.isenabled()
+    gc.enable()
+    try:
+        with paused_gc():
+            plain = [[i] for i in range(3000)]
+        assert gc.isenabled()
+        assert {id(x) for x in plain} <= young()
+        with paused_gc(promote=True):
+            kept = [[i] for i in range(3000)]
+        assert gc.isenabled() and gc.get_count()[0] < 1000
+        assert not {id(x) for x in kept} & young()
+        assert {id(x) for x in kept} <= {id(o) for o in gc.get_objects(2)}
+        gc.freeze()
+        frozen = gc.get_freeze_count()
+        with paused_gc(promote=True):
+            later = [[i] for i in range(3000)]
+        assert gc.get_freeze_count() == frozen and len(later) == 3000
+    finally:
+        gc.unfreeze()
+        if not was:
+            gc.disable()

@@ -26,9 +26,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable
-from dataclasses import fields
 from itertools import filterfalse
-from types import MemberDescriptorType
 from typing import Any, Final, Protocol
 
 from selfhood.chaos.client import ClientSessions, Completion
@@ -36,6 +34,7 @@ from selfhood.chaos.generator import NEMESIS, Context, Generator, OpRequest, Pen
 from selfhood.checkers.history import Op, make_op
 from selfhood.consistency.replica import Request
 from selfhood.errors import ChaosError
+from selfhood.slots import slot_maker
 
 #: ops recorded between two progress callbacks
 PROGRESS_EVERY: Final = 2000
@@ -70,27 +69,11 @@ class World(Protocol):
         ...
 
 
-def _plain_slots(cls: type, names: tuple[str, ...]) -> bool:
-    """True if ``cls`` is a dataclass whose fields are exactly ``names``, each a plain slot."""
-    return (tuple(f.name for f in fields(cls)) == names
-            and not hasattr(cls, "__post_init__")
-            and all(isinstance(cls.__dict__.get(n), MemberDescriptorType) for n in names))
-
-
-# The interpreter makes two history ops and two generator contexts per client op.
-# Both are frozen, slotted dataclasses, whose generated __init__ goes through
-# object.__setattr__ once per field; filling the slots directly makes the same
-# object (same class, same values) in about half the time. History ops come
-# from `checkers.history.make_op`; `Context` fills its own slots
-# (`generator.slot_init`), and its clients' view memo is set here, while the
-# class has exactly these fields (else the plain constructor).
-_CTX_FIELDS: Final = ("time", "free_processes", "all_processes", "rng", "_clients")
-
-_PLAIN_CTX: Final = _plain_slots(Context, _CTX_FIELDS)
-_new: Final = object.__new__
-if _PLAIN_CTX:
-    (_s_time, _s_free, _s_procs, _s_rng, _s_clients) = (
-        Context.__dict__[n].__set__ for n in _CTX_FIELDS)
+# The interpreter makes two generator contexts per client op (a context and its
+# clients' view, each time the free processes change). Context is a frozen,
+# slotted dataclass; `slot_maker` builds the same object without a call per field
+# (history ops likewise come from `checkers.history.make_op`).
+_make_context: Final = slot_maker(Context)
 
 
 def _context_pair(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
@@ -98,29 +81,8 @@ def _context_pair(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
                   cprocs: tuple[Any, ...]) -> Context:
     """A context with its `clients_only()` memo filled in (``cfree``/``cprocs``
     are ``free``/``procs`` without the nemesis): every client generator asks
-    for that view, and building it here skips a method call per context. Both
-    are built by filling their slots here (no ``__init__`` frame each)."""
-    if not _PLAIN_CTX:  # pragma: no cover - only if generator.Context changes shape
-        return Context(time, free, procs, rng)
-    v: Context = _new(Context)
-    _s_time(v, time)
-    _s_free(v, cfree)
-    _s_procs(v, cprocs)
-    _s_rng(v, rng)
-    _s_clients(v, None)
-    c: Context = _new(Context)
-    _s_time(c, time)
-    _s_free(c, free)
-    _s_procs(c, procs)
-    _s_rng(c, rng)
-    _s_clients(c, v)
-    return c
-
-
-def _context(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
-             rng: random.Random) -> Context:
-    """A context (`Context` fills its slots directly: see `generator.slot_init`)."""
-    return Context(time, free, procs, rng)
+    for that view, and building it here skips a method call per context."""
+    return _make_context(time, free, procs, rng, _make_context(time, cfree, cprocs, rng, None))
 
 
 class Interpreter:
@@ -248,7 +210,7 @@ class Interpreter:
         free = tuple(filterfalse(busy.__contains__, procs)) if busy else procs
         cprocs = self._cprocs
         if cprocs is procs:  # no nemesis: the context is its own clients' view
-            c = Context(now, free, procs, self.gen_rng)
+            c = _make_context(now, free, procs, self.gen_rng, None)
         else:
             if not busy:
                 cfree = cprocs

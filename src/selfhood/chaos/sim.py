@@ -664,14 +664,17 @@ def run_simulation(config: SimConfig, generator: Generator, *, seed: int,
     """
     # The run allocates many small acyclic objects that all live until its end
     # (history, events, log records); the cyclic collector would rescan them
-    # again and again for nothing (~10 % of a run), so it is paused meanwhile.
-    with paused_gc():
+    # again and again for nothing (~10 % of a run), so it is paused meanwhile, and
+    # what survives the run (its history) joins the oldest generation untraced.
+    with paused_gc(promote=True):
         sim = Simulation(config, seed, model=model)
         try:
-            return sim.run(generator, time_limit_s=time_limit_s, on_progress=on_progress)
+            result = sim.run(generator, time_limit_s=time_limit_s, on_progress=on_progress)
         finally:
             # the world and its interpreter refer to each other: cut that cycle, so the
-            # whole simulated deployment is freed by reference counting as the run ends,
-            # not left as cyclic garbage for a later collection to trace (and, kept
-            # until then, slowing the next runs of a hunt)
+            # whole simulated deployment is freed by reference counting as the run ends
+            # (before the collector resumes), not left as cyclic garbage for a later
+            # collection to trace (and, kept until then, slowing the next runs of a hunt)
             del sim.interp
+            del sim
+    return result
