@@ -187,3 +187,18 @@ def test_a_process_never_has_two_open_ops_and_time_never_goes_back(
             open_.remove(o.process)
     assert not open_
     assert simulate(gen, seed=seed, concurrency=conc) == h
+
+
+def test_fill_in_new_places_an_op_as_fill_in_places_the_unfilled_request() -> None:
+    from selfhood.chaos.generator import Pending, fill_in, fill_in_new
+
+    for free, procs in (((0, 1, 2), (0, 1, 2, 3)), ((2,), (0, 1, 2)), ((), (0, 1)),
+                        ((1, NEMESIS), (0, 1, NEMESIS)), ((NEMESIS,), (NEMESIS,)),
+                        ((), (NEMESIS,))):
+        a, b = random.Random(4), random.Random(4)
+        for t in (0, 7):
+            got = fill_in_new("txn", [1], "i0", Context(t, free, procs, a))
+            want = fill_in(OpRequest("txn", [1], instance="i0"), Context(t, free, procs, b))
+            assert got == want and type(got) is type(want)
+            assert isinstance(got, Pending) or (got.time == t and got.process in free)
+        assert a.random() == b.random()  # the same draws

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import fields
 from types import MemberDescriptorType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 _T = TypeVar("_T")
 
@@ -34,11 +34,16 @@ def slot_maker(cls: type[_T]) -> Callable[..., _T]:
     slots, no frozen ``__setattr__``) and then makes it a ``cls``: the very
     object ``cls(...)`` builds, without a call per field. Fields are taken as
     given (no defaults, no checks). A class whose layout does not allow that
-    is built through its slot descriptors instead, one call per field.
+    is built through its slot descriptors instead, one call per field; a class
+    of other fields (compiled), by itself.
     """
     names = plain_slots(cls)
-    if names is None:  # pragma: no cover - no such class is given today
-        raise TypeError(f"{cls.__name__}: not a dataclass of plain slots")
+    if names is None:
+        # e.g. a class compiled by mypyc (its fields are no member descriptors), which
+        # builds fast anyway: its own constructor, if that takes every field
+        if not all(f.init for f in fields(cast(Any, cls))):  # pragma: no cover - none today
+            raise TypeError(f"{cls.__name__}: not a dataclass of plain slots")
+        return cls
     twin = type(f"_{cls.__name__}Blank", (), {"__slots__": cls.__dict__["__slots__"]})
     ns: dict[str, Any] = {"_new": object.__new__, "_twin": twin, "_cls": cls}
     args = ", ".join(names)

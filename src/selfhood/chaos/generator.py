@@ -31,6 +31,7 @@ from typing import Any, Final, Protocol, TypeAlias, TypeVar, runtime_checkable
 
 from selfhood.checkers.history import Op
 from selfhood.errors import ChaosError
+from selfhood.slots import slot_maker
 
 #: virtual time units (the history's `time` is in ns since start)
 NS: Final = 1
@@ -93,6 +94,9 @@ class OpRequest:
     instance: str | None = None
     time: int | None = None
 
+
+#: ``OpRequest(f, value, process, instance, time)``, built without a call per field
+_new_request: Final = slot_maker(OpRequest)
 
 _NEM: Final = (NEMESIS,)
 
@@ -211,20 +215,32 @@ def fill_in(req: OpRequest, ctx: Context) -> OpRequest | Pending:
     """
     time = ctx.time if req.time is None or req.time < ctx.time else req.time
     if req.process is None:
-        fp = ctx.free_processes
-        # the tuple itself when no nemesis is in it (choice draws the same from either)
-        free: Sequence[Any] = [p for p in fp if is_client(p)] if NEMESIS in fp else fp
-        if not free:
-            if ctx.all_processes == (NEMESIS,) and ctx.free_processes:
-                return OpRequest(req.f, req.value, NEMESIS, req.instance, time)
-            return PENDING
-        process = free[0] if len(free) == 1 else free[randbelow(ctx.rng)(len(free))]
-        return OpRequest(req.f, req.value, process, req.instance, time)
+        return _placed(req.f, req.value, req.instance, time, ctx)
     if req.process not in ctx.free_processes:
         return PENDING
     if req.time == time:
         return req
-    return OpRequest(req.f, req.value, req.process, req.instance, time)
+    return _new_request(req.f, req.value, req.process, req.instance, time)
+
+
+def fill_in_new(f: str, value: Any, instance: str | None, ctx: Context) -> OpRequest | Pending:
+    """``fill_in(OpRequest(f, value, instance=instance), ctx)``, without building the
+    unfilled request first (the workloads make one op per client op)."""
+    return _placed(f, value, instance, ctx.time, ctx)
+
+
+def _placed(f: str, value: Any, instance: str | None, time: int,
+            ctx: Context) -> OpRequest | Pending:
+    """`fill_in` of an op that names no process."""
+    fp = ctx.free_processes
+    # the tuple itself when no nemesis is in it (choice draws the same from either)
+    free: Sequence[Any] = [p for p in fp if is_client(p)] if NEMESIS in fp else fp
+    if not free:
+        if ctx.all_processes == (NEMESIS,) and fp:
+            return _new_request(f, value, NEMESIS, instance, time)
+        return PENDING
+    process = free[0] if len(free) == 1 else free[randbelow(ctx.rng)(len(free))]
+    return _new_request(f, value, process, instance, time)
 
 
 def lift(g: GenLike) -> Generator:
@@ -427,7 +443,7 @@ class Stagger:
         t = ctx.time if o.time is None or o.time < ctx.time else o.time
         gap = randbelow(ctx.rng)(2 * self.dt) if self.dt > 0 else 0
         if t != o.time:
-            o = OpRequest(o.f, o.value, o.process, o.instance, t)
+            o = _new_request(o.f, o.value, o.process, o.instance, t)
         return o, Stagger(self.dt, nxt, t + gap)
 
     def update(self, ctx: Context, event: Op) -> Generator:

@@ -35,7 +35,7 @@ from selfhood.chaos.generator import (
     OpRequest,
     Pending,
     Seq,
-    fill_in,
+    fill_in_new,
     nemesis,
     nemesis_and_clients,
     phases,
@@ -46,6 +46,7 @@ from selfhood.chaos.generator import (
 )
 from selfhood.checkers.history import Op
 from selfhood.consistency.keys import cases_key, mem_key, transcript_key, try_parse_key
+from selfhood.slots import slot_maker
 from selfhood.spec import ExperimentSpec, NemesisOp, WorkloadSpec
 
 #: register names per module; small pools so reads and writes collide
@@ -64,6 +65,32 @@ def is_register_key(key: str) -> bool:
 # compute, without re-adding them on every op
 _CUM_WEIGHTS: dict[tuple[float, float, float, float],
                    tuple[tuple[float, float, float, float], float]] = {}
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceKeys:
+    """An instance's keys, built once (a workload op names two or three of them)."""
+
+    transcript: str
+    cases: str
+    subtask: tuple[str, ...]  # mem/subtask/<MEMORY_NAMES>
+    tool: tuple[str, ...]  # mem/tool/<MEMORY_NAMES>: the rw-register txns' keys
+    registers: tuple[str, ...]  # mem/tool/<REGISTER_NAMES>: the single registers
+
+
+_KEYS: dict[str, InstanceKeys] = {}
+
+
+def instance_keys(inst: str) -> InstanceKeys:
+    """The workload's keys of instance ``inst`` (memoized: the same strings every op)."""
+    k = _KEYS.get(inst)
+    if k is None:
+        k = _KEYS[inst] = InstanceKeys(
+            transcript_key(inst), cases_key(inst),
+            tuple(mem_key(inst, "subtask", n) for n in MEMORY_NAMES),
+            tuple(mem_key(inst, "tool", n) for n in MEMORY_NAMES),
+            tuple(mem_key(inst, "tool", n) for n in REGISTER_NAMES))
+    return k
 
 
 @slot_init
@@ -90,8 +117,8 @@ class ClientMix:
         # error): `randbelow` then draws exactly what randrange draws
         randrange = (randbelow(rng) if self.rules >= 1 and self.max_txn_len >= 1
                      and self.replicas else rng.randrange)
-        inst = self.instances[randrange(len(self.instances))] if len(
-            self.instances) > 1 else self.instances[0]
+        instances = self.instances
+        inst = instances[randrange(len(instances))] if len(instances) > 1 else instances[0]
         cum = _CUM_WEIGHTS.get(self.weights)
         if cum is None:
             cum = _CUM_WEIGHTS[self.weights] = (self.cum_weights, self.weights_total)
@@ -100,22 +127,27 @@ class ClientMix:
         while kind < 3 and u >= cum[0][kind]:
             kind += 1
         v = self.next_value
-        req: OpRequest
+        keys = _KEYS.get(inst)
+        if keys is None:
+            keys = instance_keys(inst)
+        f = "txn"
+        value: Any
         if kind == 0:
-            req, used = conversation_op(rng.random(), randrange(1 << 30), inst, v,
-                                        self.max_txn_len)
+            value, used = conversation_op(rng.random(), randrange(1 << 30), keys, v,
+                                          self.max_txn_len)
         elif kind == 1:
-            req, used = memory_op(rng.random, randrange, inst, v, self.max_txn_len)
+            value, used = memory_op(rng.random, randrange, keys, v, self.max_txn_len)
         elif kind == 2:
-            req, used = governance_op(rng.random(), randrange(self.rules), inst), 0
+            f, value = governance_op(rng.random(), randrange(self.rules))
+            used = 0
         else:
-            replica = self.replicas[randrange(len(self.replicas))]
-            req, used = probe_op(inst, replica), 0
-        filled = fill_in(req, ctx)
+            f, value = probe_op(self.replicas[randrange(len(self.replicas))])
+            used = 0
+        filled = fill_in_new(f, value, inst, ctx)
         if isinstance(filled, Pending):
             return filled, self
-        nxt = self if used == 0 else ClientMix(self.instances, self.replicas, self.weights,
-                                               self.max_txn_len, self.rules, v + used)
+        nxt = self if used == 0 else _new_mix(self.instances, self.replicas, self.weights,
+                                              self.max_txn_len, self.rules, v + used)
         return filled, nxt
 
     @property
@@ -131,14 +163,16 @@ class ClientMix:
         return self
 
 
-def conversation_op(u: float, r: int, inst: str, v: int,
-                    max_len: int) -> tuple[OpRequest, int]:
-    """A turn (read context, append, maybe write referenced memory / a case) or a read.
+#: ``ClientMix(...)`` of every field, built without a call per field
+_new_mix: Final = slot_maker(ClientMix)
 
-    Returns the op and how many unique values it used.
-    """
-    t, c = transcript_key(inst), cases_key(inst)
-    sub = mem_key(inst, "subtask", MEMORY_NAMES[r % len(MEMORY_NAMES)])
+
+def conversation_op(u: float, r: int, keys: InstanceKeys, v: int,
+                    max_len: int) -> tuple[list[list[Any]], int]:
+    """A turn (read context, append, maybe write referenced memory / a case) or a read:
+    its txn's micro-ops, and how many unique values it used."""
+    t, c = keys.transcript, keys.cases
+    sub = keys.subtask[r % len(MEMORY_NAMES)]
     mops: list[list[Any]]
     if u < 0.6:  # a turn
         mops = [["r", t, None], ["append", t, v]] if max_len >= 2 else [["append", t, v]]
@@ -147,54 +181,56 @@ def conversation_op(u: float, r: int, inst: str, v: int,
             mops.append(["w", sub, v + 1])
         elif max_len >= 3 and variant == 1:
             mops.append(["append", c, v + 1])
-        return OpRequest("txn", mops, instance=inst), len(mops) - (1 if max_len >= 2 else 0)
+        return mops, len(mops) - (1 if max_len >= 2 else 0)
     if max_len < 2:
         mops = [["r", t, None]]
     elif u < 0.85:  # read the transcript with the memory a turn refers to
         mops = [["r", t, None], ["r", sub, None]]
     else:
         mops = [["r", t, None], ["r", c, None]]
-    return OpRequest("txn", mops, instance=inst), 0
+    return mops, 0
 
 
-def memory_op(random_: Any, randrange: Any, inst: str, v: int,
-              max_len: int) -> tuple[OpRequest, int]:
-    """Tool memory: a single-register op on ``tool/r*`` or an rw-register txn on ``tool/k*``.
+def memory_op(random_: Any, randrange: Any, keys: InstanceKeys, v: int,
+              max_len: int) -> tuple[list[list[Any]], int]:
+    """Tool memory: a single-register op on ``tool/r*`` or an rw-register txn on ``tool/k*``
+    (its micro-ops, and how many unique values it used).
 
     The two key sets never mix, so the single-register ops form a plain
     register history (checked for sequential consistency / linearizability)
     and the txns an rw-register one (checked by Elle).
     """
     if random_() < 0.5:
-        key = mem_key(inst, "tool", REGISTER_NAMES[randrange(len(REGISTER_NAMES))])
+        key = keys.registers[randrange(len(REGISTER_NAMES))]
         if random_() < 0.5:
-            return OpRequest("txn", [["r", key, None]], instance=inst), 0
-        return OpRequest("txn", [["w", key, v]], instance=inst), 1
+            return [["r", key, None]], 0
+        return [["w", key, v]], 1
     n = 1 + randrange(max_len)
     mops: list[list[Any]] = []
     used = 0
+    tool = keys.tool
     for _ in range(n):
-        key = mem_key(inst, "tool", MEMORY_NAMES[randrange(len(MEMORY_NAMES))])
+        key = tool[randrange(len(MEMORY_NAMES))]
         if random_() < 0.5:
             mops.append(["r", key, None])
         else:
             mops.append(["w", key, v + used])
             used += 1
-    return OpRequest("txn", mops, instance=inst), used
+    return mops, used
 
 
-def governance_op(u: float, rule: int, inst: str) -> OpRequest:
-    """Add, revoke or read governance rules (a set with revocations)."""
+def governance_op(u: float, rule: int) -> tuple[str, Any]:
+    """Add, revoke or read governance rules (a set with revocations): (f, value)."""
     if u < 0.35:
-        return OpRequest("add-rule", rule, instance=inst)
+        return "add-rule", rule
     if u < 0.5:
-        return OpRequest("revoke-rule", rule, instance=inst)
-    return OpRequest("read-rules", None, instance=inst)
+        return "revoke-rule", rule
+    return "read-rules", None
 
 
-def probe_op(inst: str, replica: str) -> OpRequest:
-    """Read the instance's fingerprint from a chosen replica."""
-    return OpRequest("probe", {"replica": replica}, instance=inst)
+def probe_op(replica: str) -> tuple[str, Any]:
+    """Read an instance's fingerprint from a chosen replica: (f, value)."""
+    return "probe", {"replica": replica}
 
 
 def client_mix(spec: ExperimentSpec) -> ClientMix:
@@ -213,7 +249,8 @@ class ProbeRound:
 
     def op(self, ctx: Context) -> tuple[OpRequest | Pending, Generator] | None:
         replica, inst = self.pairs[self.i % len(self.pairs)]
-        filled = fill_in(probe_op(inst, replica), ctx)
+        f, value = probe_op(replica)
+        filled = fill_in_new(f, value, inst, ctx)
         if isinstance(filled, Pending):
             return filled, self
         return filled, ProbeRound(self.pairs, self.i + 1)
