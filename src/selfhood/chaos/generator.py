@@ -370,11 +370,16 @@ class Limit:
         o, nxt = r
         if isinstance(o, Pending):
             return o, (self if nxt is self.gen else Limit(self.remaining, nxt))
-        return o, Limit(self.remaining - 1, nxt)
+        return o, _new_limit(self.remaining - 1, nxt)
 
     def update(self, ctx: Context, event: Op) -> Generator:
         g = self.gen.update(ctx, event)
         return self if g is self.gen else Limit(self.remaining, g)
+
+
+#: the successor a client op makes at every layer of the stack, built without a call
+#: per field (as `_new_on` and `_new_stagger`)
+_new_limit: Final = slot_maker(Limit)
 
 
 def limit(n: int, gen: GenLike) -> Generator:
@@ -444,11 +449,14 @@ class Stagger:
         gap = randbelow(ctx.rng)(2 * self.dt) if self.dt > 0 else 0
         if t != o.time:
             o = _new_request(o.f, o.value, o.process, o.instance, t)
-        return o, Stagger(self.dt, nxt, t + gap)
+        return o, _new_stagger(self.dt, nxt, t + gap)
 
     def update(self, ctx: Context, event: Op) -> Generator:
         g = self.gen.update(ctx, event)
         return self if g is self.gen else Stagger(self.dt, g, self.next_time)
+
+
+_new_stagger: Final = slot_maker(Stagger)
 
 
 def stagger(dt: int, gen: GenLike) -> Generator:
@@ -575,7 +583,7 @@ class OnProcesses:
         if r is None:
             return None
         o, nxt = r
-        return o, (self if nxt is gen else OnProcesses(self.nemesis, nxt))
+        return o, (self if nxt is gen else _new_on(self.nemesis, nxt))
 
     def update(self, ctx: Context, event: Op) -> Generator:
         if (event.process == NEMESIS) != self.nemesis:
@@ -584,6 +592,9 @@ class OnProcesses:
         gen = self.gen
         g = gen.update(sub if sub is not None else self._sub(ctx), event)
         return self if g is gen else OnProcesses(self.nemesis, g)
+
+
+_new_on: Final = slot_maker(OnProcesses)
 
 
 def _on(nemesis: bool, gen: GenLike) -> Generator:
