@@ -388,3 +388,52 @@ def test_a_bounded_fetch_renews_the_lease_only_once_the_replica_caught_up() -> N
     sim.on_records(Records([]), c(t))
     (ok2,) = sim.on_request(txn(13, [["r", T, None]]), c(t + MS))
     assert isinstance(ok2, Reply) and ok2.type == "ok", ok2
+
+
+def test_a_partial_poll_round_serves_no_read_until_every_partition_reached_the_end() -> None:
+    """Each round fetches partition by partition, each fetch bounded: one may reach the log
+    end the round saw while another falls short (the real cluster served about one read in
+    ten from such a state). Served from it, a session read i2 with P's second write and
+    then i0 without P's first: a G-single-item-process. Reads now wait for a whole round,
+    and nothing past the end a round saw is applied."""
+    cfg = ReplicaConfig(mode="sequential", shards=2, lease_ms=100, outbox_ms=0)
+    log = FakeLog(shards=2)
+    owner = make_replica("r0", cfg, ("i0", "i2"), new_id=seeded_event_ids("r0"))
+    for inst, p in (("i0", 0), ("i2", 1)):
+        pump(owner, log, owner.on_grant(Grant(inst, p, "r0", 1), c(0)), 0)
+    before = [len(x) for x in log.parts]  # the two claims
+    w1, w2 = (Request(k, "txn", [["append", f"{i}/transcript", k]], i, None, 10**12)
+              for k, i in ((1, "i0"), (2, "i2")))
+    for w in (w1, w2):  # process P: i0 first, then i2
+        (ack,) = pump(owner, log, owner.on_request(w, c(0)), 0)
+        assert ack.type == "ok"
+    ends = [len(x) for x in log.parts]
+    reader = make_replica("r1", cfg, ("i0", "i2"), new_id=seeded_event_ids("r1"))
+    t = 1_000 * MS
+    whole = [(p, list(enumerate(log.parts[p][:before[p]])), before[p]) for p in (0, 1)]
+    reader.on_records(Records(whole, before, None, LEASE_CAUGHT_UP), c(t))
+    # the next round saw both writes at the end, but the fetch of partition 0 fell short
+    p1 = list(enumerate(log.parts[1]))[before[1]:]
+    reader.on_records(Records([(1, p1, ends[1])], ends, None, LEASE_CAUGHT_UP), c(t + MS))
+
+    def read(rid: int, inst: str) -> list[Output]:
+        return reader.on_request(Request(rid, "txn", [["r", f"{inst}/transcript", None]], inst,
+                                         None, 10**12), c(t + 2 * MS))
+
+    waiting = read(3, "i2") + read(4, "i0")  # process Q: i2, then i0
+    assert not [o for o in waiting if isinstance(o, Reply)], waiting
+    # a whole round: both reads answer from one snapshot of the log
+    p0 = list(enumerate(log.parts[0]))[before[0]:]
+    done = reader.on_records(Records([(0, p0, ends[0])], ends, None, LEASE_CAUGHT_UP),
+                             c(t + 3 * MS))
+    got = {r.req_id: r.value for r in done if isinstance(r, Reply)}
+    assert got == {3: [["r", "i2/transcript", [2]]], 4: [["r", "i0/transcript", [1]]]}, done
+    # a fetch that ran past the end the round saw applies nothing past it
+    pump(owner, log, owner.on_request(Request(5, "txn", [["append", "i2/transcript", 5]],
+                                              "i2", None, 10**12), c(0)), 0)
+    past = list(enumerate(log.parts[1]))[ends[1]:]
+    reader.on_records(Records([(1, past, len(log.parts[1]))], ends, None, LEASE_CAUGHT_UP),
+                      c(t + 4 * MS))
+    assert reader.next_offset == ends
+    (now_ok,) = read(6, "i2")
+    assert isinstance(now_ok, Reply) and now_ok.value == [["r", "i2/transcript", [2]]]

@@ -24,7 +24,9 @@ lease only once it has applied up to it (`Records.lease`), so the lease
 means "what I serve was the log's state within ``lease_ms``": a replica cut
 off from the brokers stops serving sequential reads, and one healed (or
 restarted) serves them again only once it has caught up, not at the first
-answer (an append's acknowledgement does not renew it either).
+answer (an append's acknowledgement does not renew it either). Each
+partition is read up to that end (bounded): the core serves reads only
+from a state where every partition reached it, one snapshot of the log.
 
 Ownership: a partition assigned by the group becomes a `Grant` for every
 known instance on it, at epoch ``max(group generation, highest epoch this
@@ -394,27 +396,34 @@ class ReplicaNode:
         shards = self.cfg.shards
         self.ends = [ends.get(p, 0) for p in range(shards)]
         chunks: list[Chunk] = []
+        loop = asyncio.get_running_loop()
         for p in range(shards):
-            off = core.next_offset[p]
-            if off >= self.ends[p]:
-                continue
-            try:
-                batch = await self.log.read(p, off, limit=self.cfg.poll_limit,
-                                            timeout_s=0.05)
-            except LogError as exc:
-                self.stats["poll_errors"] += 1
-                log.debug("%s: read of partition %d failed: %r", self.name, p, exc)
-                continue
+            off = nxt = core.next_offset[p]
             recs: list[tuple[int, Event]] = []
-            for e in batch.entries:
-                if e.event is None:  # a dead letter: a gap like any other (its error logged)
-                    self.stats["dead_letters"] += 1
-                    log.warning("%s: dead letter at %d:%d: %s", self.name, p,
-                                e.position.offset, e.error)
-                    continue
-                recs.append((e.position.offset, e.event))
-            if recs or batch.next_offset > off:
-                chunks.append((p, recs, batch.next_offset))
+            # up to the end this round saw (the core serves reads only once every partition
+            # is there): a fetch often stops short, e.g. before a commit marker; bounded
+            deadline = loop.time() + 0.05
+            while nxt < self.ends[p] and len(recs) < self.cfg.poll_limit:
+                try:
+                    batch = await self.log.read(p, nxt, limit=self.cfg.poll_limit - len(recs),
+                                                timeout_s=max(0.0, deadline - loop.time()))
+                except LogError as exc:
+                    self.stats["poll_errors"] += 1
+                    log.debug("%s: read of partition %d failed: %r", self.name, p, exc)
+                    break
+                for e in batch.entries:
+                    if e.event is None:  # a dead letter: a gap like any other (error logged)
+                        self.stats["dead_letters"] += 1
+                        log.warning("%s: dead letter at %d:%d: %s", self.name, p,
+                                    e.position.offset, e.error)
+                        continue
+                    recs.append((e.position.offset, e.event))
+                if batch.next_offset <= nxt or loop.time() >= deadline:
+                    nxt = max(nxt, batch.next_offset)
+                    break
+                nxt = batch.next_offset
+            if recs or nxt > off:
+                chunks.append((p, recs, nxt))
         now = self.now()
         # a fetch is bounded (poll_limit, 50 ms): the lease is renewed once the core has
         # applied up to the end this round saw, not merely because the brokers answered

@@ -127,6 +127,9 @@ class Replica:
         self.hlc = Hlc(0, 0)
         #: monotonic time of the last word from the log (set by the runtime at start)
         self.log_contact = 0
+        #: False while the state is not one snapshot of the log: a bounded fetch brought
+        #: some partitions up to the end a poll saw and others not (see `on_records`)
+        self.at_snapshot = True
         self.lease_ns = config.lease_ms * MS
         # ownership: (owner, epoch) per instance, from grants and applied claims
         self.assigned: dict[str, tuple[str, int]] = {}
@@ -475,6 +478,8 @@ class Replica:
         nxt = self.next_offset
         atomic = self.cfg.atomic_memory
         chunks = rec.chunks
+        # a bounded fetch: nothing past the end this contact saw (see `Records.lease`)
+        limit = rec.ends if lease == LEASE_CAUGHT_UP else None
         while chunks:
             blocked: list[Chunk] = []
             progress = False
@@ -484,6 +489,9 @@ class Replica:
                 stopped = False
                 if recs and recs[0][0] < o:  # overlaps what was applied already
                     recs = recs[bisect_left(recs, o, key=_offset):]
+                if limit is not None and recs and recs[-1][0] >= limit[p]:
+                    recs = recs[:bisect_left(recs, limit[p], key=_offset)]
+                    end = limit[p]
                 for off, ev in recs:
                     if ev.deps and not self._deps_applied(ev):
                         if ev.kind == "ownership_claimed":
@@ -504,12 +512,21 @@ class Replica:
                 if stopped:
                     blocked.append(chunk)
                 elif end > o:
-                    nxt[p] = end
+                    nxt[p] = min(end, limit[p]) if limit is not None else end
             chunks = blocked if progress else []
         if lease == LEASE_CAUGHT_UP:
             ends = rec.ends
-            if ends is not None and all(nxt[p] >= e for p, e in enumerate(ends)):
-                self.log_contact = now.mono  # current with the end this contact saw
+            if ends is not None:
+                # Current with the end this contact saw on every partition, and past it on
+                # none: the state is that snapshot of the log. A partial round (one
+                # partition's fetch fell short) leaves a state no reader may see: a session
+                # could see a write on one partition and then miss, on the other, a write
+                # its writer made before it (a G-single-item-process).
+                self.at_snapshot = all(nxt[p] >= e for p, e in enumerate(ends))
+                if self.at_snapshot:
+                    self.log_contact = now.mono
+        elif lease == LEASE_NOW:
+            self.at_snapshot = True
         self._after_records(rec, now, out)
         return out
 

@@ -124,7 +124,10 @@ class Records:
     simulator's does), so the lease is renewed. ``caught-up``: the fetch may
     have stopped short (a real log's bounded, timed fetch; right after a heal
     it often returns nothing), so the lease is renewed only once the replica
-    has applied up to ``ends``, the log end this contact saw. ``keep``: the
+    has applied up to ``ends``, the log end this contact saw; records past
+    ``ends`` wait for the next contact, and until every partition has
+    reached it no read is served (a state with partitions at different
+    points is no snapshot of the log). ``keep``: the
     contact proves only that the log answered (an append's acknowledgement),
     not that the replica's state is current: the lease stays as it was.
     Renewing on contact alone let a replica healed after 2.3 s cut off serve

@@ -187,6 +187,10 @@ class SequentialReplica(Replica):
                     self.reads.append(_Read(req, deadline, needed))
                     out.append(Poll(list(nxt)))
                     return
+        if not self.at_snapshot:  # partitions at different points: wait for a whole round
+            self.reads.append(_Read(req, deadline, {}))
+            out.append(Poll(list(self.next_offset)))
+            return
         self._serve_read(req, inst, out)
 
     def _observe(self, req: Request, now: Clock, out: list[Output]) -> None:
@@ -211,7 +215,7 @@ class SequentialReplica(Replica):
         out.append(Reply(req.req_id, "ok", value, None, self._token_for(inst), extra))
 
     def _check_reads(self, out: list[Output]) -> None:
-        if not self.reads:
+        if not self.reads or not self.at_snapshot:
             return
         keep: list[_Read] = []
         nxt = self.next_offset
