@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from selfhood.chaos.generator import Context, clients, limit
-from selfhood.chaos.interpreter import _context_pair
+from selfhood.chaos.interpreter import Interpreter
 from selfhood.chaos.sim import SimConfig, run_simulation
 from selfhood.chaos.workloads import client_mix
 from selfhood.checkers.formats import ops_to_jsonl
@@ -88,7 +88,13 @@ def test_slot_built_ops_and_contexts_equal_the_constructed_ones() -> None:
     assert make_op(0, "invoke", "nemesis", "heal", None, 0, None, None, None, {}) == Op(
         0, "invoke", "nemesis", "heal", None, 0)
     rng = random.Random(1)
-    c = _context_pair(5, (0, "nemesis"), (0, 1, "nemesis"), rng, (0,), (0, 1))
+
+    class At:
+        now = 5
+
+    interp = Interpreter(At(), None, concurrency=2, rng=rng)  # type: ignore[arg-type]
+    interp.busy.add(1)
+    c = interp._ctx()
     assert type(c) is Context and c == Context(5, (0, "nemesis"), (0, 1, "nemesis"), rng)
     assert c.clients_only() == Context(5, (0,), (0, 1), rng)
     assert c.clients_only().clients_only() is c.clients_only()

@@ -24,8 +24,7 @@ Nothing here reads a clock: every call takes ``now`` (ns).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from selfhood.chaos.generator import OpRequest
 from selfhood.consistency.replica import UNAVAILABLE, Reply, Request, Token
@@ -48,25 +47,24 @@ def readonly(req: OpRequest) -> bool:
     return False
 
 
-@dataclass(slots=True)
-class OpenOp:
-    """A client op sent and not yet completed."""
+#: a client op sent and not yet completed: its request, the replica it went to, and
+#: whether the router chose that replica (a plain tuple: one is made per client op)
+OpenOp = tuple[OpRequest, str, bool]
 
-    process: Any
+
+class Completion(NamedTuple):
+    """What to record for a completed op. Built with ``tuple.__new__`` (`_new_tuple`):
+    the namedtuple's own constructor is a Python function, and one is made per op."""
+
     req: OpRequest
     replica: str
-    routed: bool
-
-
-@dataclass(slots=True)
-class Completion:
-    """What to record for a completed op."""
-
-    op: OpenOp
     type: str
     value: Any
     error: Any
     extra: dict[str, Any] | None
+
+
+_new_tuple: Final = tuple.__new__
 
 
 class ClientSessions:
@@ -100,7 +98,7 @@ class ClientSessions:
                                  f"got {v!r}")
             replica = target
         self.next_req = rid = self.next_req + 1
-        self.open[rid] = OpenOp(process, o, replica, routed)
+        self.open[rid] = (o, replica, routed)
         req = Request(rid, f, o.value, o.instance, self.tokens.get(process),
                       self.request_timeout_ns, replica)
         return req, now + self.timeout_ns
@@ -111,16 +109,17 @@ class ClientSessions:
         op = self.open.pop(rid, None)
         if op is None:
             return None  # the client already timed out
+        o, replica, routed = op
         typ = reply.type
-        if op.routed:
+        if routed:
             router = self.router
             if typ == "fail" and reply.error == UNAVAILABLE:
-                router.mark_down(op.replica, now)
-            elif router.down_until[op.replica] != -1:
-                router.mark_up(op.replica)
-            router.outstanding[op.replica] -= 1  # router.finished(replica)
+                router.mark_down(replica, now)
+            elif router.down_until[replica] != -1:
+                router.mark_up(replica)
+            router.outstanding[replica] -= 1  # router.finished(replica)
         token = reply.token
-        process = op.process
+        process = o.process
         if typ == "info":
             # the process is presumed crashed: its successor starts a new session
             self.tokens.pop(process, None)
@@ -129,36 +128,31 @@ class ClientSessions:
             tokens = self.tokens
             cur = tokens.get(process)
             if cur is None:
-                tokens[process] = {p: o for p, o in token.items() if o > 0}
+                tokens[process] = {p: n for p, n in token.items() if n > 0}
             else:
                 tok = None
-                for p, o in token.items():
-                    if (cur if tok is None else tok).get(p, 0) < o:
+                for p, n in token.items():
+                    if (cur if tok is None else tok).get(p, 0) < n:
                         if tok is None:
                             tok = dict(cur)
-                        tok[p] = o
+                        tok[p] = n
                 if tok is not None:
                     tokens[process] = tok
-        return Completion(op, typ, reply.value if typ == "ok" else op.req.value, reply.error,
-                          reply.extra)
+        return _new_tuple(Completion, (o, replica, typ, reply.value if typ == "ok" else o.value,
+                                       reply.error, reply.extra))
 
     def timeout(self, rid: int, now: int) -> Completion | None:
         """The completion of op ``rid`` timing out, or None if it already completed."""
-        op = self.open.get(rid)
+        op = self.open.pop(rid, None)
         if op is None:
             return None
+        o, replica, routed = op
         self.timeouts += 1
-        if op.routed:
-            self.router.mark_down(op.replica, now)
-        return self._finish(rid, "fail" if readonly(op.req) else "info", op.req.value,
-                            TIMEOUT, None)
-
-    def _finish(self, rid: int, typ: str, value: Any, error: Any,
-                extra: dict[str, Any] | None) -> Completion:
-        op = self.open.pop(rid)
-        if op.routed:
-            self.router.finished(op.replica)
+        if routed:
+            self.router.mark_down(replica, now)
+            self.router.finished(replica)
+        typ = "fail" if readonly(o) else "info"
         if typ == "info":
             # the process is presumed crashed: its successor starts a new session
-            self.tokens.pop(op.process, None)
-        return Completion(op, typ, value, error, extra)
+            self.tokens.pop(o.process, None)
+        return _new_tuple(Completion, (o, replica, typ, o.value, TIMEOUT, None))

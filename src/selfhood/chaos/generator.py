@@ -215,7 +215,7 @@ def fill_in(req: OpRequest, ctx: Context) -> OpRequest | Pending:
     """
     time = ctx.time if req.time is None or req.time < ctx.time else req.time
     if req.process is None:
-        return _placed(req.f, req.value, req.instance, time, ctx)
+        return fill_in_new(req.f, req.value, req.instance, ctx, time)
     if req.process not in ctx.free_processes:
         return PENDING
     if req.time == time:
@@ -223,15 +223,13 @@ def fill_in(req: OpRequest, ctx: Context) -> OpRequest | Pending:
     return _new_request(req.f, req.value, req.process, req.instance, time)
 
 
-def fill_in_new(f: str, value: Any, instance: str | None, ctx: Context) -> OpRequest | Pending:
-    """``fill_in(OpRequest(f, value, instance=instance), ctx)``, without building the
-    unfilled request first (the workloads make one op per client op)."""
-    return _placed(f, value, instance, ctx.time, ctx)
-
-
-def _placed(f: str, value: Any, instance: str | None, time: int,
-            ctx: Context) -> OpRequest | Pending:
-    """`fill_in` of an op that names no process."""
+def fill_in_new(f: str, value: Any, instance: str | None, ctx: Context,
+                time: int | None = None) -> OpRequest | Pending:
+    """``fill_in(OpRequest(f, value, instance=instance, time=time), ctx)`` for a ``time``
+    that is None or >= ctx.time, without building the unfilled request first (the
+    workloads make one op per client op; `fill_in` places an op without a process here)."""
+    if time is None:
+        time = ctx.time
     fp = ctx.free_processes
     # the tuple itself when no nemesis is in it (choice draws the same from either)
     free: Sequence[Any] = [p for p in fp if is_client(p)] if NEMESIS in fp else fp

@@ -76,15 +76,6 @@ class World(Protocol):
 _make_context: Final = slot_maker(Context)
 
 
-def _context_pair(time: int, free: tuple[Any, ...], procs: tuple[Any, ...],
-                  rng: random.Random, cfree: tuple[Any, ...],
-                  cprocs: tuple[Any, ...]) -> Context:
-    """A context with its `clients_only()` memo filled in (``cfree``/``cprocs``
-    are ``free``/``procs`` without the nemesis): every client generator asks
-    for that view, and building it here skips a method call per context."""
-    return _make_context(time, free, procs, rng, _make_context(time, cfree, cprocs, rng, None))
-
-
 class Interpreter:
     """Runs one generator against one world and records the history."""
 
@@ -170,21 +161,18 @@ class Interpreter:
     # -- recording -----------------------------------------------------------------
 
     def _complete(self, c: Completion) -> None:
-        op = c.op
-        process = op.process
+        req, replica, typ, value, error, extra = c
+        process = req.process
         self.busy.discard(process)
         self._pv += 1
-        typ = c.type
         if typ == "info":
             # an indeterminate op may still take effect: its process never issues again
             i = self.procs.index(process)
             self.procs[i] = process + self.concurrency
             self._procs_t = tuple(self.procs)
-        req = op.req
         history = self.history
-        extra = c.extra
-        o = make_op(len(history), typ, process, req.f, c.value,  # type: ignore[arg-type]
-                    self.world.now, op.replica, req.instance, c.error,
+        o = make_op(len(history), typ, process, req.f, value,  # type: ignore[arg-type]
+                    self.world.now, replica, req.instance, error,
                     {} if extra is None else extra)
         history.append(o)  # _record, inlined
         if self.gen is not None:
@@ -218,7 +206,10 @@ class Interpreter:
                 cfree = free[:-1]
             else:
                 cfree = _drop_nemesis(free)
-            c = _context_pair(now, free, procs, self.gen_rng, cfree, cprocs)
+            # with its `clients_only()` memo filled in: every client generator asks for
+            # that view, and building it here skips a method call per context
+            rng = self.gen_rng
+            c = _make_context(now, free, procs, rng, _make_context(now, cfree, cprocs, rng, None))
         self._ctx_cache, self._ctx_pv = c, self._pv
         return c
 
