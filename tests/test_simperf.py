@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from selfhood.chaos.client import ClientSessions
 from selfhood.chaos.generator import Context, clients, limit
 from selfhood.chaos.interpreter import Interpreter
 from selfhood.chaos.sim import SimConfig, run_simulation
@@ -92,7 +93,8 @@ def test_slot_built_ops_and_contexts_equal_the_constructed_ones() -> None:
     class At:
         now = 5
 
-    interp = Interpreter(At(), None, concurrency=2, rng=rng)  # type: ignore[arg-type]
+    sessions = ClientSessions(("r0",), "sticky", down_ms=1, timeout_ns=2, margin_ns=1)
+    interp = Interpreter(At(), sessions, concurrency=2, rng=rng)
     interp.busy.add(1)
     c = interp._ctx()
     assert type(c) is Context and c == Context(5, (0, "nemesis"), (0, 1, "nemesis"), rng)
