@@ -18,7 +18,7 @@ from selfhood.consistency.replica.core import MS, IdSource, Replica
 from selfhood.consistency.replica.messages import Append, AppendAck, Clock, Output, Reply, Request
 from selfhood.events import Event
 from selfhood.projections.crdt import merge_eventual
-from selfhood.projections.state import InstanceState, Outcome
+from selfhood.projections.state import Outcome
 
 
 class EventualReplica(Replica):
@@ -29,6 +29,7 @@ class EventualReplica(Replica):
     def __init__(self, name: str, config: ReplicaConfig, instances: tuple[str, ...], *,
                  new_id: IdSource) -> None:
         super().__init__(name, config, instances, new_id=new_id)
+        self._reduce = merge_eventual
         self.outbox: list[tuple[int, Event]] = []
         self.outbox_batches: dict[int, set[str]] = {}
         self.last_ship = -(1 << 62)
@@ -36,20 +37,15 @@ class EventualReplica(Replica):
     def owns(self, instance: str) -> bool:
         return True
 
-    def _fold(self, st: InstanceState, ev: Event, now: Clock) -> Outcome:
-        if ev.writer != self.name:
-            self.hlc = self.hlc.receive(ev.hlc, now.wall // MS)
-        return merge_eventual(st, ev)
-
     def _apply(self, ev: Event, partition: int, offset: int, now: Clock,
                out: list[Output]) -> Outcome:
-        """`Replica._apply`, with a fast path for an event merged already (every local
-        write comes back from the log): only the clock moves and the count grows,
-        exactly what the full path does for a duplicate."""
+        """`Replica._apply`, after the clock takes in a remote event's stamp; with a fast
+        path for an event merged already (every local write comes back from the log):
+        only the count grows, exactly what the full path does for a duplicate."""
+        if ev.writer != self.name:
+            self.hlc = self.hlc.receive(ev.hlc, now.wall // MS)
         st = self.states.get(ev.instance_id)
         if st is not None and ev.event_id in st.seen:
-            if ev.writer != self.name:
-                self.hlc = self.hlc.receive(ev.hlc, now.wall // MS)
             self.stats["duplicate"] += 1
             return "duplicate"
         return super()._apply(ev, partition, offset, now, out)

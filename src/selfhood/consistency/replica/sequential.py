@@ -21,7 +21,10 @@ events of older epochs, so a paused zombie cannot write.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
+
+import msgspec
 
 from selfhood.consistency.config import ReplicaConfig
 from selfhood.consistency.ownership import Grant
@@ -40,7 +43,7 @@ from selfhood.consistency.replica.messages import (
 )
 from selfhood.events import Event, OwnershipClaimed, make_event
 from selfhood.projections.reducer import apply_sequential
-from selfhood.projections.state import InstanceState, Outcome
+from selfhood.projections.state import Outcome
 
 
 @dataclass(slots=True)
@@ -62,8 +65,9 @@ class _Write:
     reread: set[int] | None = None
 
 
-@dataclass(slots=True)
-class _Read:
+class _Read(msgspec.Struct, gc=False):
+    """A read waiting for the replica to catch up (with the token, or past a barrier)."""
+
     request: Request
     deadline: int
     needed: Token
@@ -77,7 +81,8 @@ class SequentialReplica(Replica):
                  new_id: IdSource) -> None:
         super().__init__(name, config, instances, new_id=new_id)
         self.linearizable = config.mode == "linearizable"
-        self._fencing = config.fencing
+        self._reduce = (apply_sequential if config.fencing
+                        else partial(apply_sequential, fencing=False))
         self.active_epoch: dict[str, int] = {}
         self.claims: dict[str, list[tuple[int, Event]]] = {}
         #: writes waiting to learn the owner (or for our own claim), with their deadlines
@@ -89,9 +94,6 @@ class SequentialReplica(Replica):
         """True once this replica has applied its own current claim on ``instance``."""
         a = self.assigned.get(instance)
         return a is not None and a[0] == self.name and self.active_epoch.get(instance) == a[1]
-
-    def _fold(self, st: InstanceState, ev: Event, now: Clock) -> Outcome:
-        return apply_sequential(st, ev, None, fencing=self._fencing)
 
     # -- requests -------------------------------------------------------------------
 
@@ -142,11 +144,12 @@ class SequentialReplica(Replica):
         else:
             mops = []
             entries = self._governance_events(req, inst, now, epoch)
-        w = _Write(req, deadline, mops, [e.event_id for _, e in entries], inst, None, [], {})
-        if req.f != "txn":
-            w.result = req.value
+        ids: list[str] = []
+        w = _Write(req, deadline, mops, ids, inst, None if req.f == "txn" else req.value, [], {})
         writes = self.writes
-        for eid in w.event_ids:
+        for _, ev in entries:
+            eid = ev.event_id
+            ids.append(eid)
             writes[eid] = w
         self._n_batches += 1
         if entries:
