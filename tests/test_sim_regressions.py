@@ -7,7 +7,9 @@ from typing import Any
 import pytest
 
 from selfhood.chaos import runner
+from selfhood.chaos.generator import MS, NEMESIS, OpRequest
 from selfhood.chaos.sim import SimResult, Simulation
+from selfhood.consistency.replica import UNAVAILABLE, Reply, Request
 from selfhood.spec import ExperimentSpec, NemesisOp
 
 
@@ -147,3 +149,30 @@ def test_a_world_with_every_replica_down_still_lets_virtual_time_pass(
     assert any(o.f == "crash" for o in res.history)
     assert any(o.f == "restart" for o in res.history)
     assert max(o.time or 0 for o in res.history) >= spec.time_limit_s * 1e9
+
+
+def test_a_restarted_replica_holds_no_read_lease_until_its_first_poll() -> None:
+    """A restarted replica's state is empty until it has read the log back.
+
+    The simulator gave it a fresh read lease at once (the real node renews it
+    only once a poll has caught it up, `Records.lease`), so a sequential read
+    reaching it before its first poll was served from the empty state. Now it
+    is refused as unreachable, as on the real cluster, until that poll.
+    """
+    spec = ExperimentSpec(modes=("sequential",), seed=1, replicas=3, shards=1)
+    sim = Simulation(runner.sim_config(spec, "sequential"), seed=1)
+    start = sim.replicas["r1"]
+    assert start is not None and start._log_reachable(sim._clock("r1"))  # the empty log's
+    for f in ("crash", "restart"):
+        sim._nemesis(OpRequest(f, "r1", process=NEMESIS, time=0))
+    fresh = sim.replicas["r1"]
+    assert fresh is not None and fresh is not start
+    inst = spec.instance_names[0]
+    outs = fresh.on_request(Request((0, 1), "txn", [["r", f"{inst}/transcript", None]], inst),
+                            sim._clock("r1"))
+    assert [(o.type, o.error) for o in outs if isinstance(o, Reply)] == [("fail", UNAVAILABLE)]
+    sim.step_until(sim.now + 200 * MS)  # its first poll and the log's answer
+    assert fresh._log_reachable(sim._clock("r1"))
+    outs = fresh.on_request(Request((0, 2), "txn", [["r", f"{inst}/transcript", None]], inst),
+                            sim._clock("r1"))
+    assert [o.type for o in outs if isinstance(o, Reply)] in ([], ["ok"])

@@ -241,7 +241,9 @@ class Simulation:
         """A fresh incarnation; its event ids are UUIDv4s seeded by (seed, name, incarnation)."""
         ids = seeded_event_ids(f"{self.seed}/{name}/{self.incarnation[name]}")
         r = make_replica(name, self.rcfg, self.cfg.instances, new_id=ids)
-        r.log_contact = self.now
+        # At the start every state is the (empty) log's; a restarted replica has no
+        # lease until its first poll has caught it up, as a real node (`Records.lease`)
+        r.log_contact = self.now if self.incarnation[name] == 0 else self.now - r.lease_ns - 1
         return r
 
     def _clock(self, name: str) -> Clock:
