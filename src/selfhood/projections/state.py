@@ -283,6 +283,14 @@ class _ListEncoding:
             if seq == items:
                 if len(seq) == n:
                     return msgspec.Raw(self.body)
+                if len(seq) == n + 1:  # one more entry (a probe after each apply): keep the
+                    # tentative extension, append its row
+                    one = _canon_encoder.encode(row(seq[n]))
+                    self.blocks.append(one)
+                    self.ends.append(n + 1)
+                    self.body = b"".join((memoryview(self.body)[:-1], b"," if n else b"", one,
+                                          b"]"))
+                    return msgspec.Raw(self.body)
                 del items[n:]
             else:
                 del items[n:]
@@ -293,15 +301,11 @@ class _ListEncoding:
             n = len(items)
         if len(seq) > n:
             enc = _canon_encoder.encode
-            if len(seq) == n + 1:  # one more entry: what a probe after each apply sees
-                blocks = [enc(row(seq[n]))]
-                self.ends.append(n + 1)
-            else:
-                blocks = []
-                for i in range(n, len(seq), _BLOCK):
-                    chunk = seq[i:i + _BLOCK]
-                    blocks.append(enc(list(map(row, chunk)))[1:-1])  # "[a,b]" -> "a,b"
-                    self.ends.append(i + len(chunk))
+            blocks = []
+            for i in range(n, len(seq), _BLOCK):
+                chunk = seq[i:i + _BLOCK]
+                blocks.append(enc(list(map(row, chunk)))[1:-1])  # "[a,b]" -> "a,b"
+                self.ends.append(i + len(chunk))
             self.blocks.extend(blocks)
             items.extend(seq[n:])
             joined = b",".join(blocks)
