@@ -168,11 +168,11 @@ def test_a_restarted_replica_holds_no_read_lease_until_its_first_poll() -> None:
     fresh = sim.replicas["r1"]
     assert fresh is not None and fresh is not start
     inst = spec.instance_names[0]
-    outs = fresh.on_request(Request((0, 1), "txn", [["r", f"{inst}/transcript", None]], inst),
+    outs = fresh.on_request(Request(1, "txn", [["r", f"{inst}/transcript", None]], inst),
                             sim._clock("r1"))
     assert [(o.type, o.error) for o in outs if isinstance(o, Reply)] == [("fail", UNAVAILABLE)]
     sim.step_until(sim.now + 200 * MS)  # its first poll and the log's answer
     assert fresh._log_reachable(sim._clock("r1"))
-    outs = fresh.on_request(Request((0, 2), "txn", [["r", f"{inst}/transcript", None]], inst),
+    outs = fresh.on_request(Request(2, "txn", [["r", f"{inst}/transcript", None]], inst),
                             sim._clock("r1"))
     assert [o.type for o in outs if isinstance(o, Reply)] in ([], ["ok"])
