@@ -6,7 +6,7 @@ the modules listed under ``[tool.selfhood] compiled`` in pyproject.toml are
 compiled with mypyc (it comes with mypy, so install the dev extra first and
 build with ``--no-build-isolation``). The compiled modules are the same
 code: same results, byte-identical histories (tests/test_compiled.py checks
-the recorded ones), ~1.5x the simulated ops per CPU second (bench/bench_sim.py).
+the recorded ones), ~1.7x the simulated ops per CPU second (bench/bench_sim.py).
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ a minute. The per-mode verdict takes the slower of the mode's two rows.
 The figures depend on how selfhood was built, which the bench prints: pure
 Python (a plain install) or with the simulator's hot modules compiled by mypyc
 (the optional build in setup.py; the same code and byte-identical histories,
-so both builds simulate exactly the same runs; ~1.5x the CPU ops/s, see
+so both builds simulate exactly the same runs; ~1.7x the CPU ops/s, see
 docs/consistency.md).
 To measure the compiled build beside an editable checkout:
 
