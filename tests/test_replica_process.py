@@ -32,6 +32,8 @@ pytestmark = [pytest.mark.kafka, pytest.mark.timeout(120)]
 
 SHARDS = 2
 INSTANCES = 4
+#: the replicas' --lease-ms (the default): sequential reads need a poll round this recent
+LEASE_MS = 500
 
 
 def free_port() -> int:
@@ -128,6 +130,18 @@ class Replicas:
                 proc.kill()
                 proc.wait(5)
 
+    async def explain(self) -> str:
+        """What a failed assertion shows: every replica's /v1/status and its log's tail
+        (a rare failure leaves nothing else behind: the fixture's files are temporary)."""
+        parts = []
+        for name in self.names:
+            try:
+                st: Any = await self.api(name).status()
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                st = repr(exc)
+            parts.append(f"--- {name} status: {st}\n--- {name} log:\n{self.output(name)}")
+        return "\n".join(parts)
+
     async def settled(self, names: tuple[str, ...], limit: float = 30.0) -> None:
         """Wait until the group is stable: one generation, every partition owned once, active."""
         deadline = time.monotonic() + limit
@@ -141,6 +155,30 @@ class Replicas:
                 return
             await asyncio.sleep(0.1)
         raise AssertionError(f"the group of {names} did not settle within {limit} s: {seen}")
+
+    async def current(self, names: tuple[str, ...], limit: float = 30.0) -> None:
+        """Wait until every replica is current with the log: a poll round within the lease
+        reached the log end it saw, so it serves sequential reads.
+
+        Serving HTTP and holding a group generation do not mean that: a replica refuses
+        sequential reads (``unavailable``) until its first poll has caught it up (see
+        `ReplicaNode.start`). A replica that joined last, with no partition, was sent a
+        read while its first round was still in flight (1 run in ~35 on a warm cluster).
+        """
+        deadline = time.monotonic() + limit
+        behind: Any = None
+        while time.monotonic() < deadline:
+            behind = {}
+            for n in names:
+                log = (await self.api(n).status())["log"]
+                ago, nxt, ends = log["contact_ms_ago"], log["next_offsets"], log["ends"]
+                short = any(o < e for o, e in zip(nxt, ends, strict=True))
+                if ago is None or ago > LEASE_MS or short:
+                    behind[n] = log
+            if not behind:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"not current with the log within {limit} s: {behind}")
 
     async def owner_of(self, instance: str, among: tuple[str, ...] | None = None,
                        limit: float = 20.0) -> tuple[str, int]:
@@ -185,6 +223,7 @@ async def running(r: Replicas, names: tuple[str, ...] | None = None) -> AsyncIte
         await asyncio.gather(*(r.wait_serving(n) for n in names or r.names))
         if r.mode != "eventual":
             await r.settled(names or r.names)
+            await r.current(names or r.names)
         try:
             yield r
         finally:
@@ -213,13 +252,13 @@ async def test_writes_are_acknowledged_and_readable_from_another_replica(
             # the session token makes the third replica wait until it has the write
             read = await r.api(third).op("txn", [["r", f"{inst}/transcript", None]], inst,
                                          token=res["token"])
-            assert read["type"] == "ok", read
-            assert read["value"][0][2] == [100 + k]
+            assert read["type"] == "ok", f"{read}\nwrite: {res}\n{await r.explain()}"
+            assert read["value"][0][2] == [100 + k], f"{read}\nwrite: {res}\n{await r.explain()}"
             # governance through the owner, read back elsewhere
             res = await r.api(owner).op("add-rule", k, inst)
             assert res["type"] == "ok", res
             rules = await r.api(third).op("read-rules", None, inst, token=res["token"])
-            assert rules["value"] == [k], rules
+            assert rules["value"] == [k], f"{rules}\nwrite: {res}\n{await r.explain()}"
         # the replica-to-replica endpoint, called as a peer would
         owner = owners["i1"][0]
         other = next(n for n in r.names if n != owner)
