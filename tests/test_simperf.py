@@ -118,7 +118,8 @@ def test_slot_init_builds_the_dataclass_its_own_init_would() -> None:
     import dataclasses
     import inspect
 
-    from selfhood.chaos.generator import EMPTY, Limit, OpRequest, Pending, slot_init
+    from selfhood.chaos.generator import EMPTY, Limit, OpRequest, Pending
+    from selfhood.slots import slot_init
 
     @dataclasses.dataclass(frozen=True, slots=True)
     class Plain:

@@ -25,13 +25,12 @@ from __future__ import annotations
 import heapq
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import MISSING, dataclass, field, fields
-from types import MemberDescriptorType
-from typing import Any, Final, Protocol, TypeAlias, TypeVar, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol, TypeAlias, runtime_checkable
 
 from selfhood.checkers.history import Op
 from selfhood.errors import ChaosError
-from selfhood.slots import slot_maker
+from selfhood.slots import slot_init, slot_maker
 
 #: virtual time units (the history's `time` is in ns since start)
 NS: Final = 1
@@ -39,44 +38,6 @@ MS: Final = 1_000_000
 SECOND: Final = 1_000_000_000
 
 NEMESIS: Final = "nemesis"
-
-_T = TypeVar("_T", bound=type)
-
-
-def slot_init(cls: _T) -> _T:
-    """Give a frozen, slotted dataclass an ``__init__`` that fills its slots directly.
-
-    A frozen dataclass's generated ``__init__`` sets each field through
-    ``object.__setattr__``; the simulator builds several of these values per
-    client op (requests, generator successors, contexts), and setting the
-    slots through their descriptors makes the same object (same class, same
-    fields, same defaults, same signature) in about half the time. A class
-    this does not fit (a ``__post_init__``, a default factory, keyword-only
-    fields, a field that is not a plain slot) keeps its own ``__init__``.
-    """
-    fs = fields(cls)
-    if hasattr(cls, "__post_init__") or any(
-            f.default_factory is not MISSING or f.kw_only is True
-            or not isinstance(cls.__dict__.get(f.name), MemberDescriptorType) for f in fs):
-        return cls  # pragma: no cover - no such class is decorated today
-    ns: dict[str, Any] = {}
-    params: list[str] = []
-    body: list[str] = []
-    for f in fs:
-        ns[f"_s_{f.name}"] = cls.__dict__[f.name].__set__
-        if f.default is not MISSING:
-            ns[f"_d_{f.name}"] = f.default
-        if f.init:
-            params.append(f.name if f.default is MISSING else f"{f.name}=_d_{f.name}")
-            body.append(f"    _s_{f.name}(self, {f.name})")
-        else:
-            body.append(f"    _s_{f.name}(self, _d_{f.name})")
-    src = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body or ["    pass"])
-    exec(src, ns)  # the same technique dataclasses itself uses to write __init__
-    init = ns["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init  # type: ignore[misc]
-    return cls
 
 
 @slot_init

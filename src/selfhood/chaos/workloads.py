@@ -40,13 +40,12 @@ from selfhood.chaos.generator import (
     nemesis_and_clients,
     phases,
     randbelow,
-    slot_init,
     stagger,
     time_limit,
 )
 from selfhood.checkers.history import Op
 from selfhood.consistency.keys import cases_key, mem_key, transcript_key, try_parse_key
-from selfhood.slots import slot_maker
+from selfhood.slots import slot_init, slot_maker
 from selfhood.spec import ExperimentSpec, NemesisOp, WorkloadSpec
 
 #: register names per module; small pools so reads and writes collide
