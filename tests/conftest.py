@@ -63,7 +63,7 @@ def database_url(selfhood_cluster: Cluster) -> str:
 def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A venv with `pip install .` and no extras (built from a copy: no build/ in the tree).
 
-    One per session: tests/test_extras.py and tests/test_examples.py share it.
+    One per session: tests/test_extras.py, test_examples.py and test_packaging.py share it.
     """
     tmp = tmp_path_factory.mktemp("bare")
     project = tmp / "project"

@@ -1,4 +1,4 @@
-"""The replica API contract for tests: docs/replica-api.yaml, and a client that checks it.
+"""The replica API contract for tests: the packaged replica-api.yaml, and a client that checks it.
 
 `ApiClient` validates every request it sends and every response it gets
 against the OpenAPI document (JSON Schema 2020-12, which OpenAPI 3.1
@@ -9,14 +9,14 @@ server keeps to the documented API.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import jsonschema
 import yaml
 
-DOC_PATH = Path(__file__).resolve().parents[1] / "docs" / "replica-api.yaml"
+from selfhood.replica.conform import DEFAULT_DOC as DOC_PATH
+
 API: dict[str, Any] = yaml.safe_load(DOC_PATH.read_text(encoding="utf-8"))
 
 

@@ -7,6 +7,7 @@ so changing a durability setting in one place and not the other fails.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +19,6 @@ from selfhood.chaos.cluster import (
     PG_DATABASE,
     PG_USER,
     ClusterConfig,
-    compose_dir,
     kafka_version,
     replicated_settings,
 )
@@ -30,6 +30,8 @@ from selfhood.spec import ExperimentSpec
 BROKERS = 3
 #: the replicas the cluster runtime starts for the default spec (r0, r1, r2)
 REPLICAS = ExperimentSpec().replica_names
+#: the Docker files: the checkout's, not the package's (`cluster up` never reads them)
+COMPOSE = Path(__file__).resolve().parents[1] / "compose"
 
 
 def env_name(setting: str) -> str:
@@ -141,7 +143,7 @@ def dockerfile_mismatches(text: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def compose_doc() -> dict[str, Any]:
-    with (compose_dir() / "docker-compose.yml").open() as fh:
+    with (COMPOSE / "docker-compose.yml").open() as fh:
         doc = yaml.safe_load(fh)
     assert isinstance(doc, dict)
     return doc
@@ -169,7 +171,7 @@ def test_missing_broker_and_wrong_postgres_are_caught(compose_doc: dict[str, Any
 
 
 def test_dockerfile_builds_the_replica_image() -> None:
-    text = (compose_dir() / "Dockerfile").read_text()
+    text = (COMPOSE / "Dockerfile").read_text()
     assert dockerfile_mismatches(text) == []
     assert dockerfile_mismatches(text.replace("cluster,postgres", "kafka")) != []
 

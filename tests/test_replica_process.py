@@ -2,8 +2,8 @@
 
 Each test spawns real replica processes (the CLI, as the cluster world
 does), talks to them over the documented HTTP API (every response is
-validated against docs/replica-api.yaml) and injects real faults: kill -9,
-SIGSTOP/SIGCONT, leaving the consumer group. Every process is stopped by
+validated against selfhood/replica/replica-api.yaml) and injects real
+faults: kill -9, SIGSTOP/SIGCONT, leaving the consumer group. Every process is stopped by
 its pid in a fixture finalizer, also when the test fails.
 """
 

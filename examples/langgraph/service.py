@@ -1,4 +1,6 @@
-"""A LangGraph agent behind the selfhood replica API (docs/replica-api.yaml, docs/agents.md).
+"""A LangGraph agent behind the selfhood replica API (docs/agents.md).
+
+The API's contract is src/selfhood/replica/replica-api.yaml (OpenAPI 3.1).
 
 One process is one node. Every node serves every instance: an instance is a
 LangGraph thread (``thread_id`` = instance id) checkpointed in PostgreSQL

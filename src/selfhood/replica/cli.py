@@ -87,7 +87,7 @@ def serve(config: Path | None, verbose: bool, **values: Any) -> None:
 @replica.command()
 @click.argument("url")
 @click.option("--openapi", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="The API document (default: docs/replica-api.yaml of this checkout).")
+              help="The API document (default: the replica-api.yaml installed with selfhood).")
 @click.option("--instance", default=None,
               help="Instance the probes write to (default: a fresh conform-<hex>).")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(0.1, 600), default=5.0,

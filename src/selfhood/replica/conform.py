@@ -7,7 +7,7 @@ really broken. So before an experiment starts, this check talks to one
 node of the service over HTTP and checks two things:
 
 - form: every response validates against the OpenAPI document
-  (docs/replica-api.yaml, JSON Schema 2020-12), for the status code it came
+  (selfhood/replica/replica-api.yaml, JSON Schema 2020-12), for the status code it came
   with, and a malformed request gets a documented 400;
 - meaning: on a fresh instance, an appended turn is read back (in the same
   transaction and in a later one), a memory write and a case append are read
@@ -32,8 +32,8 @@ from typing import Any, Final
 
 from selfhood.errors import ReplicaError
 
-#: where the OpenAPI document lives in a source checkout (and editable installs)
-DEFAULT_DOC: Final = Path(__file__).resolve().parents[3] / "docs" / "replica-api.yaml"
+#: the OpenAPI document: package data beside this module, so an installed selfhood has it
+DEFAULT_DOC: Final = Path(__file__).resolve().parent / "replica-api.yaml"
 #: errors that mean "not yet / try again" while a fresh instance gets an owner
 RETRY_ERRORS: Final = frozenset({"unavailable", "not-owner"})
 _HEX64: Final = re.compile(r"[0-9a-f]{64}")

@@ -1,4 +1,4 @@
-"""The replica's HTTP/JSON API (aiohttp); the contract is docs/replica-api.yaml.
+"""The replica's HTTP/JSON API (aiohttp); the contract is replica-api.yaml (beside it).
 
 Every answer is JSON, errors included (400 names the bad field, 404/405 say
 what exists), so a client never has to parse an HTML error page.

@@ -1,8 +1,8 @@
 """The replica API's JSON bodies <-> the core's messages (pure).
 
-docs/replica-api.yaml is the contract; this module is its one reader and
-writer on the replica side. A malformed body raises `BadRequest` naming the
-field, which the server answers with HTTP 400.
+replica-api.yaml (beside this module) is the contract; this module is its
+one reader and writer on the replica side. A malformed body raises
+`BadRequest` naming the field, which the server answers with HTTP 400.
 """
 
 from __future__ import annotations

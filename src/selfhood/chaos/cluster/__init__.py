@@ -8,10 +8,11 @@ processes). Everything it starts is recorded under a state directory (pid
 files, configs, logs, the namespace record), so `down` stops exactly what
 was started, from any later process, and nothing else.
 
-Kafka comes from Maven Central through ``compose/pom.xml``; the jars are
-copied once into a cache directory keyed by the pom's hash. PostgreSQL is
-Debian's server binaries running a project-local data directory as an
-unprivileged user.
+Kafka comes from Maven Central through ``data/pom.xml`` (package data, like
+``data/log4j2.xml``: an installed selfhood has them too); the jars are copied
+once into a cache directory keyed by the pom's hash. PostgreSQL is Debian's
+server binaries running a project-local data directory as an unprivileged
+user.
 
 One module per concern: `common` (ports, locations, tools), `config` (the
 cluster's shape and state directory), `processes` (pid files, node
@@ -45,10 +46,9 @@ from selfhood.chaos.cluster.common import (
     STOP_GRACE_S,
     Progress,
     _run,
-    compose_dir,
+    data_file,
     default_base_port,
     default_state_dir,
-    repo_root,
     require_tool,
 )
 from selfhood.chaos.cluster.config import (
@@ -69,8 +69,8 @@ __all__ = [
     "PG_DATABASE", "PG_USER", "POSTGRES_PORT_OFFSET", "STOP_GRACE_S", "BrokerStatus",
     "ClusterConfig", "ClusterManager", "ClusterStatus", "PostgresStatus", "Progress",
     "_link_exists", "_netns_exists", "_run", "acks_all_write", "broker_ids_in_metadata",
-    "cluster_broker_ids", "compose_dir", "default_base_port", "default_state_dir",
+    "cluster_broker_ids", "data_file", "default_base_port", "default_state_dir",
     "ensure_kafka_libs", "kafka_classpath", "kafka_libs_dir", "kafka_uuid", "kafka_version",
     "pid_alive", "port_free", "postgres_bindir", "postgres_ready", "replicated_settings",
-    "repo_root", "require_tool", "spawn_daemon", "stop_pid",
+    "require_tool", "spawn_daemon", "stop_pid",
 ]

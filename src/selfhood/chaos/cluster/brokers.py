@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from selfhood.chaos.cluster.common import Progress, _run, compose_dir, require_tool
+from selfhood.chaos.cluster.common import Progress, _run, data_file, require_tool
 from selfhood.chaos.cluster.config import ClusterConfig, StateDir, replicated_settings
 from selfhood.chaos.cluster.processes import pid_alive, spawn_daemon
 from selfhood.errors import ClusterError, ClusterUnhealthy
@@ -28,7 +28,7 @@ HEALTH_TOPIC = "selfhood-health"
 
 def kafka_libs_dir() -> Path:
     """Cache dir for the broker jars, keyed by the pom so a pom change refetches."""
-    pom = compose_dir() / "pom.xml"
+    pom = data_file("pom.xml")
     try:
         digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:12]
     except OSError as exc:
@@ -38,10 +38,10 @@ def kafka_libs_dir() -> Path:
 
 
 def kafka_version() -> str:
-    """The Kafka version compose/pom.xml pins (the compose file must use the same)."""
+    """The Kafka version pom.xml pins (compose/docker-compose.yml must use the same)."""
     import xml.etree.ElementTree as ET
 
-    pom = compose_dir() / "pom.xml"
+    pom = data_file("pom.xml")
     ns = {"m": "http://maven.apache.org/POM/4.0.0"}
     node = ET.parse(pom).getroot().find("m:properties/m:kafka.version", ns)
     if node is None or not node.text:
@@ -65,7 +65,7 @@ async def ensure_kafka_libs(progress: Progress | None = None) -> Path:
     tmp = target.with_name(f"{target.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        await _run([mvn, "-q", "-B", "-f", str(compose_dir() / "pom.xml"),
+        await _run([mvn, "-q", "-B", "-f", str(data_file("pom.xml")),
                     "dependency:copy-dependencies", f"-DoutputDirectory={tmp}",
                     "-DincludeScope=runtime"], what="fetch the Kafka jars with Maven",
                    limit=900.0)
@@ -220,7 +220,7 @@ class Brokers(StateDir):
                    main: list[str]) -> list[str]:
         argv = [java, *BROKER_HEAP, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20",
                 "-Djava.awt.headless=true",
-                f"-Dlog4j2.configurationFile={compose_dir() / 'log4j2.xml'}",
+                f"-Dlog4j2.configurationFile={data_file('log4j2.xml')}",
                 f"-Dselfhood.state={self.state_dir}", "-cp", classpath, *main]
         if cfg.netns:
             argv = ["ip", "netns", "exec", cfg.namespace(node), *argv]
@@ -231,7 +231,7 @@ class Brokers(StateDir):
         props = self._write_properties(cfg, node)
         if (self.broker_dir(node) / "data" / "meta.properties").exists():
             return
-        await _run([java, "-Xmx256m", f"-Dlog4j2.configurationFile={compose_dir() / 'log4j2.xml'}",
+        await _run([java, "-Xmx256m", f"-Dlog4j2.configurationFile={data_file('log4j2.xml')}",
                     "-cp", classpath, "kafka.tools.StorageTool", "format",
                     f"--cluster-id={cfg.cluster_id}", f"--config={props}",
                     "--ignore-formatted"],

@@ -28,14 +28,17 @@ def quiet(_msg: str) -> None:
     """A progress callback that says nothing."""
 
 
-def repo_root() -> Path:
-    """The checkout this package runs from (src layout, editable install)."""
-    return Path(__file__).resolve().parents[4]
+def data_file(name: str) -> Path:
+    """A file the cluster runtime hands to Maven or the JVM: ``pom.xml``, ``log4j2.xml``.
 
-
-def compose_dir() -> Path:
-    """Where pom.xml, log4j2.xml and docker-compose.yml live."""
-    return Path(os.environ.get("SELFHOOD_COMPOSE_DIR", repo_root() / "compose"))
+    They are package data (``selfhood/chaos/cluster/data/``), so a regular
+    install has them as well as a checkout; a path, not a resource stream,
+    because the other programs open them by name.
+    """
+    path = Path(__file__).resolve().parent / "data" / name
+    if not path.is_file():
+        raise ClusterError(f"{path}: missing from the installed selfhood package; reinstall it")
+    return path
 
 
 def default_state_dir() -> Path:

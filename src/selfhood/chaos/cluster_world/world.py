@@ -11,9 +11,9 @@ runs like this:
   and the run waits until every partition has an owner;
 - the interpreter (`chaos.interpreter`) runs in a thread of its own, with a
   `ClusterWorld` as its world: requests go through the client process to
-  the replicas' HTTP API (docs/replica-api.yaml), replies and finished
-  faults come back through a queue, time is the monotonic clock since the
-  start of the mode;
+  the replicas' HTTP API (selfhood/replica/replica-api.yaml), replies and
+  finished faults come back through a queue, time is the monotonic clock
+  since the start of the mode;
 - nemesis ops are real: iptables DROP rules between namespaces (the same
   named patterns as the simulator, `nemesis.cut_links`), ``kill -9`` and a
   restart, SIGSTOP/SIGCONT, libfaketime skew, ``kill -9`` of a broker and
