@@ -110,3 +110,9 @@ class ApiClient:
         _, data = await self.call("GET", "/v1/status")
         result: dict[str, Any] = data
         return result
+
+    async def health(self) -> dict[str, Any]:
+        status, data = await self.call("GET", "/v1/health")
+        assert status == 200, data
+        result: dict[str, Any] = data
+        return result

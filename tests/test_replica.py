@@ -437,3 +437,37 @@ def test_a_partial_poll_round_serves_no_read_until_every_partition_reached_the_e
     assert reader.next_offset == ends
     (now_ok,) = read(6, "i2")
     assert isinstance(now_ok, Reply) and now_ok.value == [["r", "i2/transcript", [2]]]
+
+
+
+def test_a_waiting_read_is_refused_once_the_lease_runs_out_not_held_to_its_deadline() -> None:
+    """A token read waits for the replica to catch up; a replica cut off from the log (or
+    falling further behind than a poll round fetches) may never do so. Held to its
+    deadline the read failed `read-timeout`, which the client does not take for a down
+    replica, so the session kept reading from the stuck one; it is refused `unavailable`
+    at the first tick past the lease, as a read arriving then is. No waiting read is
+    served outside the lease; a final read (not lease-bound) keeps waiting for its end."""
+    log, owner = FakeLog(), seq_replica("r0")
+    own(owner, log)
+    (ack,) = pump(owner, log, owner.on_request(txn(1, [["append", T, 7]]), c(0)), 0)
+    reader = seq_replica("r1", lease_ms=100)
+    reader.on_grant(Grant("i0", 0, "r0", 1), c(0))
+    t = 10_000 * MS
+    reader.on_records(Records([], [0], None, LEASE_CAUGHT_UP), c(t))  # current; then cut off
+    waiting = reader.on_request(Request(2, "txn", [["r", T, None]], "i0", ack.token,
+                                        timeout_ns=5_000 * MS), c(t + 10 * MS))
+    final = reader.on_request(Request(3, "final-read", {"replica": "r1"}, "i0", None,
+                                      timeout_ns=5_000 * MS), c(t + 10 * MS))
+    assert not [o for o in waiting + final if isinstance(o, Reply)]
+    assert not [o for o in reader.on_tick(c(t + 90 * MS)) if isinstance(o, Reply)]  # in lease
+    # the write reaches it past the lease through a contact that renews nothing: not served
+    late = reader.on_records(Records(log.records([(0, 0)]).chunks, lease=LEASE_KEEP),
+                             c(t + 105 * MS))
+    assert not [o for o in late if isinstance(o, Reply)] and reader.next_offset == [2], late
+    (refused,) = [o for o in reader.on_tick(c(t + 120 * MS)) if isinstance(o, Reply)]
+    assert refused.req_id == 2 and refused.type == "fail" and refused.error == "unavailable"
+    # the final read waits on: a poll round that reaches the end it saw answers it
+    (barrier,) = [o.barrier_id for o in final if isinstance(o, Poll)]
+    done = reader.on_records(Records([], [2], barrier, LEASE_CAUGHT_UP), c(t + 130 * MS))
+    (answer,) = [o for o in pump(reader, log, done, t + 130 * MS) if isinstance(o, Reply)]
+    assert answer.req_id == 3 and answer.type == "ok" and answer.value["transcript"] == [7]

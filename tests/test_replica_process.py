@@ -157,8 +157,9 @@ class Replicas:
         raise AssertionError(f"the group of {names} did not settle within {limit} s: {seen}")
 
     async def current(self, names: tuple[str, ...], limit: float = 30.0) -> None:
-        """Wait until every replica is current with the log: a poll round within the lease
-        reached the log end it saw, so it serves sequential reads.
+        """Wait until every replica is current with the log (`/v1/health` ``caught_up``: a
+        poll round within the lease reached the log end it saw), so it serves sequential
+        reads.
 
         Serving HTTP and holding a group generation do not mean that: a replica refuses
         sequential reads (``unavailable``) until its first poll has caught it up (see
@@ -170,11 +171,9 @@ class Replicas:
         while time.monotonic() < deadline:
             behind = {}
             for n in names:
-                log = (await self.api(n).status())["log"]
-                ago, nxt, ends = log["contact_ms_ago"], log["next_offsets"], log["ends"]
-                short = any(o < e for o, e in zip(nxt, ends, strict=True))
-                if ago is None or ago > LEASE_MS or short:
-                    behind[n] = log
+                health = await self.api(n).health()
+                if not health["caught_up"]:
+                    behind[n] = health
             if not behind:
                 return
             await asyncio.sleep(0.02)
@@ -290,6 +289,51 @@ async def test_writes_are_acknowledged_and_readable_from_another_replica(
         assert status == 400, err
         st = await r.api("r0").status()
         assert st["mode"] == "sequential" and st["group"]["generation"] is not None
+
+
+async def test_health_says_when_the_replica_is_current_and_a_waiting_read_is_refused_at_the_lease(
+        replicas_factory: Any, cluster_manager: Any) -> None:
+    """`/v1/health` tells serving from current (`caught_up`, `behind`), and a token read
+    waiting on a replica cut off from the log (every broker SIGSTOPped) is refused
+    `unavailable` once the lease runs out, not held to its deadline as `read-timeout`
+    (which the client does not take for a down replica)."""
+    lease_ms = 1500  # the read surely arrives within it, and waits
+    r = replicas_factory(names=("r0",), extra=("--lease-ms", str(lease_ms)))
+    async with running(r):
+        api = r.api("r0")
+        res = await api.op("txn", _append("i0", 1), "i0")
+        assert res["type"] == "ok", res
+        await r.current(("r0",))
+        health = await api.health()
+        assert health["log_reachable"] and health["behind"] == 0, health
+        assert health["caught_up_ms_ago"] < lease_ms, health
+        assert set(health["behind_partitions"]) == {str(p) for p in range(SHARDS)}, health
+        p = partition_for("i0", SHARDS)
+        applied = (await api.status())["log"]["next_offsets"][p]
+        token = {str(p): applied + 1}  # a write r0 has not applied (the log it loses may)
+        brokers = [b.id for b in (await cluster_manager.status()).brokers]
+        paused: list[int] = []
+        try:
+            for b in brokers:
+                await cluster_manager.pause_broker(b)
+                paused.append(b)
+            t0 = time.monotonic()
+            read = await api.op("txn", [["r", "i0/transcript", None]], "i0", token=token,
+                                timeout_ms=8000)
+            waited = time.monotonic() - t0
+            cut_off = await api.health()
+        finally:
+            for b in paused:
+                await cluster_manager.resume_broker(b)
+        assert read["type"] == "fail" and read["error"] == "unavailable", (read, waited)
+        # it waited (it arrived within the lease) and was refused at the lease's end
+        assert 0.3 < waited < 4.0, (waited, await r.explain())
+        assert not cut_off["caught_up"] and not cut_off["log_reachable"], cut_off
+        assert cut_off["caught_up_ms_ago"] > lease_ms, cut_off
+        # in touch again: caught up once a poll round reaches the end it sees
+        await r.current(("r0",))
+        back = await api.health()
+        assert back["caught_up"] and back["behind"] == 0, back
 
 
 async def test_kill_9_of_the_owner_moves_ownership_and_loses_no_acknowledged_write(

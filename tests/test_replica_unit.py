@@ -195,6 +195,38 @@ def test_openapi_document_is_well_formed() -> None:
             assert op.get("operationId"), (path, method)
 
 
+def test_health_tells_serving_from_current_with_the_log() -> None:
+    """A replica serves HTTP before its first poll round has caught it up (it refuses
+    sequential reads until then); `/v1/health` says so, and how far behind the last
+    round left it (a round that fell short of the end it saw is not caught up)."""
+    import time
+
+    from selfhood.consistency.replica import LEASE_CAUGHT_UP, Clock, Records
+    from selfhood.replica.node import ReplicaNode
+
+    node = ReplicaNode(resolve_options({**BASE, "shards": 2}, {}))  # no IO before start
+    fresh = node.health()
+    validate_response("GET", "/v1/health", 200, fresh)
+    assert fresh["caught_up"] is False and fresh["log_reachable"] is False
+    assert fresh["behind"] is None and fresh["caught_up_ms_ago"] is None
+
+    def poll_round(chunks: list[Any], ends: list[int]) -> dict[str, Any]:
+        node.contact_mono = now = time.monotonic_ns()  # what `_poll_round` does
+        node.ends = ends
+        node.core.on_records(Records(chunks, ends, None, LEASE_CAUGHT_UP), Clock(now, now))
+        health = node.health()
+        validate_response("GET", "/v1/health", 200, health)
+        return health
+
+    short = poll_round([], [3, 0])  # the brokers answered; the fetch fell short
+    assert short["log_reachable"] and not short["caught_up"], short
+    assert short["behind"] == 3 and short["behind_partitions"] == {"0": 3, "1": 0}, short
+    whole = poll_round([(0, [], 3)], [3, 0])  # (offsets 0-2 are markers: no records)
+    assert whole["caught_up"] and whole["behind"] == 0 and whole["caught_up_ms_ago"] >= 0
+    st = node.status()["log"]
+    assert st["caught_up"] and st["next_offsets"] == [3, 0] and st["ends"] == [3, 0], st
+
+
 # -- placement ----------------------------------------------------------------------
 
 

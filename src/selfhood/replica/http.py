@@ -73,12 +73,7 @@ async def post_forward(request: web.Request) -> web.Response:
 
 
 async def get_health(request: web.Request) -> web.Response:
-    node = request.app[NODE]
-    st = node.status()
-    ago = st["log"]["contact_ms_ago"]
-    ok = ago is not None and ago <= node.opts.lease_ms
-    return web.json_response({"status": "ok", "replica": node.name,
-                              "log_reachable": ok, "mode": node.opts.mode})
+    return web.json_response(request.app[NODE].health())
 
 
 async def get_status(request: web.Request) -> web.Response:

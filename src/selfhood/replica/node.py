@@ -633,10 +633,45 @@ class ReplicaNode:
                 "epoch": obs["epoch"], "owner": obs["owner"], "reply": obs["reply"],
                 "token": token}
 
+    def currency(self) -> dict[str, Any]:
+        """How current this replica is with the log, by its own last poll round.
+
+        The brokers answering (``log_reachable``) is not being current: a replica that
+        joined but has not finished a round that reached the log end, or whose rounds
+        fall short of it, refuses sequential reads (``unavailable``) while the brokers
+        answer. ``caught_up`` is what decides that: a round within the lease reached the
+        end it saw on every partition, so the replica holds its read lease.
+        ``caught_up_ms_ago`` dates that round (None: never yet); ``behind`` counts the
+        records, below the end the last answered round saw, not applied yet (None: no
+        round answered yet), per partition in ``behind_partitions``.
+        """
+        core = self.core
+        now = time.monotonic_ns()
+        lease = self.opts.lease_ms * _MS
+        contact = self.contact_mono
+        current = core.log_contact  # the core renews it only on a round that caught up
+        behind = None
+        if contact:
+            behind = {str(p): max(0, e - o)
+                      for p, (e, o) in enumerate(zip(self.ends, core.next_offset, strict=True))}
+        return {
+            "log_reachable": bool(contact) and now - contact <= lease,
+            "contact_ms_ago": None if not contact else (now - contact) / _MS,
+            "caught_up": bool(current) and core.at_snapshot and now - current <= lease,
+            "caught_up_ms_ago": None if not current else (now - current) / _MS,
+            "behind": None if behind is None else sum(behind.values()),
+            "behind_partitions": behind,
+        }
+
+    def health(self) -> dict[str, Any]:
+        """`GET /v1/health`: serving, and how current with the log (see `currency`)."""
+        cur = self.currency()
+        del cur["contact_ms_ago"]
+        return {"status": "ok", "replica": self.name, "mode": self.opts.mode, **cur}
+
     def status(self) -> dict[str, Any]:
         core = self.core
-        contact_ms = (None if not self.contact_mono
-                      else (time.monotonic_ns() - self.contact_mono) / _MS)
+        cur = self.currency()
         owned = []
         for p, rec in sorted(self.owned.items()):
             insts = self._instances_on(p)
@@ -655,7 +690,7 @@ class ReplicaNode:
             "started_at_ns": self.started_wall_ns, "url": self.opts.url,
             "log": {"topic": self.opts.topic, "bootstrap": self.opts.bootstrap,
                     "next_offsets": list(core.next_offset), "ends": list(self.ends),
-                    "contact_ms_ago": contact_ms},
+                    **cur},
             "group": {"id": self.opts.group_id, "generation": m.generation,
                       "assigned": list(m.assigned), "rebalances": m.rebalances,
                       "session_timeout_ms": self.opts.session_timeout_ms,

@@ -309,7 +309,8 @@ class SequentialReplica(Replica):
                     assert inst is not None
                     r.barrier_id = None
                     r.needed = {p: rec.ends[p] for p in self._partitions(inst)}
-        if self.reads:
+        # only within the lease, as at entry (a runtime's `keep` contact renews nothing)
+        if self.reads and now.mono - self.log_contact <= self.lease_ns:
             self._check_reads(out)
 
     # -- ownership ----------------------------------------------------------------------
@@ -390,7 +391,17 @@ class SequentialReplica(Replica):
     # -- timers -------------------------------------------------------------------------
 
     def _housekeep(self, now: Clock, out: list[Output]) -> None:
-        """Forget writes long timed out, fail reads past their deadline, drop lost claims."""
+        """Forget writes long timed out, fail reads past their deadline or lease, drop lost
+        claims.
+
+        A waiting read is refused (``unavailable``) once the lease runs out, as a read
+        arriving then is: it can be served only from a state the log confirmed within the
+        lease, and a replica cut off from the log, or falling further behind it than one
+        poll round can fetch, may not get that before the deadline. Held to the deadline
+        it failed ``read-timeout``, which the client does not take for a down replica, so
+        the session's next reads went to the same stuck replica. A final read is not
+        lease-bound (it waits for the log end itself) and keeps its deadline.
+        """
         t = now.mono
         if self.writes:
             grace = self.cfg.write_wait_ms * MS
@@ -398,10 +409,14 @@ class SequentialReplica(Replica):
                 if t > w.deadline + grace:
                     del self.writes[eid]  # the client has long timed out (info)
         if self.reads:
+            lapsed = t - self.log_contact > self.lease_ns  # not _log_reachable(now)
             keep: list[_Read] = []
             for r in self.reads:
                 if t >= r.deadline:
                     out.append(Reply(r.request.req_id, "fail", None, "read-timeout"))
+                elif lapsed and r.request.f != "final-read":
+                    self.stats["refused"] += 1
+                    out.append(Reply(r.request.req_id, "fail", None, UNAVAILABLE))
                 else:
                     keep.append(r)
             self.reads = keep
