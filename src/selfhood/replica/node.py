@@ -642,7 +642,8 @@ class ReplicaNode:
         answer. ``caught_up`` is what decides that: a round within the lease reached the
         end it saw on every partition, so the replica holds its read lease.
         ``caught_up_ms_ago`` dates that round (None: never yet); ``behind`` counts the
-        records, below the end the last answered round saw, not applied yet (None: no
+        log offsets (records and transaction markers) below the end the last answered
+        round saw, not applied yet (None: no
         round answered yet), per partition in ``behind_partitions``.
         """
         core = self.core
