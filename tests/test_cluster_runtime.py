@@ -78,6 +78,21 @@ def _acked_appends_kept(history: list[Op]) -> list[str]:
     return lost
 
 
+def _unanswered(history: list[Op]) -> list[str]:
+    """Each load op that did not complete ok, with its latency (what a failure shows)."""
+    from selfhood.checkers.history import pair_ops
+
+    out = []
+    for p in pair_ops(history):
+        inv, done = p.invoke, p.completion
+        if inv.process == "nemesis" or (done is not None and done.type == "ok"):
+            continue
+        ms = None if done is None else round((done.time - inv.time) / 1e6, 1)
+        out.append(f"{inv.f} at {inv.time / 1e9:.2f} s: "
+                   f"{None if done is None else (done.type, done.node, done.error)}, {ms} ms")
+    return out
+
+
 def _selfhood(*args: str, cwd: Path, limit_s: float = 600) -> subprocess.CompletedProcess[str]:
     """Run the CLI; past ``limit_s`` it gets SIGTERM (and cleans up as on Ctrl-C), then
     the test fails showing what it printed, never leaving its processes behind."""
@@ -177,11 +192,26 @@ def test_leader_broker_kill_and_owner_kills_lose_no_acknowledged_write(
     assert leftovers(netns_cluster) == []
 
 
+#: An op's deadline the shared 2-core test box can meet (the spec's default, 300 ms, is the
+#: simulator's): a cluster op crosses the harness, the client process and a replica, and on
+#: a box at 100 % CPU each can wait on a run queue. Measured in a no-fault eventual run
+#: (/proc/thread-self/schedstat of each replica's event loop): stalls up to 135 ms, >97 %
+#: of it waiting for a CPU with ~1 ms on one; ops up to 260 ms end to end at load 3-7, and
+#: one past 300 ms failed this test while a compiled build ran beside it. A stuck op (an
+#: answer never sent) still fails at any deadline.
+NO_FAULT_OP_TIMEOUT_MS = 2000
+
+
 def test_eventual_replicas_converge_without_faults(netns_cluster: Path) -> None:
-    """Every acknowledged write ships, and every replica folds the same log."""
-    spec = _spec(modes=("eventual",), time_limit_s=3.0, quiesce_ms=2000)
-    m = run_experiment(spec, check_time_limit_s=20).results["modes"]["eventual"]
-    assert m["availability"] == 1.0
+    """Every op is answered (without faults an eventual replica refuses nothing: it acks
+    after its local fsync), every acknowledged write ships, every replica folds the same
+    log."""
+    spec = _spec(modes=("eventual",), time_limit_s=3.0, quiesce_ms=2000,
+                 op_timeout_ms=NO_FAULT_OP_TIMEOUT_MS)
+    exp = run_experiment(spec, check_time_limit_s=20)
+    m = exp.results["modes"]["eventual"]
+    history = parse_jsonl(exp.outcomes["eventual"].files["history.jsonl"])
+    assert m["availability"] == 1.0, _unanswered(history)
     assert m["identity"]["converged"] is True, m["identity"]
     # and what they serve is what the log holds: every acknowledged write was shipped
     fp = m["fingerprints"]["instances"]
