@@ -100,6 +100,12 @@ def test_slot_built_ops_and_contexts_equal_the_constructed_ones() -> None:
     assert type(c) is Context and c == Context(5, (0, "nemesis"), (0, 1, "nemesis"), rng)
     assert c.clients_only() == Context(5, (0,), (0, 1), rng)
     assert c.clients_only().clients_only() is c.clients_only()
+    n = c.nemesis_only()  # slot-built too
+    assert type(n) is Context and n == Context(5, ("nemesis",), ("nemesis",), rng)
+    assert n.clients_only() == Context(5, (), (), rng) and n.rng is rng
+    interp.busy.add("nemesis")
+    interp._pv += 1  # a new context: the nemesis is busy in it
+    assert interp._ctx().nemesis_only() == Context(5, (), ("nemesis",), rng)
     with pytest.raises(dataclasses.FrozenInstanceError):
         c.time = 6  # type: ignore[misc]
 

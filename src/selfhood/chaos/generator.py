@@ -96,13 +96,27 @@ class Context:
         return c
 
     def nemesis_only(self) -> Context:
-        """The context of the nemesis process alone."""
-        return Context(self.time, _NEM if NEMESIS in self.free_processes else (),
-                       _NEM if NEMESIS in self.all_processes else (), self.rng)
+        """The context of the nemesis process alone.
+
+        Asked once per ask of a nemesis generator, about twice per client op while
+        faults are scheduled. Not memoised like `clients_only`: the interpreter
+        makes a new context whenever a process's state changes, so each is asked
+        about once (8229 asks of 8171 contexts in a 4000-op run) and a memo only
+        costs (+1.4 % instructions per op); built without a call per field
+        instead (-1.7 %).
+        """
+        return make_context(self.time, _NEM if NEMESIS in self.free_processes else (),
+                            _NEM if NEMESIS in self.all_processes else (), self.rng, None)
 
     @property
     def all_free(self) -> bool:
         return len(self.free_processes) == len(self.all_processes)
+
+
+#: ``Context(time, free_processes, all_processes, rng, clients_only_memo)``, built
+#: without a call per field: the interpreter makes two contexts per client op (one and
+#: its clients' view), a nemesis generator one more
+make_context: Final = slot_maker(Context)
 
 
 @slot_init

@@ -30,11 +30,18 @@ from itertools import filterfalse
 from typing import Any, Final, Protocol
 
 from selfhood.chaos.client import ClientSessions, Completion
-from selfhood.chaos.generator import NEMESIS, Context, Generator, OpRequest, Pending, _drop_nemesis
+from selfhood.chaos.generator import (
+    NEMESIS,
+    Context,
+    Generator,
+    OpRequest,
+    Pending,
+    _drop_nemesis,
+    make_context,
+)
 from selfhood.checkers.history import Op, make_op
 from selfhood.consistency.replica import Request
 from selfhood.errors import ChaosError
-from selfhood.slots import slot_maker
 
 #: ops recorded between two progress callbacks
 PROGRESS_EVERY: Final = 2000
@@ -67,13 +74,6 @@ class World(Protocol):
         `Interpreter.timeouts` (`on_timeout`) and scheduled invokes in time order.
         """
         ...
-
-
-# The interpreter makes two generator contexts per client op (a context and its
-# clients' view, each time the free processes change). Context is a frozen,
-# slotted dataclass; `slot_maker` builds the same object without a call per field
-# (history ops likewise come from `checkers.history.make_op`).
-_make_context: Final = slot_maker(Context)
 
 
 class Interpreter:
@@ -198,7 +198,7 @@ class Interpreter:
         free = tuple(filterfalse(busy.__contains__, procs)) if busy else procs
         cprocs = self._cprocs
         if cprocs is procs:  # no nemesis: the context is its own clients' view
-            c = _make_context(now, free, procs, self.gen_rng, None)
+            c = make_context(now, free, procs, self.gen_rng, None)
         else:
             if not busy:
                 cfree = cprocs
@@ -209,7 +209,7 @@ class Interpreter:
             # with its `clients_only()` memo filled in: every client generator asks for
             # that view, and building it here skips a method call per context
             rng = self.gen_rng
-            c = _make_context(now, free, procs, rng, _make_context(now, cfree, cprocs, rng, None))
+            c = make_context(now, free, procs, rng, make_context(now, cfree, cprocs, rng, None))
         self._ctx_cache, self._ctx_pv = c, self._pv
         return c
 
