@@ -8,7 +8,7 @@ test:
 	bash scripts/test.sh
 
 lint:
-	.venv/bin/ruff check src tests bench && .venv/bin/mypy
+	.venv/bin/ruff check src tests bench build_backend setup.py && .venv/bin/mypy
 
 # the real cluster (Kafka 3 brokers + PostgreSQL) in ./.selfhood; see docs/cluster.md
 up:

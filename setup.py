@@ -1,23 +1,33 @@
-"""Optional compiled build of the simulator's hot path (mypyc); everything else is pyproject.toml.
+"""The compiled build of the simulator's hot path (mypyc); everything else is pyproject.toml.
 
-A plain ``pip install .`` (or of the sdist) builds pure Python, as it always
-did: no C compiler, no mypy. With ``SELFHOOD_COMPILE=1`` in the environment
-the modules listed under ``[tool.selfhood] compiled`` in pyproject.toml are
-compiled with mypyc (it comes with mypy, so install the dev extra first and
-build with ``--no-build-isolation``). The compiled modules are the same
-code: same results, byte-identical histories (tests/test_compiled.py checks
-the recorded ones), ~1.7x the simulated ops per CPU second (bench/bench_sim.py).
+The build backend (build_backend/selfhood_build.py) says which kind of build
+runs. A wheel compiles the modules listed under ``[tool.selfhood] compiled``
+in pyproject.toml with mypyc; an editable install, an sdist and metadata
+builds compile nothing. ``SELFHOOD_COMPILE``: unset, compile when possible
+and otherwise fall back to pure Python with a warning; ``1``, the compiled
+build or a failed build; ``0``, pure Python. The compiled modules are the
+same code: same results, byte-identical histories (tests/test_compiled.py
+checks the recorded ones), ~1.7x the simulated ops per CPU second
+(bench/bench_sim.py).
 """
 
 from __future__ import annotations
 
 import os
+import shlex
+import shutil
+import sys
+import sysconfig
 import tomllib
 from pathlib import Path
+from typing import Any
 
 from setuptools import setup
+from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
+COMPILE_ENV = "SELFHOOD_COMPILE"
+KIND_ENV = "_SELFHOOD_BUILD_KIND"  # set by build_backend/selfhood_build.py
 
 
 def compiled_modules() -> list[str]:
@@ -26,11 +36,76 @@ def compiled_modules() -> list[str]:
         return list(tomllib.load(fh)["tool"]["selfhood"]["compiled"])
 
 
-ext_modules = []
-if os.environ.get("SELFHOOD_COMPILE") == "1":
-    from mypyc.build import mypycify
+def missing_toolchain() -> str | None:
+    """Why this machine cannot compile C extensions (no compiler, no Python.h), or None."""
+    cc = os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"
+    prog = shlex.split(cc)[0] if cc.strip() else "cc"
+    if shutil.which(prog) is None:
+        return f"no C compiler ({prog!r} is not on PATH)"
+    header = Path(sysconfig.get_paths()["include"]) / "Python.h"
+    if not header.exists():
+        return f"no Python headers ({header} is missing; e.g. apt-get install python3-dev)"
+    return None
 
+
+def warn(msg: str) -> None:
+    print(f"selfhood build: WARNING: {msg}; building pure Python "
+          f"(same results, ~1.7x slower simulator; {COMPILE_ENV}=1 makes this an error)",
+          file=sys.stderr)
+
+
+class OptionalBuildExt(build_ext):
+    """build_ext that, unless the compiled build was required, falls back to pure Python."""
+
+    required = False
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except Exception as exc:  # a missing compiler or Python.h: CompileError, OSError, ...
+            if self.required:
+                raise
+            warn(f"compiling the simulator failed ({type(exc).__name__}: {exc})")
+            self.extensions = []
+
+
+def extensions() -> tuple[list[Any], bool]:
+    """The mypyc extension modules for this build (none if it is not a wheel), and whether
+    they are required."""
+    choice = os.environ.get(COMPILE_ENV, "")
+    if choice not in ("", "0", "1"):
+        raise SystemExit(f"{COMPILE_ENV}={choice!r}: use 1 (compile), 0 (pure Python) "
+                         "or leave it unset (compile when possible)")
+    kind = os.environ.get(KIND_ENV, "")
+    if choice == "1" and kind == "editable":
+        raise SystemExit(f"{COMPILE_ENV}=1 with an editable install: the compiled modules "
+                         "would shadow the source you edit; install without -e")
+    if kind != "wheel" or choice == "0":
+        return [], False
+    required = choice == "1"
+    try:
+        from mypyc.build import mypycify
+    except ImportError as exc:
+        if required:
+            raise SystemExit(f"{COMPILE_ENV}=1 needs mypyc (pip install mypy, or build "
+                             f"with build isolation): {exc}") from None
+        warn("mypyc is not installed in the build environment")
+        return [], False
+    why = missing_toolchain()
+    if why is not None:
+        if required:
+            raise SystemExit(f"{COMPILE_ENV}=1: cannot compile the simulator: {why}")
+        warn(why)
+        return [], False
     os.chdir(HERE)  # mypyc names modules from paths relative to the project (src layout)
-    ext_modules = mypycify(compiled_modules(), opt_level="3")
+    try:
+        return list(mypycify(compiled_modules(), opt_level="3")), required
+    except (Exception, SystemExit) as exc:
+        if required:
+            raise
+        warn(f"mypyc could not compile the simulator ({exc})")
+        return [], False
 
-setup(ext_modules=ext_modules)
+
+ext_modules, OptionalBuildExt.required = extensions()
+setup(ext_modules=ext_modules, cmdclass={"build_ext": OptionalBuildExt})

@@ -39,14 +39,15 @@ fi
 
 rc=0
 echo "== lint"
-ruff check src tests bench || rc=1
+ruff check src tests bench build_backend setup.py || rc=1
 mypy || rc=1
 
 echo "== cluster up (state dir $SELFHOOD_STATE_DIR, base port $SELFHOOD_BASE_PORT)"
 selfhood cluster up --brokers 3
 
 echo "== pytest"
-# tests/test_compiled.py: build the optional mypyc modules and run the sim tests on them
+# tests/test_compiled.py: build the wheel as `pip install .` does (its simulator compiled
+# with mypyc) and run the fast suite against that install
 export SELFHOOD_TEST_COMPILED="${SELFHOOD_TEST_COMPILED:-1}"
 set +e
 pytest -m "not slow" --timeout=900 "$@"

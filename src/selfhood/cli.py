@@ -24,6 +24,7 @@ from typing import Any
 import click
 
 from selfhood import __version__
+from selfhood._build import simulator_build
 from selfhood.errors import (
     EventDecodeError,
     HistoryError,
@@ -96,7 +97,8 @@ def _needs_extra(name: str, line: str) -> click.Command:
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="selfhood")
+@click.version_option(__version__, prog_name="selfhood",
+                      message=f"%(prog)s %(version)s (simulator: {simulator_build()})")
 def cli() -> None:
     """selfhood: does an AI instance stay the same instance when the machine under it is swapped?
 

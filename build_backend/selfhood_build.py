@@ -1,0 +1,129 @@
+"""selfhood's build backend: setuptools, plus mypyc for the simulator's hot path in wheels.
+
+A wheel -- what ``pip install selfhood``, ``pip install .`` and ``pip wheel .``
+build -- has the modules listed under pyproject's ``[tool.selfhood] compiled``
+compiled with mypyc, the way mypy and black ship: the same source, the same
+byte-identical histories, ~1.7x the simulated client ops per CPU second
+(bench/bench_sim.py). An editable install (``pip install -e .``) stays pure
+Python: a compiled module beside its source would shadow every later edit.
+
+``SELFHOOD_COMPILE`` chooses: unset, compile when possible and otherwise build
+pure Python with a warning (no C compiler or Python headers); ``1``, require the
+compiled build (any failure fails the build); ``0``, build pure Python.
+
+This module only adds mypy (which carries mypyc) to a wheel's build
+requirements and tells setup.py which kind of build is running; setup.py
+does the compiling. `install_copy` is the one way the tests and the bench
+install a copy of a checkout.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from setuptools import build_meta as _setuptools
+from setuptools.build_meta import (
+    build_sdist,
+    get_requires_for_build_editable,
+    get_requires_for_build_sdist,
+    prepare_metadata_for_build_editable,
+    prepare_metadata_for_build_wheel,
+)
+
+__all__ = [
+    "build_editable",
+    "build_sdist",
+    "build_wheel",
+    "get_requires_for_build_editable",
+    "get_requires_for_build_sdist",
+    "get_requires_for_build_wheel",
+    "prepare_metadata_for_build_editable",
+    "prepare_metadata_for_build_wheel",
+]
+
+#: the environment variable that chooses the build (see the module docstring)
+COMPILE_ENV = "SELFHOOD_COMPILE"
+#: set by this backend while setup.py runs: "wheel" or "editable" (private to the two)
+KIND_ENV = "_SELFHOOD_BUILD_KIND"
+#: mypyc comes with mypy; pinned to the version the compiled modules are tested with
+MYPYC_REQUIREMENT = "mypy==2.4.1"
+
+
+def get_requires_for_build_wheel(config_settings: dict[str, Any] | None = None) -> list[str]:
+    """setuptools' requirements, plus mypy unless the wheel is to be pure Python."""
+    reqs = list(_setuptools.get_requires_for_build_wheel(config_settings))
+    if os.environ.get(COMPILE_ENV) != "0":
+        reqs.append(MYPYC_REQUIREMENT)
+    return reqs
+
+
+def _as(kind: str, build: Any, *args: Any) -> str:
+    old = os.environ.get(KIND_ENV)
+    os.environ[KIND_ENV] = kind
+    try:
+        return str(build(*args))
+    finally:
+        if old is None:
+            os.environ.pop(KIND_ENV, None)
+        else:
+            os.environ[KIND_ENV] = old
+
+
+def build_wheel(wheel_directory: str, config_settings: dict[str, Any] | None = None,
+                metadata_directory: str | None = None) -> str:
+    """A wheel, its simulator compiled (see the module docstring)."""
+    return _as("wheel", _setuptools.build_wheel, wheel_directory, config_settings,
+               metadata_directory)
+
+
+def build_editable(wheel_directory: str, config_settings: dict[str, Any] | None = None,
+                   metadata_directory: str | None = None) -> str:
+    """An editable install: always pure Python, so edits to the source take effect."""
+    return _as("editable", _setuptools.build_editable, wheel_directory, config_settings,
+               metadata_directory)
+
+
+def clean_copy(root: Path, dest: Path) -> None:
+    """What a build of the checkout at ``root`` reads, copied to ``dest`` (replaced) without
+    caches, egg-info or compiled objects."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    for name in ("pyproject.toml", "setup.py", "README.md", "MANIFEST.in"):
+        if (root / name).exists():
+            shutil.copy2(root / name, dest / name)
+    junk = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.so", "*.pyc")
+    for name in ("src", "build_backend"):
+        shutil.copytree(root / name, dest / name, ignore=junk)
+
+
+def install_copy(root: Path, target: Path, *, compile: str, work: Path,
+                 isolation: bool = True, timeout_s: float = 900.0,
+                 env: dict[str, str] | None = None) -> None:
+    """``pip install --no-deps --target target`` of a clean copy of the checkout at ``root``.
+
+    The copy (in ``work``) keeps the checkout free of build/ and egg-info and
+    keeps an earlier build's objects out of this one. ``compile`` is the
+    ``SELFHOOD_COMPILE`` value ("" for unset). Raises RuntimeError with pip's
+    output when the build fails. ``env`` adds to the build's environment.
+    """
+    proj = work / "proj"
+    clean_copy(root, proj)
+    build_env = {k: v for k, v in os.environ.items() if k not in (KIND_ENV, COMPILE_ENV)}
+    build_env.update(env or {})
+    if compile:
+        build_env[COMPILE_ENV] = compile
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
+    if not isolation:
+        cmd.append("--no-build-isolation")
+    done = subprocess.run([*cmd, str(proj)], env=build_env, capture_output=True, text=True,
+                          timeout=timeout_s, check=False)
+    shutil.rmtree(proj, ignore_errors=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"pip install of {root} failed (exit {done.returncode}):\n"
+                           f"{done.stdout[-3000:]}{done.stderr[-3000:]}")
