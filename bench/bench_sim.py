@@ -16,29 +16,38 @@ Goal (issue 11): every mode >= 25,000 simulated client ops/s in CPU time
 many other jobs share the machine), so `hunt` can try hundreds of schedules
 a minute. The per-mode verdict takes the slower of the mode's two rows.
 
-The figures depend on how selfhood was built, which the bench prints: pure
-Python (a plain install) or with the simulator's hot modules compiled by mypyc
-(the optional build in setup.py; the same code and byte-identical histories,
-so both builds simulate exactly the same runs; ~1.7x the CPU ops/s, see
-docs/consistency.md).
-To measure the compiled build beside an editable checkout:
-
-    SELFHOOD_COMPILE=1 pip install --no-build-isolation --no-deps --target /tmp/sh-c .
-    PYTHONPATH=/tmp/sh-c python bench/bench_sim.py --reps 3
+The figures depend on how selfhood was built, which the bench prints. A
+wheel -- what `pip install selfhood` or `pip install .` installs -- has the
+simulator's hot modules compiled by mypyc (build_backend/selfhood_build.py);
+an editable install, `SELFHOOD_COMPILE=0` or a machine without a C compiler
+runs them as pure Python. Same code, byte-identical histories, so both builds
+simulate exactly the same runs; the compiled one ~1.7x the CPU ops/s.
+`--builds both` measures the two side by side in one run: it installs this
+checkout's wheel (built once per source digest, cached in bench/out/builds/)
+and runs the bench in a child process per build, alternating the builds for
+--rounds rounds, and reports each build's medians over the rounds.
 
     python bench/bench_sim.py [--ops 10000] [--reps 3] [--json out.json]
+    python bench/bench_sim.py --builds both [--rounds 2] [--reps 3] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import shutil
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from selfhood._build import COMPILED, PURE, simulator_build
 from selfhood.chaos import sim as sim_module
 from selfhood.chaos.generator import (
     MS,
@@ -57,6 +66,9 @@ from selfhood.spec import ExperimentSpec
 
 #: simulated client ops per CPU second, every mode (issue 11)
 GOAL_OPS_S = 25_000
+MODES = ("sequential", "linearizable", "eventual")
+ROOT = Path(__file__).resolve().parents[1]
+BUILDS_DIR = ROOT / "bench" / "out" / "builds"
 
 
 def load(spec: ExperimentSpec, n: int) -> Generator:
@@ -91,12 +103,8 @@ def timed(fn: Callable[[], int], reps: int) -> tuple[float, float, int]:
     return statistics.median(secs), statistics.median(cpus), n
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ops", type=int, default=10_000)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--json", default=None)
-    args = ap.parse_args()
+def measure(args: argparse.Namespace) -> None:
+    """The bench on the selfhood this interpreter imports (whichever build it is)."""
     spec = ExperimentSpec()
     n_ops = args.ops
 
@@ -119,15 +127,14 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     ref_s, ref_cpu, ref_n = timed(reference, args.reps)
     ref_cpu_rate = ref_n / ref_cpu
-    build = ("compiled (mypyc)" if not str(sim_module.__file__).endswith(".py")
-             else "pure Python")
+    build = simulator_build()
     print(f"{args.ops} client ops per run, medians of {args.reps} reps; selfhood {build} "
           f"({sim_module.__file__})")
     print(f"{'run':<36}{'client ops':>11}{'wall s':>9}{'wall ops/s':>11}{'cpu s':>8}"
           f"{'cpu ops/s':>11}{'x ref':>7}")
     print(f"{'reference: generator + no-op client':<36}{ref_n:>11}{ref_s:>9.3f}"
           f"{ref_n / ref_s:>11.0f}{ref_cpu:>8.3f}{ref_cpu_rate:>11.0f}{1.0:>7.2f}")
-    modes = ("sequential", "linearizable", "eventual")
+    modes = MODES
     for mode in modes:
         for wf in (False, True):
             s, cpu, n = timed(sim(mode, wf), args.reps)
@@ -156,6 +163,102 @@ def main() -> None:
                        "reference_cpu_ops_per_s": ref_cpu_rate,
                        "mode_cpu_ops_per_s": per_mode, "goal_met": met,
                        "load_average": loadavg, "build": build, "rows": rows}, fh, indent=2)
+
+
+def source_digest() -> str:
+    """A digest of what a build of this checkout reads (the wheel cache's key)."""
+    h = hashlib.sha256()
+    files = [ROOT / n for n in ("pyproject.toml", "setup.py", "MANIFEST.in")]
+    for d in ("src", "build_backend"):
+        files += sorted(p for p in (ROOT / d).rglob("*")
+                        if p.is_file() and "__pycache__" not in p.parts
+                        and ".egg-info" not in str(p) and p.suffix not in (".so", ".pyc"))
+    for f in files:
+        if f.exists():
+            h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def compiled_site() -> Path:
+    """This checkout installed as its wheel is (compiled; built once per source digest)."""
+    site = BUILDS_DIR / f"compiled-{source_digest()}"
+    if (site / "selfhood").is_dir():
+        print(f"compiled build: {site} (cached)", flush=True)
+        return site
+    sys.path.insert(0, str(ROOT / "build_backend"))
+    from selfhood_build import install_copy
+
+    print(f"building this checkout's wheel into {site} (mypyc, ~1-2 min) ...", flush=True)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-sim-build-"))
+    try:
+        # SELFHOOD_COMPILE=1: a build that cannot compile fails here, not silently pure
+        install_copy(ROOT, tmp / "site", compile="1", work=tmp)
+        BUILDS_DIR.mkdir(parents=True, exist_ok=True)
+        (tmp / "site").rename(site)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return site
+
+
+def both_builds(args: argparse.Namespace) -> None:
+    """Pure Python and the compiled wheel side by side: child runs, builds alternating."""
+    sites = {PURE: ROOT / "src", COMPILED: compiled_site()}
+    runs: dict[str, list[dict[str, Any]]] = {b: [] for b in sites}
+    for rnd in range(args.rounds):
+        for build, site in sites.items():
+            with tempfile.NamedTemporaryFile(suffix=".json") as out:
+                env = {**os.environ, "PYTHONPATH": str(site)}
+                print(f"\n== round {rnd + 1}/{args.rounds}: {build}", flush=True)
+                subprocess.run([sys.executable, __file__, "--ops", str(args.ops), "--reps",
+                                str(args.reps), "--json", out.name], env=env, check=True)
+                got = json.loads(Path(out.name).read_text())
+            if got["build"] != build:
+                raise SystemExit(f"expected the {build} build from {site}, "
+                                 f"the child ran {got['build']}")
+            runs[build].append(got)
+    med = {b: {m: statistics.median(r["mode_cpu_ops_per_s"][m] for r in rs) for m in MODES}
+           for b, rs in runs.items()}
+    ref = {b: statistics.median(r["reference_cpu_ops_per_s"] for r in rs)
+           for b, rs in runs.items()}
+    print(f"\n{args.rounds} rounds, builds alternating; CPU client ops/s, the slower of each "
+          f"mode's two rows, median over the rounds (each round: medians of {args.reps} reps)")
+    print(f"{'mode':<14}{'pure Python':>13}{'compiled':>11}{'compiled/pure':>15}")
+    for m in MODES:
+        print(f"{m:<14}{med[PURE][m]:>13.0f}{med[COMPILED][m]:>11.0f}"
+              f"{med[COMPILED][m] / med[PURE][m]:>15.2f}")
+    print(f"{'reference':<14}{ref[PURE]:>13.0f}{ref[COMPILED]:>11.0f}"
+          f"{ref[COMPILED] / ref[PURE]:>15.2f}")
+    verdict = {b: min(med[b].values()) >= GOAL_OPS_S for b in sites}
+    print(f"\ngoal: every mode >= {GOAL_OPS_S} CPU ops/s")
+    print(f"  the installed build (a wheel: {COMPILED}): slowest mode "
+          f"{min(med[COMPILED].values()):.0f}: {'meets' if verdict[COMPILED] else 'below'}")
+    print(f"  {PURE} (editable installs, no C compiler): slowest mode "
+          f"{min(med[PURE].values()):.0f}: {'meets' if verdict[PURE] else 'below'}")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump({"goal_cpu_ops_per_s": GOAL_OPS_S, "rounds": args.rounds,
+                       "reps": args.reps, "mode_cpu_ops_per_s": med,
+                       "reference_cpu_ops_per_s": ref, "goal_met": verdict,
+                       "runs": runs}, fh, indent=2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--ops", type=int, default=10_000)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--builds", choices=("this", "both"), default="this",
+                    help="this: the selfhood this interpreter imports; both: pure Python and "
+                         "this checkout's compiled wheel, side by side")
+    ap.add_argument("--rounds", type=int, default=2,
+                    help="with --builds both: rounds, each running both builds")
+    args = ap.parse_args()
+    if args.ops < 1 or args.reps < 1 or args.rounds < 1:
+        ap.error("--ops, --reps and --rounds must be >= 1")
+    if args.builds == "both":
+        both_builds(args)
+    else:
+        measure(args)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ the real thing was exercised. The names below are what the tests use.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
+import sys
 import venv
 from collections.abc import Iterator
 from pathlib import Path
@@ -32,6 +32,10 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE")
                       or ("ci" if os.environ.get("CI", "").lower() == "true" else "dev"))
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# the build backend's helpers: the one way tests copy and install the checkout
+if str(REPO_ROOT / "build_backend") not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT / "build_backend"))
+from selfhood_build import COMPILE_ENV, clean_copy  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -67,17 +71,15 @@ def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     tmp = tmp_path_factory.mktemp("bare")
     project = tmp / "project"
-    project.mkdir()
-    for name in ("pyproject.toml", "README.md", "LICENSE"):
-        if (REPO_ROOT / name).exists():
-            shutil.copy(REPO_ROOT / name, project / name)
-    shutil.copytree(REPO_ROOT / "src", project / "src",
-                    ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    clean_copy(REPO_ROOT, project)
     env = tmp / "venv"
     venv.create(env, with_pip=True)
     py = env / "bin" / "python"
+    # pure Python: what these tests check does not depend on the build, and the compiled
+    # wheel (the default) has its own test, tests/test_compiled.py
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                    str(project)], check=True, capture_output=True, timeout=600)
+                    str(project)], check=True, capture_output=True, timeout=600,
+                   env={**os.environ, COMPILE_ENV: "0"})
     return py
 
 

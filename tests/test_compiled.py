@@ -26,7 +26,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "build_backend"))
+if str(ROOT / "build_backend") not in sys.path:
+    sys.path.insert(0, str(ROOT / "build_backend"))
 from selfhood_build import COMPILE_ENV, clean_copy, install_copy  # noqa: E402
 
 from selfhood._build import COMPILED, PURE  # noqa: E402
