@@ -79,8 +79,14 @@ def bare_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # wheel (the default) has its own test, tests/test_compiled.py
     subprocess.run([str(py), "-m", "pip", "install", "-q", "--disable-pip-version-check",
                     str(project)], check=True, capture_output=True, timeout=600,
-                   env={**os.environ, COMPILE_ENV: "0"})
-    return py
+                   env={**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+                        COMPILE_ENV: "0"})
+    # the bare install alone: an outer PYTHONPATH (tests/test_compiled.py runs this suite
+    # against a compiled copy that way) must not shadow it
+    wrapper = tmp / "python"
+    wrapper.write_text(f'#!/bin/sh\nunset PYTHONPATH\nexec "{py}" "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper
 
 
 @pytest.fixture(scope="module")
