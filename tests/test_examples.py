@@ -37,7 +37,7 @@ def _pytest(py: Path, cwd: Path, *args: str, broken: bool = False
            if not k.startswith(("PYTEST", "SELFHOOD_", "HYPOTHESIS"))}
     if broken:
         env["SELFHOOD_SHOW_BROKEN"] = "1"
-    return subprocess.run([str(py.parent / "pytest"), "-p", "no:cacheprovider", *args],
+    return subprocess.run([str(py), "-m", "pytest", "-p", "no:cacheprovider", *args],
                           cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
                           check=False)
 
