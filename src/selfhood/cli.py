@@ -1,7 +1,8 @@
 """The `selfhood` command.
 
 Subcommands live beside the code they drive and are imported lazily, so
-`selfhood check` does not pay for importing Kafka or SQLAlchemy. User
+`selfhood check` does not pay for importing Kafka or SQLAlchemy, and
+`selfhood --help` lists them from `COMMANDS` without importing any. User
 mistakes become one clear line on stderr and a sysexits-style code, never a
 traceback:
 
@@ -19,7 +20,7 @@ import importlib
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 import click
 
@@ -35,41 +36,75 @@ from selfhood.errors import (
     SelfhoodError,
     SpecError,
 )
-from selfhood.extras import MissingExtra, missing_extra
+from selfhood.extras import MissingExtra, missing_extra, unavailable
 
 EX_USAGE = 64
 EX_DATAERR = 65
 EX_UNAVAILABLE = 69
 
-#: command name -> "module:attribute" of a click command or group
-COMMANDS: dict[str, str] = {
-    "cluster": "selfhood.chaos.cluster_cli:cluster",
-    "log": "selfhood.eventlog.cli:log",
-    "check": "selfhood.checkers.cli:check",
-    "project": "selfhood.projections.cli:project",
-    "instance": "selfhood.projections.cli:instance",
-    "projections": "selfhood.projections.cli:projections",
-    "run": "selfhood.chaos.run_cli:run",
-    "hunt": "selfhood.chaos.run_cli:hunt",
-    "report": "selfhood.report.cli:report",
-    "compare": "selfhood.report.cli:compare",
-    "serve": "selfhood.report.serve:serve",
-    "study": "selfhood.chaos.study_cli:study",
-    "replica": "selfhood.replica.cli:replica",
+class Entry(NamedTuple):
+    """A subcommand as `selfhood --help` lists it, without importing its module."""
+
+    #: "module:attribute" of a click command or group
+    target: str
+    #: the first paragraph of the command's help (tests/test_cli_help.py keeps them equal)
+    summary: str
+    #: optional dependencies (`selfhood.extras.EXTRA_OF` names) its module imports
+    imports: tuple[str, ...] = ()
+
+
+#: command name -> where it lives and what the listing says of it
+COMMANDS: dict[str, Entry] = {
+    "cluster": Entry("selfhood.chaos.cluster_cli:cluster",
+                     "Start, inspect and stop the real Kafka (KRaft) + PostgreSQL cluster."),
+    "log": Entry("selfhood.eventlog.cli:log",
+                 "Inspect and benchmark an event log (sqlite:///path/log.db or "
+                 "kafka://host:port/topic)."),
+    "check": Entry("selfhood.checkers.cli:check",
+                   "Check HISTORY (JSON lines, elle-cli JSON, Jepsen EDN or a Jepsen log) "
+                   "against a consistency model."),
+    "project": Entry("selfhood.projections.cli:project",
+                     "Project LOG_URL into the database --into, exactly once, resuming where "
+                     "it stopped.", ("sqlalchemy",)),
+    "instance": Entry("selfhood.projections.cli:instance",
+                      "Look at instances, rebuilt from a log or read from a projection.",
+                      ("sqlalchemy",)),
+    "projections": Entry("selfhood.projections.cli:projections",
+                         "Manage projection databases.", ("sqlalchemy",)),
+    "run": Entry("selfhood.chaos.run_cli:run", "Run an experiment and compare the modes."),
+    "hunt": Entry("selfhood.chaos.run_cli:hunt",
+                  "Search seeds and fault schedules for a run that violates PROPERTY; "
+                  "shrink it."),
+    "report": Entry("selfhood.report.cli:report",
+                    "Rebuild RUN_DIR/report.md and RUN_DIR/report.html and print the table."),
+    "compare": Entry("selfhood.report.cli:compare",
+                     "Compare two stored runs or sweeps, mode by mode."),
+    "serve": Entry("selfhood.report.serve:serve",
+                   "Browse the runs in STORE: each report one click away, any two side by "
+                   "side."),
+    "study": Entry("selfhood.chaos.study_cli:study",
+                   "Answer the two research questions with a canned sweep; writes study.html "
+                   "+ study.md."),
+    "replica": Entry("selfhood.replica.cli:replica",
+                     "Replica OS processes: the core over Kafka, serving the HTTP API "
+                     "(docs/replica.md)."),
 }
 
 
 class LazyGroup(click.Group):
-    """A group whose subcommands are imported on first use."""
+    """A group whose subcommands are imported on first use (click's "Lazily Loading
+    Subcommands"), and listed by ``--help`` from `COMMANDS` alone: the command
+    modules import SQLAlchemy, the simulator and more, ~0.5 s that ``selfhood
+    --help`` and ``selfhood check --help`` need not pay."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
             return None
-        module_name, attr = target.split(":")
+        module_name, attr = entry.target.split(":")
         try:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError as exc:
@@ -82,6 +117,21 @@ class LazyGroup(click.Group):
         cmd = getattr(module, attr, None)
         return cmd if isinstance(cmd, click.Command) else None
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """Each command with its whole summary (wrapped, not cut off), or the extra
+        it needs when that is not installed; no command module is imported."""
+        rows = []
+        for name in self.list_commands(ctx):
+            entry = COMMANDS[name]
+            line = next(filter(None, map(unavailable, entry.imports)), None)
+            rows.append((name, entry.summary if line is None else _needs_short(line)))
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+def _needs_short(line: str) -> str:
+    return f"(needs {line.split(': ', 1)[-1]})"
+
 
 def _needs_extra(name: str, line: str) -> click.Command:
     """A stand-in for a command whose extra is missing: listed by --help, exit 69 when run."""
@@ -91,7 +141,7 @@ def _needs_extra(name: str, line: str) -> click.Command:
 
     return click.Command(
         name, callback=fail, help=f"Not available: {line}.",
-        short_help=f"(needs {line.split(': ', 1)[-1]})",
+        short_help=_needs_short(line),
         params=[click.Argument(["args"], nargs=-1, type=click.UNPROCESSED)],
         context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 

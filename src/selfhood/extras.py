@@ -45,6 +45,14 @@ def missing_extra(exc: ModuleNotFoundError) -> str | None:
     return None if extra is None else _line(root, extra)
 
 
+def unavailable(module: str) -> str | None:
+    """The one-line message if optional dependency `module` is not installed, else
+    None (nothing is imported)."""
+    if importlib.util.find_spec(module) is not None:
+        return None
+    return _line(module, EXTRA_OF[module])
+
+
 def installed(extra: str) -> bool:
     """Whether every import `extra` brings is available (nothing is imported)."""
     return all(importlib.util.find_spec(m) is not None
