@@ -23,6 +23,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -55,10 +56,14 @@ MYPYC_REQUIREMENT = "mypy==2.4.1"
 
 
 def get_requires_for_build_wheel(config_settings: dict[str, Any] | None = None) -> list[str]:
-    """setuptools' requirements, plus mypy unless the wheel is to be pure Python."""
+    """setuptools' requirements, plus, unless the wheel is to be pure Python, mypy and the
+    project's own dependencies: mypyc type-checks the compiled modules against msgspec's
+    types, and an isolated build environment holds only what is asked for here."""
     reqs = list(_setuptools.get_requires_for_build_wheel(config_settings))
     if os.environ.get(COMPILE_ENV) != "0":
-        reqs.append(MYPYC_REQUIREMENT)
+        with open("pyproject.toml", "rb") as fh:  # pip runs the backend in the project
+            deps = tomllib.load(fh)["project"]["dependencies"]
+        reqs += [MYPYC_REQUIREMENT, *deps]
     return reqs
 
 
