@@ -66,6 +66,9 @@ class OptionalBuildExt(build_ext):
             if self.required:
                 raise
             warn(f"compiling the simulator failed ({type(exc).__name__}: {exc})")
+            # an earlier build's objects in build/ would otherwise ship as this build's
+            for ext in self.extensions:
+                Path(self.get_ext_fullpath(ext.name)).unlink(missing_ok=True)
             self.extensions = []
 
 
