@@ -109,13 +109,16 @@ def clean_copy(root: Path, dest: Path) -> None:
 
 def install_copy(root: Path, target: Path, *, compile: str, work: Path,
                  isolation: bool = True, timeout_s: float = 900.0,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, python: Path | None = None) -> None:
     """``pip install --no-deps --target target`` of a clean copy of the checkout at ``root``.
 
     The copy (in ``work``) keeps the checkout free of build/ and egg-info and
     keeps an earlier build's objects out of this one. ``compile`` is the
     ``SELFHOOD_COMPILE`` value ("" for unset). Raises RuntimeError with pip's
     output when the build fails. ``env`` adds to the build's environment.
+    ``python`` runs pip (default: this interpreter); a fresh venv's pip builds as in a
+    user's new venv: mypy also reads the running venv's site-packages, so a
+    venv holding the project's dependencies hides any the build forgot to ask for.
     """
     proj = work / "proj"
     clean_copy(root, proj)
@@ -123,7 +126,8 @@ def install_copy(root: Path, target: Path, *, compile: str, work: Path,
     build_env.update(env or {})
     if compile:
         build_env[COMPILE_ENV] = compile
-    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target)]
+    cmd = [str(python or sys.executable), "-m", "pip", "install", "-q", "--no-deps",
+           "--target", str(target)]
     if not isolation:
         cmd.append("--no-build-isolation")
     done = subprocess.run([*cmd, str(proj)], env=build_env, capture_output=True, text=True,
