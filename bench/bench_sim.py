@@ -244,9 +244,9 @@ def both_builds(args: argparse.Namespace) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ops", type=int, default=10_000)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--json", default=None)
+    ap.add_argument("--ops", type=int, default=10_000, help="client ops per run")
+    ap.add_argument("--reps", type=int, default=3, help="runs per row; rows give medians")
+    ap.add_argument("--json", default=None, help="also write the figures to this file")
     ap.add_argument("--builds", choices=("this", "both"), default="this",
                     help="this: the selfhood this interpreter imports; both: pure Python and "
                          "this checkout's compiled wheel, side by side")

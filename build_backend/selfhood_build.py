@@ -11,7 +11,8 @@ Python: a compiled module beside its source would shadow every later edit.
 pure Python with a warning (no C compiler or Python headers); ``1``, require the
 compiled build (any failure fails the build); ``0``, build pure Python.
 
-This module only adds mypy (which carries mypyc) to a wheel's build
+This module only adds mypy (which carries mypyc) and the project's
+dependencies (whose types mypyc compiles against) to a wheel's build
 requirements and tells setup.py which kind of build is running; setup.py
 does the compiling. `install_copy` is the one way the tests and the bench
 install a copy of a checkout.
