@@ -60,6 +60,13 @@ class OptionalBuildExt(build_ext):
     required = False
 
     def run(self) -> None:
+        # extension files an earlier build left in build/ that this one does not make (a
+        # module since dropped from the list, the old group library) would ship and shadow
+        # the source
+        made = {Path(self.get_ext_fullpath(ext.name)) for ext in self.extensions}
+        for old in Path(self.build_lib).rglob("*"):
+            if old.suffix in (".so", ".pyd") and old not in made:
+                old.unlink()
         try:
             super().run()
         except Exception as exc:  # a missing compiler or Python.h: CompileError, OSError, ...
