@@ -180,7 +180,8 @@ def source_digest() -> str:
 
 
 def compiled_site() -> Path:
-    """This checkout installed as its wheel is (compiled; built once per source digest)."""
+    """This checkout installed as its wheel is (compiled; built once per source digest, and
+    only the newest build is kept)."""
     site = BUILDS_DIR / f"compiled-{source_digest()}"
     if (site / "selfhood").is_dir():
         print(f"compiled build: {site} (cached)", flush=True)
@@ -192,8 +193,13 @@ def compiled_site() -> Path:
     tmp = Path(tempfile.mkdtemp(prefix="bench-sim-build-"))
     try:
         # SELFHOOD_COMPILE=1: a build that cannot compile fails here, not silently pure
-        install_copy(ROOT, tmp / "site", compile="1", work=tmp)
+        try:
+            install_copy(ROOT, tmp / "site", compile="1", work=tmp)
+        except RuntimeError as exc:
+            raise SystemExit(f"bench_sim: cannot build the compiled wheel: {exc}") from None
         BUILDS_DIR.mkdir(parents=True, exist_ok=True)
+        for old in BUILDS_DIR.glob("compiled-*"):  # builds of earlier sources
+            shutil.rmtree(old, ignore_errors=True)
         (tmp / "site").rename(site)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -209,8 +215,12 @@ def both_builds(args: argparse.Namespace) -> None:
             with tempfile.NamedTemporaryFile(suffix=".json") as out:
                 env = {**os.environ, "PYTHONPATH": str(site)}
                 print(f"\n== round {rnd + 1}/{args.rounds}: {build}", flush=True)
-                subprocess.run([sys.executable, __file__, "--ops", str(args.ops), "--reps",
-                                str(args.reps), "--json", out.name], env=env, check=True)
+                child = subprocess.run([sys.executable, __file__, "--ops", str(args.ops),
+                                        "--reps", str(args.reps), "--json", out.name],
+                                       env=env, check=False)
+                if child.returncode != 0:
+                    raise SystemExit(f"bench_sim: the {build} run failed "
+                                     f"(exit {child.returncode}); its output is above")
                 got = json.loads(Path(out.name).read_text())
             if got["build"] != build:
                 raise SystemExit(f"expected the {build} build from {site}, "
