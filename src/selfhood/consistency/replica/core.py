@@ -186,6 +186,7 @@ class Replica:
         return (h,) if h == m else (h, m)
 
     def _log_reachable(self, now: Clock) -> bool:
+        """Whether the log confirmed this replica's state within the lease (its read lease)."""
         return now.mono - self.log_contact <= self.lease_ns
 
     def owner_of(self, instance: str) -> tuple[str, int] | None:

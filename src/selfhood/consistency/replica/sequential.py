@@ -171,7 +171,7 @@ class SequentialReplica(Replica):
 
     def _read(self, req: Request, inst: str, deadline: int, now: Clock,
               out: list[Output]) -> None:
-        if now.mono - self.log_contact > self.lease_ns:  # not _log_reachable(now)
+        if not self._log_reachable(now):
             self.stats["refused"] += 1
             out.append(Reply(req.req_id, "fail", None, UNAVAILABLE))
             return
@@ -310,7 +310,7 @@ class SequentialReplica(Replica):
                     r.barrier_id = None
                     r.needed = {p: rec.ends[p] for p in self._partitions(inst)}
         # only within the lease, as at entry (a runtime's `keep` contact renews nothing)
-        if self.reads and now.mono - self.log_contact <= self.lease_ns:
+        if self.reads and self._log_reachable(now):
             self._check_reads(out)
 
     # -- ownership ----------------------------------------------------------------------
@@ -409,7 +409,7 @@ class SequentialReplica(Replica):
                 if t > w.deadline + grace:
                     del self.writes[eid]  # the client has long timed out (info)
         if self.reads:
-            lapsed = t - self.log_contact > self.lease_ns  # not _log_reachable(now)
+            lapsed = not self._log_reachable(now)
             keep: list[_Read] = []
             for r in self.reads:
                 if t >= r.deadline:
