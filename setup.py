@@ -18,7 +18,6 @@ import shlex
 import shutil
 import sys
 import sysconfig
-import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +25,8 @@ from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
 HERE = Path(__file__).resolve().parent
-COMPILE_ENV = "SELFHOOD_COMPILE"
-KIND_ENV = "_SELFHOOD_BUILD_KIND"  # set by build_backend/selfhood_build.py
-
-
-def compiled_modules() -> list[str]:
-    """The module paths to compile (the one list: pyproject's ``[tool.selfhood] compiled``)."""
-    with open(HERE / "pyproject.toml", "rb") as fh:
-        return list(tomllib.load(fh)["tool"]["selfhood"]["compiled"])
+sys.path.insert(0, str(HERE / "build_backend"))  # pip puts it there too (backend-path)
+from selfhood_build import COMPILE_ENV, KIND_ENV, compiled_modules  # noqa: E402
 
 
 def missing_toolchain() -> str | None:
@@ -57,8 +50,6 @@ def warn(msg: str) -> None:
 class OptionalBuildExt(build_ext):
     """build_ext that, unless the compiled build was required, falls back to pure Python."""
 
-    required = False
-
     def run(self) -> None:
         # extension files an earlier build left in build/ that this one does not make (a
         # module since dropped from the list, the old group library) would ship and shadow
@@ -70,7 +61,7 @@ class OptionalBuildExt(build_ext):
         try:
             super().run()
         except Exception as exc:  # a missing compiler or Python.h: CompileError, OSError, ...
-            if self.required:
+            if os.environ.get(COMPILE_ENV) == "1":
                 raise
             warn(f"compiling the simulator failed ({type(exc).__name__}: {exc})")
             # an earlier build's objects in build/ would otherwise ship as this build's
@@ -79,9 +70,8 @@ class OptionalBuildExt(build_ext):
             self.extensions = []
 
 
-def extensions() -> tuple[list[Any], bool]:
-    """The mypyc extension modules for this build (none if it is not a wheel), and whether
-    they are required."""
+def extensions() -> list[Any]:
+    """The mypyc extension modules for this build (none if it is not a wheel)."""
     choice = os.environ.get(COMPILE_ENV, "")
     if choice not in ("", "0", "1"):
         raise SystemExit(f"{COMPILE_ENV}={choice!r}: use 1 (compile), 0 (pure Python) "
@@ -91,7 +81,7 @@ def extensions() -> tuple[list[Any], bool]:
         raise SystemExit(f"{COMPILE_ENV}=1 with an editable install: the compiled modules "
                          "would shadow the source you edit; install without -e")
     if kind != "wheel" or choice == "0":
-        return [], False
+        return []
     required = choice == "1"
     try:
         from mypyc.build import mypycify
@@ -100,27 +90,26 @@ def extensions() -> tuple[list[Any], bool]:
             raise SystemExit(f"{COMPILE_ENV}=1 needs mypyc (pip install mypy, or build "
                              f"with build isolation): {exc}") from None
         warn("mypyc is not installed in the build environment")
-        return [], False
+        return []
     why = missing_toolchain()
     if why is not None:
         if required:
             raise SystemExit(f"{COMPILE_ENV}=1: cannot compile the simulator: {why}")
         warn(why)
-        return [], False
+        return []
     os.chdir(HERE)  # mypyc names modules from paths relative to the project (src layout)
     # errors only in the compiled modules: the IO modules the type check passes through
     # import the extras' drivers (sqlalchemy, aiohttp), which a build environment lacks
     # (`mypy` itself checks the whole package, with the extras, in CI)
-    mypy_args = [*compiled_modules(), "--follow-imports=silent"]
+    mypy_args = [*compiled_modules(HERE), "--follow-imports=silent"]
     try:
-        return list(mypycify(mypy_args, opt_level="3")), required
+        return list(mypycify(mypy_args, opt_level="3"))
     except (Exception, SystemExit) as exc:
         if required:
             raise
         detail = "mypy's errors are above" if isinstance(exc, SystemExit) else str(exc)
         warn(f"mypyc could not compile the simulator ({detail})")
-        return [], False
+        return []
 
 
-ext_modules, OptionalBuildExt.required = extensions()
-setup(ext_modules=ext_modules, cmdclass={"build_ext": OptionalBuildExt})
+setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

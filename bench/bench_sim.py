@@ -165,17 +165,20 @@ def measure(args: argparse.Namespace) -> None:
                        "load_average": loadavg, "build": build, "rows": rows}, fh, indent=2)
 
 
+def _backend() -> Any:
+    """The build backend's helpers (imported only for --builds both: setuptools)."""
+    if str(ROOT / "build_backend") not in sys.path:
+        sys.path.insert(0, str(ROOT / "build_backend"))
+    import selfhood_build
+
+    return selfhood_build
+
+
 def source_digest() -> str:
     """A digest of what a build of this checkout reads (the wheel cache's key)."""
     h = hashlib.sha256()
-    files = [ROOT / n for n in ("pyproject.toml", "setup.py", "MANIFEST.in")]
-    for d in ("src", "build_backend"):
-        files += sorted(p for p in (ROOT / d).rglob("*")
-                        if p.is_file() and "__pycache__" not in p.parts
-                        and ".egg-info" not in str(p) and p.suffix not in (".so", ".pyc"))
-    for f in files:
-        if f.exists():
-            h.update(str(f.relative_to(ROOT)).encode() + b"\0" + f.read_bytes() + b"\0")
+    for rel in _backend().build_inputs(ROOT):
+        h.update(str(rel).encode() + b"\0" + (ROOT / rel).read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
@@ -186,15 +189,12 @@ def compiled_site() -> Path:
     if (site / "selfhood").is_dir():
         print(f"compiled build: {site} (cached)", flush=True)
         return site
-    sys.path.insert(0, str(ROOT / "build_backend"))
-    from selfhood_build import install_copy
-
     print(f"building this checkout's wheel into {site} (mypyc, ~1-2 min) ...", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="bench-sim-build-"))
     try:
         # SELFHOOD_COMPILE=1: a build that cannot compile fails here, not silently pure
         try:
-            install_copy(ROOT, tmp / "site", compile="1", work=tmp)
+            _backend().install_copy(ROOT, tmp / "site", compile="1", work=tmp)
         except RuntimeError as exc:
             raise SystemExit(f"bench_sim: cannot build the compiled wheel: {exc}") from None
         BUILDS_DIR.mkdir(parents=True, exist_ok=True)

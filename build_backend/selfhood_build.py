@@ -14,12 +14,13 @@ compiled build (any failure fails the build); ``0``, build pure Python.
 This module only adds mypy (which carries mypyc) and the project's
 dependencies (whose types mypyc compiles against) to a wheel's build
 requirements and tells setup.py which kind of build is running; setup.py
-does the compiling. `install_copy` is the one way the tests and the bench
-install a copy of a checkout.
+does the compiling (its names and module list come from here). `install_copy`
+is the one way the tests and the bench install a copy of a checkout.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 import subprocess
@@ -94,18 +95,39 @@ def build_editable(wheel_directory: str, config_settings: dict[str, Any] | None 
                metadata_directory)
 
 
+def compiled_modules(root: Path) -> list[str]:
+    """The module paths a wheel compiles (the one list: pyproject's ``[tool.selfhood]
+    compiled``), relative to ``root``."""
+    with open(root / "pyproject.toml", "rb") as fh:
+        return list(tomllib.load(fh)["tool"]["selfhood"]["compiled"])
+
+
+#: what a build reads: these files at the top, and these trees without the junk
+_TOP_FILES = ("pyproject.toml", "setup.py", "README.md", "MANIFEST.in")
+_TREES = ("src", "build_backend")
+_JUNK = ("__pycache__", "*.egg-info", "*.so", "*.pyc")
+
+
+def build_inputs(root: Path) -> list[Path]:
+    """The files a build of the checkout at ``root`` reads, relative to it, in a fixed
+    order: what `clean_copy` copies and what a cache of builds keys on."""
+    files = [Path(n) for n in _TOP_FILES if (root / n).is_file()]
+    for tree in _TREES:
+        for path in sorted((root / tree).rglob("*")):
+            rel = path.relative_to(root)
+            if path.is_file() and not any(fnmatch.fnmatch(part, pat)
+                                          for part in rel.parts for pat in _JUNK):
+                files.append(rel)
+    return files
+
+
 def clean_copy(root: Path, dest: Path) -> None:
-    """What a build of the checkout at ``root`` reads, copied to ``dest`` (replaced) without
-    caches, egg-info or compiled objects."""
+    """`build_inputs` of the checkout at ``root``, copied to ``dest`` (replaced)."""
     if dest.exists():
         shutil.rmtree(dest)
-    dest.mkdir(parents=True)
-    for name in ("pyproject.toml", "setup.py", "README.md", "MANIFEST.in"):
-        if (root / name).exists():
-            shutil.copy2(root / name, dest / name)
-    junk = shutil.ignore_patterns("__pycache__", "*.egg-info", "*.so", "*.pyc")
-    for name in ("src", "build_backend"):
-        shutil.copytree(root / name, dest / name, ignore=junk)
+    for rel in build_inputs(root):
+        (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(root / rel, dest / rel)
 
 
 def install_copy(root: Path, target: Path, *, compile: str, work: Path,

@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 import tarfile
-import tomllib
 import venv
 import zipfile
 from pathlib import Path
@@ -29,7 +28,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT / "build_backend") not in sys.path:
     sys.path.insert(0, str(ROOT / "build_backend"))
-from selfhood_build import COMPILE_ENV, clean_copy, install_copy  # noqa: E402
+from selfhood_build import COMPILE_ENV, clean_copy, compiled_modules, install_copy  # noqa: E402
 
 from selfhood._build import COMPILED, PURE  # noqa: E402
 
@@ -39,13 +38,12 @@ _SLOW = pytest.mark.skipif(os.environ.get("SELFHOOD_TEST_COMPILED") != "1",
 
 
 def _compiled_modules() -> list[str]:
-    with open(ROOT / "pyproject.toml", "rb") as fh:
-        paths = tomllib.load(fh)["tool"]["selfhood"]["compiled"]
-    return [p.removeprefix("src/").removesuffix(".py").replace("/", ".") for p in paths]
+    return [p.removeprefix("src/").removesuffix(".py").replace("/", ".")
+            for p in compiled_modules(ROOT)]
 
 
-def _env(site: Path, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(site), **extra}
+def _env(site: Path) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(site)}
     for k in (COMPILE_ENV, "SELFHOOD_TEST_COMPILED"):
         env.pop(k, None)
     return env
